@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cache.h - the on-disk layer index format and the cache directory.
+ *
+ * One file per layer blob, `<cache>/<key>.idx`, where key is the blob digest
+ * with ':' replaced by '-' ("sha256-<hex>"), or "diffid-sha256-<hex>" when the
+ * image does not give the blob digest (legacy docker-archive).  A layer shared
+ * by two images is therefore indexed once.  Layout (all little-endian):
+ *
+ *   struct lf_cache_header
+ *   sections, each 8-byte aligned, located by header.sect[]:
+ *     ENTRIES   struct lf_idx_entry[nentries], in tar order
+ *     STRINGS   NUL-terminated paths and link targets, xattr names and values
+ *     XATTRS    struct lf_idx_xattr[]
+ *     SPARSE    struct lf_idx_sparse[]
+ *     GZPOINTS  struct lf_gzidx_point[] (gzip layers only)
+ *     GZWINDOWS deflated 32 KiB windows (gzip layers only)
+ *
+ * The header ends with a sha256 over the header (checksum field excluded)
+ * and every byte after it.  Files are written to a temp file in the cache
+ * directory and renamed into place, so readers see a whole file or none; a
+ * file with a bad magic, version, key, size or checksum is never trusted.
+ *
+ * Thread safety: lf_cache_* functions are reentrant.  Ownership is stated per
+ * function.
+ */
+#ifndef LAYERFS_CACHE_H
+#define LAYERFS_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layerfs/buf.h"
+#include "layerfs/common.h"
+#include "layerfs/digest.h"
+
+#define LF_CACHE_MAGIC "LFIDX\r\n\032"	/* 8 bytes, like PNG's: catches text mangling */
+#define LF_CACHE_VERSION 1
+
+enum lf_cache_section {
+	LF_SECT_ENTRIES,
+	LF_SECT_STRINGS,
+	LF_SECT_XATTRS,
+	LF_SECT_SPARSE,
+	LF_SECT_GZPOINTS,
+	LF_SECT_GZWINDOWS,
+	LF_SECT_COUNT,
+};
+
+enum lf_compression {
+	LF_COMP_NONE = 0,
+	LF_COMP_GZIP = 1,
+	LF_COMP_ZSTD = 2,
+};
+
+/* The index was built with digest verification on (both digests matched). */
+#define LF_CACHE_VERIFIED 1u
+
+struct lf_cache_sect {
+	uint64_t off;		/* from the start of the file, 8-aligned */
+	uint64_t len;		/* bytes */
+};
+
+struct lf_cache_header {
+	char magic[8];		/* LF_CACHE_MAGIC */
+	uint32_t version;	/* LF_CACHE_VERSION */
+	uint32_t header_size;	/* sizeof(struct lf_cache_header) */
+	char key[80];		/* cache key, NUL-padded */
+	char blob_digest[LF_DIGEST_LEN];	/* sha256 of the blob as read */
+	char diff_id[LF_DIGEST_LEN];		/* sha256 of the tar stream */
+	uint64_t blob_size;	/* compressed bytes */
+	uint64_t tar_size;	/* uncompressed bytes */
+	uint64_t nentries;	/* members in ENTRIES */
+	uint64_t nwhiteouts;	/* members named .wh.* (incl. opaque markers) */
+	uint32_t compression;	/* enum lf_compression */
+	uint32_t flags;		/* LF_CACHE_VERIFIED */
+	struct lf_cache_sect sect[LF_SECT_COUNT];
+	uint8_t reserved[64];	/* zero */
+	uint8_t checksum[32];	/* sha256, see above; last field */
+};
+_Static_assert(sizeof(struct lf_cache_header) == 472, "cache header size");
+
+/* Entry kinds (struct lf_idx_entry.kind). */
+enum lf_idx_kind {
+	LF_KIND_REG = 1,
+	LF_KIND_DIR,
+	LF_KIND_SYMLINK,
+	LF_KIND_HARDLINK,
+	LF_KIND_CHR,
+	LF_KIND_BLK,
+	LF_KIND_FIFO,
+	LF_KIND_SOCK,
+};
+
+/* One tar member.  72 bytes, no pointers: it lives in the mmapped file. */
+struct lf_idx_entry {
+	uint64_t data_off;	/* first data byte in the uncompressed stream */
+	uint64_t size;		/* logical size (sparse files: with holes) */
+	int64_t mtime;		/* seconds since the epoch */
+	uint32_t mtime_nsec;	/* nanoseconds */
+	uint32_t path;		/* STRINGS offset: normalised path ("" = root) */
+	uint32_t link;		/* STRINGS offset of symlink/hardlink target,
+				 * normalised for hardlinks; UINT32_MAX if none */
+	uint32_t mode;		/* permission bits (07777) */
+	uint32_t uid, gid;
+	uint32_t rdev;		/* major << 20 | minor (minor < 2^20) */
+	uint32_t xattr_first;	/* first record in XATTRS */
+	uint32_t sparse_first;	/* first record in SPARSE */
+	uint32_t sparse_count;	/* records in SPARSE; 0 = not sparse */
+	uint16_t xattr_count;	/* records in XATTRS */
+	uint8_t kind;		/* enum lf_idx_kind */
+	uint8_t flags;		/* LF_IDX_* */
+};
+_Static_assert(sizeof(struct lf_idx_entry) == 72, "index entry size");
+
+/* The entry's basename starts with ".wh." (whiteout or opaque marker). */
+#define LF_IDX_WHITEOUT 1
+/* The entry is the opaque marker ".wh..wh..opq". */
+#define LF_IDX_OPAQUE 2
+
+struct lf_idx_xattr {
+	uint32_t name;		/* STRINGS offset, NUL-terminated */
+	uint32_t value;		/* STRINGS offset of the value bytes */
+	uint32_t len;		/* value length */
+	uint32_t pad;		/* zero */
+};
+_Static_assert(sizeof(struct lf_idx_xattr) == 16, "xattr record size");
+
+struct lf_idx_sparse {
+	uint64_t offset;	/* logical offset of a data region */
+	uint64_t length;	/* its length; data regions are stored back to
+				 * back from the entry's data_off */
+};
+_Static_assert(sizeof(struct lf_idx_sparse) == 16, "sparse record size");
+
+/*
+ * The cache directory: `override` if non-NULL, else $LAYERFS_CACHE, else
+ * $XDG_CACHE_HOME/layerfs, else $HOME/.cache/layerfs.  Written into `out`.
+ * Returns 0 or -ENOENT when no candidate exists (no HOME).
+ */
+int lf_cache_dir(const char *override, struct lf_buf *out);
+
+/* "<dir>/<key><suffix>" into out. */
+int lf_cache_path(const char *dir, const char *key, const char *suffix,
+		  struct lf_buf *out);
+
+/*
+ * Write `len` bytes atomically to `path`: mkdir -p of the directory, temp file
+ * in the same directory, fsync-free write, rename.  On failure nothing is
+ * left behind.  Returns 0 or -errno with a message.
+ */
+int lf_cache_store(const char *path, const void *data, size_t len,
+		   struct lf_err *err);
+
+/*
+ * Compute and store the checksum of a complete file image in memory (the
+ * header at the start of `data`).
+ */
+void lf_cache_seal(void *data, size_t len);
+
+/*
+ * mmap `path` read-only and check magic, version, sizes, key, section bounds
+ * and checksum.  On success *map and *len own the mapping (lf_cache_unmap()).
+ * -ENOENT when the file does not exist (not an error worth a message);
+ * -EINVAL with a message saying what is wrong for a corrupt or foreign file.
+ */
+int lf_cache_load(const char *path, const char *key, void **map, size_t *len,
+		  struct lf_err *err);
+void lf_cache_unmap(void *map, size_t len);
+
+#endif /* LAYERFS_CACHE_H */

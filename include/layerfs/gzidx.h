@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gzidx.h - random access into gzip streams (zlib's zran technique).
+ *
+ * A gzip stream cannot be entered in the middle except at a deflate block
+ * boundary, given the 32 KiB of output before it.  While a layer is read once
+ * (index.c), the builder inflates it and records a checkpoint about every
+ * `span` bytes of output: {compressed offset, bit offset, uncompressed
+ * offset, 32 KiB window}.  Each window is stored as a zlib-format stream
+ * (compress2-style, so its adler32 catches a damaged cache file).  Only gzip
+ * is accepted (windowBits 31), not raw zlib streams.  Multi-member gzip files
+ * (concatenated streams) work the same; every member start gets a point.
+ * Zero bytes after the last member are ignored (some tools pad; they count
+ * in total_in); any other trailing data is an error.  Points have strictly
+ * increasing `out`.
+ *
+ * This is the only zlib user: the LRU of decompressed chunks lives in blob.c,
+ * which calls lf_gzidx_extract().
+ *
+ * Ownership: the builder owns its buffers until lf_gzidx_builder_free().  A
+ * struct lf_gzidx_view borrows memory (usually the mmapped cache file).
+ * Thread safety: a builder belongs to one thread; lf_gzidx_extract() is
+ * reentrant (each call has its own z_stream) and may run on many threads over
+ * the same view.
+ */
+#ifndef LAYERFS_GZIDX_H
+#define LAYERFS_GZIDX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "layerfs/buf.h"
+#include "layerfs/common.h"
+#include "layerfs/vfile.h"
+
+/* Default checkpoint spacing (bytes of uncompressed output). */
+#define LF_GZIDX_SPAN (1u << 20)
+
+/* On-disk checkpoint record (little-endian, part of the cache format). */
+struct lf_gzidx_point {
+	uint64_t in;		/* compressed offset of the first full byte */
+	uint64_t out;		/* uncompressed offset of this checkpoint */
+	uint64_t window_off;	/* offset of the deflated window in the windows blob */
+	uint32_t window_len;	/* deflated window length (0: no window, out==member start) */
+	uint8_t bits;		/* bits (0-7) of the byte at in-1 that belong here */
+	uint8_t flags;		/* LF_GZIDX_POINT_* */
+	uint8_t pad[2];		/* zero */
+};
+_Static_assert(sizeof(struct lf_gzidx_point) == 32, "gzidx point size");
+
+/* The point is at the start of a gzip member (a header follows at `in`). */
+#define LF_GZIDX_POINT_MEMBER 1
+
+/* A read-only view of an index: borrowed arrays. */
+struct lf_gzidx_view {
+	const struct lf_gzidx_point *points;	/* sorted by out */
+	size_t npoints;
+	const unsigned char *windows;		/* deflated windows */
+	size_t windows_len;
+	uint64_t total_out;			/* uncompressed size */
+	uint64_t total_in;			/* compressed size */
+};
+
+/* Pull-style source of compressed bytes: returns bytes read, 0 at EOF, or
+ * -errno.  index.c hashes the compressed stream inside this callback. */
+typedef ssize_t (*lf_gzidx_read_fn)(void *ctx, void *buf, size_t len);
+
+struct lf_gzidx_builder;
+
+/*
+ * Create a builder that pulls compressed bytes through `rd(ctx, ...)`.
+ * `name` (borrowed, valid for the builder's life) names the blob in messages.
+ * span 0 means LF_GZIDX_SPAN.
+ */
+int lf_gzidx_builder_new(uint64_t span, lf_gzidx_read_fn rd, void *ctx,
+			 const char *name, struct lf_gzidx_builder **out);
+
+/*
+ * Produce up to `len` (> 0) bytes of uncompressed output into buf.  After a
+ * failure every later call returns the same code.  *got is set to
+ * the number produced; 0 with return 0 means the end of the (last) member.
+ * Errors: -EINVAL for corrupt data ("'<name>': corrupt deflate data at
+ * compressed offset N: <zlib msg>"), -EIO for a truncated stream ("'<name>':
+ * truncated gzip stream (ends at compressed offset N)") or a read error.
+ */
+int lf_gzidx_builder_read(struct lf_gzidx_builder *b, void *buf, size_t len,
+			  size_t *got, struct lf_err *err);
+
+/*
+ * After the end: append the point array and the windows blob to `points` and
+ * `windows` (both caller-owned buffers), and report totals.  window_off
+ * counts from the start of what is appended to `windows`.  Only valid once
+ * lf_gzidx_builder_read() has returned 0 bytes.
+ */
+int lf_gzidx_builder_finish(struct lf_gzidx_builder *b, struct lf_buf *points,
+			    struct lf_buf *windows, uint64_t *total_in,
+			    uint64_t *total_out, struct lf_err *err);
+
+void lf_gzidx_builder_free(struct lf_gzidx_builder *b);
+
+/*
+ * Decompress `len` bytes of output starting exactly at checkpoint `i` of
+ * `view`, reading compressed bytes from `blob`.  Reading stops early only at
+ * the end of the stream (*got < len).  Callers (blob.c) choose i as the last
+ * point <= the wanted offset and discard the head they do not need.
+ * Returns 0 or -EIO/-EINVAL with a message naming the blob and offset.
+ */
+int lf_gzidx_extract(const struct lf_gzidx_view *view, size_t i,
+		     const struct lf_vfile *blob, void *out, size_t len,
+		     size_t *got, struct lf_err *err);
+
+/* Index of the last point with out <= off (0 if none). */
+size_t lf_gzidx_find(const struct lf_gzidx_view *view, uint64_t off);
+
+#endif /* LAYERFS_GZIDX_H */

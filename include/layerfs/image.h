@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image.h - detect and open a container image, list its layers.
+ *
+ * IMAGE is a path, auto-detected (DESIGN section 1):
+ *   - a directory with `oci-layout` and `index.json` (OCI image layout);
+ *   - an uncompressed tar holding such a layout (OCI archive), or holding
+ *     `manifest.json` (docker-archive: legacy `<id>/layer.tar` members or the
+ *     `blobs/sha256/<hex>` form of Docker 25+ and skopeo).
+ * Several images in one layout/archive are chosen with opts->ref; an image
+ * index is resolved to opts->platform (default: the host, linux/amd64 here).
+ * Blobs inside an outer tar are exposed as byte ranges of the archive file
+ * (read in place, never extracted); archive members that are symlinks or
+ * hardlinks to other members are followed.
+ *
+ * This module parses JSON (it is the only jansson user besides cli_output.c)
+ * and validates structure; it does not read layer contents and does not
+ * verify digests (index.c does, while it reads each blob once).
+ *
+ * Ownership: everything reachable from a struct lf_image is owned by it and
+ * valid until lf_image_close().  Thread safety: read-only after open; the
+ * layer vfiles may be pread from many threads.
+ */
+#ifndef LAYERFS_IMAGE_H
+#define LAYERFS_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layerfs/common.h"
+#include "layerfs/digest.h"
+#include "layerfs/vfile.h"
+
+struct lf_image;
+
+struct lf_image_opts {
+	const char *ref;	/* NAME:TAG or ref annotation, NULL = the only one */
+	const char *platform;	/* "os/arch[/variant]", NULL = host platform */
+};
+
+struct lf_image_layer {
+	/* "sha256:<hex>" the blob must hash to, or "" when the image does not
+	 * say (legacy docker-archive `<id>/layer.tar`). */
+	char digest[LF_DIGEST_LEN];
+	/* "sha256:<hex>" of the uncompressed tar (config rootfs.diff_ids). */
+	char diff_id[LF_DIGEST_LEN];
+	/* As written in the manifest; "" for docker-archive without
+	 * LayerSources.  Compression is detected from magic bytes, not this. */
+	const char *media_type;
+	/* Size the manifest declares, or the blob's size when it declares none. */
+	uint64_t size;
+	/* The blob's bytes (a file, or a range of the archive file). */
+	struct lf_vfile *blob;
+	/* How messages name the blob, e.g. "blobs/sha256/ab12...". */
+	const char *source;
+	/* `created_by` of the matching non-empty history entry, or NULL. */
+	const char *created_by;
+	/* `created` of that history entry (RFC 3339), or NULL. */
+	const char *created;
+	/* `comment` of that history entry, or NULL. */
+	const char *comment;
+};
+
+/*
+ * Open the image at `path`.  On success *out owns everything and must be
+ * closed with lf_image_close().  Errors (-ENOENT, -EINVAL, -EIO, -ENOMEM...)
+ * come with a message naming the file and the cause, e.g.
+ *   "'img.tar': manifest.json: invalid JSON at line 3: ...",
+ *   "'img': 2 images, choose one with --ref: a:1, b:2",
+ *   "'img': layer 2 (sha256:ab..): blob blobs/sha256/ab.. is missing",
+ *   "'img': layer 1: unsupported media type 'application/x-foo'".
+ */
+int lf_image_open(const char *path, const struct lf_image_opts *opts,
+		  struct lf_image **out, struct lf_err *err);
+
+size_t lf_image_layer_count(const struct lf_image *img);
+/* Layer i, 0 = bottom.  i must be < lf_image_layer_count(). */
+const struct lf_image_layer *lf_image_layer(const struct lf_image *img,
+					    size_t i);
+
+/* "oci-layout", "oci-archive" or "docker-archive". */
+const char *lf_image_format(const struct lf_image *img);
+/* The path given to lf_image_open(). */
+const char *lf_image_path(const struct lf_image *img);
+/* Digest of the selected manifest ("" for docker-archive). */
+const char *lf_image_manifest_digest(const struct lf_image *img);
+/* Config blob digest, and its raw JSON bytes (NUL-terminated). */
+const char *lf_image_config_digest(const struct lf_image *img);
+const char *lf_image_config_json(const struct lf_image *img, size_t *len);
+/* The selected reference name (tag) or NULL when the image has none. */
+const char *lf_image_ref(const struct lf_image *img);
+
+void lf_image_close(struct lf_image *img);
+
+#endif /* LAYERFS_IMAGE_H */

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * index.h - the one-pass index of a layer blob, built once per digest ever.
+ *
+ * lf_index_open() loads `<cache>/<key>.idx` when it is valid, and otherwise
+ * reads the blob exactly once:
+ *   compressed bytes -> sha256 (must equal the manifest digest)
+ *   -> inflate (gzip: with checkpoints, gzidx.h; zstd: zstdec.h, plus a
+ *      decompressed copy `<cache>/<key>.tar` for random access)
+ *   -> sha256 (must equal the config diff_id)
+ *   -> tarscan.h -> entries with exact data offsets (cache.h format)
+ * and stores the result in the cache (temp file + rename).  A corrupt or
+ * foreign cache file is reported with lf_log(WARN), ignored and rebuilt.
+ * Compression is detected from magic bytes, never from names or media types.
+ * Entry paths are normalised (path.h); an entry with a ".." component or an
+ * empty name fails the whole layer (DESIGN section 3 rule 1).
+ *
+ * This module knows nothing of trees or FUSE.  Ownership: a struct lf_index
+ * owns its mapping; every pointer it returns is valid until lf_index_close().
+ * Thread safety: read-only after open; any number of readers.  Distinct layers
+ * may be opened concurrently from different threads.
+ */
+#ifndef LAYERFS_INDEX_H
+#define LAYERFS_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layerfs/cache.h"
+#include "layerfs/common.h"
+#include "layerfs/gzidx.h"
+#include "layerfs/image.h"
+
+struct lf_index;
+
+/* Progress: bytes of the blob consumed so far, of `total`.  Called from the
+ * indexing thread, at most every few MiB. */
+typedef void (*lf_index_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct lf_index_opts {
+	const char *cache_dir;	/* NULL: no cache (build in memory only) */
+	bool verify;		/* check digest and diff_id (default on) */
+	const char *label;	/* names the layer in messages, e.g. "layer 2" */
+	lf_index_progress_fn progress;	/* may be NULL */
+	void *progress_ctx;
+};
+
+/*
+ * Load or build the index of `layer` (borrowed; its blob must stay open while
+ * the index is built, not afterwards).  Errors name the label and blob:
+ *   "layer 2: blob blobs/sha256/ab..: digest mismatch: manifest says X, blob is Y"
+ *   "layer 2: diff_id mismatch: config says X, uncompressed content is Y"
+ *   "layer 2: entry '../escape' has a '..' component"
+ * plus those of gzidx.h, zstdec.h and tarscan.h.
+ */
+int lf_index_open(const struct lf_image_layer *layer,
+		  const struct lf_index_opts *opts, struct lf_index **out,
+		  struct lf_err *err);
+void lf_index_close(struct lf_index *idx);
+
+size_t lf_index_count(const struct lf_index *idx);
+/* Entry i (tar order); i < lf_index_count(). */
+const struct lf_idx_entry *lf_index_entry(const struct lf_index *idx,
+					  size_t i);
+/* A string of the STRINGS section (entry paths, link targets). */
+const char *lf_index_str(const struct lf_index *idx, uint32_t off);
+/* Normalised path of an entry ("" = the root directory). */
+const char *lf_index_path(const struct lf_index *idx,
+			  const struct lf_idx_entry *e);
+/* Link target of an entry, or NULL. */
+const char *lf_index_link(const struct lf_index *idx,
+			  const struct lf_idx_entry *e);
+/* xattr k (< e->xattr_count) of an entry. */
+void lf_index_xattr(const struct lf_index *idx, const struct lf_idx_entry *e,
+		    size_t k, const char **name, const void **value,
+		    size_t *len);
+/* The sparse map of an entry (e->sparse_count records) or NULL. */
+const struct lf_idx_sparse *lf_index_sparse(const struct lf_index *idx,
+					    const struct lf_idx_entry *e);
+
+enum lf_compression lf_index_compression(const struct lf_index *idx);
+uint64_t lf_index_blob_size(const struct lf_index *idx);
+uint64_t lf_index_tar_size(const struct lf_index *idx);
+uint64_t lf_index_whiteouts(const struct lf_index *idx);
+/* Digests computed while indexing ("sha256:<hex>"). */
+const char *lf_index_blob_digest(const struct lf_index *idx);
+const char *lf_index_diff_id(const struct lf_index *idx);
+/* true when loaded from the cache rather than built now. */
+bool lf_index_cached(const struct lf_index *idx);
+/* Checkpoints of a gzip layer (NULL for others). */
+const struct lf_gzidx_view *lf_index_gzidx(const struct lf_index *idx);
+/*
+ * Read-only fd of the decompressed copy of a zstd layer (owned by the index:
+ * do not close), or -1 for other layers.  Without a cache directory the copy
+ * is an unlinked temp file that disappears with the index.
+ */
+int lf_index_tar_fd(const struct lf_index *idx);
+/* "gzip", "none" or "zstd". */
+const char *lf_compression_name(enum lf_compression c);
+
+#endif /* LAYERFS_INDEX_H */

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tree.h - the merged view of layers 1..N (DESIGN section 3).
+ *
+ * lf_tree_build() applies the layers' index entries bottom to top, on
+ * metadata only, with the OCI/OverlayFS rules: whiteouts and opaque markers
+ * of a layer first, then its other entries in tar order; implicit parents;
+ * a non-directory replaces whatever was at its path; a directory over a
+ * directory merges; hardlinks share an inode.  The result is immutable:
+ *   inode numbers 1..count (1 = root, FUSE's root id), stable for a given
+ *   image and prefix; hardlinked names share one inode;
+ *   directory entries in tar order, so a recursive walk reads the blobs
+ *   nearly sequentially; lookup by name is a hash probe.
+ * Names and entries are borrowed from the indexes, which must outlive the tree.
+ *
+ * This module knows nothing of blobs or FUSE.  Thread safety: immutable after
+ * build; any number of readers.
+ */
+#ifndef LAYERFS_TREE_H
+#define LAYERFS_TREE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "layerfs/common.h"
+#include "layerfs/index.h"
+
+#define LF_TREE_ROOT 1
+
+struct lf_tree;
+
+/* What an inode looks like (a stat-like record; fields are the contract). */
+struct lf_tree_attr {
+	uint64_t ino;
+	uint32_t mode;		/* full st_mode: type | permissions */
+	uint32_t nlink;		/* dirs: 2 + subdirs; others: visible names */
+	uint32_t uid, gid;
+	uint64_t size;		/* files: bytes; symlinks: target length */
+	uint64_t blocks;	/* 512-byte blocks of data actually stored */
+	int64_t mtime;
+	uint32_t mtime_nsec;
+	uint32_t rdev_major, rdev_minor;
+	int layer;		/* 0-based layer of the entry, -1 implicit dir */
+	const struct lf_idx_entry *entry;	/* NULL for implicit dirs */
+};
+
+/*
+ * Merge `layers[0..n)` (bottom first, borrowed).  Errors name the layer and
+ * entry, e.g. "layer 3: hardlink 'a' points to 'b', which does not exist".
+ * The caller frees the tree with lf_tree_free().
+ */
+int lf_tree_build(struct lf_index *const *layers, size_t n,
+		  struct lf_tree **out, struct lf_err *err);
+void lf_tree_free(struct lf_tree *t);
+
+/* Number of inodes (the largest inode number). */
+uint64_t lf_tree_count(const struct lf_tree *t);
+
+/* Fill *a for inode `ino`; -ENOENT for a number out of range. */
+int lf_tree_getattr(const struct lf_tree *t, uint64_t ino,
+		    struct lf_tree_attr *a);
+
+/* Child `name` (len bytes) of directory `dir`: 0, -ENOENT or -ENOTDIR. */
+int lf_tree_lookup(const struct lf_tree *t, uint64_t dir, const char *name,
+		   size_t len, uint64_t *ino);
+
+/* Parent of a directory (the root is its own parent). */
+uint64_t lf_tree_parent(const struct lf_tree *t, uint64_t dir);
+
+/*
+ * Resolve a path inside the image ("", "/", "etc/passwd", "/etc/../x" are all
+ * relative to the image root; the walk never leaves it: ".." at the root
+ * stays there, absolute symlink targets restart at the image root).
+ * Symlinks in the middle are followed; the last component only with
+ * LF_TREE_FOLLOW.  -ENOENT, -ENOTDIR, -ELOOP (more than 40 links).
+ */
+#define LF_TREE_FOLLOW 1
+int lf_tree_resolve(const struct lf_tree *t, const char *path, int flags,
+		    uint64_t *ino);
+
+/* Number of entries in directory `dir` (0 for non-directories). */
+size_t lf_tree_dir_count(const struct lf_tree *t, uint64_t dir);
+/* Entry i of directory `dir`: name (not NUL-terminated), length, inode. */
+void lf_tree_dir_entry(const struct lf_tree *t, uint64_t dir, size_t i,
+		       const char **name, size_t *len, uint64_t *ino);
+
+/* Symlink target (NUL-terminated, borrowed) or NULL. */
+const char *lf_tree_readlink(const struct lf_tree *t, uint64_t ino);
+
+/* xattrs of an inode: count, then name/value of k. */
+size_t lf_tree_xattr_count(const struct lf_tree *t, uint64_t ino);
+void lf_tree_xattr(const struct lf_tree *t, uint64_t ino, size_t k,
+		   const char **name, const void **value, size_t *len);
+
+/* The layer (0-based) and index entry holding a regular file's data. */
+int lf_tree_data(const struct lf_tree *t, uint64_t ino, size_t *layer,
+		 const struct lf_idx_entry **e);
+
+#endif /* LAYERFS_TREE_H */

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vfile.h - a random-access, read-only byte source.
+ *
+ * A vfile is either a byte range of a host file (a whole blob file, or a
+ * blob's range inside an uncompressed outer tar: "read in place") or a
+ * borrowed memory region (tests, fuzzers).  Each file-backed vfile owns its
+ * own fd (dup'ed), so vfiles are independent of whoever opened them.
+ *
+ * Thread safety: lf_vfile_pread() may be called from many threads at once
+ * (pread has no shared offset).  Open/close are single-owner.
+ */
+#ifndef LAYERFS_VFILE_H
+#define LAYERFS_VFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "layerfs/common.h"
+
+struct lf_vfile;
+
+/*
+ * Open `path` read-only as a vfile covering the whole file.  `name` (copied)
+ * is what messages call it; NULL means the path.  Returns 0 or -errno.
+ */
+int lf_vfile_open(const char *path, const char *name, struct lf_vfile **out,
+		  struct lf_err *err);
+
+/*
+ * A new vfile for [off, off+size) of `parent` (which must be file-backed or
+ * memory-backed); fails with -EINVAL if the range is outside the parent.
+ * The child does not reference the parent afterwards.
+ */
+int lf_vfile_sub(const struct lf_vfile *parent, uint64_t off, uint64_t size,
+		 const char *name, struct lf_vfile **out, struct lf_err *err);
+
+/* A vfile over borrowed memory; `mem` must outlive it. */
+int lf_vfile_from_mem(const void *mem, size_t size, const char *name,
+		      struct lf_vfile **out);
+
+/*
+ * Read up to len bytes at off.  Returns the number of bytes read (short only
+ * at the end of the range), or -errno.  Retries EINTR and short reads.
+ */
+ssize_t lf_vfile_pread(const struct lf_vfile *vf, void *buf, size_t len,
+		       uint64_t off);
+
+uint64_t lf_vfile_size(const struct lf_vfile *vf);
+/* The name used in messages (valid while vf is open). */
+const char *lf_vfile_name(const struct lf_vfile *vf);
+/* The host path and the range start, for messages and for pread users. */
+const char *lf_vfile_path(const struct lf_vfile *vf);
+uint64_t lf_vfile_base(const struct lf_vfile *vf);
+/* fstat identity of the backing file (dev, ino, size, mtime) or -errno. */
+int lf_vfile_check(const struct lf_vfile *vf);
+
+void lf_vfile_close(struct lf_vfile *vf);
+
+#endif /* LAYERFS_VFILE_H */

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: MIT
+/* blob.c - random access to a layer's tar stream: plain, gzip, zstd. */
+#include "blob_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct lf_blob {
+	const struct lf_vfile *vf;	/* borrowed */
+	const struct lf_index *idx;	/* borrowed */
+	struct lf_chunk_cache *cc;	/* borrowed, may be NULL */
+	const struct lf_gzidx_view *gz;	/* gzip layers only */
+	int tar_fd;			/* zstd copy (owned by idx) or -1 */
+	uint64_t id;			/* chunk cache key */
+	uint64_t tar_size;
+};
+
+int lf_blob_open(const struct lf_vfile *blob, const struct lf_index *idx,
+		 struct lf_chunk_cache *cc, struct lf_blob **out,
+		 struct lf_err *err)
+{
+	struct lf_blob *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	b->vf = blob;
+	b->idx = idx;
+	b->cc = cc;
+	b->gz = lf_index_gzidx(idx);
+	b->tar_fd = lf_index_tar_fd(idx);
+	b->tar_size = lf_index_tar_size(idx);
+	b->id = cc ? lf_chunk_cache_new_id(cc) : 0;
+	if (lf_index_compression(idx) == LF_COMP_ZSTD && b->tar_fd < 0) {
+		free(b);
+		return lf_err_set(err, -EINVAL,
+				  "'%s': no decompressed copy of zstd layer",
+				  lf_vfile_name(blob));
+	}
+	*out = b;
+	return 0;
+}
+
+void lf_blob_close(struct lf_blob *b)
+{
+	free(b);
+}
+
+static ssize_t fd_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done,
+				  (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+/* The decompressed span of checkpoint i, referenced (lf_chunk_unref). */
+static int get_chunk(struct lf_blob *b, size_t i, struct lf_chunk **out,
+		     struct lf_err *err)
+{
+	const struct lf_gzidx_view *gz = b->gz;
+	uint64_t start = gz->points[i].out;
+	uint64_t end = i + 1 < gz->npoints ? gz->points[i + 1].out
+					   : gz->total_out;
+	struct lf_chunk *c;
+	size_t got = 0;
+	int ret;
+
+	if (b->cc && (c = lf_chunk_get(b->cc, b->id, i))) {
+		*out = c;
+		return 0;
+	}
+	if (end - start > SIZE_MAX - sizeof(*c))
+		return lf_err_set(err, -EFBIG, "chunk too large");
+	c = malloc(sizeof(*c) + (size_t)(end - start));
+	if (!c)
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	atomic_init(&c->refs, 1);
+	c->blob_id = b->id;
+	c->no = i;
+	c->len = (size_t)(end - start);
+	c->hnext = c->prev = c->next = NULL;
+	ret = lf_gzidx_extract(gz, i, b->vf, c->data, c->len, &got, err);
+	if (!ret && got != c->len)
+		ret = lf_err_set(err, -EIO,
+				 "'%s': gzip stream ends early at offset %llu",
+				 lf_vfile_name(b->vf),
+				 (unsigned long long)(start + got));
+	if (ret) {
+		free(c);
+		return ret;
+	}
+	*out = b->cc ? lf_chunk_put(b->cc, c) : c;
+	return 0;
+}
+
+static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
+			uint64_t off, struct lf_err *err)
+{
+	size_t done = 0;
+
+	while (done < len && off < b->tar_size) {
+		size_t i = lf_gzidx_find(b->gz, off), n;
+		struct lf_chunk *c = NULL;
+		uint64_t skip;
+		int ret = get_chunk(b, i, &c, err);
+
+		if (ret)
+			return ret;
+		skip = off - b->gz->points[i].out;
+		if (skip >= c->len) { /* cannot happen with a checked index */
+			lf_chunk_unref(c);
+			return lf_err_set(err, -EIO, "'%s': bad checkpoint",
+					  lf_vfile_name(b->vf));
+		}
+		n = LF_MIN(len - done, c->len - (size_t)skip);
+		memcpy((char *)buf + done, c->data + skip, n);
+		lf_chunk_unref(c);
+		done += n;
+		off += n;
+	}
+	return (ssize_t)done;
+}
+
+ssize_t lf_blob_pread(struct lf_blob *b, void *buf, size_t len, uint64_t off,
+		      struct lf_err *err)
+{
+	ssize_t n;
+
+	if (off >= b->tar_size)
+		return 0;
+	len = (size_t)LF_MIN((uint64_t)len, b->tar_size - off);
+	if (b->gz)
+		return gz_pread(b, buf, len, off, err);
+	if (b->tar_fd >= 0)
+		n = fd_pread(b->tar_fd, buf, len, off);
+	else
+		n = lf_vfile_pread(b->vf, buf, len, off);
+	if (n < 0)
+		return lf_err_set(err, (int)n, "'%s': read error at offset "
+				  "%llu: %s", lf_vfile_name(b->vf),
+				  (unsigned long long)off, strerror((int)-n));
+	if ((size_t)n < len)
+		return lf_err_set(err, -EIO, "'%s': blob is shorter than its "
+				  "index (offset %llu)", lf_vfile_name(b->vf),
+				  (unsigned long long)(off + (uint64_t)n));
+	return n;
+}
+
+/* Sparse files: holes read as zeros, data regions are stored back to back. */
+static ssize_t read_sparse(struct lf_blob *b, const struct lf_idx_entry *e,
+			   char *buf, size_t len, uint64_t off,
+			   struct lf_err *err)
+{
+	const struct lf_idx_sparse *s = lf_index_sparse(b->idx, e);
+	uint64_t stored = e->data_off, end = off + len;
+	uint32_t k;
+
+	memset(buf, 0, len);
+	for (k = 0; k < e->sparse_count; k++) {
+		uint64_t rs = s[k].offset, re = s[k].offset + s[k].length;
+		uint64_t a = LF_MAX(rs, off), z = LF_MIN(re, end);
+
+		if (a < z) {
+			ssize_t n = lf_blob_pread(b, buf + (a - off),
+						  (size_t)(z - a),
+						  stored + (a - rs), err);
+			if (n < 0)
+				return n;
+		}
+		stored += s[k].length;
+	}
+	return (ssize_t)len;
+}
+
+ssize_t lf_blob_read_file(struct lf_blob *b, const struct lf_idx_entry *e,
+			  void *buf, size_t len, uint64_t off,
+			  struct lf_err *err)
+{
+	if (off >= e->size)
+		return 0;
+	len = (size_t)LF_MIN((uint64_t)len, e->size - off);
+	if (e->sparse_count)
+		return read_sparse(b, e, buf, len, off, err);
+	return lf_blob_pread(b, buf, len, e->data_off + off, err);
+}

@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: MIT
+/* cache.c - the index cache directory: atomic stores, checked mmap loads. */
+#include "layerfs/cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "layerfs/path.h"
+
+int lf_cache_dir(const char *override, struct lf_buf *out)
+{
+	const char *env;
+
+	lf_buf_reset(out);
+	if (override && *override)
+		return lf_buf_adds(out, override);
+	env = getenv("LAYERFS_CACHE");
+	if (env && *env)
+		return lf_buf_adds(out, env);
+	env = getenv("XDG_CACHE_HOME");
+	if (env && *env)
+		return lf_buf_addf(out, "%s/layerfs", env);
+	env = getenv("HOME");
+	if (env && *env)
+		return lf_buf_addf(out, "%s/.cache/layerfs", env);
+	return -ENOENT;
+}
+
+int lf_cache_path(const char *dir, const char *key, const char *suffix,
+		  struct lf_buf *out)
+{
+	lf_buf_reset(out);
+	return lf_buf_addf(out, "%s/%s%s", dir, key, suffix);
+}
+
+/* mkdir -p, mode 0700 for directories we create (the cache may describe
+ * files the user would not want others to list). */
+static int mkdirs(const char *dir)
+{
+	struct lf_buf b;
+	size_t i;
+	int ret = 0;
+
+	lf_buf_init(&b);
+	if ((ret = lf_buf_adds(&b, dir)))
+		return ret;
+	for (i = 1; i <= b.len; i++) {
+		if (b.data[i] != '/' && b.data[i] != '\0')
+			continue;
+		b.data[i] = '\0';
+		if (mkdir(b.data, 0700) < 0 && errno != EEXIST) {
+			ret = -errno;
+			break;
+		}
+		if (i < b.len)
+			b.data[i] = '/';
+	}
+	lf_buf_release(&b);
+	return ret;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int lf_cache_store(const char *path, const void *data, size_t len,
+		   struct lf_err *err)
+{
+	struct lf_buf dir, tmp;
+	int fd = -1, ret;
+
+	lf_buf_init(&dir);
+	lf_buf_init(&tmp);
+	ret = lf_buf_add(&dir, path, lf_path_dirlen(path));
+	if (!ret)
+		ret = lf_buf_addf(&tmp, "%s.tmp.XXXXXX", path);
+	if (ret) {
+		ret = lf_err_set(err, ret, "out of memory");
+		goto out;
+	}
+	if (dir.len && (ret = mkdirs(dir.data))) {
+		lf_err_set(err, ret, "cannot create cache directory '%s': %s",
+			   dir.data, strerror(-ret));
+		goto out;
+	}
+	fd = mkstemp(tmp.data);
+	if (fd < 0) {
+		ret = -errno;
+		lf_err_set(err, ret, "cannot create '%s': %s", tmp.data,
+			   strerror(-ret));
+		goto out;
+	}
+	ret = write_all(fd, data, len);
+	if (!ret && fchmod(fd, 0644) < 0)
+		ret = -errno;
+	if (close(fd) < 0 && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp.data, path) < 0)
+		ret = -errno;
+	if (ret) {
+		lf_err_set(err, ret, "cannot write '%s': %s", path,
+			   strerror(-ret));
+		unlink(tmp.data);
+	}
+out:
+	lf_buf_release(&dir);
+	lf_buf_release(&tmp);
+	return ret;
+}
+
+static void checksum(const void *data, size_t len, uint8_t out[32])
+{
+	const size_t hlen = offsetof(struct lf_cache_header, checksum);
+	const size_t body = sizeof(struct lf_cache_header);
+	struct lf_sha256 *h;
+	char hex[LF_DIGEST_LEN];
+	int i;
+
+	memset(out, 0, 32);
+	if (lf_sha256_new(&h))
+		return;
+	lf_sha256_update(h, data, hlen);
+	lf_sha256_update(h, (const char *)data + body, len - body);
+	lf_sha256_final(h, hex);
+	lf_sha256_free(h);
+	for (i = 0; i < 32; i++) {
+		char c[3] = { hex[7 + 2 * i], hex[8 + 2 * i], 0 };
+
+		out[i] = (uint8_t)strtoul(c, NULL, 16);
+	}
+}
+
+void lf_cache_seal(void *data, size_t len)
+{
+	struct lf_cache_header *h = data;
+
+	checksum(data, len, h->checksum);
+}
+
+static int check_header(const struct lf_cache_header *h, size_t len,
+			const char *key, const char **why)
+{
+	uint8_t sum[32];
+	int i;
+
+	if (len < sizeof(*h) || memcmp(h->magic, LF_CACHE_MAGIC, 8)) {
+		*why = "not a layerfs index";
+		return -EINVAL;
+	}
+	if (lf_le32(h->version) != LF_CACHE_VERSION ||
+	    lf_le32(h->header_size) != sizeof(*h)) {
+		*why = "index format version differs";
+		return -EINVAL;
+	}
+	if (strnlen(h->key, sizeof(h->key)) == sizeof(h->key) ||
+	    strcmp(h->key, key)) {
+		*why = "index belongs to another blob";
+		return -EINVAL;
+	}
+	for (i = 0; i < LF_SECT_COUNT; i++) {
+		uint64_t off = lf_le64(h->sect[i].off);
+
+		if (lf_range_outside(off, lf_le64(h->sect[i].len), len) ||
+		    (off & 7) || off < sizeof(*h)) {
+			*why = "section outside the file";
+			return -EINVAL;
+		}
+	}
+	checksum(h, len, sum);
+	if (memcmp(sum, h->checksum, 32)) {
+		*why = "checksum mismatch";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int lf_cache_load(const char *path, const char *key, void **map, size_t *len,
+		  struct lf_err *err)
+{
+	const char *why = NULL;
+	struct stat st;
+	void *p;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		ret = -errno;
+		if (ret == -ENOENT)
+			return ret;
+		return lf_err_set(err, ret, "cannot open '%s': %s", path,
+				  strerror(-ret));
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size < (off_t)sizeof(struct lf_cache_header)) {
+		close(fd);
+		return lf_err_set(err, -EINVAL, "'%s': %s", path,
+				  "not a layerfs index");
+	}
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	ret = -errno;
+	close(fd);
+	if (p == MAP_FAILED)
+		return lf_err_set(err, ret, "cannot map '%s': %s", path,
+				  strerror(-ret));
+	ret = check_header(p, (size_t)st.st_size, key, &why);
+	if (ret) {
+		munmap(p, (size_t)st.st_size);
+		return lf_err_set(err, ret, "'%s': %s", path, why);
+	}
+	*map = p;
+	*len = (size_t)st.st_size;
+	return 0;
+}
+
+void lf_cache_unmap(void *map, size_t len)
+{
+	if (map)
+		munmap(map, len);
+}

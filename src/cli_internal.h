@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/* cli_internal.h - shared by the cli_*.c files: options, the opened image. */
+#ifndef LAYERFS_CLI_INTERNAL_H
+#define LAYERFS_CLI_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "layerfs/blob.h"
+#include "layerfs/buf.h"
+#include "layerfs/cli.h"
+#include "layerfs/image.h"
+#include "layerfs/index.h"
+#include "layerfs/tree.h"
+
+/* Exit codes (DESIGN section 7). */
+#define CLI_OK 0
+#define CLI_ERR 1
+#define CLI_USAGE 2
+
+/* Options shared by the image-reading subcommands. */
+struct cli_opts {
+	const char *ref;
+	const char *platform;
+	const char *cache;	/* --cache DIR */
+	bool no_verify;
+	bool no_cache;		/* --no-cache: index in memory only */
+	bool has_layers;
+	long layers;		/* --layers N as given */
+	bool json;
+	bool quiet;
+	bool long_fmt;		/* ls -l */
+	bool recursive;		/* ls -R */
+};
+
+/* An image opened for reading: its first `n` layers indexed and merged. */
+struct cli_image {
+	struct lf_image *img;
+	size_t n;			/* layers in use (the prefix) */
+	struct lf_index **idx;		/* [n] */
+	struct lf_tree *tree;		/* NULL unless asked for */
+	struct lf_chunk_cache *cc;
+	struct lf_blob **blobs;		/* [n], opened lazily */
+	struct lf_buf cache_dir;
+};
+
+/*
+ * Common option handling.  cli_common_opt() handles one getopt_long result
+ * (returns 1 if it was a common option, 0 if not, -1 on a bad value after
+ * printing the message).  CLI_COMMON_LONGOPTS goes into each option table.
+ */
+enum {
+	OPT_REF = 1000,
+	OPT_PLATFORM,
+	OPT_CACHE,
+	OPT_NO_VERIFY,
+	OPT_NO_CACHE,
+	OPT_LAYERS,
+	OPT_JSON,
+	OPT_HELP,
+};
+#define CLI_COMMON_LONGOPTS                                                   \
+	{ "ref", required_argument, NULL, OPT_REF },                          \
+	{ "platform", required_argument, NULL, OPT_PLATFORM },                \
+	{ "cache", required_argument, NULL, OPT_CACHE },                      \
+	{ "no-cache", no_argument, NULL, OPT_NO_CACHE },                      \
+	{ "no-verify", no_argument, NULL, OPT_NO_VERIFY },                    \
+	{ "layers", required_argument, NULL, OPT_LAYERS },                    \
+	{ "json", no_argument, NULL, OPT_JSON },                              \
+	{ "quiet", no_argument, NULL, 'q' },                                  \
+	{ "help", no_argument, NULL, OPT_HELP }
+#define CLI_COMMON_HELP                                                       \
+	"      --layers N       use layers 1..N only (negative: from the top,\n" \
+	"                       -1 = all but the top layer)\n"                \
+	"      --ref NAME:TAG   choose an image in a multi-image archive\n"    \
+	"      --platform OS/ARCH[/VARIANT]  choose from an image index\n"     \
+	"      --cache DIR      index cache (default $LAYERFS_CACHE,\n"        \
+	"                       $XDG_CACHE_HOME/layerfs, ~/.cache/layerfs)\n"  \
+	"      --no-cache       do not read or write the index cache\n"        \
+	"      --no-verify      do not check layer digests and diff_ids\n"     \
+	"      --json           machine-readable output\n"                     \
+	"  -q, --quiet          no progress line\n"                            \
+	"      --help           show this help\n"
+
+int cli_common_opt(int c, const char *arg, struct cli_opts *o);
+
+/* Usage error for getopt_long's '?' or ':' result; returns 2. */
+int cli_bad_option(const char *cmd, int c, char **argv);
+/* Print "layerfs: <msg>" for a failure. */
+void cli_error(const char *fmt, ...) LF_PRINTF(1, 2);
+/* Print a usage error plus "try 'layerfs CMD --help'" and return 2. */
+int cli_usage(const char *cmd, const char *fmt, ...) LF_PRINTF(2, 3);
+
+/*
+ * Open the image, index the layers of the prefix (in parallel, with a
+ * progress line on a terminal) and, if want_tree, merge them.  Returns
+ * CLI_OK, CLI_ERR (message printed) or CLI_USAGE (bad --layers).
+ */
+int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
+	     bool want_tree, struct cli_image *ci);
+void cli_close(struct cli_image *ci);
+
+/* The blob of layer i (opened on first use) or NULL with err set. */
+struct lf_blob *cli_blob(struct cli_image *ci, size_t i, struct lf_err *err);
+
+/* Output (cli_output.c). */
+void cli_progress(const char *fmt, ...) LF_PRINTF(1, 2);
+void cli_progress_done(void);
+bool cli_progress_enabled(void);
+void cli_set_progress(bool on);
+/* "-rw-r--r--" from st_mode into out[11]. */
+void cli_mode_string(uint32_t mode, char out[11]);
+const char *cli_type_name(uint32_t mode);
+/* Human-readable size ("12.3 MB") into out. */
+void cli_human_size(uint64_t n, char out[16]);
+/* One JSON object describing an inode (ls --json, stat --json). */
+int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
+		   uint64_t ino);
+/* `layers --json`. */
+int cli_json_layers(FILE *f, struct cli_image *ci);
+
+/* Subcommands. */
+int cli_cmd_layers(int argc, char **argv);
+int cli_cmd_ls(int argc, char **argv);
+int cli_cmd_cat(int argc, char **argv);
+int cli_cmd_stat(int argc, char **argv);
+
+#endif /* LAYERFS_CLI_INTERNAL_H */

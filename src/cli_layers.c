@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+/* cli_layers.c - `layerfs layers IMAGE`: one row per layer. */
+#include "cli_internal.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <string.h>
+
+static const char layers_help[] =
+	"usage: layerfs layers [options] IMAGE\n\n"
+	"One row per layer, bottom first: digest, compressed and uncompressed\n"
+	"size, tar entries, whiteouts and the command that created it.\n"
+	"Indexes every layer (once: the index is cached by blob digest).\n\n"
+	"options:\n" CLI_COMMON_HELP;
+
+static void print_table(struct cli_image *ci)
+{
+	size_t i;
+
+	printf("%-3s %-19s %-6s %10s %10s %8s %5s  %s\n", "#", "DIGEST", "COMP",
+	       "SIZE", "UNPACKED", "ENTRIES", "WH", "CREATED BY");
+	for (i = 0; i < ci->n; i++) {
+		const struct lf_image_layer *l = lf_image_layer(ci->img, i);
+		const struct lf_index *x = ci->idx[i];
+		const char *d = l->digest[0] ? l->digest
+					     : lf_index_blob_digest(x);
+		char cs[16], us[16];
+
+		cli_human_size(lf_index_blob_size(x), cs);
+		cli_human_size(lf_index_tar_size(x), us);
+		printf("%-3zu %.19s %-6s %10s %10s %8zu %5llu  %s\n", i + 1, d,
+		       lf_compression_name(lf_index_compression(x)), cs, us,
+		       lf_index_count(x),
+		       (unsigned long long)lf_index_whiteouts(x),
+		       l->created_by ? l->created_by : "");
+	}
+}
+
+int cli_cmd_layers(int argc, char **argv)
+{
+	static const struct option longopts[] = { CLI_COMMON_LONGOPTS,
+						  { 0, 0, 0, 0 } };
+	struct cli_opts o = { 0 };
+	struct cli_image ci;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, ":q", longopts, NULL)) != -1) {
+		if (c == OPT_HELP) {
+			fputs(layers_help, stdout);
+			return CLI_OK;
+		}
+		ret = cli_common_opt(c, optarg, &o);
+		if (ret < 0)
+			return CLI_USAGE;
+		if (!ret)
+			return cli_bad_option("layers", c, argv);
+	}
+	if (optind + 1 != argc)
+		return cli_usage("layers", "expected one IMAGE");
+	if (o.quiet)
+		cli_set_progress(false);
+	ret = cli_open(&o, argv[optind], o.has_layers ? false : true, false,
+		       &ci);
+	if (ret == CLI_OK) {
+		if (o.json)
+			cli_json_layers(stdout, &ci);
+		else
+			print_table(&ci);
+	}
+	cli_close(&ci);
+	if (ret == CLI_OK && fflush(stdout)) {
+		cli_error("cannot write output: %s", strerror(errno));
+		ret = CLI_ERR;
+	}
+	return ret;
+}

@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: MIT
+/* cli_output.c - text and --json emitters, the progress line. */
+#include "cli_internal.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include <jansson.h>
+
+/* Set once in lf_cli_main() before any thread starts. */
+static bool progress_on;
+static bool progress_shown;
+
+void cli_set_progress(bool on)
+{
+	progress_on = on;
+}
+
+bool cli_progress_enabled(void)
+{
+	return progress_on;
+}
+
+void cli_progress(const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+
+	if (!progress_on)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\rlayerfs: %s\033[K", line);
+	progress_shown = true;
+}
+
+void cli_progress_done(void)
+{
+	if (progress_shown)
+		fprintf(stderr, "\r\033[K");
+	progress_shown = false;
+}
+
+void cli_mode_string(uint32_t mode, char out[11])
+{
+	static const char rwx[] = "rwxrwxrwx";
+	int i;
+
+	switch (mode & S_IFMT) {
+	case S_IFDIR: out[0] = 'd'; break;
+	case S_IFLNK: out[0] = 'l'; break;
+	case S_IFCHR: out[0] = 'c'; break;
+	case S_IFBLK: out[0] = 'b'; break;
+	case S_IFIFO: out[0] = 'p'; break;
+	case S_IFSOCK: out[0] = 's'; break;
+	default: out[0] = '-';
+	}
+	for (i = 0; i < 9; i++)
+		out[1 + i] = (mode & (0400 >> i)) ? rwx[i] : '-';
+	if (mode & S_ISUID)
+		out[3] = (mode & S_IXUSR) ? 's' : 'S';
+	if (mode & S_ISGID)
+		out[6] = (mode & S_IXGRP) ? 's' : 'S';
+	if (mode & S_ISVTX)
+		out[9] = (mode & S_IXOTH) ? 't' : 'T';
+	out[10] = '\0';
+}
+
+const char *cli_type_name(uint32_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFDIR: return "dir";
+	case S_IFLNK: return "symlink";
+	case S_IFCHR: return "chr";
+	case S_IFBLK: return "blk";
+	case S_IFIFO: return "fifo";
+	case S_IFSOCK: return "sock";
+	default: return "file";
+	}
+}
+
+void cli_human_size(uint64_t n, char out[16])
+{
+	static const char *units[] = { "B", "kB", "MB", "GB", "TB" };
+	double v = (double)n;
+	int u = 0;
+
+	while (v >= 1000 && u < 4) {
+		v /= 1000;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, 16, "%llu B", (unsigned long long)n);
+	else
+		snprintf(out, 16, "%.1f %s", v, units[u]);
+}
+
+static json_t *hex_value(const void *v, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = v;
+	char *s = malloc(len * 2 + 1);
+	json_t *j;
+	size_t i;
+
+	if (!s)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		s[2 * i] = hex[p[i] >> 4];
+		s[2 * i + 1] = hex[p[i] & 15];
+	}
+	s[2 * len] = '\0';
+	j = json_string(s);
+	free(s);
+	return j;
+}
+
+/* json_string() wants UTF-8; names in images need not be. */
+static json_t *name_value(const char *s)
+{
+	json_t *j = json_string(s);
+
+	return j ? j : json_stringn_nocheck(s, strlen(s));
+}
+
+int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
+		   uint64_t ino)
+{
+	struct lf_tree_attr a;
+	json_t *o, *x;
+	size_t k, n;
+	int ret;
+
+	if (lf_tree_getattr(ci->tree, ino, &a))
+		return -1;
+	o = json_object();
+	x = json_object();
+	if (!o || !x)
+		return -1;
+	json_object_set_new(o, "path", name_value(path));
+	json_object_set_new(o, "type", json_string(cli_type_name(a.mode)));
+	json_object_set_new(o, "mode", json_integer(a.mode & 07777));
+	json_object_set_new(o, "uid", json_integer(a.uid));
+	json_object_set_new(o, "gid", json_integer(a.gid));
+	json_object_set_new(o, "size", json_integer((json_int_t)a.size));
+	json_object_set_new(o, "mtime", json_integer(a.mtime));
+	json_object_set_new(o, "mtime_nsec", json_integer(a.mtime_nsec));
+	json_object_set_new(o, "ino", json_integer((json_int_t)a.ino));
+	json_object_set_new(o, "nlink", json_integer(a.nlink));
+	json_object_set_new(o, "blocks", json_integer((json_int_t)a.blocks));
+	if (S_ISLNK(a.mode))
+		json_object_set_new(o, "target",
+				    name_value(lf_tree_readlink(ci->tree, ino)));
+	if (S_ISCHR(a.mode) || S_ISBLK(a.mode)) {
+		json_object_set_new(o, "rdev_major", json_integer(a.rdev_major));
+		json_object_set_new(o, "rdev_minor", json_integer(a.rdev_minor));
+	}
+	n = lf_tree_xattr_count(ci->tree, ino);
+	for (k = 0; k < n; k++) {
+		const char *name;
+		const void *v;
+		size_t len;
+
+		lf_tree_xattr(ci->tree, ino, k, &name, &v, &len);
+		json_object_set_new(x, name, hex_value(v, len));
+	}
+	json_object_set_new(o, "xattrs", x);
+	json_object_set_new(o, "layer", a.layer < 0 ? json_null()
+				: json_integer(a.layer + 1));
+	ret = json_dumpf(o, f, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(o);
+	return ret;
+}
+
+int cli_json_layers(FILE *f, struct cli_image *ci)
+{
+	json_t *o = json_object(), *arr = json_array();
+	size_t i;
+	int ret;
+
+	if (!o || !arr)
+		return -1;
+	json_object_set_new(o, "image", name_value(lf_image_path(ci->img)));
+	json_object_set_new(o, "format", json_string(lf_image_format(ci->img)));
+	json_object_set_new(o, "manifest_digest",
+			    json_string(lf_image_manifest_digest(ci->img)));
+	json_object_set_new(o, "config_digest",
+			    json_string(lf_image_config_digest(ci->img)));
+	for (i = 0; i < ci->n; i++) {
+		const struct lf_image_layer *l = lf_image_layer(ci->img, i);
+		const struct lf_index *x = ci->idx[i];
+		json_t *e = json_object();
+
+		json_object_set_new(e, "index", json_integer((json_int_t)i + 1));
+		json_object_set_new(e, "digest", json_string(
+			l->digest[0] ? l->digest : lf_index_blob_digest(x)));
+		json_object_set_new(e, "diff_id",
+				    json_string(lf_index_diff_id(x)));
+		json_object_set_new(e, "media_type",
+				    json_string(l->media_type ? l->media_type : ""));
+		json_object_set_new(e, "compression", json_string(
+			lf_compression_name(lf_index_compression(x))));
+		json_object_set_new(e, "size",
+				    json_integer((json_int_t)lf_index_blob_size(x)));
+		json_object_set_new(e, "uncompressed_size",
+				    json_integer((json_int_t)lf_index_tar_size(x)));
+		json_object_set_new(e, "entries",
+				    json_integer((json_int_t)lf_index_count(x)));
+		json_object_set_new(e, "whiteouts",
+				    json_integer((json_int_t)lf_index_whiteouts(x)));
+		json_object_set_new(e, "created_by", l->created_by ?
+				    name_value(l->created_by) : json_null());
+		json_object_set_new(e, "created", l->created ?
+				    name_value(l->created) : json_null());
+		json_array_append_new(arr, e);
+	}
+	json_object_set_new(o, "layers", arr);
+	ret = json_dumpf(o, f, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+	fputc('\n', f);
+	json_decref(o);
+	return ret;
+}

@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: MIT
+/* cli_read.c - `ls`, `cat` and `stat`: read the merged view without FUSE. */
+#include "cli_internal.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char ls_help[] =
+	"usage: layerfs ls [options] IMAGE [PATH]\n\n"
+	"List PATH (default: the root) of the merged view of the image, one\n"
+	"name per line.\n\n"
+	"options:\n"
+	"  -l                   long format: mode, links, uid, gid, size,\n"
+	"                       mtime, name (and symlink target)\n"
+	"  -R                   recursive: every path below PATH, relative\n"
+	"                       to it, parents before children\n"
+	CLI_COMMON_HELP;
+
+static const char cat_help[] =
+	"usage: layerfs cat [options] IMAGE PATH...\n\n"
+	"Write the contents of files of the merged view to standard output.\n"
+	"Symlinks are followed inside the image.\n\n"
+	"options:\n" CLI_COMMON_HELP;
+
+static const char stat_help[] =
+	"usage: layerfs stat [options] IMAGE PATH\n\n"
+	"Show the metadata of PATH in the merged view, and the layer it\n"
+	"comes from.\n\n"
+	"options:\n"
+	"  -L                   follow a final symlink\n" CLI_COMMON_HELP;
+
+/* Parse options for ls/cat/stat.  Returns -1 to go on, else an exit code. */
+static int parse(const char *cmd, const char *help, const char *shortopts,
+		 int argc, char **argv, struct cli_opts *o, bool *follow)
+{
+	static const struct option longopts[] = { CLI_COMMON_LONGOPTS,
+						  { 0, 0, 0, 0 } };
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_HELP:
+			fputs(help, stdout);
+			return CLI_OK;
+		case 'l':
+			o->long_fmt = true;
+			continue;
+		case 'R':
+			o->recursive = true;
+			continue;
+		case 'L':
+			*follow = true;
+			continue;
+		}
+		ret = cli_common_opt(c, optarg, o);
+		if (ret < 0)
+			return CLI_USAGE;
+		if (!ret)
+			return cli_bad_option(cmd, c, argv);
+	}
+	if (o->quiet)
+		cli_set_progress(false);
+	return -1;
+}
+
+static int resolve(struct cli_image *ci, const char *path, int flags,
+		   uint64_t *ino)
+{
+	int ret = lf_tree_resolve(ci->tree, path, flags, ino);
+
+	if (ret)
+		cli_error("%s: '%s': %s", lf_image_path(ci->img), path,
+			  strerror(-ret));
+	return ret;
+}
+
+static void print_long(struct cli_image *ci, const char *name, uint64_t ino)
+{
+	struct lf_tree_attr a;
+	char mode[11], when[32];
+	time_t t;
+	struct tm tm;
+
+	lf_tree_getattr(ci->tree, ino, &a);
+	cli_mode_string(a.mode, mode);
+	t = (time_t)a.mtime;
+	if (!gmtime_r(&t, &tm) ||
+	    !strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm))
+		snprintf(when, sizeof(when), "%lld", (long long)a.mtime);
+	if (S_ISCHR(a.mode) || S_ISBLK(a.mode))
+		printf("%s %3u %5u %5u %5u, %5u %s %s", mode, a.nlink, a.uid,
+		       a.gid, a.rdev_major, a.rdev_minor, when, name);
+	else
+		printf("%s %3u %5u %5u %12llu %s %s", mode, a.nlink, a.uid,
+		       a.gid, (unsigned long long)a.size, when, name);
+	if (S_ISLNK(a.mode))
+		printf(" -> %s", lf_tree_readlink(ci->tree, ino));
+	putchar('\n');
+}
+
+struct walk {
+	struct cli_image *ci;
+	const struct cli_opts *o;
+	struct lf_buf path;
+	bool first;		/* no JSON object printed yet */
+};
+
+static void emit(struct walk *w, const char *name, uint64_t ino)
+{
+	if (w->o->json) {
+		fputs(w->first ? "[\n" : ",\n", stdout);
+		cli_json_inode(stdout, w->ci, name, ino);
+		w->first = false;
+	} else if (w->o->long_fmt) {
+		print_long(w->ci, name, ino);
+	} else {
+		puts(name);
+	}
+}
+
+/* Depth-first walk with an explicit stack of (dir, next index) pairs. */
+static int walk_dir(struct walk *w, uint64_t dir)
+{
+	struct frame {
+		uint64_t dir;
+		size_t i;
+		size_t plen;
+	} *st = NULL;
+	size_t depth = 0, cap = 0;
+
+	if (!(st = malloc(sizeof(*st) * (cap = 64))))
+		return -ENOMEM;
+	st[depth++] = (struct frame){ dir, 0, w->path.len };
+	while (depth) {
+		struct frame *f = &st[depth - 1];
+		const char *name;
+		size_t len;
+		uint64_t ino;
+		struct lf_tree_attr a;
+
+		if (f->i >= lf_tree_dir_count(w->ci->tree, f->dir)) {
+			lf_buf_setlen(&w->path, f->plen);
+			depth--;
+			continue;
+		}
+		lf_tree_dir_entry(w->ci->tree, f->dir, f->i++, &name, &len,
+				  &ino);
+		lf_buf_setlen(&w->path, f->plen);
+		if (w->path.len)
+			lf_buf_addch(&w->path, '/');
+		lf_buf_add(&w->path, name, len);
+		emit(w, w->o->recursive ? w->path.data
+					: w->path.data + w->path.len - len,
+		     ino);
+		lf_tree_getattr(w->ci->tree, ino, &a);
+		if (!w->o->recursive || !S_ISDIR(a.mode))
+			continue;
+		if (depth == cap) {
+			struct frame *n = realloc(st, sizeof(*st) * cap * 2);
+
+			if (!n) {
+				free(st);
+				return -ENOMEM;
+			}
+			st = n;
+			cap *= 2;
+		}
+		st[depth++] = (struct frame){ ino, 0, w->path.len };
+	}
+	free(st);
+	return 0;
+}
+
+int cli_cmd_ls(int argc, char **argv)
+{
+	struct cli_opts o = { 0 };
+	struct cli_image ci;
+	struct walk w = { .o = &o, .first = true };
+	const char *path;
+	struct lf_tree_attr a;
+	uint64_t ino;
+	bool follow = false;
+	int ret;
+
+	ret = parse("ls", ls_help, ":lRq", argc, argv, &o, &follow);
+	if (ret >= 0)
+		return ret;
+	if (optind >= argc || argc - optind > 2)
+		return cli_usage("ls", "expected IMAGE [PATH]");
+	path = optind + 1 < argc ? argv[optind + 1] : "";
+	ret = cli_open(&o, argv[optind], false, true, &ci);
+	if (ret)
+		goto out;
+	w.ci = &ci;
+	lf_buf_init(&w.path);
+	/* like ls(1): a symlink to a directory is listed as the directory */
+	if (resolve(&ci, path, LF_TREE_FOLLOW, &ino)) {
+		ret = CLI_ERR;
+		goto out;
+	}
+	lf_tree_getattr(ci.tree, ino, &a);
+	if (S_ISDIR(a.mode)) {
+		if (walk_dir(&w, ino))
+			ret = CLI_ERR;
+	} else {
+		lf_tree_resolve(ci.tree, path, 0, &ino);
+		emit(&w, path, ino);
+	}
+	if (o.json)
+		fputs(w.first ? "[]\n" : "\n]\n", stdout);
+	lf_buf_release(&w.path);
+out:
+	cli_close(&ci);
+	if (fflush(stdout) && ret == CLI_OK) {
+		cli_error("cannot write output: %s", strerror(errno));
+		ret = CLI_ERR;
+	}
+	return ret;
+}
+
+static int cat_one(struct cli_image *ci, const char *path)
+{
+	const struct lf_idx_entry *e;
+	struct lf_err err = { 0 };
+	struct lf_blob *b;
+	static char buf[1 << 20];
+	uint64_t ino, off = 0;
+	size_t layer;
+	int ret;
+
+	if (resolve(ci, path, LF_TREE_FOLLOW, &ino))
+		return CLI_ERR;
+	ret = lf_tree_data(ci->tree, ino, &layer, &e);
+	if (ret) {
+		struct lf_tree_attr a;
+
+		lf_tree_getattr(ci->tree, ino, &a);
+		cli_error("%s: '%s': %s", lf_image_path(ci->img), path,
+			  S_ISDIR(a.mode) ? "is a directory"
+					  : "not a regular file");
+		return CLI_ERR;
+	}
+	if (!(b = cli_blob(ci, layer, &err))) {
+		cli_error("%s: %s", lf_image_path(ci->img), err.msg);
+		return CLI_ERR;
+	}
+	while (off < e->size) {
+		ssize_t n = lf_blob_read_file(b, e, buf, sizeof(buf), off, &err);
+
+		if (n <= 0) {
+			cli_error("%s: '%s': %s", lf_image_path(ci->img), path,
+				  n < 0 ? err.msg : "unexpected end of data");
+			return CLI_ERR;
+		}
+		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) {
+			cli_error("cannot write output: %s", strerror(errno));
+			return CLI_ERR;
+		}
+		off += (uint64_t)n;
+	}
+	return CLI_OK;
+}
+
+int cli_cmd_cat(int argc, char **argv)
+{
+	struct cli_opts o = { 0 };
+	struct cli_image ci;
+	bool follow = false;
+	int ret, i;
+
+	ret = parse("cat", cat_help, ":q", argc, argv, &o, &follow);
+	if (ret >= 0)
+		return ret;
+	if (argc - optind < 2)
+		return cli_usage("cat", "expected IMAGE PATH...");
+	ret = cli_open(&o, argv[optind], false, true, &ci);
+	for (i = optind + 1; ret == CLI_OK && i < argc; i++)
+		ret = cat_one(&ci, argv[i]);
+	cli_close(&ci);
+	if (fflush(stdout) && ret == CLI_OK) {
+		cli_error("cannot write output: %s", strerror(errno));
+		ret = CLI_ERR;
+	}
+	return ret;
+}
+
+static void print_stat(struct cli_image *ci, const char *path, uint64_t ino)
+{
+	struct lf_tree_attr a;
+	char mode[11];
+	size_t k, n;
+
+	lf_tree_getattr(ci->tree, ino, &a);
+	cli_mode_string(a.mode, mode);
+	printf("  File: %s", path);
+	if (S_ISLNK(a.mode))
+		printf(" -> %s", lf_tree_readlink(ci->tree, ino));
+	printf("\n  Type: %s\n  Size: %llu\tBlocks: %llu\tInode: %llu\t"
+	       "Links: %u\n",
+	       cli_type_name(a.mode), (unsigned long long)a.size,
+	       (unsigned long long)a.blocks, (unsigned long long)a.ino,
+	       a.nlink);
+	printf("  Mode: %04o (%s)\tUid: %u\tGid: %u\n", a.mode & 07777, mode,
+	       a.uid, a.gid);
+	if (S_ISCHR(a.mode) || S_ISBLK(a.mode))
+		printf("Device: %u,%u\n", a.rdev_major, a.rdev_minor);
+	printf("Modify: %lld.%09u\n", (long long)a.mtime, a.mtime_nsec);
+	if (a.layer < 0)
+		printf(" Layer: none (implicit directory)\n");
+	else
+		printf(" Layer: %d (%s)\n", a.layer + 1,
+		       lf_index_blob_digest(ci->idx[a.layer]));
+	n = lf_tree_xattr_count(ci->tree, ino);
+	for (k = 0; k < n; k++) {
+		const char *name;
+		const void *v;
+		size_t len, i;
+
+		lf_tree_xattr(ci->tree, ino, k, &name, &v, &len);
+		printf(" Xattr: %s=0x", name);
+		for (i = 0; i < len; i++)
+			printf("%02x", ((const unsigned char *)v)[i]);
+		putchar('\n');
+	}
+}
+
+int cli_cmd_stat(int argc, char **argv)
+{
+	struct cli_opts o = { 0 };
+	struct cli_image ci;
+	bool follow = false;
+	uint64_t ino;
+	int ret;
+
+	ret = parse("stat", stat_help, ":Lq", argc, argv, &o, &follow);
+	if (ret >= 0)
+		return ret;
+	if (argc - optind != 2)
+		return cli_usage("stat", "expected IMAGE PATH");
+	ret = cli_open(&o, argv[optind], false, true, &ci);
+	if (ret == CLI_OK &&
+	    resolve(&ci, argv[optind + 1], follow ? LF_TREE_FOLLOW : 0, &ino))
+		ret = CLI_ERR;
+	if (ret == CLI_OK) {
+		if (o.json) {
+			cli_json_inode(stdout, &ci, argv[optind + 1], ino);
+			putchar('\n');
+		} else {
+			print_stat(&ci, argv[optind + 1], ino);
+		}
+	}
+	cli_close(&ci);
+	if (fflush(stdout) && ret == CLI_OK) {
+		cli_error("cannot write output: %s", strerror(errno));
+		ret = CLI_ERR;
+	}
+	return ret;
+}

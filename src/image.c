@@ -1,0 +1,581 @@
+// SPDX-License-Identifier: MIT
+/* image.c - detect an image (OCI layout or archive, docker-archive). */
+#include "layerfs/image.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "image_internal.h"
+
+#define BLOB_DIR "blobs/sha256/"
+
+static const char *const layer_types[] = {
+	"application/vnd.oci.image.layer.v1.tar",
+	"application/vnd.oci.image.layer.v1.tar+gzip",
+	"application/vnd.oci.image.layer.v1.tar+zstd",
+	"application/vnd.oci.image.layer.nondistributable.v1.tar",
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+	"application/vnd.docker.image.rootfs.diff.tar.gzip",
+	"application/vnd.docker.image.rootfs.diff.tar",
+	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+};
+
+static bool layer_type_ok(const char *mt, bool docker_archive)
+{
+	size_t i;
+
+	/* docker-archive manifest.json has no media types at all */
+	if (!mt[0])
+		return docker_archive;
+	for (i = 0; i < LF_ARRAY_SIZE(layer_types); i++)
+		if (!strcmp(mt, layer_types[i]))
+			return true;
+	return false;
+}
+
+/* Layers the registry may not ship: their blob is often absent. */
+static bool is_foreign(const char *mt)
+{
+	return strstr(mt, "nondistributable") || strstr(mt, "foreign");
+}
+
+static void blob_name(const char *digest, char *out, size_t len)
+{
+	/* digest was validated by lf_digest_valid: 64 hex, nothing else */
+	snprintf(out, len, BLOB_DIR "%s", digest + 7);
+}
+
+static int oom(struct lf_err *err)
+{
+	return lf_err_set(err, -ENOMEM, "out of memory");
+}
+
+/* Read and parse one OCI blob by digest, as an index or a manifest. */
+static int read_blob(struct lf_image *img, const struct lf_image_desc *d,
+		     char **json, size_t *len, struct lf_err *err)
+{
+	char name[128];
+	int ret;
+
+	blob_name(d->digest, name, sizeof(name));
+	ret = lf_image_store_read(&img->store, name, json, len, err);
+	if (ret)
+		return ret;
+	if (d->has_size && d->size != *len) {
+		free(*json);
+		*json = NULL;
+		return lf_err_set(err, -EINVAL,
+				  "'%s': %s is %zu bytes, its descriptor says %llu",
+				  img->path, name, *len,
+				  (unsigned long long)d->size);
+	}
+	return 0;
+}
+
+static int resolve_manifest(struct lf_image *img,
+			    const struct lf_image_desc *d,
+			    const struct lf_image_opts *opts, int depth,
+			    struct lf_err *err);
+
+/* An image index: pick the manifest for the platform, then recurse. */
+static int resolve_index(struct lf_image *img, const char *json, size_t len,
+			 const char *what, const struct lf_image_opts *opts,
+			 int depth, struct lf_err *err)
+{
+	struct lf_image_desc *v = NULL;
+	size_t n = 0;
+	int ret, i;
+
+	if (depth >= LF_IMAGE_INDEX_DEPTH)
+		return lf_err_set(err, -ELOOP,
+				  "'%s': %s: image indexes nested too deep",
+				  img->path, what);
+	ret = lf_image_parse_index(json, len, what, &v, &n, err);
+	if (ret)
+		return lf_err_prefix(err, "'%s'", img->path);
+	/* one entry without a platform needs no choice */
+	if (n == 1 && !v[0].os)
+		i = 0;
+	else
+		i = lf_image_pick_platform(v, n, opts->platform, img->path,
+					   err);
+	ret = i < 0 ? i : resolve_manifest(img, &v[i], opts, depth + 1, err);
+	lf_image_descs_free(v, n);
+	return ret;
+}
+
+static bool manifest_type_ok(const char *mt)
+{
+	return !mt[0] ||
+	       !strcmp(mt, "application/vnd.oci.image.manifest.v1+json") ||
+	       !strcmp(mt,
+		       "application/vnd.docker.distribution.manifest.v2+json");
+}
+
+static int resolve_manifest(struct lf_image *img,
+			    const struct lf_image_desc *d,
+			    const struct lf_image_opts *opts, int depth,
+			    struct lf_err *err)
+{
+	char *json = NULL, *mt = NULL, what[128];
+	size_t len = 0;
+	int ret;
+
+	blob_name(d->digest, what, sizeof(what));
+	ret = read_blob(img, d, &json, &len, err);
+	if (ret)
+		return ret;
+	/* trust the descriptor's media type; peek when it gives none */
+	if (d->media_type[0]) {
+		mt = strdup(d->media_type);
+		if (!mt)
+			ret = oom(err);
+	} else if (lf_image_parse_media_type(json, len, what, &mt, err)) {
+		ret = lf_err_prefix(err, "'%s'", img->path);
+	}
+	if (ret)
+		goto out;
+	if (lf_image_is_index_type(mt)) {
+		ret = resolve_index(img, json, len, what, opts, depth, err);
+	} else if (!manifest_type_ok(mt)) {
+		ret = lf_err_set(err, -EINVAL,
+				 "'%s': %s: unsupported manifest media type '%s'",
+				 img->path, what, mt);
+	} else {
+		ret = lf_image_parse_manifest(json, len, what, &img->manifest,
+					      err);
+		if (ret)
+			ret = lf_err_prefix(err, "'%s'", img->path);
+		else
+			memcpy(img->manifest_digest, d->digest, LF_DIGEST_LEN);
+	}
+out:
+	free(mt);
+	free(json);
+	return ret;
+}
+
+/* index.json: choose by --ref (ref.name or containerd name annotation). */
+static int select_top(struct lf_image *img, const struct lf_image_desc *v,
+		      size_t n, const struct lf_image_opts *opts,
+		      struct lf_err *err)
+{
+	const char **names = calloc(2 * n + 1, sizeof(*names));
+	const char **keys = calloc(2 * n + 1, sizeof(*keys));
+	struct lf_image_desc *descs = calloc(2 * n + 1, sizeof(*descs));
+	size_t *owner = calloc(2 * n + 1, sizeof(*owner));
+	size_t i, m = 0;
+	int ret;
+
+	if (!names || !keys || !descs || !owner) {
+		ret = oom(err);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		/* one candidate per name a descriptor answers to */
+		names[m] = v[i].ref_name ? v[i].ref_name : v[i].ctr_name;
+		keys[m] = v[i].digest;
+		owner[m] = i;
+		descs[m++] = v[i];	/* shallow: platform fields only */
+		if (v[i].ref_name && v[i].ctr_name) {
+			names[m] = v[i].ctr_name;
+			keys[m] = v[i].digest;
+			owner[m] = i;
+			descs[m++] = v[i];
+		}
+	}
+	ret = lf_image_pick(names, keys, descs, m, opts, img->path, err);
+	if (ret >= 0 && names[ret] && !(img->ref = strdup(names[ret])))
+		ret = oom(err);
+	else if (ret >= 0)
+		ret = (int)owner[ret];
+out:
+	free(names);
+	free(keys);
+	free(descs);
+	free(owner);
+	return ret;
+}
+
+/* The config: raw JSON kept for lf_image_config_json(), then parsed. */
+static int load_config(struct lf_image *img, const char *name,
+		       struct lf_err *err)
+{
+	int ret = lf_image_store_read(&img->store, name, &img->config_json,
+				      &img->config_len, err);
+
+	if (ret)
+		return ret;
+	ret = lf_image_parse_config(img->config_json, img->config_len, name,
+				    &img->config, err);
+	if (ret)
+		return lf_err_prefix(err, "'%s'", img->path);
+	return 0;
+}
+
+static int alloc_layers(struct lf_image *img, size_t n, struct lf_err *err)
+{
+	if (img->config.ndiff_ids != n)
+		return lf_err_set(err, -EINVAL,
+				  "'%s': the config lists %zu diff_ids for %zu layers",
+				  img->path, img->config.ndiff_ids, n);
+	img->layers = calloc(n ? n : 1, sizeof(*img->layers));
+	if (!img->layers)
+		return oom(err);
+	img->nlayers = n;
+	return 0;
+}
+
+/*
+ * Fill layer i from its blob.  digest may be "" (legacy docker-archive);
+ * declared is the size a manifest gives, or -1.
+ */
+static int fill_layer(struct lf_image *img, size_t i, const char *digest,
+		      const char *mt, const char *source, int64_t declared,
+		      struct lf_err *err)
+{
+	struct lf_image_layer *l = &img->layers[i];
+	const struct lf_image_history *h = NULL;
+	int ret;
+
+	snprintf(l->digest, sizeof(l->digest), "%s", digest);
+	memcpy(l->diff_id, img->config.diff_ids[i], LF_DIGEST_LEN);
+	l->media_type = strdup(mt);
+	l->source = strdup(source);
+	if (!l->media_type || !l->source)
+		return oom(err);
+	ret = lf_image_store_blob(&img->store, source, &l->blob, err);
+	if (ret == -ENOENT)
+		return lf_err_set(err, ret,
+				  "'%s': layer %zu (%s): blob %s is missing%s",
+				  img->path, i + 1, digest[0] ? digest : source,
+				  source,
+				  is_foreign(mt) ? " (a non-distributable "
+				  "layer, not shipped with the image)" : "");
+	if (ret)
+		return ret;
+	l->size = lf_vfile_size(l->blob);
+	if (declared >= 0 && (uint64_t)declared != l->size)
+		return lf_err_set(err, -EINVAL,
+				  "'%s': layer %zu (%s): blob %s is %llu bytes, the manifest says %lld",
+				  img->path, i + 1, digest[0] ? digest : source,
+				  source, (unsigned long long)l->size,
+				  (long long)declared);
+	/* history entries that made a layer, in order (empty_layer skipped) */
+	if (i < img->config.nhist)
+		h = &img->config.hist[i];
+	l->created_by = h ? h->created_by : NULL;
+	l->created = h ? h->created : NULL;
+	l->comment = h ? h->comment : NULL;
+	return 0;
+}
+
+static int oci_layers(struct lf_image *img, struct lf_err *err)
+{
+	const struct lf_image_manifest *m = &img->manifest;
+	char name[128];
+	size_t i;
+	int ret;
+
+	blob_name(m->config.digest, name, sizeof(name));
+	memcpy(img->config_digest, m->config.digest, LF_DIGEST_LEN);
+	ret = load_config(img, name, err);
+	if (!ret)
+		ret = alloc_layers(img, m->nlayers, err);
+	for (i = 0; !ret && i < m->nlayers; i++) {
+		const struct lf_image_desc *d = &m->layers[i];
+
+		if (!layer_type_ok(d->media_type, false))
+			return lf_err_set(err, -EINVAL,
+					  "'%s': layer %zu: unsupported media type '%s'",
+					  img->path, i + 1, d->media_type);
+		blob_name(d->digest, name, sizeof(name));
+		ret = fill_layer(img, i, d->digest, d->media_type, name,
+				 d->has_size ? (int64_t)d->size : -1, err);
+	}
+	return ret;
+}
+
+static int oci_open(struct lf_image *img, const struct lf_image_opts *opts,
+		    struct lf_err *err)
+{
+	struct lf_image_desc *v = NULL;
+	char *json = NULL;
+	size_t len = 0, n = 0;
+	int ret, i;
+
+	ret = lf_image_store_read(&img->store, "index.json", &json, &len, err);
+	if (ret)
+		return ret;
+	ret = lf_image_parse_index(json, len, "index.json", &v, &n, err);
+	if (ret) {
+		ret = lf_err_prefix(err, "'%s'", img->path);
+		goto out;
+	}
+	i = select_top(img, v, n, opts, err);
+	ret = i < 0 ? i : resolve_manifest(img, &v[i], opts, 0, err);
+	if (!ret)
+		ret = oci_layers(img, err);
+out:
+	lf_image_descs_free(v, n);
+	free(json);
+	return ret;
+}
+
+/* docker-archive: `blobs/sha256/<hex>` members are named by their digest. */
+static void docker_digest(const char *path, char out[LF_DIGEST_LEN])
+{
+	out[0] = '\0';
+	if (strncmp(path, BLOB_DIR, strlen(BLOB_DIR)))
+		return;
+	snprintf(out, LF_DIGEST_LEN, "sha256:%s", path + strlen(BLOB_DIR));
+	if (!lf_digest_valid(out))
+		out[0] = '\0';
+}
+
+static int docker_layers(struct lf_image *img, const struct lf_image_docker *e,
+			 struct lf_err *err)
+{
+	char digest[LF_DIGEST_LEN];
+	size_t i, k;
+	int ret;
+
+	ret = alloc_layers(img, e->nlayers, err);
+	for (i = 0; !ret && i < e->nlayers; i++) {
+		const struct lf_image_desc *src = NULL;
+
+		/* LayerSources (keyed by diff_id) types foreign layers */
+		for (k = 0; k < e->nsources; k++)
+			if (!strcmp(e->source_keys[k], img->config.diff_ids[i]))
+				src = &e->sources[k];
+		if (src && !layer_type_ok(src->media_type, true))
+			return lf_err_set(err, -EINVAL,
+					  "'%s': layer %zu: unsupported media type '%s'",
+					  img->path, i + 1, src->media_type);
+		docker_digest(e->layers[i], digest);
+		ret = fill_layer(img, i, digest, src ? src->media_type : "",
+				 e->layers[i],
+				 src && src->has_size ? (int64_t)src->size : -1,
+				 err);
+	}
+	return ret;
+}
+
+static int docker_pick(struct lf_image *img, const struct lf_image_docker *v,
+		       size_t n, const struct lf_image_opts *opts,
+		       struct lf_err *err)
+{
+	size_t i, k, m = 0, total = 0;
+	const char **names, **keys;
+	size_t *owner;
+	int ret;
+
+	for (i = 0; i < n; i++)
+		total += v[i].ntags ? v[i].ntags : 1;
+	names = calloc(total + 1, sizeof(*names));
+	keys = calloc(total + 1, sizeof(*keys));
+	owner = calloc(total + 1, sizeof(*owner));
+	if (!names || !keys || !owner) {
+		ret = oom(err);
+		goto out;
+	}
+	/* one candidate per RepoTag; the Config file identifies the image */
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < (v[i].ntags ? v[i].ntags : 1); k++) {
+			names[m] = v[i].ntags ? v[i].tags[k] : NULL;
+			keys[m] = v[i].config;
+			owner[m++] = i;
+		}
+	}
+	ret = lf_image_pick(names, keys, NULL, m, opts, img->path, err);
+	if (ret >= 0 && names[ret] && !(img->ref = strdup(names[ret])))
+		ret = oom(err);
+	else if (ret >= 0)
+		ret = (int)owner[ret];
+out:
+	free(names);
+	free(keys);
+	free(owner);
+	return ret;
+}
+
+static int docker_open(struct lf_image *img, const struct lf_image_opts *opts,
+		       struct lf_err *err)
+{
+	struct lf_image_docker *v = NULL;
+	char *json = NULL;
+	size_t len = 0, n = 0;
+	int ret, i;
+
+	ret = lf_image_store_read(&img->store, "manifest.json", &json, &len,
+				  err);
+	if (ret)
+		return ret;
+	ret = lf_image_parse_docker(json, len, "manifest.json", &v, &n, err);
+	if (ret) {
+		ret = lf_err_prefix(err, "'%s'", img->path);
+		goto out;
+	}
+	i = docker_pick(img, v, n, opts, err);
+	ret = i < 0 ? i : load_config(img, v[i].config, err);
+	/* the config digest is what the config bytes hash to */
+	if (!ret && lf_sha256_mem(img->config_json, img->config_len,
+				  img->config_digest))
+		ret = oom(err);
+	if (!ret)
+		ret = docker_layers(img, &v[i], err);
+out:
+	lf_image_dockers_free(v, n);
+	free(json);
+	return ret;
+}
+
+static int open_archive(struct lf_image *img, const struct lf_image_opts *opts,
+			struct lf_err *err)
+{
+	struct lf_vfile *vf;
+	int ret;
+
+	ret = lf_vfile_open(img->path, NULL, &vf, err);
+	if (ret)
+		return ret;
+	ret = lf_image_store_open_archive(&img->store, vf, err);
+	if (ret) {
+		lf_vfile_close(vf);
+		return ret;
+	}
+	img->store.label = img->path;
+	/* Docker 25+ writes both: the OCI layout is the richer description */
+	if (lf_image_store_has(&img->store, "oci-layout") &&
+	    lf_image_store_has(&img->store, "index.json")) {
+		img->format = "oci-archive";
+		return oci_open(img, opts, err);
+	}
+	if (lf_image_store_has(&img->store, "manifest.json")) {
+		img->format = "docker-archive";
+		return docker_open(img, opts, err);
+	}
+	return lf_err_set(err, -EINVAL,
+			  "'%s': not an image archive (no oci-layout and index.json, no manifest.json)",
+			  img->path);
+}
+
+static int detect_and_open(struct lf_image *img,
+			   const struct lf_image_opts *opts,
+			   struct lf_err *err)
+{
+	struct stat sb;
+	int ret;
+
+	if (stat(img->path, &sb) < 0) {
+		ret = -errno;
+		return lf_err_set(err, ret, "cannot open image '%s': %s",
+				  img->path, strerror(-ret));
+	}
+	if (S_ISREG(sb.st_mode))
+		return open_archive(img, opts, err);
+	if (!S_ISDIR(sb.st_mode))
+		return lf_err_set(err, -EINVAL,
+				  "'%s' is neither a directory nor a file",
+				  img->path);
+	ret = lf_image_store_open_dir(&img->store, img->path, err);
+	if (ret)
+		return ret;
+	img->store.label = img->path;
+	if (!lf_image_store_has(&img->store, "oci-layout") ||
+	    !lf_image_store_has(&img->store, "index.json"))
+		return lf_err_set(err, -EINVAL,
+				  "'%s': not an OCI image layout (no oci-layout or index.json)",
+				  img->path);
+	img->format = "oci-layout";
+	return oci_open(img, opts, err);
+}
+
+int lf_image_open(const char *path, const struct lf_image_opts *opts,
+		  struct lf_image **out, struct lf_err *err)
+{
+	static const struct lf_image_opts none;
+	struct lf_image *img = calloc(1, sizeof(*img));
+	int ret;
+
+	if (!img || !(img->path = strdup(path))) {
+		free(img);
+		return oom(err);
+	}
+	lf_buf_init(&img->store.names);
+	ret = detect_and_open(img, opts ? opts : &none, err);
+	if (ret) {
+		lf_image_close(img);
+		return ret;
+	}
+	*out = img;
+	return 0;
+}
+
+size_t lf_image_layer_count(const struct lf_image *img)
+{
+	return img->nlayers;
+}
+
+const struct lf_image_layer *lf_image_layer(const struct lf_image *img,
+					    size_t i)
+{
+	return &img->layers[i];
+}
+
+const char *lf_image_format(const struct lf_image *img)
+{
+	return img->format;
+}
+
+const char *lf_image_path(const struct lf_image *img)
+{
+	return img->path;
+}
+
+const char *lf_image_manifest_digest(const struct lf_image *img)
+{
+	return img->manifest_digest;
+}
+
+const char *lf_image_config_digest(const struct lf_image *img)
+{
+	return img->config_digest;
+}
+
+const char *lf_image_config_json(const struct lf_image *img, size_t *len)
+{
+	if (len)
+		*len = img->config_len;
+	return img->config_json;
+}
+
+const char *lf_image_ref(const struct lf_image *img)
+{
+	return img->ref;
+}
+
+void lf_image_close(struct lf_image *img)
+{
+	size_t i;
+
+	if (!img)
+		return;
+	for (i = 0; i < img->nlayers; i++) {
+		lf_vfile_close(img->layers[i].blob);
+		free((char *)img->layers[i].media_type);
+		free((char *)img->layers[i].source);
+	}
+	free(img->layers);
+	lf_image_config_release(&img->config);
+	lf_image_manifest_release(&img->manifest);
+	lf_image_store_release(&img->store);
+	free(img->config_json);
+	free(img->ref);
+	free(img->path);
+	free(img);
+}

@@ -1,0 +1,538 @@
+// SPDX-License-Identifier: MIT
+/* tree.c - build the merged view of layers 1..N (DESIGN section 3). */
+#include "tree_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layerfs/path.h"
+
+/* A node of the mutable tree used while layers are applied. */
+struct mnode {
+	const char *name;	/* borrowed from an index string */
+	uint32_t len;
+	uint32_t parent;
+	uint32_t first, last;	/* children, in insertion (tar) order */
+	uint32_t prev, next;	/* siblings */
+	uint32_t hnext;		/* hash chain */
+	uint32_t inode;		/* index into minodes */
+	uint8_t alive;
+};
+
+/* An inode of the mutable tree: which entry describes it. */
+struct minode {
+	int32_t layer;		/* -1: implicit directory */
+	uint32_t entry;
+	uint8_t is_dir;
+	uint32_t final;		/* inode number once frozen, 0 before */
+};
+
+struct mtree {
+	struct mnode *nodes;
+	uint32_t nnodes, anodes;
+	struct minode *inodes;
+	uint32_t ninodes, ainodes;
+	uint32_t *buckets;	/* hash heads, LF_NIL terminated */
+	uint32_t nbuckets;	/* power of two */
+	uint32_t *stack;	/* scratch for subtree walks */
+	uint32_t astack;
+	struct lf_index *const *layers;
+	int layer;		/* layer being applied, for messages */
+};
+
+static uint32_t bucket_of(const struct mtree *m, uint32_t parent,
+			  const char *name, size_t len)
+{
+	return (uint32_t)lf_tree_hash(parent, name, len) & (m->nbuckets - 1);
+}
+
+static int grow(void **arr, uint32_t *alloc, uint32_t need, size_t elem)
+{
+	uint32_t n = *alloc ? *alloc : 1024;
+	void *p;
+
+	if (need <= *alloc)
+		return 0;
+	while (n < need) {
+		if (n > UINT32_MAX / 2)
+			return -E2BIG;
+		n *= 2;
+	}
+	p = reallocarray(*arr, n, elem);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*alloc = n;
+	return 0;
+}
+
+static int rehash(struct mtree *m)
+{
+	uint32_t n = m->nbuckets ? m->nbuckets * 2 : 4096, i;
+	uint32_t *b = malloc(sizeof(*b) * n);
+
+	if (!b)
+		return -ENOMEM;
+	memset(b, 0xff, sizeof(*b) * n);
+	free(m->buckets);
+	m->buckets = b;
+	m->nbuckets = n;
+	for (i = 0; i < m->nnodes; i++) {
+		struct mnode *x = &m->nodes[i];
+		uint32_t h;
+
+		if (!x->alive || i == 0)
+			continue;
+		h = bucket_of(m, x->parent, x->name, x->len);
+		x->hnext = b[h];
+		b[h] = i;
+	}
+	return 0;
+}
+
+static uint32_t lookup(const struct mtree *m, uint32_t parent,
+		       const char *name, size_t len)
+{
+	uint32_t i = m->buckets[bucket_of(m, parent, name, len)];
+
+	for (; i != LF_NIL; i = m->nodes[i].hnext) {
+		const struct mnode *x = &m->nodes[i];
+
+		if (x->parent == parent && x->len == len &&
+		    !memcmp(x->name, name, len))
+			return i;
+	}
+	return LF_NIL;
+}
+
+static void unhash(struct mtree *m, uint32_t n)
+{
+	struct mnode *x = &m->nodes[n];
+	uint32_t *pp = &m->buckets[bucket_of(m, x->parent, x->name, x->len)];
+
+	while (*pp != LF_NIL && *pp != n)
+		pp = &m->nodes[*pp].hnext;
+	if (*pp == n)
+		*pp = x->hnext;
+}
+
+static int new_inode(struct mtree *m, int layer, uint32_t entry, bool dir,
+		     uint32_t *out)
+{
+	int ret = grow((void **)&m->inodes, &m->ainodes, m->ninodes + 1,
+		       sizeof(*m->inodes));
+
+	if (ret)
+		return ret;
+	m->inodes[m->ninodes] = (struct minode){ layer, entry, dir, 0 };
+	*out = m->ninodes++;
+	return 0;
+}
+
+/* Add a child `name` to `parent`, pointing at inode `ino`. */
+static int add_node(struct mtree *m, uint32_t parent, const char *name,
+		    size_t len, uint32_t ino, uint32_t *out)
+{
+	struct mnode *x, *p;
+	uint32_t n, h;
+	int ret;
+
+	if (len > UINT32_MAX)
+		return -ENAMETOOLONG;
+	ret = grow((void **)&m->nodes, &m->anodes, m->nnodes + 1,
+		   sizeof(*m->nodes));
+	if (ret)
+		return ret;
+	if (m->nnodes >= m->nbuckets && (ret = rehash(m)))
+		return ret;
+	n = m->nnodes++;
+	x = &m->nodes[n];
+	*x = (struct mnode){ name, (uint32_t)len, parent, LF_NIL, LF_NIL,
+			     LF_NIL, LF_NIL, LF_NIL, ino, 1 };
+	p = &m->nodes[parent];
+	x->prev = p->last;
+	if (p->last != LF_NIL)
+		m->nodes[p->last].next = n;
+	else
+		p->first = n;
+	p->last = n;
+	h = bucket_of(m, parent, name, len);
+	x->hnext = m->buckets[h];
+	m->buckets[h] = n;
+	*out = n;
+	return 0;
+}
+
+static void unlink_child(struct mtree *m, uint32_t n)
+{
+	struct mnode *x = &m->nodes[n], *p = &m->nodes[x->parent];
+
+	if (x->prev != LF_NIL)
+		m->nodes[x->prev].next = x->next;
+	else
+		p->first = x->next;
+	if (x->next != LF_NIL)
+		m->nodes[x->next].prev = x->prev;
+	else
+		p->last = x->prev;
+	x->prev = x->next = LF_NIL;
+}
+
+/* Remove node n and everything below it (rules 3 and 5). */
+static int kill_subtree(struct mtree *m, uint32_t n)
+{
+	uint32_t top = 0, c;
+	int ret;
+
+	unlink_child(m, n);
+	unhash(m, n);
+	if ((ret = grow((void **)&m->stack, &m->astack, 1, sizeof(uint32_t))))
+		return ret;
+	m->stack[top++] = n;
+	while (top) {
+		uint32_t x = m->stack[--top];
+
+		m->nodes[x].alive = 0;
+		for (c = m->nodes[x].first; c != LF_NIL; c = m->nodes[c].next) {
+			unhash(m, c);
+			ret = grow((void **)&m->stack, &m->astack, top + 1,
+				   sizeof(uint32_t));
+			if (ret)
+				return ret;
+			m->stack[top++] = c;
+		}
+		m->nodes[x].first = m->nodes[x].last = LF_NIL;
+	}
+	return 0;
+}
+
+static bool node_is_dir(const struct mtree *m, uint32_t n)
+{
+	return m->inodes[m->nodes[n].inode].is_dir;
+}
+
+/* Walk dirs of path[0..len) without creating anything; LF_NIL if absent. */
+static uint32_t find_dir(const struct mtree *m, const char *path, size_t len)
+{
+	uint32_t cur = 0;
+	size_t i = 0;
+
+	while (i < len) {
+		size_t s = i;
+
+		while (i < len && path[i] != '/')
+			i++;
+		cur = lookup(m, cur, path + s, i - s);
+		if (cur == LF_NIL || !node_is_dir(m, cur))
+			return LF_NIL;
+		i++;
+	}
+	return cur;
+}
+
+/* Rule 2: create missing parents of path[0..len) as implicit directories;
+ * a non-directory in the way is replaced (as extraction would). */
+static int ensure_dirs(struct mtree *m, const char *path, size_t len,
+		       uint32_t *out)
+{
+	uint32_t cur = 0, next, ino;
+	size_t i = 0;
+	int ret;
+
+	while (i < len) {
+		size_t s = i;
+
+		while (i < len && path[i] != '/')
+			i++;
+		next = lookup(m, cur, path + s, i - s);
+		if (next != LF_NIL && !node_is_dir(m, next)) {
+			if ((ret = kill_subtree(m, next)))
+				return ret;
+			next = LF_NIL;
+		}
+		if (next == LF_NIL) {
+			ret = new_inode(m, -1, 0, true, &ino);
+			if (!ret)
+				ret = add_node(m, cur, path + s, i - s, ino,
+					       &next);
+			if (ret)
+				return ret;
+		}
+		cur = next;
+		i++;
+	}
+	*out = cur;
+	return 0;
+}
+
+/* Rules 3 and 4: a layer's whiteouts act on the layers below it only. */
+static int apply_whiteouts(struct mtree *m, const struct lf_index *idx)
+{
+	size_t i, n = lf_index_count(idx);
+	int ret;
+
+	for (i = 0; i < n; i++) {
+		const struct lf_idx_entry *e = lf_index_entry(idx, i);
+		const char *path, *base;
+		uint32_t dir, victim, c;
+
+		if (!(e->flags & LF_IDX_WHITEOUT))
+			continue;
+		path = lf_index_path(idx, e);
+		base = lf_path_basename(path);
+		/* rule 6: a whiteout under a non-directory is ignored, and a
+		 * whiteout never creates its parent (rule 3) */
+		dir = find_dir(m, path, lf_path_dirlen(path));
+		if (dir == LF_NIL)
+			continue;
+		if (e->flags & LF_IDX_OPAQUE) {
+			while ((c = m->nodes[dir].first) != LF_NIL)
+				if ((ret = kill_subtree(m, c)))
+					return ret;
+			continue;
+		}
+		if (!base[4])
+			continue;
+		victim = lookup(m, dir, base + 4, strlen(base + 4));
+		if (victim != LF_NIL && (ret = kill_subtree(m, victim)))
+			return ret;
+	}
+	return 0;
+}
+
+static int link_target(struct mtree *m, const struct lf_index *idx,
+		       const struct lf_idx_entry *e, uint32_t *ino,
+		       struct lf_err *err)
+{
+	const char *path = lf_index_path(idx, e);
+	const char *target = lf_index_link(idx, e);
+	size_t dl = lf_path_dirlen(target);
+	const char *tb = lf_path_basename(target);
+	uint32_t dir = find_dir(m, target, dl), n = LF_NIL;
+
+	if (dir != LF_NIL)
+		n = lookup(m, dir, tb, strlen(tb));
+	if (n == LF_NIL)
+		return lf_err_set(err, -EINVAL,
+				  "layer %d: hardlink '%s' points to '%s', "
+				  "which does not exist", m->layer + 1, path,
+				  target);
+	if (node_is_dir(m, n))
+		return lf_err_set(err, -EINVAL,
+				  "layer %d: hardlink '%s' points to directory "
+				  "'%s'", m->layer + 1, path, target);
+	*ino = m->nodes[n].inode;
+	return 0;
+}
+
+/* Rules 5, 6 and 7 for one entry (not a whiteout). */
+static int apply_entry(struct mtree *m, const struct lf_index *idx,
+		       uint32_t i, struct lf_err *err)
+{
+	const struct lf_idx_entry *e = lf_index_entry(idx, i);
+	const char *path = lf_index_path(idx, e), *base;
+	uint32_t parent, old, ino = 0, n;
+	bool dir = e->kind == LF_KIND_DIR;
+	int ret;
+
+	if (!path[0]) {
+		/* "./": the root's own metadata; anything else is nonsense */
+		if (dir)
+			m->inodes[m->nodes[0].inode] =
+				(struct minode){ m->layer, i, true, 0 };
+		return 0;
+	}
+	if (e->kind == LF_KIND_HARDLINK &&
+	    (ret = link_target(m, idx, e, &ino, err)))
+		return ret;
+	if ((ret = ensure_dirs(m, path, lf_path_dirlen(path), &parent)))
+		goto nomem;
+	base = lf_path_basename(path);
+	old = lookup(m, parent, base, strlen(base));
+	if (old != LF_NIL) {
+		if (dir && node_is_dir(m, old)) {
+			/* a directory over a directory: metadata only */
+			m->inodes[m->nodes[old].inode] =
+				(struct minode){ m->layer, i, true, 0 };
+			return 0;
+		}
+		if (e->kind == LF_KIND_HARDLINK && m->nodes[old].inode == ino)
+			return 0; /* a link to itself changes nothing */
+		if ((ret = kill_subtree(m, old)))
+			goto nomem;
+	}
+	if (e->kind != LF_KIND_HARDLINK &&
+	    (ret = new_inode(m, m->layer, i, dir, &ino)))
+		goto nomem;
+	if ((ret = add_node(m, parent, base, strlen(base), ino, &n)))
+		goto nomem;
+	return 0;
+nomem:
+	return lf_err_set(err, ret, "layer %d: cannot add '%s': %s",
+			  m->layer + 1, path, strerror(-ret));
+}
+
+static int apply_layer(struct mtree *m, const struct lf_index *idx,
+		       struct lf_err *err)
+{
+	size_t i, n = lf_index_count(idx);
+	int ret;
+
+	if (n >= UINT32_MAX)
+		return lf_err_set(err, -E2BIG, "layer %d: too many entries",
+				  m->layer + 1);
+	if ((ret = apply_whiteouts(m, idx)))
+		return lf_err_set(err, ret, "layer %d: out of memory",
+				  m->layer + 1);
+	for (i = 0; i < n; i++) {
+		if (lf_index_entry(idx, i)->flags & LF_IDX_WHITEOUT)
+			continue;
+		if ((ret = apply_entry(m, idx, (uint32_t)i, err)))
+			return ret;
+	}
+	return 0;
+}
+
+static int build_slots(struct lf_tree *t)
+{
+	uint32_t n = 16, i;
+
+	while (n < t->ndirents * 2u) {
+		if (n > UINT32_MAX / 4)
+			return -E2BIG;
+		n *= 2;
+	}
+	t->slots = malloc(sizeof(*t->slots) * n);
+	if (!t->slots)
+		return -ENOMEM;
+	memset(t->slots, 0xff, sizeof(*t->slots) * n);
+	t->nslots = n;
+	for (i = 0; i < t->ndirents; i++) {
+		const struct tdirent *d = &t->dirents[i];
+		uint32_t h = (uint32_t)lf_tree_hash(t->dir_of[i], d->name,
+						    d->len) & (n - 1);
+
+		while (t->slots[h] != LF_NIL)
+			h = (h + 1) & (n - 1);
+		t->slots[h] = i;
+	}
+	return 0;
+}
+
+/*
+ * Number the live nodes breadth first: a directory's entries get
+ * consecutive dirent slots, hardlinked names the number of their first name.
+ */
+static int freeze(struct mtree *m, struct lf_tree *t)
+{
+	uint32_t *queue, head = 0, tail = 0, c;
+	int ret = -ENOMEM;
+
+	queue = malloc(sizeof(*queue) * m->nnodes);
+	t->inodes = calloc((size_t)m->ninodes + 1, sizeof(*t->inodes));
+	t->dirents = malloc(sizeof(*t->dirents) * m->nnodes);
+	t->dir_of = malloc(sizeof(*t->dir_of) * m->nnodes);
+	if (!queue || !t->inodes || !t->dirents || !t->dir_of)
+		goto out;
+	m->inodes[m->nodes[0].inode].final = LF_TREE_ROOT;
+	t->ninodes = 1;
+	t->inodes[1] = (struct tinode){ m->inodes[m->nodes[0].inode].layer,
+					m->inodes[m->nodes[0].inode].entry, 0,
+					LF_TREE_ROOT, 0, 0 };
+	queue[tail++] = 0;
+	while (head < tail) {
+		uint32_t dn = queue[head++];
+		uint32_t dino = m->inodes[m->nodes[dn].inode].final;
+		struct tinode *di = &t->inodes[dino];
+
+		di->first = t->ndirents;
+		di->nlink = 2;
+		for (c = m->nodes[dn].first; c != LF_NIL;
+		     c = m->nodes[c].next) {
+			struct minode *mi = &m->inodes[m->nodes[c].inode];
+			struct tinode *ti;
+
+			if (!mi->final) {
+				mi->final = ++t->ninodes;
+				ti = &t->inodes[mi->final];
+				*ti = (struct tinode){ mi->layer, mi->entry, 0,
+						       dino, 0, 0 };
+				if (mi->is_dir)
+					queue[tail++] = c;
+			}
+			ti = &t->inodes[mi->final];
+			/* dirs: 2 + subdirectories; others: visible names */
+			if (mi->is_dir)
+				t->inodes[dino].nlink++;
+			else
+				ti->nlink++;
+			t->dir_of[t->ndirents] = dino;
+			t->dirents[t->ndirents++] = (struct tdirent){
+				m->nodes[c].name, m->nodes[c].len, mi->final };
+		}
+		t->inodes[dino].count = t->ndirents - t->inodes[dino].first;
+	}
+	ret = build_slots(t);
+out:
+	free(queue);
+	return ret;
+}
+
+static void mtree_release(struct mtree *m)
+{
+	free(m->nodes);
+	free(m->inodes);
+	free(m->buckets);
+	free(m->stack);
+}
+
+int lf_tree_build(struct lf_index *const *layers, size_t n,
+		  struct lf_tree **out, struct lf_err *err)
+{
+	struct mtree m = { .layers = layers };
+	struct lf_tree *t;
+	uint32_t root_ino, root;
+	int ret;
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	t->layers = malloc(sizeof(*t->layers) * (n ? n : 1));
+	if (!t->layers || rehash(&m) || new_inode(&m, -1, 0, true, &root_ino) ||
+	    grow((void **)&m.nodes, &m.anodes, 1, sizeof(*m.nodes))) {
+		ret = lf_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	memcpy(t->layers, layers, sizeof(*layers) * n);
+	t->nlayers = n;
+	root = m.nnodes++;
+	m.nodes[root] = (struct mnode){ "", 0, 0, LF_NIL, LF_NIL, LF_NIL,
+					LF_NIL, LF_NIL, root_ino, 1 };
+	for (m.layer = 0; (size_t)m.layer < n; m.layer++)
+		if ((ret = apply_layer(&m, layers[m.layer], err)))
+			goto fail;
+	if ((ret = freeze(&m, t))) {
+		lf_err_set(err, ret, "out of memory");
+		goto fail;
+	}
+	mtree_release(&m);
+	*out = t;
+	return 0;
+fail:
+	mtree_release(&m);
+	lf_tree_free(t);
+	return ret;
+}
+
+void lf_tree_free(struct lf_tree *t)
+{
+	if (!t)
+		return;
+	free(t->layers);
+	free(t->inodes);
+	free(t->dirents);
+	free(t->dir_of);
+	free(t->slots);
+	free(t);
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/* tree_internal.h - the frozen tree, shared by tree.c and tree_lookup.c. */
+#ifndef LAYERFS_TREE_INTERNAL_H
+#define LAYERFS_TREE_INTERNAL_H
+
+#include "layerfs/tree.h"
+
+#define LF_NIL UINT32_MAX
+
+/* One inode of the merged view; index = inode number (0 unused). */
+struct tinode {
+	int32_t layer;		/* -1: implicit directory */
+	uint32_t entry;		/* entry number in that layer's index */
+	uint32_t nlink;
+	uint32_t parent;	/* directories: parent inode */
+	uint32_t first;		/* directories: first dirent */
+	uint32_t count;		/* directories: number of dirents */
+};
+
+struct tdirent {
+	const char *name;	/* borrowed from an index; not NUL-terminated */
+	uint32_t len;
+	uint32_t ino;
+};
+
+struct lf_tree {
+	struct lf_index **layers;	/* owned array of borrowed indexes */
+	size_t nlayers;
+	struct tinode *inodes;		/* [0..ninodes], 0 unused */
+	uint32_t ninodes;
+	struct tdirent *dirents;
+	uint32_t ndirents;
+	uint32_t *slots;		/* hash of dirents by (dir, name) */
+	uint32_t nslots;		/* power of two */
+	uint32_t *dir_of;		/* dirent -> directory inode */
+};
+
+/* Hash of a name within directory `dir` (shared by build and lookup). */
+static inline uint64_t lf_tree_hash(uint64_t dir, const char *name,
+				    size_t len)
+{
+	uint64_t h = 1469598103934665603ull ^ (dir * 0x9e3779b97f4a7c15ull);
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= (unsigned char)name[i];
+		h *= 1099511628211ull;
+	}
+	return h ^ (h >> 29);
+}
+
+#endif /* LAYERFS_TREE_INTERNAL_H */
