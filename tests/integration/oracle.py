@@ -145,10 +145,11 @@ def walk_rootfs(rootfs, unpack_start=None):
 
 
 def link_groups(tree):
-    """Partition of the regular files that share an inode (groups > 1)."""
+    """Partition of the non-directories that share an inode (groups > 1):
+    hardlinks, including hardlinks to symlinks, devices and fifos."""
     by = {}
     for p, e in tree.items():
-        if e["type"] == "file":
+        if e["type"] != "dir":
             by.setdefault(e["ino"], set()).add(p)
     return sorted(sorted(g) for g in by.values() if len(g) > 1)
 
@@ -225,6 +226,7 @@ def compare(oracle, lf, cat=None):
         t = o["type"]
         if t == "file":
             ne("size", o["size"], l.get("size"))
+        if t != "dir":
             ne("nlink", o["nlink"], l.get("nlink"))
         if t == "symlink":
             ne("target", o["target"], l.get("target"))

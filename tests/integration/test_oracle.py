@@ -15,22 +15,26 @@ import pytest
 
 import oracle as O
 
-CASES = [(name, fmt, n)
+def _case(name, fmt, n):
+    # fixtures where umoci and DESIGN disagree run as (non-strict) xfail,
+    # so the report shows them and any change of behaviour
+    first, reason = O.specs.UMOCI_DIFFERS.get(name, (None, None))
+    marks = []
+    if first is not None and n >= first:
+        marks = [pytest.mark.xfail(reason=reason, strict=False)]
+    return pytest.param(name, fmt, n, marks=marks,
+                        id="%s-%s-L%d" % (name, fmt, n))
+
+
+CASES = [_case(name, fmt, n)
          for name in O.specs.SPECS
          for fmt in O.FORMATS
          for n in range(1, O.layer_count(name) + 1)]
 
 
-def _id(c):
-    return "%s-%s-L%d" % c
-
-
-@pytest.mark.parametrize("name,fmt,n", CASES, ids=[_id(c) for c in CASES])
+@pytest.mark.parametrize("name,fmt,n", CASES)
 def test_matches_umoci(name, fmt, n, images, oracles, session_caches,
                        layerfs_bin):
-    reason = O.specs.UMOCI_DIFFERS.get(name)
-    if reason:
-        pytest.xfail(reason)
     img = images(name, fmt)
     cache = session_caches(name, fmt)
     expect = oracles(name, fmt, n)
@@ -90,8 +94,13 @@ def test_dir_nlink_and_stable_inodes(name, count, images, session_caches,
            for p, e in cold.items()
            if e["type"] == "dir" and e["nlink"] != 2 + subdirs.get(p, 0)]
     assert not bad
-    inos = [e["ino"] for e in cold.values() if e["type"] != "file"]
-    assert len(inos) == len(set(inos)), "non-file entries share an inode"
+    by_ino = {}
+    for p, e in cold.items():
+        by_ino.setdefault(e["ino"], []).append(e)
+    shared = [[e["path"] for e in g] for g in by_ino.values()
+              if len(g) > 1 and (any(e["type"] == "dir" for e in g) or
+                                 len({e["type"] for e in g}) > 1)]
+    assert not shared, "only hardlinks of one type may share an inode"
 
 
 @pytest.mark.parametrize("fmt", [f for f in O.FORMATS if f != "oci"])
