@@ -23,6 +23,8 @@ static const struct {
 	{ "ls", cli_cmd_ls, "list a directory of the merged view" },
 	{ "cat", cli_cmd_cat, "print files of the merged view" },
 	{ "stat", cli_cmd_stat, "show the metadata of a path" },
+	{ "mount", cli_cmd_mount, "mount an image (or a layer prefix) with FUSE" },
+	{ "umount", cli_cmd_umount, "unmount a layerfs mount" },
 };
 
 static void usage(FILE *f)
@@ -328,6 +330,9 @@ int lf_cli_main(int argc, char **argv)
 	for (i = 0; i < LF_ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
+	/* mount(8) runs "layerfs IMAGE MOUNTPOINT -o OPTS" for fuse.layerfs */
+	if (argc >= 3 && argv[1][0] != '-' && strchr(argv[1], '/') != NULL)
+		return cli_cmd_mount(argc, argv);
 	fprintf(stderr, "layerfs: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return CLI_USAGE;

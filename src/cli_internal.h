@@ -124,5 +124,7 @@ int cli_cmd_layers(int argc, char **argv);
 int cli_cmd_ls(int argc, char **argv);
 int cli_cmd_cat(int argc, char **argv);
 int cli_cmd_stat(int argc, char **argv);
+int cli_cmd_mount(int argc, char **argv);
+int cli_cmd_umount(int argc, char **argv);
 
 #endif /* LAYERFS_CLI_INTERNAL_H */

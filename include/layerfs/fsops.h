@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fsops.h - the FUSE filesystem over a merged tree (read-only).
+ *
+ * Thin handlers on libfuse's low-level API translate FUSE requests into
+ * tree.h and blob.h calls; nothing else in layerfs includes libfuse.
+ * Inode numbers are the tree's (1 = root); the tree is immutable, so entry
+ * and attribute timeouts are long, forget is a no-op, and file data may be
+ * kept in the page cache across opens (FOPEN_KEEP_CACHE).  Every request
+ * that would modify answers EROFS.  A read that cannot be served answers EIO
+ * and logs the cause once per mount (DESIGN section 7); nothing aborts.
+ *
+ * Lifecycle: lf_fs_mount() creates the session and mounts, so every mount
+ * error (mountpoint missing, not a directory, already a mount we cannot stack
+ * on, no /dev/fuse, fusermount3 missing) happens while the caller still owns
+ * the terminal; lf_fs_run() then detaches (unless foreground), serves
+ * requests on several threads until unmounted or signalled
+ * (SIGINT/SIGTERM/SIGHUP unmount cleanly), and unmounts.
+ *
+ * Ownership: the tree and blobs are borrowed and must outlive the mount.
+ * Thread safety: the handlers run on many threads; the state they share is
+ * immutable or has its own lock (the blob chunk cache).
+ */
+#ifndef LAYERFS_FSOPS_H
+#define LAYERFS_FSOPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "layerfs/blob.h"
+#include "layerfs/common.h"
+#include "layerfs/tree.h"
+
+struct lf_fs;
+
+struct lf_fs_opts {
+	const char *mountpoint;
+	const char *fsname;	/* source shown in /proc/mounts */
+	const char *fuse_opts;	/* extra comma-separated -o options, or NULL */
+	bool foreground;	/* do not detach */
+	bool allow_other;	/* implies default_permissions (DESIGN 3.11) */
+	bool debug;		/* libfuse request tracing (implies foreground) */
+};
+
+/*
+ * Create the session and mount.  `blobs[i]` serves layer i of the tree
+ * (borrowed, nblobs == the tree's layer count).  Returns 0 or a negative
+ * errno with a message naming the mountpoint and the cause.
+ */
+int lf_fs_mount(struct lf_tree *tree, struct lf_blob *const *blobs,
+		size_t nblobs, const struct lf_fs_opts *opts,
+		struct lf_fs **out, struct lf_err *err);
+
+/*
+ * Detach unless foreground (the parent process exits 0 once the child
+ * serves requests), serve until unmounted or signalled, then unmount.
+ * Returns 0 or a negative errno.
+ */
+int lf_fs_run(struct lf_fs *fs, struct lf_err *err);
+
+/* Unmount if still mounted, free the session. */
+void lf_fs_free(struct lf_fs *fs);
+
+/* Unmount `mountpoint` (umount2 as root, else fusermount3 -u). */
+int lf_fs_umount(const char *mountpoint, bool lazy, struct lf_err *err);
+
+#endif /* LAYERFS_FSOPS_H */

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: MIT
+/* cli_mount.c - `layerfs mount`, `layerfs umount`, and mount(8)'s helper form. */
+#include "cli_internal.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layerfs/fsops.h"
+
+static const char mount_help[] =
+	"usage: layerfs mount [options] IMAGE MOUNTPOINT\n\n"
+	"Mount the merged view of IMAGE (or of its layers 1..N) read-only on\n"
+	"MOUNTPOINT.  Layers are indexed first (once: the index is cached),\n"
+	"then the filesystem is mounted, and only then does layerfs detach\n"
+	"into the background, so every error is reported here.\n\n"
+	"options:\n"
+	"  -f, --foreground     stay in the foreground (Ctrl-C unmounts)\n"
+	"  -d, --debug          trace FUSE requests (implies -f)\n"
+	"  -o OPT[,OPT...]      mount options: allow_other, and the FUSE ones;\n"
+	"                       also layers=N, ref=NAME:TAG, platform=P,\n"
+	"                       cache=DIR, no_verify (for mount(8) and fstab)\n"
+	"      --allow-other    let other users in (permissions are then\n"
+	"                       checked as stored in the image)\n"
+	CLI_COMMON_HELP
+	"\nAs a mount(8) helper: mount -t fuse.layerfs IMAGE MNT -o layers=3\n"
+	"or in /etc/fstab: IMAGE MNT fuse.layerfs layers=3,allow_other 0 0\n";
+
+static const char umount_help[] =
+	"usage: layerfs umount [-z] MOUNTPOINT\n\n"
+	"Unmount a layerfs mount (umount(2) as root, else fusermount3 -u).\n\n"
+	"options:\n"
+	"  -z, --lazy           detach now, clean up when no longer busy\n"
+	"      --help           show this help\n";
+
+/* Options mount(8) passes that mean nothing for a read-only FUSE mount. */
+static bool ignored_opt(const char *o, size_t len)
+{
+	static const char *const names[] = {
+		"rw", "ro", "dev", "nodev", "suid", "nosuid", "exec", "noexec",
+		"auto", "noauto", "user", "users", "nouser", "defaults",
+		"_netdev", "nofail", "async", "sync", "atime", "noatime",
+		"relatime", "diratime", "nodiratime",
+	};
+	size_t i;
+
+	if (len > 2 && !strncmp(o, "x-", 2))
+		return true;
+	for (i = 0; i < LF_ARRAY_SIZE(names); i++)
+		if (strlen(names[i]) == len && !strncmp(o, names[i], len))
+			return true;
+	return false;
+}
+
+struct mount_args {
+	struct cli_opts o;
+	struct lf_fs_opts fo;
+	struct lf_buf fuse_opts;	/* passed through to FUSE */
+	struct lf_buf scratch;		/* the value strings of -o keys */
+};
+
+static int take_value(struct mount_args *m, const char *v, size_t len,
+		      const char **out)
+{
+	/* values live in `scratch`, NUL-separated; grow it before pointing */
+	size_t at = m->scratch.len;
+
+	if (lf_buf_add(&m->scratch, v, len) || lf_buf_addch(&m->scratch, 0))
+		return -1;
+	*out = m->scratch.data + at;
+	return 0;
+}
+
+/* Split -o: our keys become options, mount(8) noise is dropped, the rest
+ * goes to FUSE. */
+static int parse_o(struct mount_args *m, const char *arg)
+{
+	const char *p = arg;
+
+	/* reserve so that take_value() never moves earlier values */
+	if (lf_buf_grow(&m->scratch, strlen(arg) * 2 + 16))
+		return -1;
+	while (*p) {
+		size_t len = strcspn(p, ","), kl = strcspn(p, "=,");
+		const char *v = p + kl + 1, *val = NULL;
+		size_t vl = kl < len ? len - kl - 1 : 0;
+
+#define KEY(k) (kl == strlen(k) && !strncmp(p, k, kl))
+		if (KEY("layers") || KEY("ref") || KEY("platform") ||
+		    KEY("cache")) {
+			if (kl == len || take_value(m, v, vl, &val))
+				return cli_usage("mount", "-o %.*s wants a "
+						 "value", (int)kl, p);
+			if (KEY("ref"))
+				m->o.ref = val;
+			else if (KEY("platform"))
+				m->o.platform = val;
+			else if (KEY("cache"))
+				m->o.cache = val;
+			else if (cli_common_opt(OPT_LAYERS, val, &m->o) < 0)
+				return CLI_USAGE;
+		} else if (KEY("no_verify")) {
+			m->o.no_verify = true;
+		} else if (KEY("allow_other")) {
+			m->fo.allow_other = true;
+		} else if (len && !ignored_opt(p, len)) {
+			if ((m->fuse_opts.len && lf_buf_addch(&m->fuse_opts, ',')) ||
+			    lf_buf_add(&m->fuse_opts, p, len))
+				return -1;
+		}
+#undef KEY
+		p += len + (p[len] == ',');
+	}
+	return 0;
+}
+
+static int do_mount(struct mount_args *m, const char *image, const char *mnt)
+{
+	struct cli_image ci;
+	struct lf_err err = { 0 };
+	struct lf_fs *fs = NULL;
+	char *absmnt = NULL;
+	size_t i;
+	int ret;
+
+	if (m->o.quiet)
+		cli_set_progress(false);
+	ret = cli_open(&m->o, image, false, true, &ci);
+	for (i = 0; ret == CLI_OK && i < ci.n; i++)
+		if (!cli_blob(&ci, i, &err)) {
+			cli_error("%s: %s", image, err.msg);
+			ret = CLI_ERR;
+		}
+	/* the daemon runs in "/": libfuse must know the mountpoint absolutely */
+	absmnt = realpath(mnt, NULL);
+	m->fo.mountpoint = absmnt ? absmnt : mnt;
+	m->fo.fsname = image;
+	m->fo.fuse_opts = m->fuse_opts.len ? m->fuse_opts.data : NULL;
+	if (ret == CLI_OK &&
+	    lf_fs_mount(ci.tree, ci.blobs, ci.n, &m->fo, &fs, &err)) {
+		cli_error("%s", err.msg);
+		ret = CLI_ERR;
+	}
+	if (ret == CLI_OK && lf_fs_run(fs, &err)) {
+		cli_error("%s", err.msg);
+		ret = CLI_ERR;
+	}
+	lf_fs_free(fs);
+	cli_close(&ci);
+	free(absmnt);
+	return ret;
+}
+
+int cli_cmd_mount(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CLI_COMMON_LONGOPTS,
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "allow-other", no_argument, NULL, 'A' },
+		{ 0, 0, 0, 0 },
+	};
+	struct mount_args m = { 0 };
+	int c, ret = CLI_OK;
+
+	lf_buf_init(&m.fuse_opts);
+	lf_buf_init(&m.scratch);
+	while (ret == CLI_OK &&
+	       (c = getopt_long(argc, argv, ":fdo:q", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_HELP:
+			fputs(mount_help, stdout);
+			goto out;
+		case 'f':
+			m.fo.foreground = true;
+			continue;
+		case 'd':
+			m.fo.debug = true;
+			continue;
+		case 'A':
+			m.fo.allow_other = true;
+			continue;
+		case 'o':
+			ret = parse_o(&m, optarg);
+			if (ret < 0) {
+				cli_error("out of memory");
+				ret = CLI_ERR;
+			}
+			continue;
+		}
+		ret = cli_common_opt(c, optarg, &m.o);
+		ret = ret < 0 ? CLI_USAGE
+			      : (ret ? CLI_OK : cli_bad_option("mount", c, argv));
+	}
+	if (ret != CLI_OK)
+		goto out;
+	if (argc - optind != 2) {
+		ret = cli_usage("mount", "expected IMAGE MOUNTPOINT");
+		goto out;
+	}
+	ret = do_mount(&m, argv[optind], argv[optind + 1]);
+out:
+	lf_buf_release(&m.fuse_opts);
+	lf_buf_release(&m.scratch);
+	return ret;
+}
+
+int cli_cmd_umount(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "lazy", no_argument, NULL, 'z' },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ 0, 0, 0, 0 },
+	};
+	struct lf_err err = { 0 };
+	bool lazy = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, ":z", longopts, NULL)) != -1) {
+		if (c == OPT_HELP) {
+			fputs(umount_help, stdout);
+			return CLI_OK;
+		}
+		if (c != 'z')
+			return cli_bad_option("umount", c, argv);
+		lazy = true;
+	}
+	if (argc - optind != 1)
+		return cli_usage("umount", "expected MOUNTPOINT");
+	if (lf_fs_umount(argv[optind], lazy, &err)) {
+		cli_error("%s", err.msg);
+		return CLI_ERR;
+	}
+	return CLI_OK;
+}

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/* fsops_internal.h - mount state shared by fsops_ro.c and fsops_session.c. */
+#ifndef LAYERFS_FSOPS_INTERNAL_H
+#define LAYERFS_FSOPS_INTERNAL_H
+
+/* Debian 12 ships libfuse 3.14: pin the API there (STYLE section 8). */
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <stdatomic.h>
+
+#include "layerfs/fsops.h"
+
+/* The image never changes under a mount: let the kernel cache for a day. */
+#define LF_FS_TIMEOUT 86400.0
+/* Largest read the kernel may send (and we serve in one reply). */
+#define LF_FS_MAX_READ (1u << 20)
+
+struct lf_fs {
+	struct lf_tree *tree;		/* borrowed, immutable */
+	struct lf_blob *const *blobs;	/* borrowed, [nblobs] */
+	size_t nblobs;
+	struct lf_fs_opts opts;		/* strings borrowed */
+	struct fuse_session *se;	/* owned */
+	bool mounted;
+	uint64_t total_blocks;		/* statfs: 4 KiB blocks of file data */
+	atomic_bool eio_logged;		/* lf_log_once for read failures */
+};
+
+extern const struct fuse_lowlevel_ops lf_fsops_ro;
+
+#endif /* LAYERFS_FSOPS_INTERNAL_H */

@@ -1,0 +1,525 @@
+// SPDX-License-Identifier: MIT
+/* fsops_ro.c - read-only FUSE handlers: translate requests to tree and blob. */
+#include "fsops_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#include "layerfs/log.h"
+
+static struct lf_fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void fill_stat(const struct lf_tree_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_blocks = (blkcnt_t)a->blocks;
+	st->st_blksize = 4096;
+	st->st_rdev = makedev(a->rdev_major, a->rdev_minor);
+	st->st_mtim.tv_sec = a->mtime;
+	st->st_mtim.tv_nsec = a->mtime_nsec;
+	/* tar keeps only mtime; ctime and atime follow it, as in an extraction
+	 * with preserved times */
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+static int entry_of(struct lf_fs *fs, uint64_t ino, struct fuse_entry_param *e)
+{
+	struct lf_tree_attr a;
+	int ret = lf_tree_getattr(fs->tree, ino, &a);
+
+	if (ret)
+		return ret;
+	memset(e, 0, sizeof(*e));
+	e->ino = ino;
+	e->generation = 1;
+	e->attr_timeout = LF_FS_TIMEOUT;
+	e->entry_timeout = LF_FS_TIMEOUT;
+	fill_stat(&a, &e->attr);
+	return 0;
+}
+
+static void fsop_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->max_read = LF_FS_MAX_READ;
+	/* immutable tree: let the kernel cache symlink targets and run
+	 * lookups in one directory in parallel */
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+}
+
+static void fsop_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct lf_fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	uint64_t ino;
+	int ret;
+
+	ret = lf_tree_lookup(fs->tree, parent, name, strlen(name), &ino);
+	if (ret == -ENOENT) {
+		/* a negative entry, cached as long as positive ones */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = LF_FS_TIMEOUT;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (!ret)
+		ret = entry_of(fs, ino, &e);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void fsop_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	/* inodes live as long as the tree: nothing to release */
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req);
+}
+
+static void fsop_forget_multi(fuse_req_t req, size_t count,
+			      struct fuse_forget_data *forgets)
+{
+	(void)count;
+	(void)forgets;
+	fuse_reply_none(req);
+}
+
+static void fsop_getattr(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_file_info *fi)
+{
+	struct lf_tree_attr a;
+	struct stat st;
+	int ret = lf_tree_getattr(fs_of(req)->tree, ino, &a);
+
+	(void)fi;
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	fill_stat(&a, &st);
+	fuse_reply_attr(req, &st, LF_FS_TIMEOUT);
+}
+
+static void fsop_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	const char *t = lf_tree_readlink(fs_of(req)->tree, ino);
+
+	if (t)
+		fuse_reply_readlink(req, t);
+	else
+		fuse_reply_err(req, EINVAL);
+}
+
+static bool is_dir(struct lf_fs *fs, fuse_ino_t ino, int *err)
+{
+	struct lf_tree_attr a;
+	int ret = lf_tree_getattr(fs->tree, ino, &a);
+
+	*err = ret ? -ret : (S_ISDIR(a.mode) ? 0 : ENOTDIR);
+	return !*err;
+}
+
+static void fsop_opendir(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_file_info *fi)
+{
+	int err;
+
+	if (!is_dir(fs_of(req), ino, &err)) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+/*
+ * readdir and readdirplus: offsets 1 and 2 are "." and "..", then entry i of
+ * the directory has offset i + 3.  Entries come in tar order, so a recursive
+ * walk reads each blob nearly sequentially.
+ */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       bool plus)
+{
+	struct lf_fs *fs = fs_of(req);
+	size_t n = lf_tree_dir_count(fs->tree, ino), used = 0;
+	char *buf;
+	int err;
+
+	if (!is_dir(fs, ino, &err)) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (; off >= 0 && (size_t)off < n + 2; off++) {
+		struct fuse_entry_param e;
+		char name[NAME_MAX + 1];
+		const char *nm;
+		size_t len, sz;
+		uint64_t child;
+
+		if (off < 2) {
+			child = off == 0 ? ino : lf_tree_parent(fs->tree, ino);
+			strcpy(name, off == 0 ? "." : "..");
+		} else {
+			lf_tree_dir_entry(fs->tree, ino, (size_t)off - 2, &nm,
+					  &len, &child);
+			if (len > NAME_MAX)
+				continue; /* the kernel could not use it */
+			memcpy(name, nm, len);
+			name[len] = '\0';
+		}
+		if (entry_of(fs, child, &e))
+			continue;
+		/* "." and "..": no lookup count, so no inode for the kernel */
+		if (off < 2)
+			e.ino = 0;
+		if (plus)
+			sz = fuse_add_direntry_plus(req, buf + used, size - used,
+						    name, &e, off + 1);
+		else
+			sz = fuse_add_direntry(req, buf + used, size - used,
+					       name, &e.attr, off + 1);
+		if (sz > size - used)
+			break;
+		used += sz;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void fsop_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+			 off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, false);
+}
+
+static void fsop_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			     off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, true);
+}
+
+static void fsop_releasedir(fuse_req_t req, fuse_ino_t ino,
+			    struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fsop_open(fuse_req_t req, fuse_ino_t ino,
+		      struct fuse_file_info *fi)
+{
+	struct lf_tree_attr a;
+	int ret = lf_tree_getattr(fs_of(req)->tree, ino, &a);
+
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (S_ISDIR(a.mode)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	/* the data never changes: keep the page cache across opens */
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void fsop_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct lf_fs *fs = fs_of(req);
+	const struct lf_idx_entry *e;
+	struct lf_err err = { 0 };
+	size_t layer;
+	ssize_t n;
+	char *buf;
+
+	(void)fi;
+	if (lf_tree_data(fs->tree, ino, &layer, &e)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (off < 0 || (uint64_t)off >= e->size) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = lf_blob_read_file(fs->blobs[layer], e, buf, size, (uint64_t)off,
+			      &err);
+	if (n < 0) {
+		lf_log_once(&fs->eio_logged, LF_LOG_ERR,
+			    "read of inode %llu failed, answering EIO: %s",
+			    (unsigned long long)ino, err.msg);
+		fuse_reply_err(req, EIO);
+	} else {
+		fuse_reply_buf(req, buf, (size_t)n);
+	}
+	free(buf);
+}
+
+static void fsop_release(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fsop_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct lf_fs *fs = fs_of(req);
+	struct statvfs sv;
+
+	(void)ino;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = fs->total_blocks;
+	sv.f_files = lf_tree_count(fs->tree);
+	sv.f_namemax = 255;
+	sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void fsop_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			  size_t size)
+{
+	struct lf_tree *t = fs_of(req)->tree;
+	size_t k, n = lf_tree_xattr_count(t, ino);
+
+	for (k = 0; k < n; k++) {
+		const char *xn;
+		const void *v;
+		size_t len;
+
+		lf_tree_xattr(t, ino, k, &xn, &v, &len);
+		if (strcmp(xn, name))
+			continue;
+		if (size == 0)
+			fuse_reply_xattr(req, len);
+		else if (size < len)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, v, len);
+		return;
+	}
+	fuse_reply_err(req, ENODATA);
+}
+
+static void fsop_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct lf_tree *t = fs_of(req)->tree;
+	size_t k, n = lf_tree_xattr_count(t, ino), total = 0;
+	char *buf;
+
+	for (k = 0; k < n; k++) {
+		const char *xn;
+		const void *v;
+		size_t len;
+
+		lf_tree_xattr(t, ino, k, &xn, &v, &len);
+		total += strlen(xn) + 1;
+	}
+	if (size == 0) {
+		fuse_reply_xattr(req, total);
+		return;
+	}
+	if (size < total) {
+		fuse_reply_err(req, ERANGE);
+		return;
+	}
+	buf = malloc(total ? total : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (total = 0, k = 0; k < n; k++) {
+		const char *xn;
+		const void *v;
+		size_t len;
+
+		lf_tree_xattr(t, ino, k, &xn, &v, &len);
+		memcpy(buf + total, xn, strlen(xn) + 1);
+		total += strlen(xn) + 1;
+	}
+	fuse_reply_buf(req, buf, total);
+	free(buf);
+}
+
+static void fsop_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct lf_tree_attr a;
+	int ret = lf_tree_getattr(fs_of(req)->tree, ino, &a);
+
+	/* DESIGN 3.11: no permission checks of our own (default_permissions
+	 * does them when other users may enter); only writes are refused */
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+}
+
+/* Everything that would modify the image. */
+static void fsop_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+			 int to_set, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)attr;
+	(void)to_set;
+	(void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fsop_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode, dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fsop_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fsop_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fsop_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			 const char *name)
+{
+	(void)link;
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fsop_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			fuse_ino_t newparent, const char *newname,
+			unsigned int flags)
+{
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fsop_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		      const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fsop_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode, struct fuse_file_info *fi)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fsop_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			  const char *value, size_t size, int flags)
+{
+	(void)ino;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fsop_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+const struct fuse_lowlevel_ops lf_fsops_ro = {
+	.init = fsop_init,
+	.lookup = fsop_lookup,
+	.forget = fsop_forget,
+	.forget_multi = fsop_forget_multi,
+	.getattr = fsop_getattr,
+	.readlink = fsop_readlink,
+	.opendir = fsop_opendir,
+	.readdir = fsop_readdir,
+	.readdirplus = fsop_readdirplus,
+	.releasedir = fsop_releasedir,
+	.open = fsop_open,
+	.read = fsop_read,
+	.release = fsop_release,
+	.statfs = fsop_statfs,
+	.getxattr = fsop_getxattr,
+	.listxattr = fsop_listxattr,
+	.access = fsop_access,
+	.setattr = fsop_setattr,
+	.mknod = fsop_mknod,
+	.mkdir = fsop_mkdir,
+	.unlink = fsop_unlink,
+	.rmdir = fsop_unlink,
+	.symlink = fsop_symlink,
+	.rename = fsop_rename,
+	.link = fsop_link,
+	.create = fsop_create,
+	.setxattr = fsop_setxattr,
+	.removexattr = fsop_removexattr,
+};

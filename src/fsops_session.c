@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: MIT
+/* fsops_session.c - mount options, session, multithreaded loop, unmount. */
+#include "fsops_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "layerfs/buf.h"
+#include "layerfs/path.h"
+
+extern char **environ;
+
+static bool in_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char buf[4096];
+
+	if (!path || !*path)
+		path = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, prog);
+		if (access(buf, X_OK) == 0)
+			return true;
+		path += n + (path[n] == ':');
+	}
+	return false;
+}
+
+/* Everything that makes a mount fail, checked while we can still say why. */
+static int check_mountpoint(const char *mnt, struct lf_err *err)
+{
+	struct stat st, up;
+	struct lf_buf parent;
+	int ret = 0;
+
+	if (stat(mnt, &st) < 0)
+		return lf_err_set(err, -errno, "mountpoint '%s': %s", mnt,
+				  strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return lf_err_set(err, -ENOTDIR,
+				  "mountpoint '%s' is not a directory", mnt);
+	lf_buf_init(&parent);
+	if (lf_buf_addf(&parent, "%s/..", mnt))
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	/* a different device than its parent: something is mounted there */
+	if (stat(parent.data, &up) == 0 &&
+	    (up.st_dev != st.st_dev || up.st_ino == st.st_ino) &&
+	    strcmp(mnt, "/"))
+		ret = lf_err_set(err, -EBUSY,
+				 "mountpoint '%s' is already a mount point "
+				 "(unmount it first: layerfs umount %s)",
+				 mnt, mnt);
+	lf_buf_release(&parent);
+	if (ret)
+		return ret;
+	if (access("/dev/fuse", R_OK | W_OK) < 0)
+		return lf_err_set(err, -errno,
+				  "cannot use /dev/fuse: %s (is the fuse module "
+				  "loaded? in a container, pass --device "
+				  "/dev/fuse)", strerror(errno));
+	if (geteuid() != 0 && !in_path("fusermount3"))
+		return lf_err_set(err, -ENOENT,
+				  "fusermount3 not found: install the fuse3 "
+				  "package to mount as a normal user");
+	return 0;
+}
+
+static int build_args(const struct lf_fs_opts *o, struct fuse_args *args,
+		      struct lf_buf *opts)
+{
+	int ret;
+
+	/* nodev (DESIGN 3.10) and nosuid: an image is data to look at */
+	ret = lf_buf_adds(opts, "ro,nodev,nosuid,subtype=layerfs");
+	/* DESIGN 3.11: without allow_other only the mounting user enters, and
+	 * may read what the image gives to root; with it, the kernel checks */
+	if (!ret && o->allow_other)
+		ret = lf_buf_adds(opts, ",allow_other,default_permissions");
+	if (!ret)
+		ret = lf_buf_addf(opts, ",max_read=%u", LF_FS_MAX_READ);
+	if (!ret && o->fsname) {
+		/* commas and backslashes would end or escape the option */
+		const char *p;
+
+		ret = lf_buf_adds(opts, ",fsname=");
+		for (p = o->fsname; !ret && *p; p++) {
+			if (*p == ',' || *p == '\\')
+				ret = lf_buf_addch(opts, '\\');
+			if (!ret)
+				ret = lf_buf_addch(opts, *p);
+		}
+	}
+	if (!ret && o->fuse_opts && *o->fuse_opts)
+		ret = lf_buf_addf(opts, ",%s", o->fuse_opts);
+	if (ret)
+		return ret;
+	if (fuse_opt_add_arg(args, "layerfs") ||
+	    (o->debug && fuse_opt_add_arg(args, "-d")) ||
+	    fuse_opt_add_arg(args, "-o") || fuse_opt_add_arg(args, opts->data))
+		return -ENOMEM;
+	return 0;
+}
+
+static uint64_t count_blocks(struct lf_tree *t)
+{
+	uint64_t ino, n = lf_tree_count(t), blocks = 0;
+	struct lf_tree_attr a;
+
+	for (ino = 1; ino <= n; ino++)
+		if (!lf_tree_getattr(t, ino, &a))
+			blocks += (a.size + 4095) / 4096;
+	return blocks;
+}
+
+int lf_fs_mount(struct lf_tree *tree, struct lf_blob *const *blobs,
+		size_t nblobs, const struct lf_fs_opts *opts,
+		struct lf_fs **out, struct lf_err *err)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct lf_buf o;
+	struct lf_fs *fs;
+	int ret;
+
+	if ((ret = check_mountpoint(opts->mountpoint, err)))
+		return ret;
+	fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	fs->tree = tree;
+	fs->blobs = blobs;
+	fs->nblobs = nblobs;
+	fs->opts = *opts;
+	fs->total_blocks = count_blocks(tree);
+	lf_buf_init(&o);
+	if (build_args(opts, &args, &o)) {
+		ret = lf_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	fs->se = fuse_session_new(&args, &lf_fsops_ro, sizeof(lf_fsops_ro), fs);
+	if (!fs->se) {
+		ret = lf_err_set(err, -EINVAL, "cannot create a FUSE session "
+				 "with options '%s'", o.data);
+		goto fail;
+	}
+	if (fuse_session_mount(fs->se, opts->mountpoint)) {
+		ret = lf_err_set(err, -EIO, "cannot mount on '%s' (see the "
+				 "message above)", opts->mountpoint);
+		goto fail;
+	}
+	fs->mounted = true;
+	fuse_opt_free_args(&args);
+	lf_buf_release(&o);
+	*out = fs;
+	return 0;
+fail:
+	fuse_opt_free_args(&args);
+	lf_buf_release(&o);
+	lf_fs_free(fs);
+	return ret;
+}
+
+int lf_fs_run(struct lf_fs *fs, struct lf_err *err)
+{
+	struct fuse_loop_config *cfg;
+	int ret;
+
+	if (fuse_set_signal_handlers(fs->se))
+		return lf_err_set(err, -EIO, "cannot set signal handlers");
+	if (fuse_daemonize(fs->opts.foreground || fs->opts.debug)) {
+		fuse_remove_signal_handlers(fs->se);
+		return lf_err_set(err, -EIO, "cannot detach into the background");
+	}
+	cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		ret = lf_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	fuse_loop_cfg_set_idle_threads(cfg, 4);
+	fuse_loop_cfg_set_max_threads(cfg, 16);
+	ret = fuse_session_loop_mt(fs->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	if (ret < 0)
+		lf_err_set(err, ret, "FUSE session failed: %s", strerror(-ret));
+	else
+		ret = 0;
+out:
+	fuse_remove_signal_handlers(fs->se);
+	fuse_session_unmount(fs->se);
+	fs->mounted = false;
+	return ret;
+}
+
+void lf_fs_free(struct lf_fs *fs)
+{
+	if (!fs)
+		return;
+	if (fs->se) {
+		if (fs->mounted)
+			fuse_session_unmount(fs->se);
+		fuse_session_destroy(fs->se);
+	}
+	free(fs);
+}
+
+int lf_fs_umount(const char *mountpoint, bool lazy, struct lf_err *err)
+{
+	char *argv[5];
+	pid_t pid;
+	int st, i = 0, ret;
+
+	if (geteuid() == 0) {
+		if (umount2(mountpoint, lazy ? MNT_DETACH : 0) < 0)
+			return lf_err_set(err, -errno, "cannot unmount '%s': %s",
+					  mountpoint, strerror(errno));
+		return 0;
+	}
+	argv[i++] = "fusermount3";
+	argv[i++] = lazy ? "-uz" : "-u";
+	argv[i++] = "--";
+	argv[i++] = (char *)mountpoint;
+	argv[i] = NULL;
+	ret = posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ);
+	if (ret)
+		return lf_err_set(err, -ret, "cannot run fusermount3: %s",
+				  strerror(ret));
+	if (waitpid(pid, &st, 0) < 0)
+		return lf_err_set(err, -errno, "waitpid: %s", strerror(errno));
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		return lf_err_set(err, -EIO, "fusermount3 could not unmount "
+				  "'%s'", mountpoint);
+	return 0;
+}
