@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "layerfs/buf.h"
+#include "layerfs/log.h"
 #include "layerfs/path.h"
 
 extern char **environ;
@@ -180,6 +181,8 @@ int lf_fs_run(struct lf_fs *fs, struct lf_err *err)
 		fuse_remove_signal_handlers(fs->se);
 		return lf_err_set(err, -EIO, "cannot detach into the background");
 	}
+	if (!fs->opts.foreground && !fs->opts.debug)
+		lf_log_use_syslog();
 	cfg = fuse_loop_cfg_create();
 	if (!cfg) {
 		ret = lf_err_set(err, -ENOMEM, "out of memory");

@@ -4,9 +4,17 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <syslog.h>
 
 /* Set once by the CLI before any thread starts; read-only afterwards. */
 static enum lf_log_level log_level = LF_LOG_WARN;
+static bool log_syslog;
+
+void lf_log_use_syslog(void)
+{
+	openlog("layerfs", LOG_PID, LOG_DAEMON);
+	log_syslog = true;
+}
 
 void lf_log_set_level(enum lf_log_level level)
 {
@@ -25,6 +33,10 @@ static void vlog(enum lf_log_level level, const char *fmt, va_list ap)
 	if (level > log_level)
 		return;
 	vsnprintf(line, sizeof(line), fmt, ap);
+	if (log_syslog) {
+		syslog(level == LF_LOG_ERR ? LOG_ERR : LOG_WARNING, "%s", line);
+		return;
+	}
 	/* one fprintf so lines of concurrent threads do not interleave */
 	fprintf(stderr, "layerfs: %s%s\n", level == LF_LOG_WARN ? "warning: " : "",
 		line);

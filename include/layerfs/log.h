@@ -24,6 +24,10 @@ enum lf_log_level {
 	LF_LOG_DEBUG = 3,
 };
 
+/* Send messages to syslog (daemon facility) instead of stderr: for the
+ * detached FUSE daemon, whose stderr is /dev/null. */
+void lf_log_use_syslog(void);
+
 /* Messages above `level` are dropped.  Default: LF_LOG_WARN. */
 void lf_log_set_level(enum lf_log_level level);
 enum lf_log_level lf_log_get_level(void);

@@ -1,0 +1,302 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""bench.py - the table of scripts/bench (run that, not this).
+
+Builds once, in WORKDIR, an OCI image from directories of this machine (five
+layers of real files, > 300 MB uncompressed and > 10,000 files, plus a cleanup
+layer with whiteouts), extracts its layers once for the peers, then measures:
+
+  cold mount   mount with an empty index cache, until the mount answers
+  warm mount   the same with the cache filled
+  find -ls     every stat of the tree (page cache dropped first)
+  grep -r      a string that is nowhere, so every byte is read: first with
+               the page cache dropped, then again (repeat)
+  tar -c | wc  the whole tree through tar
+  peak RSS     of the daemon (VmHWM)
+
+for layerfs, the kernel overlayfs over the extracted layers, fuse-overlayfs
+over the same layers, and the extract-then-grep workflow (umoci unpack +
+grep -r).  Ratios are against the kernel overlayfs of the same run.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
+import extract_layers  # noqa: E402
+
+SOURCES = ["/usr/share/doc", "/usr/lib/gcc", "/usr/include",
+           "/usr/lib/python3.11", "/usr/share/locale"]
+CLEANUP = ["usr/share/locale/de", "usr/include/linux"]
+NEEDLE = "layerfs-bench-needle-that-is-nowhere"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), check=True, **kw)
+
+
+def drop_caches():
+    sh("sync")
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def timed(fn):
+    t = time.monotonic()
+    fn()
+    return time.monotonic() - t
+
+
+def build_image(img, work):
+    shutil.rmtree(img, ignore_errors=True)
+    sh(["umoci", "init", "--layout", img])
+    sh(["umoci", "new", "--image", img + ":bench"])
+    for d in SOURCES:
+        if os.path.isdir(d):
+            sh(["umoci", "insert", "--image", img + ":bench", d, d],
+               stdout=subprocess.DEVNULL)
+    bundle = os.path.join(work, "bundle")
+    shutil.rmtree(bundle, ignore_errors=True)
+    sh(["umoci", "unpack", "--image", img + ":bench", bundle],
+       stdout=subprocess.DEVNULL)
+    for p in CLEANUP:
+        shutil.rmtree(os.path.join(bundle, "rootfs", p), ignore_errors=True)
+    sh(["umoci", "repack", "--image", img + ":bench", bundle],
+       stdout=subprocess.DEVNULL)
+    shutil.rmtree(bundle)
+
+
+def wait_mount(mnt, proc=None, timeout=600):
+    t = time.monotonic()
+    while not os.path.ismount(mnt):
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("daemon exited: %s" % proc.stderr.read())
+        if time.monotonic() - t > timeout:
+            raise RuntimeError("mount timed out")
+        time.sleep(0.002)
+
+
+def umount(mnt):
+    subprocess.run(["umount", mnt], check=False)
+    if os.path.ismount(mnt):
+        subprocess.run(["umount", "-l", mnt], check=False)
+
+
+def vm_hwm(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class Peer:
+    daemon = None
+
+    def mount(self, mnt):
+        raise NotImplementedError
+
+    def stop(self, mnt):
+        rss = vm_hwm(self.daemon.pid) if self.daemon else None
+        umount(mnt)
+        if self.daemon:
+            try:
+                self.daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+            self.daemon = None
+        return rss
+
+
+class Layerfs(Peer):
+    name = "layerfs"
+
+    def __init__(self, binary, img, cache):
+        self.binary, self.img, self.cache = binary, img, cache
+
+    def mount(self, mnt):
+        self.daemon = subprocess.Popen(
+            [self.binary, "mount", "-f", "-q", "--cache", self.cache,
+             self.img, mnt], stderr=subprocess.PIPE, text=True)
+        wait_mount(mnt, self.daemon)
+
+
+class KernelOverlay(Peer):
+    name = "kernel overlayfs"
+
+    def __init__(self, lower):
+        self.lower = lower
+
+    def mount(self, mnt):
+        sh(["mount", "-t", "overlay", "overlay", "-o",
+            "ro,lowerdir=" + self.lower, mnt])
+
+
+class FuseOverlay(Peer):
+    name = "fuse-overlayfs"
+
+    def __init__(self, lower):
+        self.lower = lower
+
+    def mount(self, mnt):
+        self.daemon = subprocess.Popen(
+            ["fuse-overlayfs", "-f", "-o", "lowerdir=" + self.lower, mnt],
+            stderr=subprocess.PIPE, text=True)
+        wait_mount(mnt, self.daemon)
+
+
+def measure(peer, mnt, runs, cold_setup=None):
+    """One dict of figures (seconds, bytes) for a mounted peer."""
+    r = {}
+    if cold_setup:
+        cold_setup()
+    drop_caches()
+    r["cold mount"] = timed(lambda: peer.mount(mnt))
+    peer.stop(mnt)
+    warm = []
+    for _ in range(runs):
+        warm.append(timed(lambda: peer.mount(mnt)))
+        peer.stop(mnt)
+    r["warm mount"] = statistics.median(warm)
+    peer.mount(mnt)
+    null = subprocess.DEVNULL
+
+    def find():
+        sh(["find", mnt, "-ls"], stdout=null)
+
+    def grep():
+        subprocess.run(["grep", "-r", NEEDLE, mnt], stdout=null)
+
+    def tar():
+        sh("tar -cf - -C %s . | wc -c" % mnt, stdout=null, stderr=null)
+
+    vals = {"find -ls": [], "grep -r first": [], "grep -r repeat": [],
+            "tar -c | wc -c": []}
+    for _ in range(runs):
+        drop_caches()
+        vals["find -ls"].append(timed(find))
+        drop_caches()
+        vals["grep -r first"].append(timed(grep))
+        vals["grep -r repeat"].append(timed(grep))
+        vals["tar -c | wc -c"].append(timed(tar))
+    for k, v in vals.items():
+        r[k] = statistics.median(v)
+    r["peak RSS"] = peer.stop(mnt)
+    return r
+
+
+def extract_then_grep(img, work):
+    bundle = os.path.join(work, "unpacked")
+    shutil.rmtree(bundle, ignore_errors=True)
+    drop_caches()
+    t = time.monotonic()
+    sh(["umoci", "unpack", "--image", img + ":bench", bundle],
+       stdout=subprocess.DEVNULL)
+    unpack = time.monotonic() - t
+    g = timed(lambda: subprocess.run(["grep", "-r", NEEDLE,
+                                      bundle + "/rootfs"],
+                                     stdout=subprocess.DEVNULL))
+    shutil.rmtree(bundle)
+    return {"cold mount": unpack, "grep -r first": unpack + g}
+
+
+def fmt_val(k, v):
+    if v is None:
+        return "-"
+    if k == "peak RSS":
+        return "%.1f MiB" % (v / 1048576)
+    return "%.3f s" % v
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layerfs", required=True)
+    ap.add_argument("--workdir", default=os.path.join(
+        os.environ.get("TMPDIR", "/tmp"), "layerfs-bench"))
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    work = os.path.abspath(a.workdir)
+    os.makedirs(work, exist_ok=True)
+    img = os.path.join(work, "image")
+    if not os.path.exists(os.path.join(img, "index.json")):
+        print("building the bench image in %s ..." % img, file=sys.stderr)
+        build_image(img, work)
+    layers = os.path.join(work, "layers")
+    if not os.path.exists(os.path.join(layers, "done")):
+        shutil.rmtree(layers, ignore_errors=True)
+        lower = extract_layers.extract(img, layers, "bench")
+        with open(os.path.join(layers, "done"), "w") as f:
+            f.write(lower)
+    with open(os.path.join(layers, "done")) as f:
+        lower = f.read()
+    info = json.loads(subprocess.run(
+        [a.layerfs, "layers", "--json", "-q", "--cache",
+         os.path.join(work, "cache"), img], check=True,
+        stdout=subprocess.PIPE).stdout)
+    entries = sum(l["entries"] for l in info["layers"])
+    csize = sum(l["size"] for l in info["layers"])
+    usize = sum(l["uncompressed_size"] for l in info["layers"])
+    mnt = os.path.join(work, "mnt")
+    os.makedirs(mnt, exist_ok=True)
+    umount(mnt)
+
+    cache = os.path.join(work, "cache")
+    results = {}
+    results["layerfs"] = measure(
+        Layerfs(a.layerfs, img, cache), mnt, a.runs,
+        cold_setup=lambda: shutil.rmtree(cache, ignore_errors=True))
+    results["kernel overlayfs"] = measure(KernelOverlay(lower), mnt, a.runs)
+    results["fuse-overlayfs"] = measure(FuseOverlay(lower), mnt, a.runs)
+    results["extract-then-grep"] = extract_then_grep(img, work)
+    # the floor of a cold layerfs mount: inflate every blob once
+    blobs = [os.path.join(img, "blobs", *l["digest"].split(":"))
+             for l in info["layers"]]
+    drop_caches()
+    gz = timed(lambda: [sh(["gzip", "-dc", b], stdout=subprocess.DEVNULL)
+                        for b in blobs])
+    results["gzip -dc (all blobs)"] = {"cold mount": gz}
+    rss = results["layerfs"]["peak RSS"]
+
+    if a.json:
+        print(json.dumps({"image": {"layers": len(info["layers"]),
+                                    "entries": entries,
+                                    "compressed": csize,
+                                    "uncompressed": usize},
+                          "results": results}, indent=2))
+        return
+    print("image: %d layers, %d entries, %.0f MiB compressed, %.0f MiB "
+          "uncompressed; runs: %d (medians)" % (
+              len(info["layers"]), entries, csize / 1048576,
+              usize / 1048576, a.runs))
+    keys = ["cold mount", "warm mount", "find -ls", "grep -r first",
+            "grep -r repeat", "tar -c | wc -c", "peak RSS"]
+    base = results["kernel overlayfs"]
+    cols = list(results)
+    print("%-16s" % "" + "".join("%22s" % c for c in cols))
+    for k in keys:
+        row = "%-16s" % k
+        for c in cols:
+            v = results[c].get(k)
+            cell = fmt_val(k, v)
+            if v is not None and base.get(k) and c != "kernel overlayfs":
+                cell += " (%.2fx)" % (v / base[k])
+            row += "%22s" % cell
+        print(row)
+    if rss:
+        print("layerfs daemon: %.0f bytes of peak RSS per entry" %
+              (rss / max(entries, 1)))
+
+
+if __name__ == "__main__":
+    main()
