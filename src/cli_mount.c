@@ -24,7 +24,8 @@ static const char mount_help[] =
 	"      --allow-other    let other users in (permissions are then\n"
 	"                       checked as stored in the image)\n"
 	CLI_COMMON_HELP
-	"\nAs a mount(8) helper: mount -t fuse.layerfs IMAGE MNT -o layers=3\n"
+	"\nAs a mount(8) helper (layerfs installed in /usr/local/bin or /usr/bin,\n"
+	"where mount(8) finds it): mount -t fuse.layerfs IMAGE MNT -o layers=3\n"
 	"or in /etc/fstab: IMAGE MNT fuse.layerfs layers=3,allow_other 0 0\n";
 
 static const char umount_help[] =
@@ -34,14 +35,16 @@ static const char umount_help[] =
 	"  -z, --lazy           detach now, clean up when no longer busy\n"
 	"      --help           show this help\n";
 
-/* Options mount(8) passes that mean nothing for a read-only FUSE mount. */
+/*
+ * Options mount(8) passes that are not for FUSE: fstab bookkeeping, and the
+ * ones that would undo ro,nodev,nosuid, which layerfs always sets.  The rest
+ * (noexec, noatime, sync, max_read=...) goes to libfuse.
+ */
 static bool ignored_opt(const char *o, size_t len)
 {
 	static const char *const names[] = {
-		"rw", "ro", "dev", "nodev", "suid", "nosuid", "exec", "noexec",
-		"auto", "noauto", "user", "users", "nouser", "defaults",
-		"_netdev", "nofail", "async", "sync", "atime", "noatime",
-		"relatime", "diratime", "nodiratime",
+		"rw", "ro", "dev", "nodev", "suid", "nosuid", "auto", "noauto",
+		"user", "users", "nouser", "defaults", "_netdev", "nofail",
 	};
 	size_t i;
 

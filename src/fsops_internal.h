@@ -24,9 +24,15 @@ struct lf_fs {
 	struct fuse_session *se;	/* owned */
 	bool mounted;
 	uint64_t total_blocks;		/* statfs: 4 KiB blocks of file data */
+	unsigned int max_read;		/* as passed to fuse_session_new */
+	int ready_fd;			/* detached child: tell the parent
+					 * that INIT arrived, then -1 */
 	atomic_bool eio_logged;		/* lf_log_once for read failures */
 };
 
 extern const struct fuse_lowlevel_ops lf_fsops_ro;
+
+/* Called from the init handler: the mount works, release the parent. */
+void lf_fs_ready(struct lf_fs *fs);
 
 #endif /* LAYERFS_FSOPS_INTERNAL_H */

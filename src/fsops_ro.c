@@ -55,8 +55,10 @@ static int entry_of(struct lf_fs *fs, uint64_t ino, struct fuse_entry_param *e)
 
 static void fsop_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
-	conn->max_read = LF_FS_MAX_READ;
+	struct lf_fs *fs = userdata;
+
+	/* libfuse insists that init agrees with the max_read mount option */
+	conn->max_read = fs->max_read;
 	/* immutable tree: let the kernel cache symlink targets and run
 	 * lookups in one directory in parallel */
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
@@ -65,6 +67,7 @@ static void fsop_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
+	lf_fs_ready(fs);
 }
 
 static void fsop_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -391,11 +394,16 @@ static void fsop_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	int ret = lf_tree_getattr(fs_of(req)->tree, ino, &a);
 
 	/* DESIGN 3.11: no permission checks of our own (default_permissions
-	 * does them when other users may enter); only writes are refused */
+	 * does them when other users may enter); writes are refused, and
+	 * like root on a local disk, X_OK needs some execute bit */
 	if (ret)
 		fuse_reply_err(req, -ret);
+	else if (mask & W_OK)
+		fuse_reply_err(req, EROFS);
+	else if ((mask & X_OK) && !S_ISDIR(a.mode) && !(a.mode & 0111))
+		fuse_reply_err(req, EACCES);
 	else
-		fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+		fuse_reply_err(req, 0);
 }
 
 /* Everything that would modify the image. */

@@ -65,10 +65,12 @@ static int check_mountpoint(const char *mnt, struct lf_err *err)
 	if (ret)
 		return ret;
 	if (access("/dev/fuse", R_OK | W_OK) < 0)
-		return lf_err_set(err, -errno,
-				  "cannot use /dev/fuse: %s (is the fuse module "
-				  "loaded? in a container, pass --device "
-				  "/dev/fuse)", strerror(errno));
+		return lf_err_set(err, -errno, "cannot use /dev/fuse: %s%s",
+				  strerror(errno), errno == ENOENT ?
+				  " (is the fuse module loaded? in a container, "
+				  "pass --device /dev/fuse)" : errno == EACCES ?
+				  " (it should be mode 0666, as Debian's udev "
+				  "rule makes it)" : "");
 	if (geteuid() != 0 && !in_path("fusermount3"))
 		return lf_err_set(err, -ENOENT,
 				  "fusermount3 not found: install the fuse3 "
@@ -112,6 +114,20 @@ static int build_args(const struct lf_fs_opts *o, struct fuse_args *args,
 	return 0;
 }
 
+/* The max_read the session will use: the user's last one, or ours. */
+static unsigned int user_max_read(const char *opts)
+{
+	unsigned int v = LF_FS_MAX_READ;
+	const char *p = opts;
+
+	while (p && (p = strstr(p, "max_read="))) {
+		if (p == opts || p[-1] == ',')
+			v = (unsigned int)strtoul(p + 9, NULL, 10);
+		p += 9;
+	}
+	return v;
+}
+
 static uint64_t count_blocks(struct lf_tree *t)
 {
 	uint64_t ino, n = lf_tree_count(t), blocks = 0;
@@ -137,11 +153,13 @@ int lf_fs_mount(struct lf_tree *tree, struct lf_blob *const *blobs,
 	fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		return lf_err_set(err, -ENOMEM, "out of memory");
+	fs->ready_fd = -1;
 	fs->tree = tree;
 	fs->blobs = blobs;
 	fs->nblobs = nblobs;
 	fs->opts = *opts;
 	fs->total_blocks = count_blocks(tree);
+	fs->max_read = user_max_read(opts->fuse_opts);
 	lf_buf_init(&o);
 	if (build_args(opts, &args, &o)) {
 		ret = lf_err_set(err, -ENOMEM, "out of memory");
@@ -170,19 +188,86 @@ fail:
 	return ret;
 }
 
+void lf_fs_ready(struct lf_fs *fs)
+{
+	int null;
+
+	if (fs->ready_fd < 0)
+		return;
+	if (write(fs->ready_fd, "y", 1) != 1) {
+		/* the parent is gone: nobody to tell */
+	}
+	close(fs->ready_fd);
+	fs->ready_fd = -1;
+	/* from now on nobody reads our terminal output */
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		close(null);
+	}
+	lf_log_use_syslog();
+}
+
+/*
+ * Our own daemonize: unlike fuse_daemonize(), the parent waits until the
+ * kernel's INIT request has been answered, so a failure during INIT (bad
+ * options) still reaches the user's terminal and exit status.
+ */
+static int detach(struct lf_fs *fs, bool *parent, struct lf_err *err)
+{
+	int p[2], st;
+	ssize_t n;
+	pid_t pid;
+	char c = 0;
+
+	*parent = false;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return lf_err_set(err, -errno, "pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return lf_err_set(err, -errno, "fork: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		close(p[0]);
+		fs->ready_fd = p[1];
+		setsid();
+		if (chdir("/")) {
+			/* "/" always exists; nothing useful to do */
+		}
+		return 0;
+	}
+	close(p[1]);
+	do
+		n = read(p[0], &c, 1);
+	while (n < 0 && errno == EINTR);
+	close(p[0]);
+	if (n == 1 && c == 'y') {
+		*parent = true;
+		fs->mounted = false; /* the child owns the mount now */
+		return 0;
+	}
+	waitpid(pid, &st, 0);
+	fs->mounted = false; /* the child unmounted on its way out */
+	return lf_err_set(err, -EIO, "the filesystem did not start on '%s' "
+			  "(see the messages above)", fs->opts.mountpoint);
+}
+
 int lf_fs_run(struct lf_fs *fs, struct lf_err *err)
 {
 	struct fuse_loop_config *cfg;
+	bool parent = false;
 	int ret;
 
+	if (!fs->opts.foreground && !fs->opts.debug) {
+		if ((ret = detach(fs, &parent, err)) || parent)
+			return ret;
+	}
 	if (fuse_set_signal_handlers(fs->se))
 		return lf_err_set(err, -EIO, "cannot set signal handlers");
-	if (fuse_daemonize(fs->opts.foreground || fs->opts.debug)) {
-		fuse_remove_signal_handlers(fs->se);
-		return lf_err_set(err, -EIO, "cannot detach into the background");
-	}
-	if (!fs->opts.foreground && !fs->opts.debug)
-		lf_log_use_syslog();
 	cfg = fuse_loop_cfg_create();
 	if (!cfg) {
 		ret = lf_err_set(err, -ENOMEM, "out of memory");
@@ -208,6 +293,8 @@ void lf_fs_free(struct lf_fs *fs)
 {
 	if (!fs)
 		return;
+	if (fs->ready_fd >= 0)
+		close(fs->ready_fd);
 	if (fs->se) {
 		if (fs->mounted)
 			fuse_session_unmount(fs->se);

@@ -90,7 +90,7 @@ def fuse_marker():
     return pytest.mark.skip(reason=reason)
 
 
-# -- /proc ---------------------------------------------------------------------
+# -- /proc -------------------------------------------------------------------
 
 def _unescape(field):
     # /proc/mounts escapes space, tab, newline and backslash as \ooo
