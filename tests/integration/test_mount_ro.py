@@ -874,6 +874,10 @@ def user_can_mount(lftest_user):
 def _as_user(pw, script, timeout=120):
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
            "LANG": "C"}
+    # the sanitizer build's settings (suppressions, exit codes) go along
+    for k in ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"):
+        if k in os.environ:
+            env[k] = os.environ[k]
     return subprocess.run(["su", "-s", "/bin/sh", pw.pw_name, "-c",
                            "cd / && " + script], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
