@@ -23,6 +23,9 @@ static const char mount_help[] =
 	"                       cache=DIR, no_verify (for mount(8) and fstab)\n"
 	"      --allow-other    let other users in (permissions are then\n"
 	"                       checked as stored in the image)\n"
+	"      --upper DIR      copy-on-write: changes land in DIR (created if\n"
+	"                       missing; OCI whiteouts), never in the image;\n"
+	"                       mount again with the same DIR to continue\n"
 	CLI_COMMON_HELP
 	"\nAs a mount(8) helper (layerfs installed in /usr/local/bin or /usr/bin,\n"
 	"where mount(8) finds it): mount -t fuse.layerfs IMAGE MNT -o layers=3\n"
@@ -61,6 +64,7 @@ struct mount_args {
 	struct lf_fs_opts fo;
 	struct lf_buf fuse_opts;	/* passed through to FUSE */
 	struct lf_buf scratch;		/* the value strings of -o keys */
+	const char *upper;		/* --upper DIR */
 };
 
 static int take_value(struct mount_args *m, const char *v, size_t len,
@@ -140,6 +144,11 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 	m->fo.mountpoint = absmnt ? absmnt : mnt;
 	m->fo.fsname = image;
 	m->fo.fuse_opts = m->fuse_opts.len ? m->fuse_opts.data : NULL;
+	if (ret == CLI_OK && m->upper &&
+	    lf_upper_new(m->upper, ci.tree, ci.blobs, &m->fo.upper, &err)) {
+		cli_error("%s", err.msg);
+		ret = CLI_ERR;
+	}
 	if (ret == CLI_OK &&
 	    lf_fs_mount(ci.tree, ci.blobs, ci.n, &m->fo, &fs, &err)) {
 		cli_error("%s", err.msg);
@@ -150,6 +159,8 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 		ret = CLI_ERR;
 	}
 	lf_fs_free(fs);
+	lf_upper_free(m->fo.upper);
+	m->fo.upper = NULL;
 	cli_close(&ci);
 	free(absmnt);
 	return ret;
@@ -162,6 +173,7 @@ int cli_cmd_mount(int argc, char **argv)
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "allow-other", no_argument, NULL, 'A' },
+		{ "upper", required_argument, NULL, 'U' },
 		{ 0, 0, 0, 0 },
 	};
 	struct mount_args m = { 0 };
@@ -183,6 +195,9 @@ int cli_cmd_mount(int argc, char **argv)
 			continue;
 		case 'A':
 			m.fo.allow_other = true;
+			continue;
+		case 'U':
+			m.upper = optarg;
 			continue;
 		case 'o':
 			ret = parse_o(&m, optarg);

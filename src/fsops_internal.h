@@ -31,6 +31,7 @@ struct lf_fs {
 };
 
 extern const struct fuse_lowlevel_ops lf_fsops_ro;
+extern const struct fuse_lowlevel_ops lf_fsops_rw;
 
 /* Called from the init handler: the mount works, release the parent. */
 void lf_fs_ready(struct lf_fs *fs);

@@ -84,7 +84,8 @@ static int build_args(const struct lf_fs_opts *o, struct fuse_args *args,
 	int ret;
 
 	/* nodev (DESIGN 3.10) and nosuid: an image is data to look at */
-	ret = lf_buf_adds(opts, "ro,nodev,nosuid,subtype=layerfs");
+	ret = lf_buf_addf(opts, "%snodev,nosuid,subtype=layerfs",
+			  o->upper ? "" : "ro,");
 	/* DESIGN 3.11: without allow_other only the mounting user enters, and
 	 * may read what the image gives to root; with it, the kernel checks */
 	if (!ret && o->allow_other)
@@ -165,7 +166,11 @@ int lf_fs_mount(struct lf_tree *tree, struct lf_blob *const *blobs,
 		ret = lf_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	fs->se = fuse_session_new(&args, &lf_fsops_ro, sizeof(lf_fsops_ro), fs);
+	if (opts->upper)
+		umask(0); /* the kernel applied the caller's umask already */
+	fs->se = fuse_session_new(&args, opts->upper ? &lf_fsops_rw
+						      : &lf_fsops_ro,
+				  sizeof(lf_fsops_ro), fs);
 	if (!fs->se) {
 		ret = lf_err_set(err, -EINVAL, "cannot create a FUSE session "
 				 "with options '%s'", o.data);

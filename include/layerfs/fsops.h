@@ -30,6 +30,7 @@
 #include "layerfs/blob.h"
 #include "layerfs/common.h"
 #include "layerfs/tree.h"
+#include "layerfs/upper.h"
 
 struct lf_fs;
 
@@ -40,6 +41,8 @@ struct lf_fs_opts {
 	bool foreground;	/* do not detach */
 	bool allow_other;	/* implies default_permissions (DESIGN 3.11) */
 	bool debug;		/* libfuse request tracing (implies foreground) */
+	/* copy-on-write: changes go to this upper (borrowed); NULL: ro */
+	struct lf_upper *upper;
 };
 
 /*

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upper.h - the copy-on-write view: a host upper directory over the tree.
+ *
+ * DESIGN section 4.  The upper directory is a plain directory that uses OCI
+ * whiteouts (`.wh.NAME`, `.wh..wh..opq`), so it is itself a valid unpacked
+ * layer.  Lookup goes upper first: an upper `.wh.NAME` hides NAME below, an
+ * upper directory holding `.wh..wh..opq` hides the lower children of that
+ * directory, otherwise the read-only tree shows through.  Any change to a
+ * lower object first copies it up (parents first, with their metadata; file
+ * data streamed from the blob into an unnamed temp file that is linked into
+ * place only when complete), deletions of lower objects leave whiteouts, a
+ * directory created over a whiteout is opaque.  Names beginning with ".wh."
+ * are never shown and cannot be created.
+ *
+ * Every host access is relative to a directory fd of the upper directory,
+ * walked one component at a time with O_NOFOLLOW, and done with *at() calls
+ * that do not follow symlinks: nothing in the image or in the upper
+ * directory can make layerfs read or write outside it.
+ *
+ * Objects are "nodes" with stable 64-bit ids (the FUSE node ids; 1 = root),
+ * created by lookup and dropped by forget.  Functions return 0 or a negative
+ * errno (the errno a kernel overlayfs would give, where they differ see
+ * docs/architecture.md); struct stat results carry the inode number the
+ * object keeps across copy-up (the lower one, as overlayfs does).
+ *
+ * Ownership: the tree and blobs are borrowed and must outlive the upper.
+ * Thread safety: every function may be called from many threads; one mutex
+ * (upper->lock) serialises the node table and every namespace change.
+ */
+#ifndef LAYERFS_UPPER_H
+#define LAYERFS_UPPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include "layerfs/blob.h"
+#include "layerfs/common.h"
+#include "layerfs/tree.h"
+
+#define LF_UPPER_ROOT 1
+
+struct lf_upper;
+
+/*
+ * Open (mkdir -p if missing) the upper directory `dir` over `tree`, whose
+ * layer i is served by blobs[i].  Errors name the directory.
+ */
+int lf_upper_new(const char *dir, struct lf_tree *tree,
+		 struct lf_blob *const *blobs, struct lf_upper **out,
+		 struct lf_err *err);
+void lf_upper_free(struct lf_upper *up);
+
+/* Name lookup: on success *node has one more lookup reference. */
+int lf_upper_lookup(struct lf_upper *up, uint64_t parent, const char *name,
+		    uint64_t *node, struct stat *st);
+/* Drop n lookup references. */
+void lf_upper_forget(struct lf_upper *up, uint64_t node, uint64_t n);
+
+int lf_upper_getattr(struct lf_upper *up, uint64_t node, struct stat *st);
+
+/* Which attributes lf_upper_setattr() changes. */
+#define LF_SET_MODE 1
+#define LF_SET_UID 2
+#define LF_SET_GID 4
+#define LF_SET_SIZE 8
+#define LF_SET_ATIME 16
+#define LF_SET_MTIME 32
+#define LF_SET_ATIME_NOW 64
+#define LF_SET_MTIME_NOW 128
+#define LF_SET_CTIME 256
+
+/* fh: an open file handle of the node or 0. */
+int lf_upper_setattr(struct lf_upper *up, uint64_t node, uint64_t fh,
+		     const struct stat *attr, int what, struct stat *st);
+
+/* Symlink target into buf (NUL-terminated, truncated to size). */
+int lf_upper_readlink(struct lf_upper *up, uint64_t node, char *buf,
+		      size_t size);
+
+/* Creation: each returns the new node (with one lookup reference). */
+int lf_upper_mknod(struct lf_upper *up, uint64_t parent, const char *name,
+		   mode_t mode, dev_t rdev, uid_t uid, gid_t gid,
+		   uint64_t *node, struct stat *st);
+int lf_upper_mkdir(struct lf_upper *up, uint64_t parent, const char *name,
+		   mode_t mode, uid_t uid, gid_t gid, uint64_t *node,
+		   struct stat *st);
+int lf_upper_symlink(struct lf_upper *up, uint64_t parent, const char *name,
+		     const char *target, uid_t uid, gid_t gid, uint64_t *node,
+		     struct stat *st);
+int lf_upper_link(struct lf_upper *up, uint64_t node, uint64_t parent,
+		  const char *name, uint64_t *newnode, struct stat *st);
+
+int lf_upper_unlink(struct lf_upper *up, uint64_t parent, const char *name);
+int lf_upper_rmdir(struct lf_upper *up, uint64_t parent, const char *name);
+/* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE. */
+int lf_upper_rename(struct lf_upper *up, uint64_t parent, const char *name,
+		    uint64_t newparent, const char *newname,
+		    unsigned int flags);
+
+/*
+ * Open a file.  Write access or O_TRUNC copies it up first.  *fh is an opaque
+ * handle for read/write/release.  With O_CREAT (create), the file is made
+ * first (EEXIST with O_EXCL when present) and *node and *st describe it.
+ */
+int lf_upper_open(struct lf_upper *up, uint64_t node, int flags,
+		  uint64_t *fh);
+int lf_upper_create(struct lf_upper *up, uint64_t parent, const char *name,
+		    mode_t mode, int flags, uid_t uid, gid_t gid,
+		    uint64_t *node, struct stat *st, uint64_t *fh);
+ssize_t lf_upper_read(struct lf_upper *up, uint64_t fh, void *buf,
+		      size_t size, off_t off);
+ssize_t lf_upper_write(struct lf_upper *up, uint64_t fh, const void *buf,
+		       size_t size, off_t off);
+int lf_upper_fsync(struct lf_upper *up, uint64_t fh, bool datasync);
+int lf_upper_fallocate(struct lf_upper *up, uint64_t fh, int mode, off_t off,
+		       off_t len);
+void lf_upper_release(struct lf_upper *up, uint64_t fh);
+
+/* Directory listing: a snapshot of the merged entries, taken at opendir. */
+struct lf_upper_dirent {
+	const char *name;
+	uint64_t ino;		/* == st_ino of the entry */
+	uint32_t type;		/* S_IF* bits */
+};
+int lf_upper_opendir(struct lf_upper *up, uint64_t node, uint64_t *dh);
+/* Entry i of an open listing, or -ENOENT past the end. */
+int lf_upper_readdir(struct lf_upper *up, uint64_t dh, size_t i,
+		     struct lf_upper_dirent *d);
+void lf_upper_releasedir(struct lf_upper *up, uint64_t dh);
+
+/* xattrs (get: size 0 asks for the length). */
+ssize_t lf_upper_getxattr(struct lf_upper *up, uint64_t node,
+			  const char *name, void *buf, size_t size);
+ssize_t lf_upper_listxattr(struct lf_upper *up, uint64_t node, char *buf,
+			   size_t size);
+int lf_upper_setxattr(struct lf_upper *up, uint64_t node, const char *name,
+		      const void *value, size_t size, int flags);
+int lf_upper_removexattr(struct lf_upper *up, uint64_t node,
+			 const char *name);
+
+/* statfs of the upper directory's filesystem. */
+int lf_upper_statfs(struct lf_upper *up, struct statvfs *sv);
+
+#endif /* LAYERFS_UPPER_H */

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: MIT
+/* upper_copyup.c - copy lower objects into the upper dir, parents first. */
+#include "upper_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define COPY_BUF (1u << 20)
+
+/* Owner, xattrs, mode and times of a copied object, in that order (chown
+ * clears suid bits; times last, after everything that would touch them). */
+static int set_meta(struct lf_upper *up, int fd, int dirfd, const char *name,
+		    const struct lf_tree_attr *a, uint64_t ino)
+{
+	struct timespec ts[2] = { { a->mtime, a->mtime_nsec },
+				  { a->mtime, a->mtime_nsec } };
+	size_t k;
+	int ret;
+
+	if (fchownat(dirfd, name, a->uid, a->gid, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    errno != EPERM)
+		return -errno;
+	if (fd >= 0) {
+		for (k = 0; k < lf_tree_xattr_count(up->tree, ino); k++) {
+			const char *xn;
+			const void *v;
+			size_t len;
+
+			lf_tree_xattr(up->tree, ino, k, &xn, &v, &len);
+			/* trusted.* and security.* need privileges we may not
+			 * have; the copy is still a faithful one for users */
+			if (fsetxattr(fd, xn, v, len, 0) < 0 && errno != EPERM &&
+			    errno != ENOTSUP)
+				return -errno;
+		}
+		if (fchmod(fd, a->mode & 07777) < 0)
+			return -errno;
+	} else if (!S_ISLNK(a->mode) &&
+		   fchmodat(dirfd, name, a->mode & 07777, 0) < 0) {
+		return -errno;
+	}
+	ret = fd >= 0 ? futimens(fd, ts)
+		      : utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
+	return ret < 0 ? -errno : 0;
+}
+
+static int copy_data(struct lf_upper *up, uint64_t ino, int fd)
+{
+	const struct lf_idx_entry *e;
+	struct lf_err err;
+	size_t layer;
+	uint64_t off = 0;
+	char *buf;
+	int ret = 0;
+
+	if (lf_tree_data(up->tree, ino, &layer, &e))
+		return -EIO;
+	buf = malloc(COPY_BUF);
+	if (!buf)
+		return -ENOMEM;
+	while (off < e->size) {
+		ssize_t n = lf_blob_read_file(up->blobs[layer], e, buf,
+					      COPY_BUF, off, &err);
+		size_t done = 0;
+
+		if (n <= 0) {
+			ret = n < 0 ? (int)n : -EIO;
+			break;
+		}
+		/* keep holes of sparse files: skip all-zero blocks */
+		while (done < (size_t)n) {
+			size_t m = LF_MIN((size_t)n - done, 65536);
+			ssize_t w;
+
+			if (e->sparse_count && buf[done] == 0 &&
+			    !memcmp(buf + done, buf + done + 1, m - 1)) {
+				done += m;
+				continue;
+			}
+			w = pwrite(fd, buf + done, m, (off_t)(off + done));
+			if (w < 0) {
+				ret = -errno;
+				goto out;
+			}
+			done += (size_t)w;
+		}
+		off += (uint64_t)n;
+	}
+	if (!ret && ftruncate(fd, (off_t)e->size) < 0)
+		ret = -errno;
+out:
+	free(buf);
+	return ret;
+}
+
+/*
+ * A regular file: data into an unnamed temp file (O_TMPFILE) linked into
+ * place when complete, or, where the filesystem has no O_TMPFILE, a temp
+ * name the merged view never shows, renamed into place.  A crash at any
+ * point leaves the old state or the whole copy.
+ */
+static int copy_file(struct lf_upper *up, int pfd, const char *name,
+		     const struct lf_tree_attr *a, uint64_t ino)
+{
+	char tmp[64], proc[64];
+	int fd, ret;
+	bool named = false;
+
+	fd = openat(pfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(tmp, sizeof(tmp), TMP_PREFIX "%d.%llu", (int)getpid(),
+			 (unsigned long long)ino);
+		fd = openat(pfd, tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC |
+			    O_NOFOLLOW, 0600);
+		if (fd < 0)
+			return -errno;
+		named = true;
+	}
+	ret = copy_data(up, ino, fd);
+	if (!ret) {
+		struct timespec ts[2] = { { a->mtime, a->mtime_nsec },
+					  { a->mtime, a->mtime_nsec } };
+		size_t k;
+
+		if (fchown(fd, a->uid, a->gid) < 0 && errno != EPERM)
+			ret = -errno;
+		for (k = 0; !ret && k < lf_tree_xattr_count(up->tree, ino);
+		     k++) {
+			const char *xn;
+			const void *v;
+			size_t len;
+
+			lf_tree_xattr(up->tree, ino, k, &xn, &v, &len);
+			if (fsetxattr(fd, xn, v, len, 0) < 0 &&
+			    errno != EPERM && errno != ENOTSUP)
+				ret = -errno;
+		}
+		if (!ret && fchmod(fd, a->mode & 07777) < 0)
+			ret = -errno;
+		if (!ret && futimens(fd, ts) < 0)
+			ret = -errno;
+	}
+	if (!ret && !named) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		if (linkat(AT_FDCWD, proc, pfd, name, AT_SYMLINK_FOLLOW) < 0)
+			ret = -errno;
+	} else if (!ret && renameat(pfd, tmp, pfd, name) < 0) {
+		ret = -errno;
+	}
+	if (ret && named)
+		unlinkat(pfd, tmp, 0);
+	close(fd);
+	return ret;
+}
+
+static int copy_one(struct lf_upper *up, int pfd, const char *name,
+		    uint64_t ino)
+{
+	struct lf_tree_attr a;
+	const char *target;
+	int fd, ret;
+
+	if ((ret = lf_tree_getattr(up->tree, ino, &a)))
+		return ret;
+	switch (a.mode & S_IFMT) {
+	case S_IFREG:
+		return copy_file(up, pfd, name, &a, ino);
+	case S_IFDIR:
+		if (mkdirat(pfd, name, 0700) < 0)
+			return -errno;
+		fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			    O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		ret = set_meta(up, fd, pfd, name, &a, ino);
+		close(fd);
+		return ret;
+	case S_IFLNK:
+		target = lf_tree_readlink(up->tree, ino);
+		if (symlinkat(target ? target : "", pfd, name) < 0)
+			return -errno;
+		return set_meta(up, -1, pfd, name, &a, ino);
+	default:
+		if (mknodat(pfd, name, a.mode,
+			    makedev(a.rdev_major, a.rdev_minor)) < 0)
+			return -errno;
+		return set_meta(up, -1, pfd, name, &a, ino);
+	}
+}
+
+int lf_upper_copyup(struct lf_upper *up, struct node *n)
+{
+	struct view v;
+	struct stat st, pst;
+	int pfd, ret;
+
+	if (!n->parent)
+		return 0; /* the upper dir itself */
+	if ((ret = lf_upper_node_view(up, n, &v)))
+		return ret;
+	if (v.upper)
+		return 0;
+	if (!v.lower)
+		return -ENOENT;
+	if ((ret = lf_upper_parent_fd(up, n->parent, &pfd)))
+		return ret;
+	/* copy-up is not a change of the parent: keep its times (overlayfs
+	 * does the same) */
+	if (fstat(pfd, &pst) < 0)
+		ret = -errno;
+	if (!ret)
+		ret = copy_one(up, pfd, n->name, v.lower);
+	/* the copy keeps the lower inode number, unless the lower file had
+	 * other links: those stay behind, and one number for two different
+	 * files would be a lie (overlayfs without index=on does the same) */
+	if (!ret && fstatat(pfd, n->name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		lf_upper_map_ino(up, &st, S_ISDIR(v.lat.mode) ||
+				 v.lat.nlink <= 1 ? v.lower
+				 : UPPER_INO_BIT | (uint64_t)st.st_ino);
+	if (!ret) {
+		struct timespec ts[2] = { pst.st_atim, pst.st_mtim };
+
+		if (futimens(pfd, ts) < 0)
+			ret = -errno;
+	}
+	close(pfd);
+	return ret;
+}
+
+int lf_upper_parent_fd(struct lf_upper *up, struct node *dir, int *fd)
+{
+	int ret = lf_upper_copyup(up, dir);
+
+	return ret ? ret : lf_upper_dirfd(up, dir, fd);
+}
+
+int lf_upper_copyup_tree(struct lf_upper *up, struct node *n)
+{
+	uint64_t dh;
+	size_t i;
+	int ret = lf_upper_copyup(up, n);
+	struct lf_upper_dirent d;
+	struct view v;
+
+	if (ret || lf_upper_node_view(up, n, &v) || !S_ISDIR(v.ust.st_mode))
+		return ret;
+	if (!n->lower)
+		return 0; /* nothing below to bring up */
+	/* lf_upper_opendir takes the lock we hold: build the list directly */
+	ret = lf_upper_opendir_locked(up, n, &dh);
+	for (i = 0; !ret && !lf_upper_readdir(up, dh, i, &d); i++) {
+		struct node *c;
+		struct view cv;
+
+		if (lf_upper_view(up, n, d.name, &cv))
+			continue;
+		ret = lf_upper_get_node(up, n, d.name, cv.lower &&
+					(!cv.upper || S_ISDIR(cv.ust.st_mode))
+					? cv.lower : 0, &c);
+		if (ret)
+			break;
+		ret = lf_upper_copyup_tree(up, c);
+		lf_upper_put_node(up, c);
+	}
+	lf_upper_releasedir(up, dh);
+	return ret;
+}
+
+int lf_upper_clear_whiteouts(int dirfd)
+{
+	/* not a dup: that would share (and move) dirfd's offset */
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *dp;
+	int ret = 0;
+
+	if (fd < 0 || !(dp = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	while ((de = readdir(dp)))
+		if (lf_upper_reserved(de->d_name) &&
+		    unlinkat(dirfd, de->d_name, 0) < 0 && errno != ENOENT)
+			ret = -errno;
+	closedir(dp);
+	return ret;
+}
+
+int lf_upper_make_whiteout(int dirfd, const char *name)
+{
+	char wh[NAME_MAX + 8];
+	int fd;
+
+	if (snprintf(wh, sizeof(wh), WH_PREFIX "%s", name) >= (int)sizeof(wh))
+		return -ENAMETOOLONG;
+	fd = openat(dirfd, wh, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+		    0644);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/* upper_internal.h - node table and helpers shared by upper*.c. */
+#ifndef LAYERFS_UPPER_INTERNAL_H
+#define LAYERFS_UPPER_INTERNAL_H
+
+#include <pthread.h>
+
+#include "layerfs/buf.h"
+#include "layerfs/upper.h"
+
+#define WH_PREFIX ".wh."
+#define WH_OPAQUE ".wh..wh..opq"
+/* A name the merged view can never show: temp files during copy-up. */
+#define TMP_PREFIX ".wh..wh..lftmp."
+
+/* Reported inode numbers of upper-only objects live above the tree's. */
+#define UPPER_INO_BIT (1ull << 62)
+
+struct node {
+	uint64_t id;
+	struct node *parent;	/* NULL for the root */
+	char *name;		/* owned; "" for the root */
+	uint64_t nlookup;	/* kernel references */
+	uint64_t nchild;	/* nodes whose parent this is */
+	uint64_t lower;		/* tree inode this path falls through to, 0 */
+	uint64_t ino;		/* reported st_ino, 0 until known */
+	bool deleted;		/* unlinked; kept until forgotten */
+	struct node *hnext;	/* (parent, name) hash chain */
+};
+
+/* What a path shows in the merged view. */
+struct view {
+	bool upper;		/* an upper object exists (ust valid) */
+	struct stat ust;
+	uint64_t lower;		/* visible lower tree inode, 0 if none */
+	struct lf_tree_attr lat;	/* valid when lower */
+	bool whiteout;		/* the upper parent has .wh.NAME */
+	bool opaque;		/* (dirs) upper dir holds .wh..wh..opq */
+};
+
+struct ino_map_ent {
+	dev_t dev;
+	ino_t upper;
+	uint64_t ino;
+};
+
+struct lf_upper {
+	pthread_mutex_t lock;	/* protects everything below and all
+				 * namespace changes in the upper dir */
+	int root;		/* O_DIRECTORY fd of the upper dir */
+	dev_t dev;		/* its st_dev */
+	struct lf_tree *tree;	/* borrowed */
+	struct lf_blob *const *blobs;	/* borrowed */
+	struct node **nodes;	/* id -> node, NULL for free ids */
+	uint64_t nnodes, anodes;
+	struct node **hash;	/* (parent id, name) -> node */
+	size_t nhash;
+	struct ino_map_ent *imap;	/* upper inode -> reported inode */
+	size_t nimap, aimap;
+};
+
+/* Open files: a host fd, or (read-only, not copied up) a lower inode. */
+struct ofile {
+	int fd;			/* -1 for lower */
+	uint64_t lower;
+};
+
+/* upper.c */
+struct node *lf_upper_node(struct lf_upper *up, uint64_t id);
+/* Path of a node relative to the upper root ("" for the root). */
+int lf_upper_path(struct node *n, struct lf_buf *out);
+/*
+ * Open the upper directory at a node's path: 0 and *fd, -ENOENT when some
+ * component does not exist in the upper dir, -ENOTDIR/-ELOOP when one is not
+ * a plain directory.
+ */
+int lf_upper_dirfd(struct lf_upper *up, struct node *n, int *fd);
+/* The merged view of `name` in directory node `dir`. */
+int lf_upper_view(struct lf_upper *up, struct node *dir, const char *name,
+		  struct view *v);
+/* The merged view of a node itself (through its parent). */
+int lf_upper_node_view(struct lf_upper *up, struct node *n, struct view *v);
+/* Fill st for a view; also decides the reported inode number. */
+void lf_upper_fill_stat(struct lf_upper *up, struct node *n,
+			const struct view *v, struct stat *st);
+/* Find or make the node (parent, name), taking one lookup reference. */
+int lf_upper_get_node(struct lf_upper *up, struct node *parent,
+		      const char *name, uint64_t lower, struct node **out);
+/* Drop the reference lf_upper_get_node() took (internal walks). */
+void lf_upper_put_node(struct lf_upper *up, struct node *n);
+/* Re-hash a node under a new parent and name (rename). */
+int lf_upper_move_node(struct lf_upper *up, struct node *n,
+		       struct node *parent, const char *name);
+/* Remember the reported inode of an upper inode. */
+void lf_upper_map_ino(struct lf_upper *up, const struct stat *ust,
+		      uint64_t ino);
+/* A name layerfs refuses to create or show. */
+bool lf_upper_reserved(const char *name);
+/* An fd on an upper object for xattr calls (-EPERM: not a file or dir). */
+int lf_upper_xattr_fd(struct lf_upper *up, struct node *n,
+		      const struct view *v, int *fd);
+/* lf_upper_opendir() with the lock already held. */
+int lf_upper_opendir_locked(struct lf_upper *up, struct node *n,
+			    uint64_t *dh);
+/* Merged emptiness of a directory view (for rmdir, rename over). */
+int lf_upper_dir_empty(struct lf_upper *up, struct node *dir, bool *empty);
+
+/* upper_copyup.c */
+/* Copy a node (and its parents) up; no-op when already upper. */
+int lf_upper_copyup(struct lf_upper *up, struct node *n);
+/* Copy a directory and its whole merged subtree up (rename of a dir). */
+int lf_upper_copyup_tree(struct lf_upper *up, struct node *n);
+/* Make sure the upper dir of `dir` exists (copying up parents); *fd. */
+int lf_upper_parent_fd(struct lf_upper *up, struct node *dir, int *fd);
+/* Remove every whiteout and the opaque marker inside an upper dir. */
+int lf_upper_clear_whiteouts(int dirfd);
+/* Create .wh.NAME in an upper dir. */
+int lf_upper_make_whiteout(int dirfd, const char *name);
+
+#endif /* LAYERFS_UPPER_INTERNAL_H */
