@@ -2,7 +2,11 @@
 /* blob.c - random access to a layer's tar stream: plain, gzip, zstd. */
 #include "blob_internal.h"
 
+#include "layerfs/path.h"
+
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,6 +25,7 @@ int lf_blob_open(const struct lf_vfile *blob, const struct lf_index *idx,
 		 struct lf_chunk_cache *cc, struct lf_blob **out,
 		 struct lf_err *err)
 {
+	/* blob is NULL for directory layers (lf_index_open_dir) */
 	struct lf_blob *b = calloc(1, sizeof(*b));
 
 	if (!b)
@@ -36,7 +41,7 @@ int lf_blob_open(const struct lf_vfile *blob, const struct lf_index *idx,
 		free(b);
 		return lf_err_set(err, -EINVAL,
 				  "'%s': no decompressed copy of zstd layer",
-				  lf_vfile_name(blob));
+				  blob ? lf_vfile_name(blob) : "?");
 	}
 	*out = b;
 	return 0;
@@ -184,10 +189,54 @@ static ssize_t read_sparse(struct lf_blob *b, const struct lf_idx_entry *e,
 	return (ssize_t)len;
 }
 
+/*
+ * Directory layers: open the file by its path below the layer directory,
+ * one component at a time and never through a symlink, then pread.
+ */
+static ssize_t read_dir_file(struct lf_blob *b, const struct lf_idx_entry *e,
+			     void *buf, size_t len, uint64_t off,
+			     struct lf_err *err)
+{
+	const char *path = lf_index_path(b->idx, e), *p = path, *comp;
+	char name[NAME_MAX + 1];
+	int fd = openat(lf_index_dir_fd(b->idx), ".", O_RDONLY | O_DIRECTORY |
+			O_CLOEXEC), next;
+	size_t clen;
+	ssize_t n;
+
+	while (fd >= 0 && lf_path_next(&p, &comp, &clen)) {
+		bool last = !*p;
+
+		if (clen > NAME_MAX) {
+			close(fd);
+			fd = -1;
+			errno = ENAMETOOLONG;
+			break;
+		}
+		memcpy(name, comp, clen);
+		name[clen] = '\0';
+		next = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+			      (last ? O_NONBLOCK : O_DIRECTORY));
+		close(fd);
+		fd = next;
+	}
+	if (fd < 0)
+		return lf_err_set(err, -EIO, "cannot open '%s' of directory "
+				  "layer: %s", path, strerror(errno));
+	n = fd_pread(fd, buf, len, off);
+	close(fd);
+	if (n < 0)
+		return lf_err_set(err, (int)n, "cannot read '%s' of directory "
+				  "layer: %s", path, strerror((int)-n));
+	return n;
+}
+
 ssize_t lf_blob_read_file(struct lf_blob *b, const struct lf_idx_entry *e,
 			  void *buf, size_t len, uint64_t off,
 			  struct lf_err *err)
 {
+	if (lf_index_dir_fd(b->idx) >= 0)
+		return read_dir_file(b, e, buf, len, off, err);
 	if (off >= e->size)
 		return 0;
 	len = (size_t)LF_MIN((uint64_t)len, e->size - off);

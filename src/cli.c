@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "layerfs/log.h"
@@ -174,8 +175,14 @@ static void *index_worker(void *arg)
 		io.label = label;
 		io.progress = on_progress;
 		io.progress_ctx = &j->slots[i];
-		j->rets[i] = lf_index_open(lf_image_layer(j->ci->img, i), &io,
-					   &j->ci->idx[i], &j->errs[i]);
+		if (j->ci->src[i].dir)
+			j->rets[i] = lf_index_open_dir(j->ci->src[i].dir, label,
+						       &j->ci->idx[i],
+						       &j->errs[i]);
+		else
+			j->rets[i] = lf_index_open(j->ci->src[i].layer, &io,
+						   &j->ci->idx[i],
+						   &j->errs[i]);
 	}
 	return NULL;
 }
@@ -204,7 +211,7 @@ static int index_layers(struct cli_image *ci, const struct cli_opts *o)
 	}
 	for (i = 0; i < ci->n; i++) {
 		j.slots[i] = (struct slot){ &pg, i };
-		pg.total += lf_image_layer(ci->img, i)->size;
+		pg.total += ci->src[i].layer ? ci->src[i].layer->size : 0;
 	}
 	for (t = 0; t < nthreads; t++)
 		if (pthread_create(&th[t], NULL, index_worker, &j))
@@ -217,8 +224,7 @@ static int index_layers(struct cli_image *ci, const struct cli_opts *o)
 	ret = CLI_OK;
 	for (i = 0; i < ci->n; i++) {
 		if (j.rets[i]) {
-			cli_error("%s: %s", lf_image_path(ci->img),
-				  j.errs[i].msg);
+			cli_error("%s: %s", ci->name, j.errs[i].msg);
 			ret = CLI_ERR;
 			break;
 		}
@@ -233,33 +239,107 @@ out:
 	return ret;
 }
 
-int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
-	     bool want_tree, struct cli_image *ci)
+/* A lowerdir element: an image (archive file or OCI layout) or a dir? */
+static bool is_image(const char *path)
+{
+	struct stat st;
+	char buf[4096];
+
+	if (stat(path, &st) < 0)
+		return false;
+	if (S_ISREG(st.st_mode))
+		return true;
+	snprintf(buf, sizeof(buf), "%s/oci-layout", path);
+	return access(buf, F_OK) == 0;
+}
+
+static int add_src(struct cli_image *ci, size_t *cap, struct cli_src s)
+{
+	if (ci->n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		struct cli_src *p = realloc(ci->src, nc * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		ci->src = p;
+		*cap = nc;
+	}
+	ci->src[ci->n++] = s;
+	return 0;
+}
+
+/* The layers of IMAGE's prefix, then each lower (bottom first). */
+static int gather(const struct cli_opts *o, const char *path,
+		  bool all_layers, struct cli_image *ci)
 {
 	struct lf_image_opts io = { o->ref, o->platform };
 	struct lf_err err = { 0 };
-	size_t count;
+	size_t cap = 0, count, n, i, k;
+
+	if (path) {
+		if (lf_image_open(path, &io, &ci->img, &err)) {
+			cli_error("%s", err.msg);
+			return CLI_ERR;
+		}
+		count = n = lf_image_layer_count(ci->img);
+		if (o->has_layers && !all_layers) {
+			long want = o->layers > 0 ? o->layers
+						  : (long)count + o->layers;
+
+			if (o->layers > (long)count || want < 1) {
+				fprintf(stderr, "layerfs: --layers %ld: '%s' "
+						"has %zu layer%s\n", o->layers,
+					path, count, count == 1 ? "" : "s");
+				return CLI_USAGE;
+			}
+			n = (size_t)want;
+		}
+		for (i = 0; i < n; i++)
+			if (add_src(ci, &cap, (struct cli_src){
+				    lf_image_layer(ci->img, i), NULL }))
+				goto nomem;
+	}
+	ci->imgs = calloc(o->nlowers ? o->nlowers : 1, sizeof(*ci->imgs));
+	if (!ci->imgs)
+		goto nomem;
+	/* lowerdir order: the first one is the top */
+	for (k = o->nlowers; k-- > 0;) {
+		const char *l = o->lowers[k];
+
+		if (!is_image(l)) {
+			if (add_src(ci, &cap, (struct cli_src){ NULL, l }))
+				goto nomem;
+			continue;
+		}
+		if (lf_image_open(l, &io, &ci->imgs[ci->nimgs], &err)) {
+			cli_error("%s", err.msg);
+			return CLI_ERR;
+		}
+		n = lf_image_layer_count(ci->imgs[ci->nimgs]);
+		for (i = 0; i < n; i++)
+			if (add_src(ci, &cap, (struct cli_src){
+				    lf_image_layer(ci->imgs[ci->nimgs], i),
+				    NULL }))
+				goto nomem;
+		ci->nimgs++;
+	}
+	return CLI_OK;
+nomem:
+	cli_error("out of memory");
+	return CLI_ERR;
+}
+
+int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
+	     bool want_tree, struct cli_image *ci)
+{
+	struct lf_err err = { 0 };
 	int ret;
 
 	memset(ci, 0, sizeof(*ci));
 	lf_buf_init(&ci->cache_dir);
-	if (lf_image_open(path, &io, &ci->img, &err)) {
-		cli_error("%s", err.msg);
-		return CLI_ERR;
-	}
-	count = lf_image_layer_count(ci->img);
-	ci->n = count;
-	if (o->has_layers && !all_layers) {
-		long n = o->layers > 0 ? o->layers : (long)count + o->layers;
-
-		if (o->layers > (long)count || n < 1) {
-			fprintf(stderr, "layerfs: --layers %ld: '%s' has %zu "
-					"layer%s\n", o->layers, path, count,
-				count == 1 ? "" : "s");
-			return CLI_USAGE;
-		}
-		ci->n = (size_t)n;
-	}
+	ci->name = path ? path : "lowerdir";
+	if ((ret = gather(o, path, all_layers, ci)))
+		return ret;
 	if (!o->no_cache && lf_cache_dir(o->cache, &ci->cache_dir))
 		lf_buf_reset(&ci->cache_dir); /* no HOME: work uncached */
 	ci->idx = calloc(ci->n ? ci->n : 1, sizeof(*ci->idx));
@@ -272,7 +352,7 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 	if ((ret = index_layers(ci, o)))
 		return ret;
 	if (want_tree && lf_tree_build(ci->idx, ci->n, &ci->tree, &err)) {
-		cli_error("%s: %s", path, err.msg);
+		cli_error("%s: %s", ci->name, err.msg);
 		return CLI_ERR;
 	}
 	return CLI_OK;
@@ -281,8 +361,8 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 struct lf_blob *cli_blob(struct cli_image *ci, size_t i, struct lf_err *err)
 {
 	if (!ci->blobs[i] &&
-	    lf_blob_open(lf_image_layer(ci->img, i)->blob, ci->idx[i], ci->cc,
-			 &ci->blobs[i], err))
+	    lf_blob_open(ci->src[i].layer ? ci->src[i].layer->blob : NULL,
+			 ci->idx[i], ci->cc, &ci->blobs[i], err))
 		return NULL;
 	return ci->blobs[i];
 }
@@ -301,6 +381,10 @@ void cli_close(struct cli_image *ci)
 	free(ci->blobs);
 	lf_chunk_cache_free(ci->cc);
 	lf_image_close(ci->img);
+	for (i = 0; i < ci->nimgs; i++)
+		lf_image_close(ci->imgs[i]);
+	free(ci->imgs);
+	free(ci->src);
 	lf_buf_release(&ci->cache_dir);
 	memset(ci, 0, sizeof(*ci));
 }
@@ -330,8 +414,10 @@ int lf_cli_main(int argc, char **argv)
 	for (i = 0; i < LF_ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
-	/* mount(8) runs "layerfs IMAGE MOUNTPOINT -o OPTS" for fuse.layerfs */
-	if (argc >= 3 && argv[1][0] != '-' && strchr(argv[1], '/') != NULL)
+	/* mount(8) runs "layerfs SOURCE MOUNTPOINT -o OPTS" for fuse.layerfs */
+	if (argc >= 3 && argv[1][0] != '-' &&
+	    (strchr(argv[1], '/') || !strcmp(argv[1], "none") ||
+	     access(argv[1], F_OK) == 0))
 		return cli_cmd_mount(argc, argv);
 	fprintf(stderr, "layerfs: unknown command '%s'\n", argv[1]);
 	usage(stderr);

@@ -31,11 +31,25 @@ struct cli_opts {
 	bool quiet;
 	bool long_fmt;		/* ls -l */
 	bool recursive;		/* ls -R */
+	/* mount: more layers above IMAGE, top first (like lowerdir=): each
+	 * an image (all its layers) or a plain directory (one layer) */
+	const char **lowers;
+	size_t nlowers;
+};
+
+/* Where layer i of an opened stack comes from. */
+struct cli_src {
+	const struct lf_image_layer *layer;	/* an image's layer, or */
+	const char *dir;			/* a directory layer */
 };
 
 /* An image opened for reading: its first `n` layers indexed and merged. */
 struct cli_image {
-	struct lf_image *img;
+	struct lf_image *img;		/* the IMAGE argument (may be NULL) */
+	const char *name;		/* how messages name the stack */
+	struct lf_image **imgs;		/* images opened for lowers */
+	size_t nimgs;
+	struct cli_src *src;		/* [n] */
 	size_t n;			/* layers in use (the prefix) */
 	struct lf_index **idx;		/* [n] */
 	struct lf_tree *tree;		/* NULL unless asked for */

@@ -10,7 +10,9 @@
 #include "layerfs/fsops.h"
 
 static const char mount_help[] =
-	"usage: layerfs mount [options] IMAGE MOUNTPOINT\n\n"
+	"usage: layerfs mount [options] IMAGE MOUNTPOINT\n"
+	"       layerfs mount [options] --lower DIR [--lower DIR...] "
+	"MOUNTPOINT\n\n"
 	"Mount the merged view of IMAGE (or of its layers 1..N) read-only on\n"
 	"MOUNTPOINT.  Layers are indexed first (once: the index is cached),\n"
 	"then the filesystem is mounted, and only then does layerfs detach\n"
@@ -26,10 +28,17 @@ static const char mount_help[] =
 	"      --upper DIR      copy-on-write: changes land in DIR (created if\n"
 	"                       missing; OCI whiteouts), never in the image;\n"
 	"                       mount again with the same DIR to continue\n"
+	"      --lower DIR      one more layer above IMAGE (repeatable; the\n"
+	"                       first --lower is the top, as in lowerdir=): a\n"
+	"                       plain directory (an extracted layer, with OCI\n"
+	"                       or overlayfs whiteouts), or another image\n"
 	CLI_COMMON_HELP
 	"\nAs a mount(8) helper (layerfs installed in /usr/local/bin or /usr/bin,\n"
 	"where mount(8) finds it): mount -t fuse.layerfs IMAGE MNT -o layers=3\n"
-	"or in /etc/fstab: IMAGE MNT fuse.layerfs layers=3,allow_other 0 0\n";
+	"or in /etc/fstab: IMAGE MNT fuse.layerfs layers=3,allow_other 0 0\n"
+	"The overlayfs syntax works too (source \"none\"; workdir= is accepted\n"
+	"and not needed): mount -t fuse.layerfs none MNT -o lowerdir=A:B,\n"
+	"upperdir=U,workdir=W  (leftmost lowerdir is the top)\n";
 
 static const char umount_help[] =
 	"usage: layerfs umount [-z] MOUNTPOINT\n\n"
@@ -63,19 +72,32 @@ struct mount_args {
 	struct cli_opts o;
 	struct lf_fs_opts fo;
 	struct lf_buf fuse_opts;	/* passed through to FUSE */
-	struct lf_buf scratch;		/* the value strings of -o keys */
+	char *owned[64];		/* the value strings of -o keys */
+	size_t nowned;
 	const char *upper;		/* --upper DIR */
+	const char *lowers[256];	/* --lower, lowerdir= (top first) */
 };
+
+static int add_lower(struct mount_args *m, const char *dir)
+{
+	if (m->o.nlowers == LF_ARRAY_SIZE(m->lowers))
+		return cli_usage("mount", "more than %zu lower layers",
+				 LF_ARRAY_SIZE(m->lowers));
+	m->lowers[m->o.nlowers++] = dir;
+	m->o.lowers = m->lowers;
+	return CLI_OK;
+}
 
 static int take_value(struct mount_args *m, const char *v, size_t len,
 		      const char **out)
 {
-	/* values live in `scratch`, NUL-separated; grow it before pointing */
-	size_t at = m->scratch.len;
+	/* each value its own allocation: later -o options must not move it */
+	char *dup;
 
-	if (lf_buf_add(&m->scratch, v, len) || lf_buf_addch(&m->scratch, 0))
+	if (m->nowned == LF_ARRAY_SIZE(m->owned) || !(dup = strndup(v, len)))
 		return -1;
-	*out = m->scratch.data + at;
+	m->owned[m->nowned++] = dup;
+	*out = dup;
 	return 0;
 }
 
@@ -85,16 +107,30 @@ static int parse_o(struct mount_args *m, const char *arg)
 {
 	const char *p = arg;
 
-	/* reserve so that take_value() never moves earlier values */
-	if (lf_buf_grow(&m->scratch, strlen(arg) * 2 + 16))
-		return -1;
 	while (*p) {
 		size_t len = strcspn(p, ","), kl = strcspn(p, "=,");
 		const char *v = p + kl + 1, *val = NULL;
 		size_t vl = kl < len ? len - kl - 1 : 0;
 
 #define KEY(k) (kl == strlen(k) && !strncmp(p, k, kl))
-		if (KEY("layers") || KEY("ref") || KEY("platform") ||
+		if (KEY("lowerdir") || KEY("upperdir") || KEY("workdir")) {
+			char *dup, *tok, *save = NULL;
+
+			if (kl == len || take_value(m, v, vl, &val))
+				return cli_usage("mount", "-o %.*s wants a "
+						 "value", (int)kl, p);
+			if (KEY("upperdir")) {
+				m->upper = val;
+			} else if (KEY("lowerdir")) {
+				/* split in place: the value outlives the mount */
+				dup = (char *)val;
+				for (tok = strtok_r(dup, ":", &save); tok;
+				     tok = strtok_r(NULL, ":", &save))
+					if (add_lower(m, tok))
+						return CLI_USAGE;
+			}
+			/* workdir: overlayfs needs it, we do not */
+		} else if (KEY("layers") || KEY("ref") || KEY("platform") ||
 		    KEY("cache")) {
 			if (kl == len || take_value(m, v, vl, &val))
 				return cli_usage("mount", "-o %.*s wants a "
@@ -136,13 +172,13 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 	ret = cli_open(&m->o, image, false, true, &ci);
 	for (i = 0; ret == CLI_OK && i < ci.n; i++)
 		if (!cli_blob(&ci, i, &err)) {
-			cli_error("%s: %s", image, err.msg);
+			cli_error("%s: %s", ci.name, err.msg);
 			ret = CLI_ERR;
 		}
 	/* the daemon runs in "/": libfuse must know the mountpoint absolutely */
 	absmnt = realpath(mnt, NULL);
 	m->fo.mountpoint = absmnt ? absmnt : mnt;
-	m->fo.fsname = image;
+	m->fo.fsname = image ? image : "layerfs";
 	m->fo.fuse_opts = m->fuse_opts.len ? m->fuse_opts.data : NULL;
 	if (ret == CLI_OK && m->upper &&
 	    lf_upper_new(m->upper, ci.tree, ci.blobs, &m->fo.upper, &err)) {
@@ -174,13 +210,13 @@ int cli_cmd_mount(int argc, char **argv)
 		{ "debug", no_argument, NULL, 'd' },
 		{ "allow-other", no_argument, NULL, 'A' },
 		{ "upper", required_argument, NULL, 'U' },
+		{ "lower", required_argument, NULL, 'L' },
 		{ 0, 0, 0, 0 },
 	};
 	struct mount_args m = { 0 };
 	int c, ret = CLI_OK;
 
 	lf_buf_init(&m.fuse_opts);
-	lf_buf_init(&m.scratch);
 	while (ret == CLI_OK &&
 	       (c = getopt_long(argc, argv, ":fdo:q", longopts, NULL)) != -1) {
 		switch (c) {
@@ -199,6 +235,9 @@ int cli_cmd_mount(int argc, char **argv)
 		case 'U':
 			m.upper = optarg;
 			continue;
+		case 'L':
+			ret = add_lower(&m, optarg);
+			continue;
 		case 'o':
 			ret = parse_o(&m, optarg);
 			if (ret < 0) {
@@ -213,14 +252,21 @@ int cli_cmd_mount(int argc, char **argv)
 	}
 	if (ret != CLI_OK)
 		goto out;
+	if (argc - optind == 1 && m.o.nlowers) {
+		ret = do_mount(&m, NULL, argv[optind]);
+		goto out;
+	}
 	if (argc - optind != 2) {
 		ret = cli_usage("mount", "expected IMAGE MOUNTPOINT");
 		goto out;
 	}
-	ret = do_mount(&m, argv[optind], argv[optind + 1]);
+	/* mount(8)'s overlayfs-style source is "none": lowerdir= says all */
+	ret = do_mount(&m, strcmp(argv[optind], "none") || !m.o.nlowers
+			   ? argv[optind] : NULL, argv[optind + 1]);
 out:
 	lf_buf_release(&m.fuse_opts);
-	lf_buf_release(&m.scratch);
+	while (m.nowned)
+		free(m.owned[--m.nowned]);
 	return ret;
 }
 

@@ -17,33 +17,10 @@
 
 #define PROGRESS_STEP (4u << 20)
 
-struct builder {
-	const struct lf_image_layer *layer;	/* borrowed */
-	const struct lf_index_opts *opts;	/* borrowed */
-	const char *label;
-	enum lf_compression comp;
-	/* the compressed side */
-	uint64_t in_pos;
-	struct lf_sha256 *hc;
-	uint64_t next_progress;
-	/* the decompressors (one of them, by comp) */
-	struct lf_gzidx_builder *gz;
-	struct lf_zstdec *zd;
-	/* the uncompressed side */
-	struct lf_sha256 *hu;
-	uint64_t out_total;
-	int copy_fd;		/* zstd copy being written, else -1 */
-	struct lf_buf copy_tmp;	/* its temp name ("" when unlinked) */
-	struct lf_err inner;	/* error raised below tarscan */
-	/* the sections being built */
-	struct lf_buf entries, strings, xattrs, sparse, points, windows;
-	struct lf_buf path, link;
-	uint64_t nentries, nwhiteouts;
-};
 
 static ssize_t read_compressed(void *ctx, void *buf, size_t len)
 {
-	struct builder *b = ctx;
+	struct index_builder *b = ctx;
 	ssize_t n = lf_vfile_pread(b->layer->blob, buf, len, b->in_pos);
 
 	if (n <= 0)
@@ -58,7 +35,7 @@ static ssize_t read_compressed(void *ctx, void *buf, size_t len)
 	return n;
 }
 
-static int write_copy(struct builder *b, const void *buf, size_t len)
+static int write_copy(struct index_builder *b, const void *buf, size_t len)
 {
 	const char *p = buf;
 
@@ -80,7 +57,7 @@ static int write_copy(struct builder *b, const void *buf, size_t len)
 /* tarscan's source: the uncompressed tar stream. */
 static ssize_t read_tar(void *ctx, void *buf, size_t len)
 {
-	struct builder *b = ctx;
+	struct index_builder *b = ctx;
 	size_t got = 0;
 	ssize_t n;
 	int ret;
@@ -112,7 +89,7 @@ static ssize_t read_tar(void *ctx, void *buf, size_t len)
 	return (ssize_t)got;
 }
 
-static int add_string(struct builder *b, const void *s, size_t len,
+static int add_string(struct index_builder *b, const void *s, size_t len,
 		      uint32_t *off)
 {
 	int ret;
@@ -152,7 +129,7 @@ static enum lf_idx_kind kind_of(enum lf_tar_type t)
 	}
 }
 
-static int entry_attrs(struct builder *b, const struct lf_tar_entry *e,
+static int entry_attrs(struct index_builder *b, const struct lf_tar_entry *e,
 		       struct lf_idx_entry *ie, struct lf_err *err)
 {
 	size_t k;
@@ -214,10 +191,10 @@ static int entry_attrs(struct builder *b, const struct lf_tar_entry *e,
 	return 0;
 }
 
-static int on_entry(void *ctx, const struct lf_tar_entry *e,
-		    struct lf_err *err)
+int lf_index_add_entry(void *ctx, const struct lf_tar_entry *e,
+		       struct lf_err *err)
 {
-	struct builder *b = ctx;
+	struct index_builder *b = ctx;
 	struct lf_idx_entry ie = { 0 };
 	const char *base;
 	int ret;
@@ -304,7 +281,22 @@ static size_t align8(size_t n)
 }
 
 /* Lay the sections out behind a header into one malloc'd file image. */
-static int assemble(struct builder *b, const char *key, struct lf_index *idx)
+void lf_index_builder_init(struct index_builder *b)
+{
+	b->copy_fd = -1;
+	lf_buf_init(&b->copy_tmp);
+	lf_buf_init(&b->entries);
+	lf_buf_init(&b->strings);
+	lf_buf_init(&b->xattrs);
+	lf_buf_init(&b->sparse);
+	lf_buf_init(&b->points);
+	lf_buf_init(&b->windows);
+	lf_buf_init(&b->path);
+	lf_buf_init(&b->link);
+}
+
+int lf_index_assemble(struct index_builder *b, const char *key,
+		      struct lf_index *idx)
 {
 	const struct lf_buf *parts[LF_SECT_COUNT] = {
 		&b->entries, &b->strings, &b->xattrs,
@@ -345,7 +337,7 @@ static int assemble(struct builder *b, const char *key, struct lf_index *idx)
 	return 0;
 }
 
-static int verify(struct builder *b, struct lf_index *idx, struct lf_err *err)
+static int verify(struct index_builder *b, struct lf_index *idx, struct lf_err *err)
 {
 	struct lf_cache_header *h = idx->map;
 	const struct lf_image_layer *l = b->layer;
@@ -363,7 +355,7 @@ static int verify(struct builder *b, struct lf_index *idx, struct lf_err *err)
 	return 0;
 }
 
-static int open_copy(struct builder *b, const char *cache_path,
+static int open_copy(struct index_builder *b, const char *cache_path,
 		     struct lf_err *err)
 {
 	const char *tmpdir = getenv("TMPDIR");
@@ -390,7 +382,7 @@ static int open_copy(struct builder *b, const char *cache_path,
 	return 0;
 }
 
-static int start(struct builder *b, const char *cache_path, struct lf_err *err)
+static int start(struct index_builder *b, const char *cache_path, struct lf_err *err)
 {
 	int ret = lf_sha256_new(&b->hc);
 
@@ -409,7 +401,7 @@ static int start(struct builder *b, const char *cache_path, struct lf_err *err)
 	return 0;
 }
 
-static int drain(struct builder *b, struct lf_err *err)
+static int drain(struct index_builder *b, struct lf_err *err)
 {
 	char buf[65536];
 	ssize_t n;
@@ -423,7 +415,7 @@ static int drain(struct builder *b, struct lf_err *err)
 	return 0;
 }
 
-static int run(struct builder *b, struct lf_index *idx, const char *key,
+static int run(struct index_builder *b, struct lf_index *idx, const char *key,
 	       struct lf_err *err)
 {
 	struct lf_cache_header *h;
@@ -431,7 +423,7 @@ static int run(struct builder *b, struct lf_index *idx, const char *key,
 	int ret;
 
 	lf_err_clear(&b->inner);
-	ret = lf_tarscan_stream(read_tar, b, b->layer->source, on_entry, b,
+	ret = lf_tarscan_stream(read_tar, b, b->layer->source, lf_index_add_entry, b,
 				err);
 	if (ret && b->inner.code) {
 		/* the real cause was below the tar reader */
@@ -446,7 +438,7 @@ static int run(struct builder *b, struct lf_index *idx, const char *key,
 		return ret;
 	if ((ret = drain(b, err)))
 		return ret;
-	if ((ret = assemble(b, key, idx)))
+	if ((ret = lf_index_assemble(b, key, idx)))
 		return lf_err_set(err, ret, "out of memory");
 	h = idx->map;
 	lf_sha256_final(b->hc, h->blob_digest);
@@ -464,7 +456,7 @@ static int run(struct builder *b, struct lf_index *idx, const char *key,
 	return 0;
 }
 
-static void builder_release(struct builder *b)
+void lf_index_builder_release(struct index_builder *b)
 {
 	lf_sha256_free(b->hc);
 	lf_sha256_free(b->hu);
@@ -486,7 +478,7 @@ static void builder_release(struct builder *b)
 }
 
 /* Keep the zstd copy: rename it next to the index and reopen read-only. */
-static int keep_copy(struct builder *b, struct lf_index *idx,
+static int keep_copy(struct index_builder *b, struct lf_index *idx,
 		     const char *cache_path, struct lf_err *err)
 {
 	struct lf_buf final;
@@ -517,21 +509,13 @@ static int build(const struct lf_image_layer *layer,
 		 const char *key, const char *cache_path, struct lf_index *idx,
 		 struct lf_err *err)
 {
-	struct builder b = { .layer = layer, .opts = opts, .comp = comp,
+	struct index_builder b = { .layer = layer, .opts = opts, .comp = comp,
 			     .copy_fd = -1 };
 	const char *why = NULL;
 	struct lf_err werr;
 	int ret;
 
-	lf_buf_init(&b.copy_tmp);
-	lf_buf_init(&b.entries);
-	lf_buf_init(&b.strings);
-	lf_buf_init(&b.xattrs);
-	lf_buf_init(&b.sparse);
-	lf_buf_init(&b.points);
-	lf_buf_init(&b.windows);
-	lf_buf_init(&b.path);
-	lf_buf_init(&b.link);
+	lf_index_builder_init(&b);
 	ret = start(&b, cache_path, err);
 	if (!ret)
 		ret = run(&b, idx, key, err);
@@ -548,7 +532,7 @@ static int build(const struct lf_image_layer *layer,
 		if (lf_cache_store(cache_path, idx->map, idx->maplen, &werr))
 			lf_log(LF_LOG_WARN, "%s", werr.msg);
 	}
-	builder_release(&b);
+	lf_index_builder_release(&b);
 	return ret;
 }
 
@@ -627,6 +611,7 @@ int lf_index_open(const struct lf_image_layer *layer,
 	if (!idx)
 		return lf_err_set(err, -ENOMEM, "out of memory");
 	idx->tar_fd = -1;
+	idx->dir_fd = -1;
 	lf_buf_init(&path);
 	ret = detect(layer, &comp, err);
 	if (ret)

@@ -4,6 +4,8 @@
 #define LAYERFS_INDEX_INTERNAL_H
 
 #include "layerfs/index.h"
+#include "layerfs/tarscan.h"
+#include "layerfs/zstdec.h"
 
 struct lf_index {
 	void *map;		/* owned: the whole file image */
@@ -21,7 +23,42 @@ struct lf_index {
 	size_t nsparse;
 	struct lf_gzidx_view gz;
 	int tar_fd;		/* owned, zstd copy; -1 otherwise */
+	int dir_fd;		/* owned, directory layers; -1 otherwise */
 };
+
+/* The state of one index build (index.c: blobs; index_dir.c: dirs). */
+struct index_builder {
+	const struct lf_image_layer *layer;	/* borrowed */
+	const struct lf_index_opts *opts;	/* borrowed */
+	const char *label;
+	enum lf_compression comp;
+	/* the compressed side */
+	uint64_t in_pos;
+	struct lf_sha256 *hc;
+	uint64_t next_progress;
+	/* the decompressors (one of them, by comp) */
+	struct lf_gzidx_builder *gz;
+	struct lf_zstdec *zd;
+	/* the uncompressed side */
+	struct lf_sha256 *hu;
+	uint64_t out_total;
+	int copy_fd;		/* zstd copy being written, else -1 */
+	struct lf_buf copy_tmp;	/* its temp name ("" when unlinked) */
+	struct lf_err inner;	/* error raised below tarscan */
+	/* the sections being built */
+	struct lf_buf entries, strings, xattrs, sparse, points, windows;
+	struct lf_buf path, link;
+	uint64_t nentries, nwhiteouts;
+};
+
+void lf_index_builder_init(struct index_builder *b);
+void lf_index_builder_release(struct index_builder *b);
+/* Add one member (a tarscan callback; ctx is the builder). */
+int lf_index_add_entry(void *ctx, const struct lf_tar_entry *e,
+		       struct lf_err *err);
+/* Lay the built sections out into idx's file image (unsealed). */
+int lf_index_assemble(struct index_builder *b, const char *key,
+		      struct lf_index *idx);
 
 /*
  * Point the views of idx at its file image and check every offset in it, so

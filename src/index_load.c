@@ -126,6 +126,8 @@ void lf_index_close(struct lf_index *idx)
 		free(idx->map);
 	if (idx->tar_fd >= 0)
 		close(idx->tar_fd);
+	if (idx->dir_fd >= 0)
+		close(idx->dir_fd);
 	free(idx);
 }
 
@@ -216,6 +218,11 @@ const struct lf_gzidx_view *lf_index_gzidx(const struct lf_index *idx)
 int lf_index_tar_fd(const struct lf_index *idx)
 {
 	return idx->tar_fd;
+}
+
+int lf_index_dir_fd(const struct lf_index *idx)
+{
+	return idx->dir_fd;
 }
 
 const char *lf_compression_name(enum lf_compression c)

@@ -96,6 +96,20 @@ const struct lf_gzidx_view *lf_index_gzidx(const struct lf_index *idx);
  * is an unlinked temp file that disappears with the index.
  */
 int lf_index_tar_fd(const struct lf_index *idx);
+/*
+ * A plain host directory as a layer (an extracted layer, as overlayfs and
+ * fuse-overlayfs take them), walked now into the same entry table; never
+ * cached, since directories change.  Both whiteout forms are honoured:
+ * `.wh.NAME` files, and overlayfs's 0/0 character devices and
+ * trusted.overlay.opaque / user.overlay.opaque = "y" on directories (turned
+ * into `.wh.` entries here).  Symlinks are never followed; file data is read
+ * later through lf_index_dir_fd().  `label` names the layer in messages.
+ */
+int lf_index_open_dir(const char *dir, const char *label,
+		      struct lf_index **out, struct lf_err *err);
+/* O_PATH-like directory fd of a directory layer (owned), else -1. */
+int lf_index_dir_fd(const struct lf_index *idx);
+
 /* "gzip", "none" or "zstd". */
 const char *lf_compression_name(enum lf_compression c);
 

@@ -184,6 +184,41 @@ def _norm(name):
     return "" if name == "." else name.replace("//", "/")
 
 
+def _copy_dir_meta(src_layers, dst_layers):
+    """Give the directories of an OCI-form extraction the metadata of the
+    same directories in the overlayfs-form one, which
+    normalize_implicit_dirs() made right (it reads whiteouts in the
+    overlayfs form only)."""
+    for d, sub, _files in os.walk(dst_layers):
+        for n in sub + [""]:
+            p = os.path.join(d, n)
+            if os.path.islink(p):
+                continue
+            rel = os.path.relpath(p, dst_layers)
+            q = os.path.join(src_layers, rel)
+            try:
+                st = os.lstat(q)
+            except OSError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            os.lchown(p, st.st_uid, st.st_gid)
+            os.chmod(p, stat.S_IMODE(st.st_mode), follow_symlinks=False)
+    # times last: changing a child's metadata does not touch the parent's
+    # mtime, but be safe and go deepest first
+    for d, sub, _files in sorted(os.walk(dst_layers),
+                                 key=lambda t: -t[0].count("/")):
+        for n in sub + [""]:
+            p = os.path.join(d, n)
+            q = os.path.join(src_layers, os.path.relpath(p, dst_layers))
+            if os.path.islink(p) or not os.path.isdir(q) or \
+                    os.path.islink(q):
+                continue
+            st = os.lstat(q)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns),
+                     follow_symlinks=False)
+
+
 def normalize_implicit_dirs(spec, key, layers_dir):
     """GNU tar makes a missing parent directory with its own mode and the
     time of the extraction, and overlayfs shows the topmost layer's copy of
@@ -293,6 +328,22 @@ class CowImage:
         self.nlayers = len([d for d in os.listdir(self.layers)
                             if d.isdigit()])
         self._tree = None
+        self._oci_layers = None
+
+    @property
+    def oci_layers(self):
+        """The layers extracted with their OCI whiteout files kept (for
+        `layerfs --lower` in OCI form); built on first use."""
+        if self._oci_layers is None:
+            d = os.path.join(self.root, self.name + ".ocilayers")
+            if not os.path.isdir(d):
+                tmp = d + ".tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                extract_layers.extract(self.layout, tmp, convert=False)
+                _copy_dir_meta(self.layers, tmp)
+                os.rename(tmp, d)
+            self._oci_layers = d
+        return self._oci_layers
 
     @property
     def tree(self):
@@ -1249,12 +1300,54 @@ class LayerfsSide(Side):
             self.proc = None
 
 
+class LayerfsDirSide(LayerfsSide):
+    """layerfs over the extracted layers as plain directories, mounted the
+    way union test suites mount overlayfs: `layerfs none MNT -o
+    lowerdir=A:B,upperdir=U,workdir=W` (what mount -t fuse.layerfs runs).
+    oci=False: overlayfs-form whiteouts (0/0 devices, opaque xattrs);
+    oci=True: OCI `.wh.` files."""
+    label = "layerfs-dirs"
+
+    def __init__(self, image, work, oci=False):
+        super().__init__(image, work)
+        self.oci = oci
+        if oci:
+            self.label = "layerfs-ocidirs"
+        self.wdir = os.path.join(work, "w")
+        os.makedirs(self.wdir, exist_ok=True)
+
+    def _mount(self):
+        base = self.image.oci_layers if self.oci else self.image.layers
+        lower = ":".join(os.path.join(base, str(i))
+                         for i in range(self.image.nlayers, 0, -1))
+        self.errf = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [LAYERFS, "none", self.mnt, "-f", "-o",
+             "lowerdir=%s,upperdir=%s,workdir=%s,cache=%s" % (
+                 lower, self.upper, self.wdir, self.cache)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=self.errf)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if os.path.ismount(self.mnt):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("layerfs exited %d before mounting: %s" % (
+                    self.proc.returncode, self.stderr()))
+            time.sleep(0.02)
+        raise RuntimeError("layerfs did not mount in 60 s: " + self.stderr())
+
+
 def make_side(kind, image, root):
     work = tempfile.mkdtemp(dir=root, prefix=kind + ".")
     if kind == "kernel":
         return KernelSide(image, work)
     if kind == "buggy-kernel":
         return BuggyKernelSide(image, work)
+    if kind == "layerfs-dirs":
+        return LayerfsDirSide(image, work)
+    if kind == "layerfs-ocidirs":
+        return LayerfsDirSide(image, work, oci=True)
     return LayerfsSide(image, work)
 
 
@@ -1701,7 +1794,8 @@ def main(argv=None):
     ap.add_argument("--ops", type=int, default=500)
     ap.add_argument("--self-test", action="store_true",
                     help="kernel overlay vs kernel overlay")
-    ap.add_argument("--candidate", choices=("layerfs", "kernel",
+    ap.add_argument("--candidate", choices=("layerfs", "layerfs-dirs",
+                                            "layerfs-ocidirs", "kernel",
                                             "buggy-kernel"),
                     help="candidate side (buggy-kernel: a planted bug)")
     ap.add_argument("--print", action="store_true",

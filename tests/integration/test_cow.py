@@ -409,6 +409,23 @@ def test_cow_differential(layerfs_upper, cow_image, runs, image, seed,
     _report(rep)
 
 
+@pytest.mark.parametrize("cand", ["layerfs-dirs", "layerfs-ocidirs"])
+@pytest.mark.parametrize("image", IMAGES)
+@pytest.mark.parametrize("seed", range(101, 101 + max(2, N_SEEDS // 4)))
+def test_cow_differential_dir_lowers(layerfs_upper, cow_image, runs, cand,
+                                     image, seed, tmp_path):
+    """Plain directories as layers (issue: drop-in for overlayfs): the
+    extracted layers given as lowerdir=A:B,upperdir=U,workdir=W to
+    `layerfs none MNT -o ...` (what mount -t fuse.layerfs runs), with
+    overlayfs-form whiteouts (0/0 devices, opaque xattrs) and with OCI
+    `.wh.` files; the same operations as on the kernel overlayfs over the
+    same directories."""
+    img = cow_image(image)
+    rep, _ = C.check_seed(img, seed, N_OPS, runs, cand=cand,
+                          out_dir=str(tmp_path))
+    _report(rep)
+
+
 def test_persistence(layerfs_upper, cow_image, runs):
     img = cow_image("cow_mix")
     for seed in (21, 22):
