@@ -734,3 +734,32 @@ def _write_byte(path, off, val):
     finally:
         os.close(fd)
     return "OK"
+
+
+def test_d_ino_equals_st_ino(layerfs_upper, cow_image, runs):
+    """Inode numbers stay stable across copy-up, and d_ino from readdir
+    equals st_ino, for lower, copied-up, new and hardlinked objects."""
+    img = cow_image("cow_mix")
+    side = C.make_side("layerfs", img, runs)
+    try:
+        side.start()
+        m = side.mnt
+        before = os.lstat(os.path.join(m, "h/solo")).st_ino
+        with open(os.path.join(m, "h/solo"), "ab") as f:   # copy-up
+            f.write(b"more")
+        assert os.lstat(os.path.join(m, "h/solo")).st_ino == before
+        with open(os.path.join(m, "fresh"), "w") as f:
+            f.write("new")
+        os.link(os.path.join(m, "fresh"), os.path.join(m, "fresh2"))
+        os.mkdir(os.path.join(m, "a/newdir"))
+        checked = 0
+        for d, dirs, files in os.walk(m):
+            for e in os.scandir(d):
+                assert e.inode() == os.lstat(e.path).st_ino, e.path
+                checked += 1
+        assert checked > 10
+        a, b = (os.lstat(os.path.join(m, n)).st_ino
+                for n in ("fresh", "fresh2"))
+        assert a == b
+    finally:
+        side.close()
