@@ -24,6 +24,10 @@ static const struct {
 	{ "ls", cli_cmd_ls, "list a directory of the merged view" },
 	{ "cat", cli_cmd_cat, "print files of the merged view" },
 	{ "stat", cli_cmd_stat, "show the metadata of a path" },
+	{ "diff", cli_cmd_diff, "what changes between layer prefixes, or an upper "
+	  "dir" },
+	{ "waste", cli_cmd_waste, "bytes shipped but hidden, efficiency, hidden "
+	  "secrets" },
 	{ "mount", cli_cmd_mount, "mount an image (or a layer prefix) with FUSE" },
 	{ "umount", cli_cmd_umount, "unmount a layerfs mount" },
 };

@@ -130,8 +130,24 @@ void cli_human_size(uint64_t n, char out[16]);
 /* One JSON object describing an inode (ls --json, stat --json). */
 int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
 		   uint64_t ino);
-/* `layers --json`. */
-int cli_json_layers(FILE *f, struct cli_image *ci);
+/* One CI gate of `waste --ci`. */
+struct cli_gate_result {
+	const char *name;	/* dive's rule name */
+	bool pass;
+	char value[32], limit[32];	/* as text */
+	double v, lim;			/* as numbers */
+};
+struct lf_waste;
+int cli_json_waste(FILE *f, const struct lf_waste *w,
+		   const struct cli_gate_result *g, size_t ng, bool ci);
+
+/* diff --json: one change object; the stat object. */
+struct lf_diff_change;
+int cli_json_change(FILE *f, const struct lf_diff_change *c);
+int cli_json_diff_stat(FILE *f, const uint64_t paths[3],
+		       const uint64_t bytes[3]);
+/* `layers --json` (w: the waste columns). */
+int cli_json_layers(FILE *f, struct cli_image *ci, const struct lf_waste *w);
 
 /* Subcommands. */
 int cli_cmd_layers(int argc, char **argv);
@@ -139,6 +155,8 @@ int cli_cmd_ls(int argc, char **argv);
 int cli_cmd_cat(int argc, char **argv);
 int cli_cmd_stat(int argc, char **argv);
 int cli_cmd_mount(int argc, char **argv);
+int cli_cmd_diff(int argc, char **argv);
+int cli_cmd_waste(int argc, char **argv);
 int cli_cmd_umount(int argc, char **argv);
 
 #endif /* LAYERFS_CLI_INTERNAL_H */

@@ -6,6 +6,8 @@
 #include <getopt.h>
 #include <string.h>
 
+#include "layerfs/waste.h"
+
 static const char layers_help[] =
 	"usage: layerfs layers [options] IMAGE\n\n"
 	"One row per layer, bottom first: digest, compressed and uncompressed\n"
@@ -13,25 +15,28 @@ static const char layers_help[] =
 	"Indexes every layer (once: the index is cached by blob digest).\n\n"
 	"options:\n" CLI_COMMON_HELP;
 
-static void print_table(struct cli_image *ci)
+static void print_table(struct cli_image *ci, const struct lf_waste *w)
 {
 	size_t i;
 
-	printf("%-3s %-19s %-6s %10s %10s %8s %5s  %s\n", "#", "DIGEST", "COMP",
-	       "SIZE", "UNPACKED", "ENTRIES", "WH", "CREATED BY");
+	printf("%-3s %-19s %-6s %10s %10s %8s %5s %10s %10s  %s\n", "#",
+	       "DIGEST", "COMP", "SIZE", "UNPACKED", "ENTRIES", "WH",
+	       "OVERWRITN", "DELETED", "CREATED BY");
 	for (i = 0; i < ci->n; i++) {
 		const struct lf_image_layer *l = lf_image_layer(ci->img, i);
 		const struct lf_index *x = ci->idx[i];
 		const char *d = l->digest[0] ? l->digest
 					     : lf_index_blob_digest(x);
-		char cs[16], us[16];
+		char cs[16], us[16], os[16], ds[16];
 
 		cli_human_size(lf_index_blob_size(x), cs);
 		cli_human_size(lf_index_tar_size(x), us);
-		printf("%-3zu %.19s %-6s %10s %10s %8zu %5llu  %s\n", i + 1, d,
-		       lf_compression_name(lf_index_compression(x)), cs, us,
-		       lf_index_count(x),
-		       (unsigned long long)lf_index_whiteouts(x),
+		cli_human_size(w->layers[i].overwritten, os);
+		cli_human_size(w->layers[i].deleted, ds);
+		printf("%-3zu %.19s %-6s %10s %10s %8zu %5llu %10s %10s  %s\n",
+		       i + 1, d, lf_compression_name(lf_index_compression(x)),
+		       cs, us, lf_index_count(x),
+		       (unsigned long long)lf_index_whiteouts(x), os, ds,
 		       l->created_by ? l->created_by : "");
 	}
 }
@@ -41,6 +46,8 @@ int cli_cmd_layers(int argc, char **argv)
 	static const struct option longopts[] = { CLI_COMMON_LONGOPTS,
 						  { 0, 0, 0, 0 } };
 	struct cli_opts o = { 0 };
+	struct lf_waste *w = NULL;
+	struct lf_err err = { 0 };
 	struct cli_image ci;
 	int c, ret;
 
@@ -61,12 +68,19 @@ int cli_cmd_layers(int argc, char **argv)
 		cli_set_progress(false);
 	ret = cli_open(&o, argv[optind], o.has_layers ? false : true, false,
 		       &ci);
+	/* the waste columns: bytes each layer ships that later ones hide */
+	if (ret == CLI_OK &&
+	    lf_waste_compute(ci.idx, NULL, ci.n, 0, &w, &err)) {
+		cli_error("%s: %s", ci.name, err.msg);
+		ret = CLI_ERR;
+	}
 	if (ret == CLI_OK) {
 		if (o.json)
-			cli_json_layers(stdout, &ci);
+			cli_json_layers(stdout, &ci, w);
 		else
-			print_table(&ci);
+			print_table(&ci, w);
 	}
+	lf_waste_free(w);
 	cli_close(&ci);
 	if (ret == CLI_OK && fflush(stdout)) {
 		cli_error("cannot write output: %s", strerror(errno));

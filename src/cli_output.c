@@ -7,6 +7,9 @@
 
 #include <jansson.h>
 
+#include "layerfs/diff.h"
+#include "layerfs/waste.h"
+
 /* Set once in lf_cli_main() before any thread starts. */
 static bool progress_on;
 static bool progress_shown;
@@ -173,7 +176,7 @@ int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
 	return ret;
 }
 
-int cli_json_layers(FILE *f, struct cli_image *ci)
+int cli_json_layers(FILE *f, struct cli_image *ci, const struct lf_waste *w)
 {
 	json_t *o = json_object(), *arr = json_array();
 	size_t i;
@@ -213,9 +216,140 @@ int cli_json_layers(FILE *f, struct cli_image *ci)
 				    name_value(l->created_by) : json_null());
 		json_object_set_new(e, "created", l->created ?
 				    name_value(l->created) : json_null());
+		json_object_set_new(e, "added", json_integer(
+			(json_int_t)w->layers[i].added));
+		json_object_set_new(e, "overwritten", json_integer(
+			(json_int_t)w->layers[i].overwritten));
+		json_object_set_new(e, "deleted", json_integer(
+			(json_int_t)w->layers[i].deleted));
 		json_array_append_new(arr, e);
 	}
 	json_object_set_new(o, "layers", arr);
+	ret = json_dumpf(o, f, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+	fputc('\n', f);
+	json_decref(o);
+	return ret;
+}
+
+int cli_json_change(FILE *f, const struct lf_diff_change *c)
+{
+	char kind[2] = { c->kind, 0 };
+	json_t *o = json_object();
+	int ret;
+
+	if (!o)
+		return -1;
+	json_object_set_new(o, "kind", json_string(kind));
+	json_object_set_new(o, "path", name_value(c->path));
+	json_object_set_new(o, "type", json_string(cli_type_name(c->mode)));
+	json_object_set_new(o, "size", json_integer((json_int_t)c->size));
+	ret = json_dumpf(o, f, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(o);
+	return ret;
+}
+
+int cli_json_diff_stat(FILE *f, const uint64_t paths[3],
+		       const uint64_t bytes[3])
+{
+	static const char *names[] = { "added", "changed", "deleted" };
+	json_t *o = json_object();
+	int k, ret;
+
+	if (!o)
+		return -1;
+	for (k = 0; k < 3; k++) {
+		json_t *e = json_object();
+
+		json_object_set_new(e, "paths", json_integer((json_int_t)paths[k]));
+		json_object_set_new(e, "bytes", json_integer((json_int_t)bytes[k]));
+		json_object_set_new(o, names[k], e);
+	}
+	ret = json_dumpf(o, f, JSON_COMPACT);
+	json_decref(o);
+	return ret;
+}
+
+int cli_json_waste(FILE *f, const struct lf_waste *w,
+		   const struct cli_gate_result *g, size_t ng, bool ci)
+{
+	json_t *o = json_object(), *layers = json_array(), *top = json_array();
+	json_t *sec = json_array();
+	size_t i, k;
+	int ret;
+
+	if (!o || !layers || !top || !sec)
+		return -1;
+	for (i = 0; i < w->nlayers; i++) {
+		json_t *e = json_object();
+
+		json_object_set_new(e, "index", json_integer((json_int_t)i + 1));
+		json_object_set_new(e, "added", json_integer(
+			(json_int_t)w->layers[i].added));
+		json_object_set_new(e, "overwritten", json_integer(
+			(json_int_t)w->layers[i].overwritten));
+		json_object_set_new(e, "deleted", json_integer(
+			(json_int_t)w->layers[i].deleted));
+		json_array_append_new(layers, e);
+	}
+	for (i = 0; i < w->ntop; i++) {
+		json_t *e = json_object(), *l = json_array();
+
+		for (k = 0; k < w->top[i].nlayers; k++)
+			json_array_append_new(l, json_integer(
+				w->top[i].layers[k]));
+		json_object_set_new(e, "path", name_value(w->top[i].path));
+		json_object_set_new(e, "cumulative", json_integer(
+			(json_int_t)w->top[i].cumulative));
+		json_object_set_new(e, "layers", l);
+		json_object_set_new(e, "hidden_by", w->top[i].hidden_by ?
+				    json_integer(w->top[i].hidden_by) :
+				    json_null());
+		json_array_append_new(top, e);
+	}
+	for (i = 0; i < w->nsecrets; i++) {
+		json_t *e = json_object();
+
+		json_object_set_new(e, "path", name_value(w->secrets[i].path));
+		json_object_set_new(e, "layer",
+				    json_integer(w->secrets[i].layer));
+		json_object_set_new(e, "hidden_by",
+				    json_integer(w->secrets[i].hidden_by));
+		json_object_set_new(e, "size", json_integer(
+			(json_int_t)w->secrets[i].size));
+		json_object_set_new(e, "reason",
+				    json_string(w->secrets[i].reason));
+		json_array_append_new(sec, e);
+	}
+	json_object_set_new(o, "layers", layers);
+	json_object_set_new(o, "efficiency", json_real(w->efficiency));
+	json_object_set_new(o, "wasted_bytes",
+			    json_integer((json_int_t)w->wasted_bytes));
+	json_object_set_new(o, "total_size",
+			    json_integer((json_int_t)w->total_size));
+	json_object_set_new(o, "user_size",
+			    json_integer((json_int_t)w->user_size));
+	json_object_set_new(o, "wasted_user_percent",
+			    json_real(w->wasted_user_ratio));
+	json_object_set_new(o, "top", top);
+	json_object_set_new(o, "secrets", sec);
+	if (ci) {
+		json_t *c = json_object(), *rules = json_array();
+		bool pass = true;
+
+		for (i = 0; i < ng; i++) {
+			json_t *r = json_object();
+
+			json_object_set_new(r, "name", json_string(g[i].name));
+			json_object_set_new(r, "value", json_real(g[i].v));
+			json_object_set_new(r, "limit", json_real(g[i].lim));
+			json_object_set_new(r, "pass", json_boolean(g[i].pass));
+			json_array_append_new(rules, r);
+			pass = pass && g[i].pass;
+		}
+		json_object_set_new(c, "pass", json_boolean(pass));
+		json_object_set_new(c, "rules", rules);
+		json_object_set_new(o, "ci", c);
+	}
 	ret = json_dumpf(o, f, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 	fputc('\n', f);
 	json_decref(o);

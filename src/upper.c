@@ -437,6 +437,21 @@ int lf_upper_getattr(struct lf_upper *up, uint64_t id, struct stat *st)
 	return ret;
 }
 
+int lf_upper_in_upper(struct lf_upper *up, uint64_t id, bool *in_upper)
+{
+	struct node *n;
+	struct view v;
+	int ret;
+
+	pthread_mutex_lock(&up->lock);
+	n = lf_upper_node(up, id);
+	ret = n ? lf_upper_node_view(up, n, &v) : -ESTALE;
+	if (!ret)
+		*in_upper = v.upper;
+	pthread_mutex_unlock(&up->lock);
+	return ret;
+}
+
 int lf_upper_readlink(struct lf_upper *up, uint64_t id, char *buf,
 		      size_t size)
 {

@@ -143,6 +143,9 @@ int lf_upper_setxattr(struct lf_upper *up, uint64_t node, const char *name,
 int lf_upper_removexattr(struct lf_upper *up, uint64_t node,
 			 const char *name);
 
+/* Whether a node's object is in the upper dir (copied up or new). */
+int lf_upper_in_upper(struct lf_upper *up, uint64_t node, bool *in_upper);
+
 /* statfs of the upper directory's filesystem. */
 int lf_upper_statfs(struct lf_upper *up, struct statvfs *sv);
 

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * waste.h - where an image's bytes go: per layer, bytes shipped that a
+ * later layer overwrites or deletes; for the image, dive's efficiency score
+ * and wasted bytes; and files that look like secrets, invisible in the final
+ * view but still readable in the layer that shipped them.
+ *
+ * Definitions (docs/architecture.md states them too):
+ *   added        sizes of a layer's regular-file entries (hardlink entries
+ *                carry no bytes);
+ *   overwritten  of those, the bytes whose path a later entry replaces (in a
+ *                later layer, or later in the same layer);
+ *   deleted      the bytes a later whiteout, opaque marker or replacement of
+ *                a parent directory removes;
+ *   efficiency   dive's: over every leaf path (non-directory entries, and
+ *                whiteouts counted as the path they delete), cumulative =
+ *                the sum of its occurrences' sizes (a whiteout of a file
+ *                counts 0, of a directory the bytes below it in the layers
+ *                underneath), minimum = its smallest occurrence; score =
+ *                sum(minimum) / sum(cumulative), 1 when nothing;
+ *   wasted       dive's: the cumulative sizes of paths that occur in two or
+ *                more layers; user size = all layers but the first;
+ *                wasted ratio = wasted / user size.
+ *
+ * Ownership: the result owns its strings; indexes and blobs are borrowed
+ * during lf_waste_compute() only.  Not thread-safe.
+ */
+#ifndef LAYERFS_WASTE_H
+#define LAYERFS_WASTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layerfs/blob.h"
+#include "layerfs/common.h"
+#include "layerfs/index.h"
+
+struct lf_waste_layer {
+	uint64_t added, overwritten, deleted;
+};
+
+struct lf_waste_path {
+	char *path;		/* "/x/y" */
+	uint64_t cumulative;	/* dive's cumulative size */
+	uint32_t *layers;	/* 1-based layers where it occurs */
+	size_t nlayers;
+	uint32_t hidden_by;	/* layer hiding the first copy, 0 if none */
+};
+
+struct lf_waste_secret {
+	char *path;
+	uint32_t layer;		/* ships it (1-based) */
+	uint32_t hidden_by;	/* hides it */
+	uint64_t size;
+	const char *reason;	/* static text */
+};
+
+struct lf_waste {
+	size_t nlayers;
+	struct lf_waste_layer *layers;	/* [nlayers] */
+	double efficiency;
+	uint64_t wasted_bytes;
+	uint64_t total_size;		/* all layers */
+	uint64_t user_size;		/* all layers but the first */
+	double wasted_user_ratio;	/* wasted / user size (0 if none) */
+	struct lf_waste_path *top;	/* by cumulative size, descending */
+	size_t ntop;
+	struct lf_waste_secret *secrets;
+	size_t nsecrets;
+};
+
+/*
+ * Account layers[0..n) (bottom first); blobs[i] serves layer i (used to look
+ * for private keys in hidden files; blobs NULL: judge by names only).  `top`
+ * limits the list of paths.
+ */
+int lf_waste_compute(struct lf_index *const *layers,
+		     struct lf_blob *const *blobs, size_t n, size_t top,
+		     struct lf_waste **out, struct lf_err *err);
+void lf_waste_free(struct lf_waste *w);
+
+#endif /* LAYERFS_WASTE_H */

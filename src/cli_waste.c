@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT
+/* cli_waste.c - `layerfs waste`: bytes shipped but hidden, dive's CI gates. */
+#include "cli_internal.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layerfs/waste.h"
+
+static const char waste_help[] =
+	"usage: layerfs waste [options] IMAGE\n\n"
+	"Where the image's bytes go: per layer, bytes added and how many of\n"
+	"them a later layer overwrites or deletes; dive's efficiency score and\n"
+	"wasted bytes; the paths that waste most, with the layers that ship\n"
+	"and hide them; and files that look like secrets (keys, .env,\n"
+	"credentials, private-key blocks) that are invisible in the final\n"
+	"view but readable in a layer.\n\n"
+	"options:\n"
+	"      --top N          list the N most wasteful paths (default 10)\n"
+	"      --ci             exit 1 when a gate fails (dive's CI rules):\n"
+	"      --min-efficiency F      efficiency below F fails (default 0.9)\n"
+	"      --max-wasted-bytes N    wasted bytes above N fail (default off)\n"
+	"      --max-wasted-percent R  wasted / user bytes above R fails, a\n"
+	"                              ratio as dive takes it (default 0.1)\n"
+	CLI_COMMON_HELP;
+
+enum { OPT_TOP = 3000, OPT_CI, OPT_MIN_EFF, OPT_MAX_BYTES, OPT_MAX_PCT };
+
+struct gates {
+	bool ci;
+	double min_eff, max_ratio;
+	bool has_max_bytes;
+	uint64_t max_bytes;
+};
+
+static int parse_double(const char *arg, const char *what, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(arg, &end);
+	if (errno || !*arg || *end || *out < 0)
+		return cli_usage("waste", "%s wants a number, not '%s'", what,
+				 arg);
+	return 0;
+}
+
+static void print_text(const struct lf_waste *w, struct cli_image *ci,
+		       const struct cli_gate_result *g, size_t ng)
+{
+	char a[16], o[16], d[16], t[16];
+	size_t i, k;
+
+	printf("%-3s %10s %12s %10s  %s\n", "#", "ADDED", "OVERWRITTEN",
+	       "DELETED", "CREATED BY");
+	for (i = 0; i < w->nlayers; i++) {
+		const struct lf_image_layer *l = lf_image_layer(ci->img, i);
+
+		cli_human_size(w->layers[i].added, a);
+		cli_human_size(w->layers[i].overwritten, o);
+		cli_human_size(w->layers[i].deleted, d);
+		printf("%-3zu %10s %12s %10s  %s\n", i + 1, a, o, d,
+		       l->created_by ? l->created_by : "");
+	}
+	cli_human_size(w->wasted_bytes, a);
+	cli_human_size(w->user_size, t);
+	printf("\nefficiency: %.4f\nwasted bytes: %llu (%s)\n"
+	       "user bytes: %llu (%s), wasted: %.2f%%\n", w->efficiency,
+	       (unsigned long long)w->wasted_bytes, a,
+	       (unsigned long long)w->user_size, t,
+	       100.0 * w->wasted_user_ratio);
+	if (w->ntop)
+		printf("\n%12s  %-14s %-9s %s\n", "WASTED", "LAYERS", "HIDDEN BY",
+		       "PATH");
+	for (i = 0; i < w->ntop; i++) {
+		char layers[64] = "";
+		size_t len = 0;
+
+		for (k = 0; k < w->top[i].nlayers && len < sizeof(layers) - 12;
+		     k++)
+			len += (size_t)snprintf(layers + len,
+						sizeof(layers) - len, "%s%u",
+						k ? "," : "",
+						w->top[i].layers[k]);
+		char hid[16] = "-";
+
+		if (w->top[i].hidden_by)
+			snprintf(hid, sizeof(hid), "%u", w->top[i].hidden_by);
+		printf("%12llu  %-14s %-9s %s\n",
+		       (unsigned long long)w->top[i].cumulative, layers, hid,
+		       w->top[i].path);
+	}
+	if (w->nsecrets)
+		printf("\nhidden but shipped, and it looks like a secret:\n");
+	for (i = 0; i < w->nsecrets; i++)
+		printf("  %s: shipped in layer %u, hidden by layer %u (%s)\n",
+		       w->secrets[i].path, w->secrets[i].layer,
+		       w->secrets[i].hidden_by, w->secrets[i].reason);
+	for (i = 0; i < ng; i++)
+		printf("%s%s: %s (%s %s %s)\n", i ? "" : "\n", g[i].name,
+		       g[i].pass ? "PASS" : "FAIL", g[i].value,
+		       g[i].pass ? "within" : "beyond", g[i].limit);
+}
+
+static size_t run_gates(const struct lf_waste *w, const struct gates *gt,
+			struct cli_gate_result *g)
+{
+	size_t n = 0;
+
+	g[n] = (struct cli_gate_result){ "lowestEfficiency",
+		w->efficiency >= gt->min_eff, "", "", w->efficiency,
+		gt->min_eff };
+	snprintf(g[n].value, sizeof(g[n].value), "%.4f", w->efficiency);
+	snprintf(g[n++].limit, sizeof(g[n].limit), "%.4f", gt->min_eff);
+	if (gt->has_max_bytes) {
+		g[n] = (struct cli_gate_result){ "highestWastedBytes",
+			w->wasted_bytes <= gt->max_bytes, "", "",
+			(double)w->wasted_bytes, (double)gt->max_bytes };
+		snprintf(g[n].value, sizeof(g[n].value), "%llu",
+			 (unsigned long long)w->wasted_bytes);
+		snprintf(g[n++].limit, sizeof(g[n].limit), "%llu",
+			 (unsigned long long)gt->max_bytes);
+	}
+	g[n] = (struct cli_gate_result){ "highestUserWastedPercent",
+		w->wasted_user_ratio <= gt->max_ratio, "", "",
+		w->wasted_user_ratio, gt->max_ratio };
+	snprintf(g[n].value, sizeof(g[n].value), "%.4f", w->wasted_user_ratio);
+	snprintf(g[n++].limit, sizeof(g[n].limit), "%.4f", gt->max_ratio);
+	return n;
+}
+
+int cli_cmd_waste(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CLI_COMMON_LONGOPTS,
+		{ "top", required_argument, NULL, OPT_TOP },
+		{ "ci", no_argument, NULL, OPT_CI },
+		{ "min-efficiency", required_argument, NULL, OPT_MIN_EFF },
+		{ "max-wasted-bytes", required_argument, NULL, OPT_MAX_BYTES },
+		{ "max-wasted-percent", required_argument, NULL, OPT_MAX_PCT },
+		{ 0, 0, 0, 0 },
+	};
+	struct gates gt = { false, 0.9, 0.1, false, 0 };
+	struct cli_gate_result g[3];
+	struct cli_opts o = { 0 };
+	struct lf_waste *w = NULL;
+	struct lf_err err = { 0 };
+	struct cli_image ci;
+	double v;
+	size_t top = 10, i, ng = 0;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, ":q", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_HELP:
+			fputs(waste_help, stdout);
+			return CLI_OK;
+		case OPT_TOP:
+			if (parse_double(optarg, "--top", &v))
+				return CLI_USAGE;
+			top = (size_t)v;
+			continue;
+		case OPT_CI:
+			gt.ci = true;
+			continue;
+		case OPT_MIN_EFF:
+			if (parse_double(optarg, "--min-efficiency",
+					 &gt.min_eff))
+				return CLI_USAGE;
+			continue;
+		case OPT_MAX_BYTES:
+			if (parse_double(optarg, "--max-wasted-bytes", &v))
+				return CLI_USAGE;
+			gt.max_bytes = (uint64_t)v;
+			gt.has_max_bytes = true;
+			continue;
+		case OPT_MAX_PCT:
+			if (parse_double(optarg, "--max-wasted-percent",
+					 &gt.max_ratio))
+				return CLI_USAGE;
+			continue;
+		}
+		ret = cli_common_opt(c, optarg, &o);
+		if (ret < 0)
+			return CLI_USAGE;
+		if (!ret)
+			return cli_bad_option("waste", c, argv);
+	}
+	if (argc - optind != 1)
+		return cli_usage("waste", "expected one IMAGE");
+	if (o.quiet)
+		cli_set_progress(false);
+	ret = cli_open(&o, argv[optind], false, false, &ci);
+	for (i = 0; ret == CLI_OK && i < ci.n; i++)
+		if (!cli_blob(&ci, i, &err)) {
+			cli_error("%s: %s", ci.name, err.msg);
+			ret = CLI_ERR;
+		}
+	if (ret == CLI_OK &&
+	    lf_waste_compute(ci.idx, ci.blobs, ci.n, top, &w, &err)) {
+		cli_error("%s: %s", ci.name, err.msg);
+		ret = CLI_ERR;
+	}
+	if (ret == CLI_OK) {
+		if (gt.ci)
+			ng = run_gates(w, &gt, g);
+		if (o.json)
+			cli_json_waste(stdout, w, g, ng, gt.ci);
+		else
+			print_text(w, &ci, g, ng);
+		for (i = 0; i < ng; i++)
+			if (!g[i].pass)
+				ret = CLI_ERR;
+	}
+	lf_waste_free(w);
+	cli_close(&ci);
+	if (fflush(stdout) && ret == CLI_OK) {
+		cli_error("cannot write output: %s", strerror(errno));
+		ret = CLI_ERR;
+	}
+	return ret;
+}

@@ -1,0 +1,508 @@
+// SPDX-License-Identifier: MIT
+/* waste.c - bytes shipped but hidden, dive's efficiency, hidden secrets. */
+#include "layerfs/waste.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layerfs/path.h"
+#include "layerfs/tree.h"
+
+#define SNIFF_BYTES 65536
+
+/* One leaf path of dive's accounting. */
+struct pstat {
+	char *path;		/* normalised, no leading slash */
+	uint64_t cum, min;
+	uint32_t *layers;	/* occurrences (1-based), in order */
+	size_t n, cap;
+	struct pstat *next;	/* hash chain */
+	uint32_t first_layer, first_entry;	/* first regular-file copy */
+	bool has_first;
+};
+
+struct pmap {
+	struct pstat **buckets;
+	size_t nbuckets, count;
+	struct pstat **all;	/* insertion order, for the final pass */
+	size_t cap;
+};
+
+struct acc {
+	struct lf_index *const *idx;
+	struct lf_blob *const *blobs;
+	size_t n;
+	size_t *base;		/* flat offset of each layer's entries */
+	uint32_t *hidden_at;	/* per flat entry: 1-based layer, 0 = live */
+	uint8_t *live;		/* scratch, per flat entry */
+	struct pmap map;
+	struct lf_waste *w;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static struct pstat *pmap_get(struct pmap *m, const char *path)
+{
+	size_t b = hash_str(path) & (m->nbuckets - 1);
+	struct pstat *p;
+
+	for (p = m->buckets[b]; p; p = p->next)
+		if (!strcmp(p->path, path))
+			return p;
+	if (m->count == m->cap) {
+		size_t nc = m->cap ? m->cap * 2 : 1024;
+		struct pstat **a = realloc(m->all, nc * sizeof(*a));
+
+		if (!a)
+			return NULL;
+		m->all = a;
+		m->cap = nc;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p || !(p->path = strdup(path))) {
+		free(p);
+		return NULL;
+	}
+	p->next = m->buckets[b];
+	m->buckets[b] = p;
+	m->all[m->count++] = p;
+	return p;
+}
+
+static int pstat_add(struct pstat *p, uint64_t size, uint32_t layer)
+{
+	if (p->n == p->cap) {
+		size_t nc = p->cap ? p->cap * 2 : 4;
+		uint32_t *l = realloc(p->layers, nc * sizeof(*l));
+
+		if (!l)
+			return -ENOMEM;
+		p->layers = l;
+		p->cap = nc;
+	}
+	p->layers[p->n++] = layer;
+	p->cum += size;
+	if (p->n == 1 || size < p->min)
+		p->min = size;
+	return 0;
+}
+
+/* Bytes of regular files below `dir` in tree t (each inode once). */
+static uint64_t bytes_below(struct lf_tree *t, uint64_t dir, uint8_t *seen)
+{
+	size_t i, n = lf_tree_dir_count(t, dir);
+	uint64_t sum = 0;
+
+	for (i = 0; i < n; i++) {
+		struct lf_tree_attr a;
+		const char *nm;
+		size_t len;
+		uint64_t ino;
+
+		lf_tree_dir_entry(t, dir, i, &nm, &len, &ino);
+		lf_tree_getattr(t, ino, &a);
+		if (S_ISDIR(a.mode))
+			sum += bytes_below(t, ino, seen);
+		else if (S_ISREG(a.mode) && !seen[ino]) {
+			seen[ino] = 1;
+			sum += a.size;
+		}
+	}
+	return sum;
+}
+
+/* dive's per-layer visit: the leaves of layer l (0-based). */
+static int dive_layer(struct acc *a, size_t l, struct lf_tree *below)
+{
+	const struct lf_index *x = a->idx[l];
+	size_t i, n = lf_index_count(x);
+	struct lf_buf tgt;
+	uint8_t *seen = NULL;
+	int ret = 0;
+
+	lf_buf_init(&tgt);
+	for (i = 0; i < n && !ret; i++) {
+		const struct lf_idx_entry *e = lf_index_entry(x, i);
+		const char *path = lf_index_path(x, e);
+		uint64_t size = 0, ino;
+		struct lf_tree_attr at;
+		struct pstat *p;
+
+		if (e->kind == LF_KIND_DIR || (e->flags & LF_IDX_OPAQUE))
+			continue;
+		if (e->flags & LF_IDX_WHITEOUT) {
+			/* the path it deletes; a directory counts its bytes */
+			size_t dl = lf_path_dirlen(path);
+
+			lf_buf_reset(&tgt);
+			if (lf_buf_add(&tgt, path, dl) ||
+			    (dl && lf_buf_addch(&tgt, '/')) ||
+			    lf_buf_adds(&tgt, lf_path_basename(path) + 4)) {
+				ret = -ENOMEM;
+				break;
+			}
+			path = tgt.data;
+			if (!lf_tree_resolve(below, path, 0, &ino) &&
+			    !lf_tree_getattr(below, ino, &at) &&
+			    S_ISDIR(at.mode)) {
+				if (!seen && !(seen = calloc(
+					       lf_tree_count(below) + 1, 1))) {
+					ret = -ENOMEM;
+					break;
+				}
+				memset(seen, 0, lf_tree_count(below) + 1);
+				size = bytes_below(below, ino, seen);
+			}
+		} else if (e->kind == LF_KIND_REG) {
+			size = e->size;
+		}
+		p = pmap_get(&a->map, path);
+		if (!p) {
+			ret = -ENOMEM;
+			break;
+		}
+		ret = pstat_add(p, size, (uint32_t)l + 1);
+		if (!ret && e->kind == LF_KIND_REG && !p->has_first) {
+			p->has_first = true;
+			p->first_layer = (uint32_t)l;
+			p->first_entry = (uint32_t)i;
+		}
+	}
+	free(seen);
+	lf_buf_release(&tgt);
+	return ret;
+}
+
+/* Which entries of layers <= m are still in the view of layers 1..m. */
+static void mark_live(struct acc *a, struct lf_tree *t, size_t m)
+{
+	uint64_t ino, count = lf_tree_count(t);
+
+	memset(a->live, 0, a->base[m + 1]);
+	for (ino = 1; ino <= count; ino++) {
+		struct lf_tree_attr at;
+		size_t l;
+
+		if (lf_tree_getattr(t, ino, &at) || !at.entry || at.layer < 0)
+			continue;
+		l = (size_t)at.layer;
+		a->live[a->base[l] + (size_t)(at.entry -
+					      lf_index_entry(a->idx[l], 0))] = 1;
+	}
+}
+
+static int cmp_strp(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* The paths layer x puts something at (not whiteouts), sorted. */
+static const char **layer_paths(const struct lf_index *x, size_t *np)
+{
+	size_t i, n = lf_index_count(x);
+	const char **v = malloc((n ? n : 1) * sizeof(*v));
+
+	*np = 0;
+	if (!v)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		const struct lf_idx_entry *e = lf_index_entry(x, i);
+
+		if (!(e->flags & LF_IDX_WHITEOUT))
+			v[(*np)++] = lf_index_path(x, e);
+	}
+	if (*np)
+		qsort(v, *np, sizeof(*v), cmp_strp);
+	return v;
+}
+
+/* Regular files of layers <= m that layer m hides now. */
+static int account_hidden(struct acc *a, size_t m)
+{
+	const char **paths = NULL;
+	size_t l, i, np = 0;
+
+	for (l = 0; l <= m; l++) {
+		const struct lf_index *x = a->idx[l];
+
+		for (i = 0; i < lf_index_count(x); i++) {
+			const struct lf_idx_entry *e = lf_index_entry(x, i);
+			size_t f = a->base[l] + i;
+
+			if (e->kind != LF_KIND_REG || a->hidden_at[f] ||
+			    a->live[f] || (e->flags & LF_IDX_WHITEOUT))
+				continue;
+			a->hidden_at[f] = (uint32_t)m + 1;
+			if (!paths && !(paths = layer_paths(a->idx[m], &np)))
+				return -ENOMEM;
+			/* replaced at its own path: overwritten; else
+			 * removed by a whiteout or a parent's replacement */
+			const char *p = lf_index_path(x, e);
+
+			if (np && bsearch(&p, paths, np, sizeof(*paths),
+					  cmp_strp))
+				a->w->layers[l].overwritten += e->size;
+			else
+				a->w->layers[l].deleted += e->size;
+		}
+	}
+	free(paths);
+	return 0;
+}
+
+static const char *secret_name(const char *base, const char *path)
+{
+	static const char *const pats[] = {
+		"id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "*.pem", "*.key",
+		".env", ".env.*", ".netrc", ".npmrc", ".pypirc",
+		".git-credentials", "credentials", "*token*", "*secret*",
+	};
+	size_t k;
+
+	if (strstr(path, ".docker/config.json"))
+		return "docker registry credentials file";
+	for (k = 0; k < LF_ARRAY_SIZE(pats); k++)
+		if (!fnmatch(pats[k], base, FNM_CASEFOLD))
+			return "the name looks like a secret";
+	return NULL;
+}
+
+static const char *sniff(struct acc *a, size_t l, const struct lf_idx_entry *e)
+{
+	char *buf = malloc(SNIFF_BYTES + 1), *p;
+	struct lf_err err;
+	ssize_t n;
+	const char *why = NULL;
+
+	if (!buf)
+		return NULL;
+	n = lf_blob_read_file(a->blobs[l], e, buf, SNIFF_BYTES, 0, &err);
+	if (n > 0) {
+		buf[n] = '\0';
+		for (p = buf; (p = memmem(p, (size_t)(buf + n - p),
+					  "-----BEGIN ", 11)); p += 11) {
+			char *end = memchr(p, '\n', (size_t)(buf + n - p));
+			size_t len = end ? (size_t)(end - p) : (size_t)(buf + n - p);
+
+			if (memmem(p, len, "PRIVATE KEY-----", 16)) {
+				why = "it holds a private key";
+				break;
+			}
+		}
+	}
+	free(buf);
+	return why;
+}
+
+static int find_secrets(struct acc *a)
+{
+	struct lf_waste *w = a->w;
+	size_t l, i, cap = 0;
+
+	for (l = 0; l < a->n; l++) {
+		const struct lf_index *x = a->idx[l];
+
+		for (i = 0; i < lf_index_count(x); i++) {
+			const struct lf_idx_entry *e = lf_index_entry(x, i);
+			const char *path = lf_index_path(x, e), *why;
+			uint32_t hid = a->hidden_at[a->base[l] + i];
+
+			if (e->kind != LF_KIND_REG || !hid ||
+			    (e->flags & LF_IDX_WHITEOUT))
+				continue;
+			why = secret_name(lf_path_basename(path), path);
+			if (!why && e->size && a->blobs)
+				why = sniff(a, l, e);
+			if (!why)
+				continue;
+			if (w->nsecrets == cap) {
+				size_t nc = cap ? cap * 2 : 8;
+				struct lf_waste_secret *s = realloc(
+					w->secrets, nc * sizeof(*s));
+
+				if (!s)
+					return -ENOMEM;
+				w->secrets = s;
+				cap = nc;
+			}
+			w->secrets[w->nsecrets] = (struct lf_waste_secret){
+				NULL, (uint32_t)l + 1, hid, e->size, why };
+			if (!(w->secrets[w->nsecrets].path = malloc(
+				      strlen(path) + 2)))
+				return -ENOMEM;
+			sprintf(w->secrets[w->nsecrets++].path, "/%s", path);
+		}
+	}
+	return 0;
+}
+
+static int cmp_cum(const void *x, const void *y)
+{
+	const struct pstat *a = *(struct pstat *const *)x;
+	const struct pstat *b = *(struct pstat *const *)y;
+
+	if (a->cum != b->cum)
+		return a->cum < b->cum ? 1 : -1;
+	return strcmp(a->path, b->path);
+}
+
+static int summarise(struct acc *a, size_t top)
+{
+	struct lf_waste *w = a->w;
+	uint64_t sum_min = 0, sum_cum = 0;
+	struct pstat **bad;
+	size_t i, nbad = 0;
+
+	bad = malloc((a->map.count ? a->map.count : 1) * sizeof(*bad));
+	if (!bad)
+		return -ENOMEM;
+	for (i = 0; i < a->map.count; i++) {
+		struct pstat *p = a->map.all[i];
+
+		sum_min += p->min;
+		sum_cum += p->cum;
+		if (p->n >= 2) {
+			w->wasted_bytes += p->cum;
+			bad[nbad++] = p;
+		}
+	}
+	w->efficiency = sum_cum ? (double)sum_min / (double)sum_cum : 1.0;
+	for (i = 0; i < a->n; i++) {
+		w->total_size += w->layers[i].added;
+		if (i)
+			w->user_size += w->layers[i].added;
+	}
+	w->wasted_user_ratio = w->user_size ? (double)w->wasted_bytes /
+					      (double)w->user_size : 0.0;
+	if (nbad)
+		qsort(bad, nbad, sizeof(*bad), cmp_cum);
+	w->ntop = LF_MIN(nbad, top);
+	w->top = calloc(w->ntop ? w->ntop : 1, sizeof(*w->top));
+	for (i = 0; w->top && i < w->ntop; i++) {
+		struct pstat *p = bad[i];
+		struct lf_waste_path *t = &w->top[i];
+
+		t->path = malloc(strlen(p->path) + 2);
+		t->layers = malloc(p->n * sizeof(*t->layers));
+		if (!t->path || !t->layers)
+			break;
+		sprintf(t->path, "/%s", p->path);
+		memcpy(t->layers, p->layers, p->n * sizeof(*t->layers));
+		t->nlayers = p->n;
+		t->cumulative = p->cum;
+		if (p->has_first)
+			t->hidden_by = a->hidden_at[a->base[p->first_layer] +
+						    p->first_entry];
+	}
+	free(bad);
+	return w->top && i == w->ntop ? 0 : -ENOMEM;
+}
+
+static void acc_release(struct acc *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->map.count; i++) {
+		free(a->map.all[i]->path);
+		free(a->map.all[i]->layers);
+		free(a->map.all[i]);
+	}
+	free(a->map.all);
+	free(a->map.buckets);
+	free(a->base);
+	free(a->hidden_at);
+	free(a->live);
+}
+
+int lf_waste_compute(struct lf_index *const *layers,
+		     struct lf_blob *const *blobs, size_t n, size_t top,
+		     struct lf_waste **out, struct lf_err *err)
+{
+	struct acc a = { layers, blobs, n, NULL, NULL, NULL, { 0 }, NULL };
+	struct lf_tree *prev = NULL, *cur = NULL;
+	size_t l, i;
+	int ret = -ENOMEM;
+
+	a.w = calloc(1, sizeof(*a.w));
+	a.base = calloc(n + 1, sizeof(*a.base));
+	a.map.nbuckets = 65536;
+	a.map.buckets = calloc(a.map.nbuckets, sizeof(*a.map.buckets));
+	if (!a.w || !a.base || !a.map.buckets)
+		goto fail;
+	for (l = 0; l < n; l++)
+		a.base[l + 1] = a.base[l] + lf_index_count(layers[l]);
+	a.hidden_at = calloc(a.base[n] + 1, sizeof(*a.hidden_at));
+	a.live = calloc(a.base[n] + 1, 1);
+	a.w->nlayers = n;
+	a.w->layers = calloc(n ? n : 1, sizeof(*a.w->layers));
+	if (!a.hidden_at || !a.live || !a.w->layers)
+		goto fail;
+	if ((ret = lf_tree_build(layers, 0, &prev, err)))
+		goto fail;
+	for (l = 0; l < n; l++) {
+		for (i = 0; i < lf_index_count(layers[l]); i++) {
+			const struct lf_idx_entry *e =
+				lf_index_entry(layers[l], i);
+
+			if (e->kind == LF_KIND_REG &&
+			    !(e->flags & LF_IDX_WHITEOUT))
+				a.w->layers[l].added += e->size;
+		}
+		if ((ret = dive_layer(&a, l, prev)))
+			goto nomem;
+		if ((ret = lf_tree_build(layers, l + 1, &cur, err)))
+			goto fail;
+		mark_live(&a, cur, l);
+		if ((ret = account_hidden(&a, l)))
+			goto nomem;
+		lf_tree_free(prev);
+		prev = cur;
+		cur = NULL;
+	}
+	if ((ret = find_secrets(&a)) || (ret = summarise(&a, top)))
+		goto nomem;
+	lf_tree_free(prev);
+	acc_release(&a);
+	*out = a.w;
+	return 0;
+nomem:
+	lf_err_set(err, ret, "out of memory");
+fail:
+	if (ret == -ENOMEM && err && !err->code)
+		lf_err_set(err, ret, "out of memory");
+	lf_tree_free(prev);
+	lf_tree_free(cur);
+	acc_release(&a);
+	lf_waste_free(a.w);
+	return ret;
+}
+
+void lf_waste_free(struct lf_waste *w)
+{
+	size_t i;
+
+	if (!w)
+		return;
+	for (i = 0; i < w->ntop; i++) {
+		free(w->top[i].path);
+		free(w->top[i].layers);
+	}
+	for (i = 0; i < w->nsecrets; i++)
+		free(w->secrets[i].path);
+	free(w->top);
+	free(w->secrets);
+	free(w->layers);
+	free(w);
+}
