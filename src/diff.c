@@ -382,8 +382,10 @@ static int diff_one(struct walk *w, uint64_t da, uint64_t db,
 	if (ret)
 		goto out;
 	if (ha && !hb) {
+		/* bytes: of regular files only (not symlink target lengths) */
 		ret = emit(w, 'D', &a, S_ISDIR(a.st.st_mode) ?
-			   subtree_bytes(w->a, a.id) : (uint64_t)a.st.st_size);
+			   subtree_bytes(w->a, a.id) : S_ISREG(a.st.st_mode) ?
+			   (uint64_t)a.st.st_size : 0);
 	} else if (!ha && hb) {
 		ret = emit(w, 'A', &b, S_ISREG(b.st.st_mode) ?
 			   (uint64_t)b.st.st_size : 0);

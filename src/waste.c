@@ -18,6 +18,7 @@ struct pstat {
 	char *path;		/* normalised, no leading slash */
 	uint64_t cum, min;
 	uint32_t *layers;	/* occurrences (1-based), in order */
+	uint64_t *sizes;	/* and their sizes */
 	size_t n, cap;
 	struct pstat *next;	/* hash chain */
 	uint32_t first_layer, first_entry;	/* first regular-file copy */
@@ -83,19 +84,31 @@ static struct pstat *pmap_get(struct pmap *m, const char *path)
 
 static int pstat_add(struct pstat *p, uint64_t size, uint32_t layer)
 {
-	if (p->n == p->cap) {
+	size_t k;
+
+	/* dive keeps one node per path per layer: a later entry of the same
+	 * layer replaces the earlier occurrence */
+	if (p->n && p->layers[p->n - 1] == layer) {
+		p->cum -= p->sizes[p->n - 1];
+		p->n--;
+	} else if (p->n == p->cap) {
 		size_t nc = p->cap ? p->cap * 2 : 4;
 		uint32_t *l = realloc(p->layers, nc * sizeof(*l));
+		uint64_t *s = l ? realloc(p->sizes, nc * sizeof(*s)) : NULL;
 
-		if (!l)
+		if (l)
+			p->layers = l;
+		if (!s)
 			return -ENOMEM;
-		p->layers = l;
+		p->sizes = s;
 		p->cap = nc;
 	}
-	p->layers[p->n++] = layer;
+	p->layers[p->n] = layer;
+	p->sizes[p->n++] = size;
 	p->cum += size;
-	if (p->n == 1 || size < p->min)
-		p->min = size;
+	p->min = p->sizes[0];
+	for (k = 1; k < p->n; k++)
+		p->min = LF_MIN(p->min, p->sizes[k]);
 	return 0;
 }
 
@@ -417,6 +430,7 @@ static void acc_release(struct acc *a)
 	for (i = 0; i < a->map.count; i++) {
 		free(a->map.all[i]->path);
 		free(a->map.all[i]->layers);
+		free(a->map.all[i]->sizes);
 		free(a->map.all[i]);
 	}
 	free(a->map.all);

@@ -11,7 +11,8 @@
  *   overwritten  of those, the bytes whose path a later entry replaces (in a
  *                later layer, or later in the same layer);
  *   deleted      the bytes a later whiteout, opaque marker or replacement of
- *                a parent directory removes;
+ *                a parent directory removes; bytes still reachable through
+ *                another hardlink of the same file are hidden by nothing;
  *   efficiency   dive's: over every leaf path (non-directory entries, and
  *                whiteouts counted as the path they delete), cumulative =
  *                the sum of its occurrences' sizes (a whiteout of a file
