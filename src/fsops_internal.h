@@ -28,6 +28,7 @@ struct lf_fs {
 	int ready_fd;			/* detached child: tell the parent
 					 * that INIT arrived, then -1 */
 	atomic_bool eio_logged;		/* lf_log_once for read failures */
+	bool no_open, no_opendir;	/* zero-message opens negotiated */
 };
 
 extern const struct fuse_lowlevel_ops lf_fsops_ro;

@@ -67,6 +67,12 @@ static void fsop_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* nothing ever changes: no open/release round trips per file (the
+	 * kernel then keeps the page cache, as keep_cache would), and no
+	 * cache invalidation on attribute checks */
+	fs->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
+	fs->no_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	lf_fs_ready(fs);
 }
 
@@ -151,6 +157,10 @@ static void fsop_opendir(fuse_req_t req, fuse_ino_t ino,
 
 	if (!is_dir(fs_of(req), ino, &err)) {
 		fuse_reply_err(req, err);
+		return;
+	}
+	if (fs_of(req)->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
 	fi->cache_readdir = 1;
@@ -255,6 +265,10 @@ static void fsop_open(fuse_req_t req, fuse_ino_t ino,
 	}
 	if (S_ISDIR(a.mode)) {
 		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (fs_of(req)->no_open) {
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
 	/* the data never changes: keep the page cache across opens */
