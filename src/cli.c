@@ -28,6 +28,8 @@ static const struct {
 	  "dir" },
 	{ "waste", cli_cmd_waste, "bytes shipped but hidden, efficiency, hidden "
 	  "secrets" },
+	{ "commit", cli_cmd_commit, "write an upper dir as a new layer of a new "
+	  "image" },
 	{ "mount", cli_cmd_mount, "mount an image (or a layer prefix) with FUSE" },
 	{ "umount", cli_cmd_umount, "unmount a layerfs mount" },
 };

@@ -157,6 +157,7 @@ int cli_cmd_stat(int argc, char **argv);
 int cli_cmd_mount(int argc, char **argv);
 int cli_cmd_diff(int argc, char **argv);
 int cli_cmd_waste(int argc, char **argv);
+int cli_cmd_commit(int argc, char **argv);
 int cli_cmd_umount(int argc, char **argv);
 
 #endif /* LAYERFS_CLI_INTERNAL_H */

@@ -868,6 +868,7 @@ int lf_upper_new(const char *dir, struct lf_tree *tree,
 	struct lf_upper *up = calloc(1, sizeof(*up));
 	struct node *root;
 	struct stat st;
+	bool created = false;
 
 	if (!up || !(up->hash = calloc(NHASH, sizeof(*up->hash))))
 		goto nomem;
@@ -875,7 +876,9 @@ int lf_upper_new(const char *dir, struct lf_tree *tree,
 	pthread_mutex_init(&up->lock, NULL);
 	up->tree = tree;
 	up->blobs = blobs;
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+	if (mkdir(dir, 0755) == 0) {
+		created = true;
+	} else if (errno != EEXIST) {
 		lf_err_set(err, -errno, "cannot create upper directory '%s': %s",
 			   dir, strerror(errno));
 		goto fail;
@@ -887,7 +890,9 @@ int lf_upper_new(const char *dir, struct lf_tree *tree,
 		goto fail;
 	}
 	up->dev = st.st_dev;
-	if (is_empty_dir(up->root))
+	/* only a directory we made: diff and commit open existing ones and
+	 * must not change them */
+	if (created && is_empty_dir(up->root))
 		adopt_root(up);
 	/* id 0 is never used: FUSE's root is 1 */
 	if (new_node(up, NULL, "", &root) || new_node(up, NULL, "", &root))

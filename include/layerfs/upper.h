@@ -47,8 +47,10 @@
 struct lf_upper;
 
 /*
- * Open (mkdir -p if missing) the upper directory `dir` over `tree`, whose
- * layer i is served by blobs[i].  Errors name the directory.
+ * Open (mkdir if missing) the upper directory `dir` over `tree`, whose layer
+ * i is served by blobs[i].  A directory made here takes the image root's
+ * owner, mode and times (it is the merged view's root); an existing one is
+ * left as it is.  Errors name the directory.
  */
 int lf_upper_new(const char *dir, struct lf_tree *tree,
 		 struct lf_blob *const *blobs, struct lf_upper **out,

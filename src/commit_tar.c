@@ -1,0 +1,970 @@
+// SPDX-License-Identifier: MIT
+/* commit_tar.c - write a layer (upper dir or merged view) as a gzip PAX tar. */
+#include "commit_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "layerfs/upper.h"
+
+/* layerfs's own temp names in an upper dir (upper_internal.h TMP_PREFIX):
+ * a half-made copy-up, never part of the view, never committed */
+#define TMP_PREFIX ".wh..wh..lftmp."
+#define DATA_CHUNK (1u << 20)
+
+struct xattr {
+	char *name;
+	void *value;
+	size_t len;
+};
+
+/* One object about to become a tar member. */
+struct centry {
+	struct stat st;		/* type, mode, owner, mtime, size, dev */
+	bool link_candidate;	/* may share an inode with another name */
+	const char *symlink;	/* target, for symlinks */
+	struct xattr *xa;
+	size_t nxa;
+};
+
+/* Reads the contents of a regular file entry. */
+typedef ssize_t (*read_fn)(void *ctx, void *buf, size_t len, uint64_t off);
+
+/* (dev, ino) -> first path written, for hardlink groups. */
+struct link_slot {
+	uint64_t dev, ino;
+	char *path;		/* NULL: empty slot */
+};
+
+struct writer {
+	const struct commit_src *src;
+	struct archive *tar;	/* PAX writer; its output goes to gz */
+	struct archive *gz;	/* raw format + gzip filter; output to fd */
+	struct archive_entry *ae;
+	struct lf_sha256 *h_tar, *h_gz;
+	int fd;
+	const char *fdname;
+	uint64_t gz_size;
+	int io_err;		/* errno of a failed write(2) */
+	struct lf_buf path;	/* the current member's path */
+	struct link_slot *links;
+	size_t nlinks, alinks;	/* used, allocated (power of two) */
+	int64_t newest;
+	uint64_t entries;
+	char *buf;		/* DATA_CHUNK bytes */
+	struct lf_upper *up;	/* COMMIT_SRC_UPPER */
+	struct lf_err *err;
+};
+
+/* --- the two archive writers --------------------------------------------- */
+
+static la_ssize_t gz_write(struct archive *a, void *ctx, const void *data,
+			   size_t len)
+{
+	struct writer *w = ctx;
+	const char *p = data;
+	size_t left = len;
+
+	(void)a;
+	while (left) {
+		ssize_t n = write(w->fd, p, left);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			w->io_err = errno;
+			archive_set_error(w->gz, errno, "write failed: %s",
+					  strerror(errno));
+			return -1;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	lf_sha256_update(w->h_gz, data, len);
+	w->gz_size += len;
+	return (la_ssize_t)len;
+}
+
+/* The tar stream: hashed for the diff_id, then compressed. */
+static la_ssize_t tar_write(struct archive *a, void *ctx, const void *data,
+			    size_t len)
+{
+	struct writer *w = ctx;
+
+	(void)a;
+	lf_sha256_update(w->h_tar, data, len);
+	if (archive_write_data(w->gz, data, len) != (la_ssize_t)len) {
+		archive_set_error(w->tar, EIO, "%s",
+				  archive_error_string(w->gz)
+					  ? archive_error_string(w->gz)
+					  : "gzip failed");
+		return -1;
+	}
+	return (la_ssize_t)len;
+}
+
+static int archive_fail(struct writer *w, struct archive *a, const char *what)
+{
+	const char *msg = archive_error_string(a);
+
+	return lf_err_set(w->err, w->io_err ? -w->io_err : -EIO,
+			  "cannot write layer '%s': %s%s%s", w->fdname, what,
+			  msg ? ": " : "", msg ? msg : "");
+}
+
+static int writers_open(struct writer *w)
+{
+	struct archive_entry *raw;
+	int ret;
+
+	w->gz = archive_write_new();
+	w->tar = archive_write_new();
+	w->ae = archive_entry_new();
+	raw = archive_entry_new();
+	if (!w->gz || !w->tar || !w->ae || !raw) {
+		ret = lf_err_set(w->err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	/*
+	 * libarchive's gzip filter over its "raw" format compresses the tar
+	 * stream for us (zlib stays behind libarchive); without "timestamp"
+	 * the header carries mtime 0 and no name, and level 6 is fixed, so
+	 * the blob depends on the tar bytes alone.  No padding after the
+	 * gzip trailer (bytes_in_last_block 1).
+	 */
+	if (archive_write_set_format_raw(w->gz) ||
+	    archive_write_add_filter_gzip(w->gz) ||
+	    archive_write_set_filter_option(w->gz, "gzip", "timestamp",
+					    NULL) ||
+	    archive_write_set_filter_option(w->gz, "gzip",
+					    "compression-level", "6") ||
+	    archive_write_set_bytes_in_last_block(w->gz, 1) ||
+	    archive_write_open(w->gz, w, NULL, gz_write, NULL)) {
+		ret = archive_fail(w, w->gz, "gzip");
+		goto out;
+	}
+	archive_entry_set_pathname(raw, "layer.tar");
+	archive_entry_set_filetype(raw, AE_IFREG);
+	if (archive_write_header(w->gz, raw)) {
+		ret = archive_fail(w, w->gz, "gzip");
+		goto out;
+	}
+	/*
+	 * PAX "interchange" rather than "restricted": restricted drops
+	 * sub-second mtimes unless a member needs an extended header anyway,
+	 * and the view (and umoci unpack) keeps nanoseconds.  atime/ctime
+	 * are never set on our entries, so they are never written.  The tar
+	 * ends after its two zero blocks, as Go's archive/tar (docker,
+	 * buildkit) writes it.  xattrs as SCHILY.xattr.* only: what GNU tar,
+	 * Go and umoci read (LIBARCHIVE.xattr.* would be a second copy that
+	 * GNU tar warns about).
+	 */
+	if (archive_write_set_format_pax(w->tar) ||
+	    archive_write_set_format_option(w->tar, "pax", "xattrheader",
+					    "SCHILY") ||
+	    archive_write_set_bytes_in_last_block(w->tar, 1) ||
+	    archive_write_open(w->tar, w, NULL, tar_write, NULL)) {
+		ret = archive_fail(w, w->tar, "tar");
+		goto out;
+	}
+	ret = 0;
+out:
+	archive_entry_free(raw);
+	return ret;
+}
+
+static int writers_close(struct writer *w)
+{
+	if (archive_write_close(w->tar))
+		return archive_fail(w, w->tar, "tar");
+	if (archive_write_close(w->gz))
+		return archive_fail(w, w->gz, "gzip");
+	return 0;
+}
+
+/* --- hardlink groups ----------------------------------------------------- */
+
+static size_t link_hash(uint64_t dev, uint64_t ino)
+{
+	uint64_t h = (dev * 0x9e3779b97f4a7c15ull) ^ ino;
+
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ull;
+	return (size_t)(h ^ (h >> 32));
+}
+
+static struct link_slot *link_find(struct writer *w, uint64_t dev,
+				   uint64_t ino)
+{
+	size_t i = link_hash(dev, ino) & (w->alinks - 1);
+
+	while (w->links[i].path &&
+	       (w->links[i].dev != dev || w->links[i].ino != ino))
+		i = (i + 1) & (w->alinks - 1);
+	return &w->links[i];
+}
+
+static int link_grow(struct writer *w)
+{
+	struct link_slot *old = w->links;
+	size_t oldn = w->alinks, i;
+
+	w->alinks = oldn ? oldn * 2 : 64;
+	w->links = calloc(w->alinks, sizeof(*w->links));
+	if (!w->links) {
+		w->links = old;
+		w->alinks = oldn;
+		return -ENOMEM;
+	}
+	for (i = 0; i < oldn; i++)
+		if (old[i].path)
+			*link_find(w, old[i].dev, old[i].ino) = old[i];
+	free(old);
+	return 0;
+}
+
+/*
+ * The path this object was first written under, or NULL (then it is
+ * remembered now and written as a file: the first name of a group carries
+ * the data, the others are hardlink members).
+ */
+static int link_check(struct writer *w, const struct stat *st,
+		      const char **first)
+{
+	struct link_slot *s;
+
+	*first = NULL;
+	if ((w->nlinks + 1) * 2 > w->alinks && link_grow(w))
+		return -ENOMEM;
+	s = link_find(w, (uint64_t)st->st_dev, (uint64_t)st->st_ino);
+	if (s->path) {
+		*first = s->path;
+		return 0;
+	}
+	if (!(s->path = strdup(w->path.data)))
+		return -ENOMEM;
+	s->dev = (uint64_t)st->st_dev;
+	s->ino = (uint64_t)st->st_ino;
+	w->nlinks++;
+	return 0;
+}
+
+/* --- members ------------------------------------------------------------- */
+
+static bool xattr_kept(const char *name)
+{
+	/* what an image layer may carry: user.* and security.* (file
+	 * capabilities); trusted.* and system.* (ACLs) are host business */
+	return !strncmp(name, "user.", 5) || !strncmp(name, "security.", 9);
+}
+
+static int cmp_xattr(const void *a, const void *b)
+{
+	return strcmp(((const struct xattr *)a)->name,
+		      ((const struct xattr *)b)->name);
+}
+
+static int xattr_add(struct centry *e, const char *name, const void *value,
+		     size_t len)
+{
+	struct xattr *p = realloc(e->xa, (e->nxa + 1) * sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	e->xa = p;
+	p = &e->xa[e->nxa];
+	p->name = strdup(name);
+	p->value = malloc(len ? len : 1);
+	if (!p->name || !p->value) {
+		free(p->name);
+		free(p->value);
+		return -ENOMEM;
+	}
+	memcpy(p->value, value, len);
+	p->len = len;
+	e->nxa++;
+	return 0;
+}
+
+static void centry_release(struct centry *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->nxa; i++) {
+		free(e->xa[i].name);
+		free(e->xa[i].value);
+	}
+	free(e->xa);
+	e->xa = NULL;
+	e->nxa = 0;
+}
+
+static int write_data(struct writer *w, const struct centry *e, read_fn rd,
+		      void *ctx)
+{
+	uint64_t off = 0, size = (uint64_t)e->st.st_size;
+
+	while (off < size) {
+		size_t want = (size_t)LF_MIN((uint64_t)DATA_CHUNK, size - off);
+		ssize_t n = rd(ctx, w->buf, want, off);
+
+		if (n < 0)
+			return lf_err_set(w->err, (int)n,
+					  "cannot read '%s': %s", w->path.data,
+					  strerror((int)-n));
+		if (n == 0)
+			/* the header already promised `size` bytes */
+			return lf_err_set(w->err, -EIO, "'%s' shrank while "
+					  "being committed", w->path.data);
+		if (archive_write_data(w->tar, w->buf, (size_t)n) != n)
+			return archive_fail(w, w->tar, w->path.data);
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Write one member (w->path is its path); rd reads a regular file. */
+static int emit(struct writer *w, struct centry *e, read_fn rd, void *ctx)
+{
+	struct archive_entry *ae = w->ae;
+	const struct stat *st = &e->st;
+	const char *first = NULL;
+	size_t i;
+	int ret, r;
+
+	if (e->link_candidate && !S_ISDIR(st->st_mode) &&
+	    (ret = link_check(w, st, &first)))
+		return lf_err_set(w->err, ret, "out of memory");
+	archive_entry_clear(ae);
+	/* no leading "./" or "/"; libarchive adds the "/" after a dir */
+	archive_entry_set_pathname(ae, w->path.data);
+	archive_entry_set_filetype(ae, st->st_mode & S_IFMT);
+	archive_entry_set_perm(ae, st->st_mode & 07777);
+	archive_entry_set_uid(ae, st->st_uid);
+	archive_entry_set_gid(ae, st->st_gid);
+	archive_entry_set_mtime(ae, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+	if (first) {
+		archive_entry_set_hardlink(ae, first);
+		archive_entry_set_size(ae, 0);
+	} else if (S_ISREG(st->st_mode)) {
+		archive_entry_set_size(ae, st->st_size);
+	} else if (S_ISLNK(st->st_mode)) {
+		archive_entry_set_symlink(ae, e->symlink);
+	} else if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
+		archive_entry_set_rdevmajor(ae, major(st->st_rdev));
+		archive_entry_set_rdevminor(ae, minor(st->st_rdev));
+	}
+	/* a hardlink member shares the first name's inode: its xattrs too */
+	if (e->nxa && !first)
+		qsort(e->xa, e->nxa, sizeof(*e->xa), cmp_xattr);
+	for (i = 0; i < e->nxa && !first; i++)
+		archive_entry_xattr_add_entry(ae, e->xa[i].name, e->xa[i].value,
+					      e->xa[i].len);
+	/* ARCHIVE_WARN: a name that is not valid UTF-8 is stored as bytes */
+	r = archive_write_header(w->tar, ae);
+	if (r < ARCHIVE_WARN)
+		return archive_fail(w, w->tar, w->path.data);
+	if (st->st_mtim.tv_sec > w->newest)
+		w->newest = st->st_mtim.tv_sec;
+	w->entries++;
+	if (!first && S_ISREG(st->st_mode) && st->st_size > 0)
+		return write_data(w, e, rd, ctx);
+	return 0;
+}
+
+static int path_push(struct writer *w, const char *name, size_t len)
+{
+	if ((w->path.len && lf_buf_addch(&w->path, '/')) ||
+	    lf_buf_add(&w->path, name, len))
+		return lf_err_set(w->err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_names(char **names, size_t n)
+{
+	while (n--)
+		free(names[n]);
+	free(names);
+}
+
+static int names_add(char ***names, size_t *n, size_t *cap, const char *s)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 32;
+		char **p = realloc(*names, nc * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		*names = p;
+		*cap = nc;
+	}
+	if (!((*names)[*n] = strdup(s)))
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+/* --- the upper dir as it is (COMMIT_SRC_DIR) ---------------------------- */
+
+static ssize_t fd_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n;
+
+	do
+		n = pread(*(int *)ctx, buf, len, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+static int fd_xattrs(struct writer *w, int fd, struct centry *e)
+{
+	char *list = NULL, *p;
+	ssize_t len, vlen;
+	int ret = 0;
+
+	len = flistxattr(fd, NULL, 0);
+	if (len <= 0)
+		return len < 0 && errno != ENOTSUP ? -errno : 0;
+	if (!(list = malloc((size_t)len)))
+		return -ENOMEM;
+	len = flistxattr(fd, list, (size_t)len);
+	if (len < 0) {
+		ret = -errno;
+		goto out;
+	}
+	for (p = list; p < list + len && !ret; p += strlen(p) + 1) {
+		if (!xattr_kept(p))
+			continue;
+		vlen = fgetxattr(fd, p, w->buf, DATA_CHUNK);
+		if (vlen < 0) {
+			if (errno == ENODATA)
+				continue; /* removed meanwhile */
+			ret = -errno;
+			break;
+		}
+		ret = xattr_add(e, p, w->buf, (size_t)vlen);
+	}
+out:
+	free(list);
+	return ret;
+}
+
+/* Names in directory `dfd`, sorted, without "." and our temp files. */
+static int dir_names(int dfd, char ***names, size_t *n)
+{
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	size_t cap = 0;
+	struct dirent *de;
+	DIR *dp;
+	int ret = 0;
+
+	*names = NULL;
+	*n = 0;
+	if (fd < 0 || !(dp = fdopendir(fd))) {
+		ret = -errno;
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	errno = 0;
+	while (!ret && (de = readdir(dp))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    !strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)))
+			continue;
+		ret = names_add(names, n, &cap, de->d_name);
+		errno = 0;
+	}
+	if (!ret && errno)
+		ret = -errno;
+	closedir(dp);
+	if (*n)
+		qsort(*names, *n, sizeof(**names), cmp_name);
+	return ret;
+}
+
+static int walk_host(struct writer *w, int dfd);
+
+/* One name of a host directory: stat, open what must be read, emit. */
+static int host_entry(struct writer *w, int dfd, const char *name)
+{
+	struct centry e = { 0 };
+	char target[PATH_MAX + 1];
+	struct stat st;
+	ssize_t len;
+	int fd = -1, ret;
+
+	if (fstatat(dfd, name, &e.st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return lf_err_set(w->err, -errno, "cannot stat '%s' in the "
+				  "upper dir: %s", w->path.data,
+				  strerror(errno));
+	}
+	if (S_ISSOCK(e.st.st_mode))
+		return 0; /* a tar cannot hold a socket; docker skips them */
+	if (S_ISREG(e.st.st_mode) || S_ISDIR(e.st.st_mode)) {
+		/* never follow: a symlink swapped in meanwhile fails here */
+		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY |
+			    O_NONBLOCK | O_CLOEXEC |
+			    (S_ISDIR(e.st.st_mode) ? O_DIRECTORY : 0));
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			ret = lf_err_set(w->err, -errno, "cannot open '%s' in "
+					 "the upper dir: %s", w->path.data,
+					 strerror(errno));
+			goto out;
+		}
+		if ((st.st_mode & S_IFMT) != (e.st.st_mode & S_IFMT) ||
+		    st.st_ino != e.st.st_ino) {
+			ret = lf_err_set(w->err, -EAGAIN, "'%s' changed while "
+					 "being committed", w->path.data);
+			goto out;
+		}
+		e.st = st;
+		if ((ret = fd_xattrs(w, fd, &e))) {
+			lf_err_set(w->err, ret, "cannot read the xattrs of "
+				   "'%s': %s", w->path.data, strerror(-ret));
+			goto out;
+		}
+	} else if (S_ISLNK(e.st.st_mode)) {
+		len = readlinkat(dfd, name, target, sizeof(target) - 1);
+		if (len < 0) {
+			ret = lf_err_set(w->err, -errno, "cannot read symlink "
+					 "'%s': %s", w->path.data,
+					 strerror(errno));
+			goto out;
+		}
+		target[len] = '\0';
+		e.symlink = target;
+	}
+	e.link_candidate = e.st.st_nlink > 1;
+	if ((ret = emit(w, &e, fd_read, &fd)))
+		goto out;
+	if (S_ISDIR(e.st.st_mode))
+		ret = walk_host(w, fd);
+out:
+	centry_release(&e);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static int walk_host(struct writer *w, int dfd)
+{
+	size_t plen = w->path.len, n, i;
+	char **names;
+	int ret;
+
+	if ((ret = dir_names(dfd, &names, &n)))
+		return lf_err_set(w->err, ret, "cannot list '%s' in the upper "
+				  "dir: %s", plen ? w->path.data : ".",
+				  strerror(-ret));
+	for (i = 0; i < n && !ret; i++) {
+		if (!(ret = path_push(w, names[i], strlen(names[i]))))
+			ret = host_entry(w, dfd, names[i]);
+		lf_buf_setlen(&w->path, plen);
+	}
+	free_names(names, n);
+	return ret;
+}
+
+/* --- the merged view through lf_upper (COMMIT_SRC_UPPER) ----------------- */
+
+struct upper_file {
+	struct lf_upper *up;
+	uint64_t fh;
+};
+
+static ssize_t upper_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct upper_file *f = ctx;
+
+	return lf_upper_read(f->up, f->fh, buf, len, (off_t)off);
+}
+
+static int upper_xattrs(struct writer *w, uint64_t node, struct centry *e)
+{
+	char *list = NULL, *p;
+	ssize_t len, vlen;
+	int ret = 0;
+
+	len = lf_upper_listxattr(w->up, node, NULL, 0);
+	if (len <= 0)
+		return len < 0 && len != -ENOTSUP ? (int)len : 0;
+	if (!(list = malloc((size_t)len)))
+		return -ENOMEM;
+	len = lf_upper_listxattr(w->up, node, list, (size_t)len);
+	if (len < 0) {
+		ret = (int)len;
+		goto out;
+	}
+	for (p = list; p < list + len && !ret; p += strlen(p) + 1) {
+		if (!xattr_kept(p))
+			continue;
+		vlen = lf_upper_getxattr(w->up, node, p, w->buf, DATA_CHUNK);
+		if (vlen == -ENODATA)
+			continue;
+		ret = vlen < 0 ? (int)vlen
+			       : xattr_add(e, p, w->buf, (size_t)vlen);
+	}
+out:
+	free(list);
+	return ret;
+}
+
+static int walk_upper(struct writer *w, uint64_t dir);
+
+static int upper_entry(struct writer *w, uint64_t dir, const char *name)
+{
+	struct upper_file f = { w->up, 0 };
+	char target[PATH_MAX + 1];
+	struct centry e = { 0 };
+	uint64_t node;
+	int ret;
+
+	ret = lf_upper_lookup(w->up, dir, name, &node, &e.st);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret)
+		return lf_err_set(w->err, ret, "cannot look up '%s': %s",
+				  w->path.data, strerror(-ret));
+	if (S_ISSOCK(e.st.st_mode))
+		goto out;
+	/* view inode numbers: one per hardlink group, upper or lower */
+	e.st.st_dev = 0;
+	e.link_candidate = e.st.st_nlink > 1;
+	if (S_ISLNK(e.st.st_mode)) {
+		ret = lf_upper_readlink(w->up, node, target, sizeof(target));
+		e.symlink = target;
+	}
+	if (!ret && (S_ISREG(e.st.st_mode) || S_ISDIR(e.st.st_mode)))
+		ret = upper_xattrs(w, node, &e);
+	if (!ret && S_ISREG(e.st.st_mode))
+		ret = lf_upper_open(w->up, node, O_RDONLY, &f.fh);
+	if (ret) {
+		lf_err_set(w->err, ret, "cannot read '%s': %s", w->path.data,
+			   strerror(-ret));
+		goto out;
+	}
+	ret = emit(w, &e, upper_read, &f);
+	if (f.fh)
+		lf_upper_release(w->up, f.fh);
+	if (!ret && S_ISDIR(e.st.st_mode))
+		ret = walk_upper(w, node);
+out:
+	centry_release(&e);
+	lf_upper_forget(w->up, node, 1);
+	return ret;
+}
+
+static int walk_upper(struct writer *w, uint64_t dir)
+{
+	struct lf_upper_dirent d;
+	size_t plen = w->path.len, n = 0, cap = 0, i;
+	char **names = NULL;
+	uint64_t dh;
+	int ret;
+
+	if ((ret = lf_upper_opendir(w->up, dir, &dh)))
+		return lf_err_set(w->err, ret, "cannot list '%s': %s",
+				  plen ? w->path.data : "/", strerror(-ret));
+	for (i = 0; !ret && !lf_upper_readdir(w->up, dh, i, &d); i++)
+		ret = names_add(&names, &n, &cap, d.name);
+	lf_upper_releasedir(w->up, dh);
+	if (ret) {
+		free_names(names, n);
+		return lf_err_set(w->err, ret, "out of memory");
+	}
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_name);
+	for (i = 0; i < n && !ret; i++) {
+		if (!(ret = path_push(w, names[i], strlen(names[i]))))
+			ret = upper_entry(w, dir, names[i]);
+		lf_buf_setlen(&w->path, plen);
+	}
+	free_names(names, n);
+	return ret;
+}
+
+/* --- the merged view of the tree alone (COMMIT_SRC_TREE) ----------------- */
+
+struct tree_file {
+	struct lf_blob *blob;
+	const struct lf_idx_entry *e;
+	struct lf_err *err;
+};
+
+static ssize_t tree_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct tree_file *f = ctx;
+
+	return lf_blob_read_file(f->blob, f->e, buf, len, off, f->err);
+}
+
+struct tname {
+	const char *name;	/* not NUL-terminated */
+	size_t len;
+	uint64_t ino;
+};
+
+static int cmp_tname(const void *a, const void *b)
+{
+	const struct tname *x = a, *y = b;
+	int c = memcmp(x->name, y->name, LF_MIN(x->len, y->len));
+
+	if (c)
+		return c;
+	return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static int tree_entry(struct writer *w, uint64_t ino)
+{
+	const struct lf_tree *t = w->src->tree;
+	struct tree_file f = { NULL, NULL, w->err };
+	struct centry e = { 0 };
+	struct lf_tree_attr a;
+	size_t k, layer;
+	int ret;
+
+	if ((ret = lf_tree_getattr(t, ino, &a)))
+		return lf_err_set(w->err, ret, "'%s': no inode %llu",
+				  w->path.data, (unsigned long long)ino);
+	e.st.st_mode = a.mode;
+	e.st.st_ino = a.ino;
+	e.st.st_nlink = a.nlink;
+	e.st.st_uid = a.uid;
+	e.st.st_gid = a.gid;
+	e.st.st_size = (off_t)a.size;
+	e.st.st_rdev = makedev(a.rdev_major, a.rdev_minor);
+	e.st.st_mtim.tv_sec = a.mtime;
+	e.st.st_mtim.tv_nsec = a.mtime_nsec;
+	e.link_candidate = a.nlink > 1;
+	if (S_ISLNK(a.mode))
+		e.symlink = lf_tree_readlink(t, ino);
+	for (k = 0; k < lf_tree_xattr_count(t, ino) && !ret; k++) {
+		const char *name;
+		const void *v;
+		size_t len;
+
+		lf_tree_xattr(t, ino, k, &name, &v, &len);
+		if (xattr_kept(name))
+			ret = xattr_add(&e, name, v, len);
+	}
+	if (ret) {
+		lf_err_set(w->err, ret, "out of memory");
+		goto out;
+	}
+	if (S_ISREG(a.mode)) {
+		if ((ret = lf_tree_data(t, ino, &layer, &f.e))) {
+			lf_err_set(w->err, ret, "'%s': no data in the tree",
+				   w->path.data);
+			goto out;
+		}
+		f.blob = w->src->blobs[layer];
+	}
+	ret = emit(w, &e, tree_read, &f);
+out:
+	centry_release(&e);
+	return ret;
+}
+
+static int walk_tree(struct writer *w, uint64_t dir)
+{
+	const struct lf_tree *t = w->src->tree;
+	size_t plen = w->path.len, n = lf_tree_dir_count(t, dir), i;
+	struct tname *names = calloc(n ? n : 1, sizeof(*names));
+	struct lf_tree_attr a;
+	int ret = 0;
+
+	if (!names)
+		return lf_err_set(w->err, -ENOMEM, "out of memory");
+	for (i = 0; i < n; i++)
+		lf_tree_dir_entry(t, dir, i, &names[i].name, &names[i].len,
+				  &names[i].ino);
+	qsort(names, n, sizeof(*names), cmp_tname);
+	for (i = 0; i < n && !ret; i++) {
+		if ((ret = path_push(w, names[i].name, names[i].len)))
+			break;
+		ret = tree_entry(w, names[i].ino);
+		if (!ret && !lf_tree_getattr(t, names[i].ino, &a) &&
+		    S_ISDIR(a.mode))
+			ret = walk_tree(w, names[i].ino);
+		lf_buf_setlen(&w->path, plen);
+	}
+	free(names);
+	return ret;
+}
+
+/* --- entry point --------------------------------------------------------- */
+
+static int walk(struct writer *w)
+{
+	const struct commit_src *src = w->src;
+	int fd, ret;
+
+	switch (src->kind) {
+	case COMMIT_SRC_DIR:
+		fd = open(src->upper_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return lf_err_set(w->err, -errno, "cannot open upper "
+					  "directory '%s': %s", src->upper_dir,
+					  strerror(errno));
+		ret = walk_host(w, fd);
+		close(fd);
+		return ret;
+	case COMMIT_SRC_UPPER:
+		/* read-only use: lookups and reads never copy anything up */
+		ret = lf_upper_new(src->upper_dir, src->tree, src->blobs,
+				   &w->up, w->err);
+		if (ret)
+			return ret;
+		ret = walk_upper(w, LF_UPPER_ROOT);
+		lf_upper_free(w->up);
+		w->up = NULL;
+		return ret;
+	case COMMIT_SRC_TREE:
+		return walk_tree(w, LF_TREE_ROOT);
+	}
+	return lf_err_set(w->err, -EINVAL, "unknown layer source");
+}
+
+int lf_commit_write_layer(const struct commit_src *src, int fd,
+			  const char *fdname, struct commit_layer *out,
+			  struct lf_err *err)
+{
+	struct writer w = { .src = src, .fd = fd, .fdname = fdname,
+			    .err = err };
+	size_t i;
+	int ret;
+
+	lf_buf_init(&w.path);
+	if (lf_sha256_new(&w.h_tar) || lf_sha256_new(&w.h_gz) ||
+	    !(w.buf = malloc(DATA_CHUNK))) {
+		ret = lf_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((ret = writers_open(&w)) || (ret = walk(&w)) ||
+	    (ret = writers_close(&w)))
+		goto out;
+	lf_sha256_final(w.h_gz, out->digest);
+	lf_sha256_final(w.h_tar, out->diff_id);
+	out->size = w.gz_size;
+	out->newest_mtime = w.newest;
+	out->entries = w.entries;
+out:
+	if (w.tar)
+		archive_write_free(w.tar);
+	if (w.gz)
+		archive_write_free(w.gz);
+	archive_entry_free(w.ae);
+	lf_sha256_free(w.h_tar);
+	lf_sha256_free(w.h_gz);
+	for (i = 0; i < w.alinks; i++)
+		free(w.links[i].path);
+	free(w.links);
+	free(w.buf);
+	lf_buf_release(&w.path);
+	return ret;
+}
+
+/* --- docker-archive: a directory as a plain tar -------------------------- */
+
+int lf_commit_write_dir_tar(int dirfd, const char *const *names, size_t n,
+			    int64_t mtime, int fd, const char *fdname,
+			    struct lf_err *err)
+{
+	struct archive *a = archive_write_new();
+	struct archive_entry *ae = archive_entry_new();
+	char *buf = malloc(DATA_CHUNK);
+	size_t i;
+	int ret = 0;
+
+	if (!a || !ae || !buf) {
+		ret = lf_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (archive_write_set_format_pax_restricted(a) ||
+	    archive_write_set_bytes_in_last_block(a, 1) ||
+	    archive_write_open_fd(a, fd)) {
+		ret = lf_err_set(err, -EIO, "cannot write '%s': %s", fdname,
+				 archive_error_string(a));
+		goto out;
+	}
+	for (i = 0; i < n && !ret; i++) {
+		size_t len = strlen(names[i]);
+		bool isdir = len && names[i][len - 1] == '/';
+		struct stat st;
+		int f = -1;
+
+		if (!isdir) {
+			f = openat(dirfd, names[i], O_RDONLY | O_NOFOLLOW |
+				   O_CLOEXEC);
+			if (f < 0 || fstat(f, &st) < 0) {
+				ret = lf_err_set(err, -errno, "cannot read "
+						 "'%s': %s", names[i],
+						 strerror(errno));
+				if (f >= 0)
+					close(f);
+				break;
+			}
+		}
+		archive_entry_clear(ae);
+		archive_entry_set_pathname(ae, names[i]);
+		archive_entry_set_filetype(ae, isdir ? AE_IFDIR : AE_IFREG);
+		archive_entry_set_perm(ae, isdir ? 0755 : 0644);
+		archive_entry_set_mtime(ae, mtime, 0);
+		if (!isdir)
+			archive_entry_set_size(ae, st.st_size);
+		if (archive_write_header(a, ae) < ARCHIVE_WARN) {
+			ret = lf_err_set(err, -EIO, "cannot write '%s': %s",
+					 fdname, archive_error_string(a));
+		} else if (!isdir) {
+			uint64_t off = 0;
+
+			while (!ret && off < (uint64_t)st.st_size) {
+				ssize_t r = fd_read(&f, buf, DATA_CHUNK, off);
+
+				if (r <= 0)
+					ret = lf_err_set(err, r ? (int)r : -EIO,
+							 "cannot read '%s'",
+							 names[i]);
+				else if (archive_write_data(a, buf, (size_t)r)
+					 != r)
+					ret = lf_err_set(err, -EIO, "cannot "
+							 "write '%s': %s",
+							 fdname,
+							 archive_error_string(
+								 a));
+				else
+					off += (uint64_t)r;
+			}
+		}
+		if (f >= 0)
+			close(f);
+	}
+	if (!ret && archive_write_close(a))
+		ret = lf_err_set(err, -EIO, "cannot write '%s': %s", fdname,
+				 archive_error_string(a));
+out:
+	if (a)
+		archive_write_free(a);
+	archive_entry_free(ae);
+	free(buf);
+	return ret;
+}
