@@ -763,3 +763,26 @@ def test_d_ino_equals_st_ino(layerfs_upper, cow_image, runs):
         assert a == b
     finally:
         side.close()
+
+
+def test_nodev_layerfs(layerfs_upper, cow_image, runs):
+    """Allowed difference "nodev": layerfs mounts are nodev (DESIGN 3.10),
+    so a device node of the image cannot be opened as a device (EACCES),
+    while its metadata can still be read and changed."""
+    img = cow_image("cow_mix")
+    side = C.make_side("layerfs", img, runs)
+    try:
+        side.start()
+        dev = os.path.join(side.mnt, "dev/null")
+        st = os.lstat(dev)
+        assert stat.S_ISCHR(st.st_mode)
+        for flags in (os.O_RDONLY, os.O_WRONLY):
+            with pytest.raises(PermissionError):
+                os.close(os.open(dev, flags))
+        os.chmod(dev, 0o600)
+        assert stat.S_IMODE(os.lstat(dev).st_mode) == 0o600
+        opts = [l.split()[3] for l in open("/proc/mounts")
+                if l.split()[1] == side.mnt][0].split(",")
+        assert "nodev" in opts
+    finally:
+        side.close()
