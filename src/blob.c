@@ -5,6 +5,7 @@
 #include "layerfs/path.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -49,7 +50,14 @@ int lf_blob_open(const struct lf_vfile *blob, const struct lf_index *idx,
 
 void lf_blob_close(struct lf_blob *b)
 {
+	if (b && b->cc)
+		lf_chunk_forget_blob(b->cc, b);
 	free(b);
+}
+
+uint64_t lf_blob_id(const struct lf_blob *b)
+{
+	return b->id;
 }
 
 static ssize_t fd_pread(int fd, void *buf, size_t len, uint64_t off)
@@ -71,8 +79,8 @@ static ssize_t fd_pread(int fd, void *buf, size_t len, uint64_t off)
 }
 
 /* The decompressed span of checkpoint i, referenced (lf_chunk_unref). */
-static int get_chunk(struct lf_blob *b, size_t i, struct lf_chunk **out,
-		     struct lf_err *err)
+static int get_chunk(struct lf_blob *b, size_t i, bool worker,
+		     struct lf_chunk **out, struct lf_err *err)
 {
 	const struct lf_gzidx_view *gz = b->gz;
 	uint64_t start = gz->points[i].out;
@@ -85,6 +93,18 @@ static int get_chunk(struct lf_blob *b, size_t i, struct lf_chunk **out,
 	if (b->cc && (c = lf_chunk_get(b->cc, b->id, i))) {
 		*out = c;
 		return 0;
+	}
+	/* the read-ahead worker may be inflating this very chunk */
+	if (b->cc && !worker) {
+		lf_chunk_wait_inflight(b->cc, b->id, i);
+		if ((c = lf_chunk_get(b->cc, b->id, i))) {
+			*out = c;
+			return 0;
+		}
+		/* a sequential reader wants the next one soon: start it now,
+		 * on the other core, while this one inflates here */
+		if (i + 1 < gz->npoints)
+			lf_chunk_prefetch(b->cc, b, i + 1);
 	}
 	if (end - start > SIZE_MAX - sizeof(*c))
 		return lf_err_set(err, -EFBIG, "chunk too large");
@@ -110,6 +130,16 @@ static int get_chunk(struct lf_blob *b, size_t i, struct lf_chunk **out,
 	return 0;
 }
 
+void lf_blob_fill_chunk(struct lf_blob *b, uint64_t no)
+{
+	struct lf_chunk *c = NULL;
+	struct lf_err err;
+
+	/* errors surface again, with a message, when a reader asks */
+	if (!get_chunk(b, (size_t)no, true, &c, &err))
+		lf_chunk_unref(c);
+}
+
 static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
 			uint64_t off, struct lf_err *err)
 {
@@ -119,7 +149,7 @@ static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
 		size_t i = lf_gzidx_find(b->gz, off), n;
 		struct lf_chunk *c = NULL;
 		uint64_t skip;
-		int ret = get_chunk(b, i, &c, err);
+		int ret = get_chunk(b, i, false, &c, err);
 
 		if (ret)
 			return ret;

@@ -34,4 +34,22 @@ struct lf_chunk *lf_chunk_put(struct lf_chunk_cache *cc, struct lf_chunk *c);
 /* Drop a reference. */
 void lf_chunk_unref(struct lf_chunk *c);
 
+/*
+ * Read-ahead: ask the cache's worker thread to inflate chunk `no` of blob
+ * `b` now, so that a sequential reader finds it ready.  Dropped when the
+ * queue is full.  The worker calls lf_blob_fill_chunk().
+ */
+void lf_chunk_prefetch(struct lf_chunk_cache *cc, struct lf_blob *b,
+		       uint64_t no);
+/* Wait while the worker inflates chunk `no` of blob id (0: any chunk of
+ * any blob is fine); returns immediately when it does not. */
+void lf_chunk_wait_inflight(struct lf_chunk_cache *cc, uint64_t blob_id,
+			    uint64_t no);
+/* Drop b's queued requests and wait until the worker no longer uses b. */
+void lf_chunk_forget_blob(struct lf_chunk_cache *cc, struct lf_blob *b);
+
+/* blob.c: inflate chunk `no` of b into the cache (worker side). */
+void lf_blob_fill_chunk(struct lf_blob *b, uint64_t no);
+uint64_t lf_blob_id(const struct lf_blob *b);
+
 #endif /* LAYERFS_BLOB_INTERNAL_H */

@@ -8,8 +8,22 @@
 
 #define NBUCKETS 4096
 
+#define PREFETCH_QUEUE 32
+
+struct prefetch_req {
+	struct lf_blob *b;
+	uint64_t no;
+};
+
 struct lf_chunk_cache {
 	pthread_mutex_t lock;
+	/* read-ahead worker, all protected by lock */
+	pthread_cond_t work, done;
+	pthread_t worker;
+	bool started, stop;
+	struct prefetch_req q[PREFETCH_QUEUE];
+	size_t qhead, qlen;
+	struct prefetch_req busy;	/* b == NULL when idle */
 	size_t capacity;		/* bytes */
 	size_t used;			/* protected by lock */
 	struct lf_chunk *head, *tail;	/* most recent first; lock */
@@ -25,6 +39,8 @@ int lf_chunk_cache_new(size_t capacity, struct lf_chunk_cache **out)
 	if (!cc)
 		return -ENOMEM;
 	pthread_mutex_init(&cc->lock, NULL);
+	pthread_cond_init(&cc->work, NULL);
+	pthread_cond_init(&cc->done, NULL);
 	cc->capacity = capacity;
 	cc->next_id = 1;
 	*out = cc;
@@ -78,6 +94,15 @@ void lf_chunk_cache_free(struct lf_chunk_cache *cc)
 
 	if (!cc)
 		return;
+	if (cc->started) {
+		pthread_mutex_lock(&cc->lock);
+		cc->stop = true;
+		pthread_cond_broadcast(&cc->work);
+		pthread_mutex_unlock(&cc->lock);
+		pthread_join(cc->worker, NULL);
+	}
+	pthread_cond_destroy(&cc->work);
+	pthread_cond_destroy(&cc->done);
 	for (c = cc->head; c; c = n) {
 		n = c->next;
 		lf_chunk_unref(c);
@@ -172,4 +197,86 @@ void lf_chunk_unref(struct lf_chunk *c)
 {
 	if (c && atomic_fetch_sub(&c->refs, 1) == 1)
 		free(c);
+}
+
+static void *prefetch_worker(void *arg)
+{
+	struct lf_chunk_cache *cc = arg;
+
+	pthread_mutex_lock(&cc->lock);
+	while (!cc->stop) {
+		struct prefetch_req r;
+
+		if (!cc->qlen) {
+			pthread_cond_wait(&cc->work, &cc->lock);
+			continue;
+		}
+		r = cc->q[cc->qhead];
+		cc->qhead = (cc->qhead + 1) % PREFETCH_QUEUE;
+		cc->qlen--;
+		cc->busy = r;
+		pthread_mutex_unlock(&cc->lock);
+		lf_blob_fill_chunk(r.b, r.no);
+		pthread_mutex_lock(&cc->lock);
+		cc->busy.b = NULL;
+		pthread_cond_broadcast(&cc->done);
+	}
+	pthread_mutex_unlock(&cc->lock);
+	return NULL;
+}
+
+void lf_chunk_prefetch(struct lf_chunk_cache *cc, struct lf_blob *b,
+		       uint64_t no)
+{
+	size_t i;
+
+	pthread_mutex_lock(&cc->lock);
+	if (!cc->started && !cc->stop) {
+		/* a reader that never reads sequentially never pays for it */
+		cc->started = !pthread_create(&cc->worker, NULL,
+					      prefetch_worker, cc);
+	}
+	if (!cc->started || cc->qlen == PREFETCH_QUEUE ||
+	    find(cc, lf_blob_id(b), no) ||
+	    (cc->busy.b == b && cc->busy.no == no))
+		goto out;
+	for (i = 0; i < cc->qlen; i++) {
+		struct prefetch_req *r = &cc->q[(cc->qhead + i) %
+						PREFETCH_QUEUE];
+
+		if (r->b == b && r->no == no)
+			goto out;
+	}
+	cc->q[(cc->qhead + cc->qlen++) % PREFETCH_QUEUE] =
+		(struct prefetch_req){ b, no };
+	pthread_cond_signal(&cc->work);
+out:
+	pthread_mutex_unlock(&cc->lock);
+}
+
+void lf_chunk_wait_inflight(struct lf_chunk_cache *cc, uint64_t blob_id,
+			    uint64_t no)
+{
+	pthread_mutex_lock(&cc->lock);
+	while (cc->busy.b && lf_blob_id(cc->busy.b) == blob_id &&
+	       cc->busy.no == no)
+		pthread_cond_wait(&cc->done, &cc->lock);
+	pthread_mutex_unlock(&cc->lock);
+}
+
+void lf_chunk_forget_blob(struct lf_chunk_cache *cc, struct lf_blob *b)
+{
+	size_t i, kept = 0;
+
+	pthread_mutex_lock(&cc->lock);
+	for (i = 0; i < cc->qlen; i++) {
+		struct prefetch_req r = cc->q[(cc->qhead + i) % PREFETCH_QUEUE];
+
+		if (r.b != b)
+			cc->q[(cc->qhead + kept++) % PREFETCH_QUEUE] = r;
+	}
+	cc->qlen = kept;
+	while (cc->busy.b == b)
+		pthread_cond_wait(&cc->done, &cc->lock);
+	pthread_mutex_unlock(&cc->lock);
 }
