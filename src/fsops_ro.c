@@ -17,26 +17,6 @@ static struct lf_fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-static void fill_stat(const struct lf_tree_attr *a, struct stat *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->st_ino = a->ino;
-	st->st_mode = a->mode;
-	st->st_nlink = a->nlink;
-	st->st_uid = a->uid;
-	st->st_gid = a->gid;
-	st->st_size = (off_t)a->size;
-	st->st_blocks = (blkcnt_t)a->blocks;
-	st->st_blksize = 4096;
-	st->st_rdev = makedev(a->rdev_major, a->rdev_minor);
-	st->st_mtim.tv_sec = a->mtime;
-	st->st_mtim.tv_nsec = a->mtime_nsec;
-	/* tar keeps only mtime; ctime and atime follow it, as in an extraction
-	 * with preserved times */
-	st->st_atim = st->st_mtim;
-	st->st_ctim = st->st_mtim;
-}
-
 static int entry_of(struct lf_fs *fs, uint64_t ino, struct fuse_entry_param *e)
 {
 	struct lf_tree_attr a;
@@ -49,7 +29,7 @@ static int entry_of(struct lf_fs *fs, uint64_t ino, struct fuse_entry_param *e)
 	e->generation = 1;
 	e->attr_timeout = LF_FS_TIMEOUT;
 	e->entry_timeout = LF_FS_TIMEOUT;
-	fill_stat(&a, &e->attr);
+	lf_tree_attr_stat(&a, &e->attr);
 	return 0;
 }
 
@@ -127,7 +107,7 @@ static void fsop_getattr(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	fill_stat(&a, &st);
+	lf_tree_attr_stat(&a, &st);
 	fuse_reply_attr(req, &st, LF_FS_TIMEOUT);
 }
 
@@ -340,26 +320,17 @@ static void fsop_statfs(fuse_req_t req, fuse_ino_t ino)
 static void fsop_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			  size_t size)
 {
-	struct lf_tree *t = fs_of(req)->tree;
-	size_t k, n = lf_tree_xattr_count(t, ino);
+	const void *v;
+	size_t len;
 
-	for (k = 0; k < n; k++) {
-		const char *xn;
-		const void *v;
-		size_t len;
-
-		lf_tree_xattr(t, ino, k, &xn, &v, &len);
-		if (strcmp(xn, name))
-			continue;
-		if (size == 0)
-			fuse_reply_xattr(req, len);
-		else if (size < len)
-			fuse_reply_err(req, ERANGE);
-		else
-			fuse_reply_buf(req, v, len);
-		return;
-	}
-	fuse_reply_err(req, ENODATA);
+	if (lf_tree_getxattr(fs_of(req)->tree, ino, name, &v, &len))
+		fuse_reply_err(req, ENODATA);
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, v, len);
 }
 
 static void fsop_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)

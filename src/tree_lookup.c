@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 
 #include "layerfs/path.h"
 
@@ -251,4 +252,37 @@ int lf_tree_data(const struct lf_tree *t, uint64_t ino, size_t *layer,
 		return -EINVAL;
 	*layer = (size_t)ti->layer;
 	return 0;
+}
+
+int lf_tree_getxattr(const struct lf_tree *t, uint64_t ino, const char *name,
+		     const void **value, size_t *len)
+{
+	size_t k, n = lf_tree_xattr_count(t, ino);
+
+	for (k = 0; k < n; k++) {
+		const char *xn;
+
+		lf_tree_xattr(t, ino, k, &xn, value, len);
+		if (!strcmp(xn, name))
+			return 0;
+	}
+	return -ENODATA;
+}
+
+void lf_tree_attr_stat(const struct lf_tree_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_blocks = (blkcnt_t)a->blocks;
+	st->st_blksize = 4096;
+	st->st_rdev = makedev(a->rdev_major, a->rdev_minor);
+	st->st_mtim.tv_sec = a->mtime;
+	st->st_mtim.tv_nsec = a->mtime_nsec;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
 }

@@ -367,20 +367,7 @@ void lf_upper_fill_stat(struct lf_upper *up, struct node *n,
 		if (S_ISDIR(st->st_mode) && fall_through(v))
 			st->st_nlink = 1;
 	} else {
-		memset(st, 0, sizeof(*st));
-		st->st_ino = v->lower;
-		st->st_mode = a->mode;
-		st->st_nlink = a->nlink;
-		st->st_uid = a->uid;
-		st->st_gid = a->gid;
-		st->st_size = (off_t)a->size;
-		st->st_blocks = (blkcnt_t)a->blocks;
-		st->st_blksize = 4096;
-		st->st_rdev = makedev(a->rdev_major, a->rdev_minor);
-		st->st_mtim.tv_sec = a->mtime;
-		st->st_mtim.tv_nsec = a->mtime_nsec;
-		st->st_atim = st->st_mtim;
-		st->st_ctim = st->st_mtim;
+		lf_tree_attr_stat(a, st);
 	}
 	if (n)
 		n->ino = st->st_ino;
@@ -747,21 +734,18 @@ ssize_t lf_upper_getxattr(struct lf_upper *up, uint64_t id, const char *name,
 		close(fd);
 		goto out;
 	}
-	ret = -ENODATA;
-	for (size_t k = 0; k < lf_tree_xattr_count(up->tree, v.lower); k++) {
-		const char *xn;
+	{
 		const void *val;
 		size_t len;
 
-		lf_tree_xattr(up->tree, v.lower, k, &xn, &val, &len);
-		if (strcmp(xn, name))
-			continue;
-		ret = (ssize_t)len;
-		if (size && size < len)
-			ret = -ERANGE;
-		else if (size)
-			memcpy(buf, val, len);
-		break;
+		ret = lf_tree_getxattr(up->tree, v.lower, name, &val, &len);
+		if (!ret) {
+			ret = (ssize_t)len;
+			if (size && size < len)
+				ret = -ERANGE;
+			else if (size)
+				memcpy(buf, val, len);
+		}
 	}
 out:
 	pthread_mutex_unlock(&up->lock);

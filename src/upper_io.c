@@ -280,18 +280,10 @@ int lf_upper_setattr(struct lf_upper *up, uint64_t id, uint64_t fh,
 static bool lower_has_xattr(struct lf_upper *up, uint64_t ino,
 			    const char *name)
 {
-	size_t k;
+	const void *v;
+	size_t len;
 
-	for (k = 0; k < lf_tree_xattr_count(up->tree, ino); k++) {
-		const char *xn;
-		const void *v;
-		size_t len;
-
-		lf_tree_xattr(up->tree, ino, k, &xn, &v, &len);
-		if (!strcmp(xn, name))
-			return true;
-	}
-	return false;
+	return lf_tree_getxattr(up->tree, ino, name, &v, &len) == 0;
 }
 
 static int xattr_change(struct lf_upper *up, uint64_t id, const char *name,

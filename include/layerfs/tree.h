@@ -93,6 +93,14 @@ size_t lf_tree_xattr_count(const struct lf_tree *t, uint64_t ino);
 void lf_tree_xattr(const struct lf_tree *t, uint64_t ino, size_t k,
 		   const char **name, const void **value, size_t *len);
 
+/* xattr `name` of an inode: 0 with the value borrowed, or -ENODATA. */
+int lf_tree_getxattr(const struct lf_tree *t, uint64_t ino, const char *name,
+		     const void **value, size_t *len);
+
+/* A struct stat for an inode's attributes: atime and ctime follow mtime
+ * (a tar keeps only mtime), st_blksize is 4096, st_dev is left 0. */
+void lf_tree_attr_stat(const struct lf_tree_attr *a, struct stat *st);
+
 /* The layer (0-based) and index entry holding a regular file's data. */
 int lf_tree_data(const struct lf_tree *t, uint64_t ino, size_t *layer,
 		 const struct lf_idx_entry **e);
