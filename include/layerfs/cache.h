@@ -16,8 +16,9 @@
  *     GZPOINTS  struct lf_gzidx_point[] (gzip layers only)
  *     GZWINDOWS deflated 32 KiB windows (gzip layers only)
  *
- * The header ends with a sha256 over the header (checksum field excluded)
- * and every byte after it.  Files are written to a temp file in the cache
+ * The header ends with a checksum: a 64-bit XXH64-style hash of the header
+ * before the checksum field and one of every byte after the header (it
+ * catches corruption; lf_index_attach() checks every offset regardless).  Files are written to a temp file in the cache
  * directory and renamed into place, so readers see a whole file or none; a
  * file with a bad magic, version, key, size or checksum is never trusted.
  *
@@ -35,7 +36,7 @@
 #include "layerfs/digest.h"
 
 #define LF_CACHE_MAGIC "LFIDX\r\n\032"	/* 8 bytes, like PNG's: catches text mangling */
-#define LF_CACHE_VERSION 1
+#define LF_CACHE_VERSION 2	/* 2: XXH64-style checksums */
 
 enum lf_cache_section {
 	LF_SECT_ENTRIES,
@@ -76,7 +77,7 @@ struct lf_cache_header {
 	uint32_t flags;		/* LF_CACHE_VERIFIED */
 	struct lf_cache_sect sect[LF_SECT_COUNT];
 	uint8_t reserved[64];	/* zero */
-	uint8_t checksum[32];	/* sha256, see above; last field */
+	uint8_t checksum[32];	/* two LE 64-bit hashes, then zero; last */
 };
 _Static_assert(sizeof(struct lf_cache_header) == 472, "cache header size");
 
