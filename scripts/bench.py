@@ -54,14 +54,18 @@ def timed(fn):
     return time.monotonic() - t
 
 
-def build_image(img, work):
+def build_image(img, work, scale=1):
+    """scale k: the same directories inserted k times, copy j under /cj/
+    (so k times the files, entries and bytes, all distinct paths)."""
     shutil.rmtree(img, ignore_errors=True)
     sh(["umoci", "init", "--layout", img])
     sh(["umoci", "new", "--image", img + ":bench"])
-    for d in SOURCES:
-        if os.path.isdir(d):
-            sh(["umoci", "insert", "--image", img + ":bench", d, d],
-               stdout=subprocess.DEVNULL)
+    for j in range(scale):
+        for d in SOURCES:
+            if os.path.isdir(d):
+                dst = d if j == 0 else "/c%d%s" % (j, d)
+                sh(["umoci", "insert", "--image", img + ":bench", d, dst],
+                   stdout=subprocess.DEVNULL)
     bundle = os.path.join(work, "bundle")
     shutil.rmtree(bundle, ignore_errors=True)
     sh(["umoci", "unpack", "--image", img + ":bench", bundle],
@@ -221,6 +225,29 @@ def extract_then_grep(img, work):
     return {"cold mount": unpack, "grep -r first": unpack + g}
 
 
+def command_figures(binary, img, cache, runs):
+    """Cached-image commands and the warm mount: medians of `runs`."""
+    out = {}
+    subprocess.run([binary, "layers", "-q", "--cache", cache, img],
+                   stdout=subprocess.DEVNULL, check=True)
+    for name, args in (("layers", ["layers"]), ("ls -R", ["ls", "-R"]),
+                       ("diff", ["diff"]), ("waste", ["waste"])):
+        out[name] = statistics.median(
+            timed(lambda: sh([binary] + args + ["-q", "--cache", cache,
+                                                img],
+                             stdout=subprocess.DEVNULL))
+            for _ in range(max(runs, 3)))
+    mnt = img + ".mnt"
+    os.makedirs(mnt, exist_ok=True)
+    peer = Layerfs(binary, img, cache)
+    warm = []
+    for _ in range(max(runs, 3)):
+        warm.append(timed(lambda: peer.mount(mnt)))
+        peer.stop(mnt)
+    out["warm mount"] = statistics.median(warm)
+    return out
+
+
 def fmt_val(k, v):
     if v is None:
         return "-"
@@ -236,6 +263,9 @@ def main():
         os.environ.get("TMPDIR", "/tmp"), "layerfs-bench"))
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--scale", type=int, default=0,
+                    help="also build a K times larger image and print the "
+                         "cached-command and warm-mount figures of both")
     a = ap.parse_args()
     work = os.path.abspath(a.workdir)
     os.makedirs(work, exist_ok=True)
@@ -279,8 +309,28 @@ def main():
     results["gzip -dc (all blobs)"] = {"cold mount": gz}
     rss = results["layerfs"]["peak RSS"]
 
+    scaled = {}
+    if a.scale > 1:
+        big = os.path.join(work, "image-x%d" % a.scale)
+        if not os.path.exists(os.path.join(big, "index.json")):
+            print("building the x%d image in %s ..." % (a.scale, big),
+                  file=sys.stderr)
+            build_image(big, work, a.scale)
+        bcache = os.path.join(work, "cache-x%d" % a.scale)
+        binfo = json.loads(subprocess.run(
+            [a.layerfs, "layers", "--json", "-q", "--cache", bcache, big],
+            check=True, stdout=subprocess.PIPE).stdout)
+        scaled = {
+            "x1": dict(command_figures(a.layerfs, img, cache, a.runs),
+                       entries=entries),
+            "x%d" % a.scale: dict(
+                command_figures(a.layerfs, big, bcache, a.runs),
+                entries=sum(l["entries"] for l in binfo["layers"])),
+        }
+
     if a.json:
-        print(json.dumps({"image": {"layers": len(info["layers"]),
+        print(json.dumps({"scaled": scaled,
+                          "image": {"layers": len(info["layers"]),
                                     "entries": entries,
                                     "compressed": csize,
                                     "uncompressed": usize},
@@ -305,6 +355,15 @@ def main():
                 cell += " (%.2fx)" % (v / base[k])
             row += "%22s" % cell
         print(row)
+    if scaled:
+        print("\ncached image, medians of %d runs:" % max(a.runs, 3))
+        cols = list(scaled)
+        print("%-14s" % "" + "".join("%16s" % c for c in cols))
+        for k in ("entries", "warm mount", "layers", "ls -R", "diff",
+                  "waste"):
+            print("%-14s" % k + "".join(
+                "%16s" % (scaled[c][k] if k == "entries"
+                          else "%.3f s" % scaled[c][k]) for c in cols))
     meta = results["layerfs"].get("RSS after find")
     if meta:
         print("layerfs daemon: %.0f bytes of RSS per entry after find -ls "

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -590,6 +591,10 @@ static int load(const struct lf_image_layer *layer,
 		return -EINVAL;
 	}
 	idx->cached = true;
+	/* checking the file touched every page; most (checkpoint windows,
+	 * entries of paths nobody asks for) are not needed again soon: let
+	 * them go from our RSS, the page cache keeps them */
+	madvise(idx->map, idx->maplen, MADV_DONTNEED);
 	return 0;
 }
 
