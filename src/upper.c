@@ -91,15 +91,23 @@ static void hash_del(struct lf_upper *up, struct node *n)
 	n->hnext = NULL;
 }
 
-int lf_upper_get_node(struct lf_upper *up, struct node *parent,
-		      const char *name, uint64_t lower, struct node **out)
+struct node *lf_upper_find_node(struct lf_upper *up, struct node *parent,
+				const char *name)
 {
 	struct node *n = up->hash[hash_of(parent->id, name)];
-	int ret;
 
 	for (; n; n = n->hnext)
 		if (n->parent == parent && !strcmp(n->name, name))
-			break;
+			return n;
+	return NULL;
+}
+
+int lf_upper_get_node(struct lf_upper *up, struct node *parent,
+		      const char *name, uint64_t lower, struct node **out)
+{
+	struct node *n = lf_upper_find_node(up, parent, name);
+	int ret;
+
 	if (!n) {
 		if ((ret = new_node(up, parent, name, &n)))
 			return ret;
@@ -135,8 +143,8 @@ static void maybe_free(struct lf_upper *up, struct node *n)
 	while (n && n->parent && n->nlookup == 0 && n->nchild == 0) {
 		struct node *p = n->parent;
 
-		if (!n->deleted)
-			hash_del(up, n);
+		/* deleted nodes stay hashed under "" (mark_deleted) */
+		hash_del(up, n);
 		p->nchild--;
 		up->nodes[n->id] = NULL;
 		free(n->name);

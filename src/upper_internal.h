@@ -83,6 +83,9 @@ int lf_upper_node_view(struct lf_upper *up, struct node *n, struct view *v);
 /* Fill st for a view; also decides the reported inode number. */
 void lf_upper_fill_stat(struct lf_upper *up, struct node *n,
 			const struct view *v, struct stat *st);
+/* The live node (parent, name), or NULL; no reference taken. */
+struct node *lf_upper_find_node(struct lf_upper *up, struct node *parent,
+				const char *name);
 /* Find or make the node (parent, name), taking one lookup reference. */
 int lf_upper_get_node(struct lf_upper *up, struct node *parent,
 		      const char *name, uint64_t lower, struct node **out);

@@ -51,16 +51,8 @@ static int dir_node(struct lf_upper *up, uint64_t id, struct node **out)
 static struct node *find_child(struct lf_upper *up, struct node *dir,
 			       const char *name)
 {
-	uint64_t i;
-
-	for (i = 1; i < up->nnodes; i++) {
-		struct node *n = up->nodes[i];
-
-		if (n && n->parent == dir && !n->deleted &&
-		    !strcmp(n->name, name))
-			return n;
-	}
-	return NULL;
+	/* deleted nodes are renamed to "" and never match a real name */
+	return lf_upper_find_node(up, dir, name);
 }
 
 static void mark_deleted(struct lf_upper *up, struct node *dir,
