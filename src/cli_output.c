@@ -176,6 +176,15 @@ int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
 	return ret;
 }
 
+/* The per-layer waste fields, shared by `layers --json` and `waste --json`. */
+static void add_waste_fields(json_t *e, const struct lf_waste_layer *l)
+{
+	json_object_set_new(e, "added", json_integer((json_int_t)l->added));
+	json_object_set_new(e, "overwritten",
+			    json_integer((json_int_t)l->overwritten));
+	json_object_set_new(e, "deleted", json_integer((json_int_t)l->deleted));
+}
+
 int cli_json_layers(FILE *f, struct cli_image *ci, const struct lf_waste *w)
 {
 	json_t *o = json_object(), *arr = json_array();
@@ -216,12 +225,7 @@ int cli_json_layers(FILE *f, struct cli_image *ci, const struct lf_waste *w)
 				    name_value(l->created_by) : json_null());
 		json_object_set_new(e, "created", l->created ?
 				    name_value(l->created) : json_null());
-		json_object_set_new(e, "added", json_integer(
-			(json_int_t)w->layers[i].added));
-		json_object_set_new(e, "overwritten", json_integer(
-			(json_int_t)w->layers[i].overwritten));
-		json_object_set_new(e, "deleted", json_integer(
-			(json_int_t)w->layers[i].deleted));
+		add_waste_fields(e, &w->layers[i]);
 		json_array_append_new(arr, e);
 	}
 	json_object_set_new(o, "layers", arr);
@@ -283,12 +287,7 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 		json_t *e = json_object();
 
 		json_object_set_new(e, "index", json_integer((json_int_t)i + 1));
-		json_object_set_new(e, "added", json_integer(
-			(json_int_t)w->layers[i].added));
-		json_object_set_new(e, "overwritten", json_integer(
-			(json_int_t)w->layers[i].overwritten));
-		json_object_set_new(e, "deleted", json_integer(
-			(json_int_t)w->layers[i].deleted));
+		add_waste_fields(e, &w->layers[i]);
 		json_array_append_new(layers, e);
 	}
 	for (i = 0; i < w->ntop; i++) {
