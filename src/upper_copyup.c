@@ -310,3 +310,14 @@ int lf_upper_make_whiteout(int dirfd, const char *name)
 	close(fd);
 	return 0;
 }
+
+int lf_upper_remove_whiteout(int dirfd, const char *name)
+{
+	char wh[NAME_MAX + 8];
+
+	if (snprintf(wh, sizeof(wh), WH_PREFIX "%s", name) >= (int)sizeof(wh))
+		return -ENAMETOOLONG;
+	if (unlinkat(dirfd, wh, 0) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}

@@ -80,6 +80,9 @@ int lf_upper_view(struct lf_upper *up, struct node *dir, const char *name,
 		  struct view *v);
 /* The merged view of a node itself (through its parent). */
 int lf_upper_node_view(struct lf_upper *up, struct node *n, struct view *v);
+/* Node `id` and its view: -ESTALE for an unknown id. */
+int lf_upper_id_view(struct lf_upper *up, uint64_t id, struct node **n,
+		     struct view *v);
 /* Fill st for a view; also decides the reported inode number. */
 void lf_upper_fill_stat(struct lf_upper *up, struct node *n,
 			const struct view *v, struct stat *st);
@@ -119,5 +122,7 @@ int lf_upper_parent_fd(struct lf_upper *up, struct node *dir, int *fd);
 int lf_upper_clear_whiteouts(int dirfd);
 /* Create .wh.NAME in an upper dir. */
 int lf_upper_make_whiteout(int dirfd, const char *name);
+/* Remove .wh.NAME from an upper dir (absent is fine). */
+int lf_upper_remove_whiteout(int dirfd, const char *name);
 
 #endif /* LAYERFS_UPPER_INTERNAL_H */

@@ -104,7 +104,6 @@ static int finish_create(struct lf_upper *up, struct node *dir, int pfd,
 	struct stat pst;
 	struct node *n;
 	struct view v;
-	char wh[NAME_MAX + 8];
 	int ret;
 
 	/* a setgid parent gives its group, as the kernel would */
@@ -120,11 +119,8 @@ static int finish_create(struct lf_upper *up, struct node *dir, int pfd,
 	if ((mode & 07000 || pst.st_mode & 07000) && !S_ISLNK(mode) &&
 	    fchmodat(pfd, name, pst.st_mode & 07777, 0) < 0)
 		return -errno;
-	if (whiteout) {
-		snprintf(wh, sizeof(wh), WH_PREFIX "%s", name);
-		if (unlinkat(pfd, wh, 0) < 0 && errno != ENOENT)
-			return -errno;
-	}
+	if (whiteout && (ret = lf_upper_remove_whiteout(pfd, name)))
+		return ret;
 	if ((ret = lf_upper_view(up, dir, name, &v)))
 		return ret;
 	if (!v.upper)
@@ -160,13 +156,47 @@ int lf_upper_mknod(struct lf_upper *up, uint64_t parent, const char *name,
 	return ret;
 }
 
+/*
+ * Whiteout bookkeeping inside a directory is not a change the user made:
+ * keep the directory's times (overlayfs keeps such state in xattrs, which
+ * do not touch mtime).
+ */
+static int keep_times(int fd, const struct stat *before)
+{
+	struct timespec ts[2] = { before->st_atim, before->st_mtim };
+
+	return futimens(fd, ts) < 0 ? -errno : 0;
+}
+
+static int make_opaque(int pfd, const char *name)
+{
+	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			O_CLOEXEC), m, ret = 0;
+	struct stat st;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		ret = -errno;
+	m = ret ? -1 : openat(fd, WH_OPAQUE, O_CREAT | O_WRONLY | O_CLOEXEC,
+			      0644);
+	if (!ret && m < 0)
+		ret = -errno;
+	if (m >= 0)
+		close(m);
+	if (!ret)
+		ret = keep_times(fd, &st);
+	close(fd);
+	return ret;
+}
+
 int lf_upper_mkdir(struct lf_upper *up, uint64_t parent, const char *name,
 		   mode_t mode, uid_t uid, gid_t gid, uint64_t *id,
 		   struct stat *st)
 {
 	struct node *dir;
 	bool wh;
-	int pfd = -1, fd, ret;
+	int pfd = -1, ret;
 
 	pthread_mutex_lock(&up->lock);
 	ret = prepare_create(up, parent, name, &dir, &pfd, &wh);
@@ -174,21 +204,8 @@ int lf_upper_mkdir(struct lf_upper *up, uint64_t parent, const char *name,
 		ret = -errno;
 	/* a directory made where something was deleted must not show what
 	 * the lower layers still hold there: opaque, as overlayfs does */
-	if (!ret && wh) {
-		fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			    O_CLOEXEC);
-		if (fd < 0) {
-			ret = -errno;
-		} else {
-			int m = openat(fd, WH_OPAQUE, O_CREAT | O_WRONLY |
-				       O_CLOEXEC, 0644);
-
-			ret = m < 0 ? -errno : 0;
-			if (m >= 0)
-				close(m);
-			close(fd);
-		}
-	}
+	if (!ret && wh)
+		ret = make_opaque(pfd, name);
 	if (!ret)
 		ret = finish_create(up, dir, pfd, name, wh, uid, gid,
 				    mode | S_IFDIR, id, st);
@@ -226,11 +243,9 @@ int lf_upper_link(struct lf_upper *up, uint64_t id, uint64_t parent,
 	struct view v;
 	bool wh;
 	int pfd = -1, sfd = -1, ret;
-	char whn[NAME_MAX + 8];
 
 	pthread_mutex_lock(&up->lock);
-	src = lf_upper_node(up, id);
-	ret = src ? lf_upper_node_view(up, src, &v) : -ESTALE;
+	ret = lf_upper_id_view(up, id, &src, &v);
 	if (!ret && !view_exists(&v))
 		ret = -ENOENT;
 	if (!ret && S_ISDIR(view_mode(&v)))
@@ -244,11 +259,8 @@ int lf_upper_link(struct lf_upper *up, uint64_t id, uint64_t parent,
 		ret = lf_upper_dirfd(up, src->parent, &sfd);
 	if (!ret && linkat(sfd, src->name, pfd, name, 0) < 0)
 		ret = -errno;
-	if (!ret && wh) {
-		snprintf(whn, sizeof(whn), WH_PREFIX "%s", name);
-		if (unlinkat(pfd, whn, 0) < 0 && errno != ENOENT)
-			ret = -errno;
-	}
+	if (!ret && wh)
+		ret = lf_upper_remove_whiteout(pfd, name);
 	if (!ret)
 		ret = lf_upper_view(up, dir, name, &v);
 	if (!ret) {
@@ -359,40 +371,6 @@ static void cut_lower(struct lf_upper *up, struct node *dir)
 	}
 }
 
-/*
- * Whiteout bookkeeping inside a directory is not a change the user made:
- * keep the directory's times (overlayfs keeps such state in xattrs, which
- * do not touch mtime).
- */
-static int keep_times(int fd, const struct stat *before)
-{
-	struct timespec ts[2] = { before->st_atim, before->st_mtim };
-
-	return futimens(fd, ts) < 0 ? -errno : 0;
-}
-
-static int make_opaque(int pfd, const char *name)
-{
-	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			O_CLOEXEC), m, ret = 0;
-	struct stat st;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		ret = -errno;
-	m = ret ? -1 : openat(fd, WH_OPAQUE, O_CREAT | O_WRONLY | O_CLOEXEC,
-			      0644);
-	if (!ret && m < 0)
-		ret = -errno;
-	if (m >= 0)
-		close(m);
-	if (!ret)
-		ret = keep_times(fd, &st);
-	close(fd);
-	return ret;
-}
-
 /* Bring a rename source fully into the upper dir; dirs lose their
  * whiteouts (nothing below them any more). */
 static int lift(struct lf_upper *up, struct node *dir, const char *name,
@@ -464,7 +442,6 @@ static int do_rename(struct lf_upper *up, struct node *odir, const char *name,
 	struct view v1, v2;
 	struct node *src, *dst = NULL, *tmp;
 	int ofd = -1, nfd = -1, cfd, ret;
-	char wh[NAME_MAX + 8];
 
 	if (lf_upper_reserved(name))
 		return -ENOENT;
@@ -513,11 +490,8 @@ static int do_rename(struct lf_upper *up, struct node *odir, const char *name,
 	if (!ret && (flags & RENAME_EXCHANGE) && S_ISDIR(view_mode(&v2)) &&
 	    v1.lower)
 		ret = make_opaque(ofd, name);
-	if (!ret && v2.whiteout) {
-		snprintf(wh, sizeof(wh), WH_PREFIX "%s", newname);
-		if (unlinkat(nfd, wh, 0) < 0 && errno != ENOENT)
-			ret = -errno;
-	}
+	if (!ret && v2.whiteout)
+		ret = lf_upper_remove_whiteout(nfd, newname);
 	/* what the lower layers hold at the old name stays deleted */
 	if (!ret && !(flags & RENAME_EXCHANGE) && v1.lower)
 		ret = lf_upper_make_whiteout(ofd, name);
