@@ -280,6 +280,13 @@ int lf_upper_view(struct lf_upper *up, struct node *dir, const char *name,
 	return 0;
 }
 
+int lf_upper_id_view(struct lf_upper *up, uint64_t id, struct node **n,
+		     struct view *v)
+{
+	*n = lf_upper_node(up, id);
+	return *n ? lf_upper_node_view(up, *n, v) : -ESTALE;
+}
+
 int lf_upper_node_view(struct lf_upper *up, struct node *n, struct view *v)
 {
 	int fd;
@@ -422,8 +429,7 @@ int lf_upper_getattr(struct lf_upper *up, uint64_t id, struct stat *st)
 	int ret;
 
 	pthread_mutex_lock(&up->lock);
-	n = lf_upper_node(up, id);
-	ret = n ? lf_upper_node_view(up, n, &v) : -ESTALE;
+	ret = lf_upper_id_view(up, id, &n, &v);
 	if (!ret && !v.upper && !v.lower)
 		ret = -ENOENT;
 	if (!ret)
@@ -439,8 +445,7 @@ int lf_upper_in_upper(struct lf_upper *up, uint64_t id, bool *in_upper)
 	int ret;
 
 	pthread_mutex_lock(&up->lock);
-	n = lf_upper_node(up, id);
-	ret = n ? lf_upper_node_view(up, n, &v) : -ESTALE;
+	ret = lf_upper_id_view(up, id, &n, &v);
 	if (!ret)
 		*in_upper = v.upper;
 	pthread_mutex_unlock(&up->lock);
@@ -456,8 +461,7 @@ int lf_upper_readlink(struct lf_upper *up, uint64_t id, char *buf,
 	int fd, ret;
 
 	pthread_mutex_lock(&up->lock);
-	n = lf_upper_node(up, id);
-	ret = n ? lf_upper_node_view(up, n, &v) : -ESTALE;
+	ret = lf_upper_id_view(up, id, &n, &v);
 	if (ret)
 		goto out;
 	if (v.upper) {
@@ -727,8 +731,7 @@ ssize_t lf_upper_getxattr(struct lf_upper *up, uint64_t id, const char *name,
 	int fd;
 
 	pthread_mutex_lock(&up->lock);
-	n = lf_upper_node(up, id);
-	ret = n ? lf_upper_node_view(up, n, &v) : -ESTALE;
+	ret = lf_upper_id_view(up, id, &n, &v);
 	if (ret)
 		goto out;
 	if (v.upper) {
@@ -770,8 +773,7 @@ ssize_t lf_upper_listxattr(struct lf_upper *up, uint64_t id, char *buf,
 	int fd;
 
 	pthread_mutex_lock(&up->lock);
-	n = lf_upper_node(up, id);
-	ret = n ? lf_upper_node_view(up, n, &v) : -ESTALE;
+	ret = lf_upper_id_view(up, id, &n, &v);
 	if (ret)
 		goto out;
 	if (v.upper) {

@@ -15,12 +15,9 @@
 static int node_view(struct lf_upper *up, uint64_t id, struct node **n,
 		     struct view *v)
 {
-	int ret;
+	int ret = lf_upper_id_view(up, id, n, v);
 
-	*n = lf_upper_node(up, id);
-	if (!*n)
-		return -ESTALE;
-	if ((ret = lf_upper_node_view(up, *n, v)))
+	if (ret)
 		return ret;
 	return v->upper || v->lower ? 0 : -ENOENT;
 }
