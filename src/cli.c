@@ -82,6 +82,16 @@ int cli_bad_option(const char *cmd, int c, char **argv)
 	return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
 }
 
+int cli_flush(int ret)
+{
+	/* a full disk or a closed pipe must not pass for success */
+	if (fflush(stdout) && ret == CLI_OK) {
+		cli_error("cannot write output: %s", strerror(errno));
+		return CLI_ERR;
+	}
+	return ret;
+}
+
 int cli_common_opt(int c, const char *arg, struct cli_opts *o)
 {
 	char *end;

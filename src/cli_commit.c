@@ -177,9 +177,5 @@ int cli_cmd_commit(int argc, char **argv)
 	print_result(&a, &r);
 out:
 	cli_close(&ci);
-	if (ret == CLI_OK && fflush(stdout)) {
-		cli_error("cannot write output: %s", strerror(errno));
-		ret = CLI_ERR;
-	}
-	return ret;
+	return cli_flush(ret);
 }

@@ -230,9 +230,5 @@ int cli_cmd_diff(int argc, char **argv)
 	}
 out:
 	cli_close(&ci);
-	if (fflush(stdout) && ret == CLI_OK) {
-		cli_error("cannot write output: %s", strerror(errno));
-		ret = CLI_ERR;
-	}
-	return ret;
+	return cli_flush(ret);
 }

@@ -100,6 +100,9 @@ int cli_common_opt(int c, const char *arg, struct cli_opts *o);
 
 /* Usage error for getopt_long's '?' or ':' result; returns 2. */
 int cli_bad_option(const char *cmd, int c, char **argv);
+/* Flush stdout at the end of a command: a write error turns CLI_OK into
+ * CLI_ERR with a message; other codes are returned as they are. */
+int cli_flush(int ret);
 /* Print "layerfs: <msg>" for a failure. */
 void cli_error(const char *fmt, ...) LF_PRINTF(1, 2);
 /* Print a usage error plus "try 'layerfs CMD --help'" and return 2. */

@@ -82,9 +82,5 @@ int cli_cmd_layers(int argc, char **argv)
 	}
 	lf_waste_free(w);
 	cli_close(&ci);
-	if (ret == CLI_OK && fflush(stdout)) {
-		cli_error("cannot write output: %s", strerror(errno));
-		ret = CLI_ERR;
-	}
-	return ret;
+	return cli_flush(ret);
 }

@@ -214,11 +214,7 @@ int cli_cmd_ls(int argc, char **argv)
 	lf_buf_release(&w.path);
 out:
 	cli_close(&ci);
-	if (fflush(stdout) && ret == CLI_OK) {
-		cli_error("cannot write output: %s", strerror(errno));
-		ret = CLI_ERR;
-	}
-	return ret;
+	return cli_flush(ret);
 }
 
 static int cat_one(struct cli_image *ci, const char *path)
@@ -280,11 +276,7 @@ int cli_cmd_cat(int argc, char **argv)
 	for (i = optind + 1; ret == CLI_OK && i < argc; i++)
 		ret = cat_one(&ci, argv[i]);
 	cli_close(&ci);
-	if (fflush(stdout) && ret == CLI_OK) {
-		cli_error("cannot write output: %s", strerror(errno));
-		ret = CLI_ERR;
-	}
-	return ret;
+	return cli_flush(ret);
 }
 
 static void print_stat(struct cli_image *ci, const char *path, uint64_t ino)
@@ -353,9 +345,5 @@ int cli_cmd_stat(int argc, char **argv)
 		}
 	}
 	cli_close(&ci);
-	if (fflush(stdout) && ret == CLI_OK) {
-		cli_error("cannot write output: %s", strerror(errno));
-		ret = CLI_ERR;
-	}
-	return ret;
+	return cli_flush(ret);
 }

@@ -216,9 +216,5 @@ int cli_cmd_waste(int argc, char **argv)
 	}
 	lf_waste_free(w);
 	cli_close(&ci);
-	if (fflush(stdout) && ret == CLI_OK) {
-		cli_error("cannot write output: %s", strerror(errno));
-		ret = CLI_ERR;
-	}
-	return ret;
+	return cli_flush(ret);
 }
