@@ -42,6 +42,7 @@ static int read_xattrs(struct walker *w, int fd, struct lf_tar_xattr *x,
 		       size_t *nx, bool *opaque)
 {
 	ssize_t n, len;
+	size_t total = 0;
 	const char *p;
 
 	*nx = 0;
@@ -55,20 +56,18 @@ static int read_xattrs(struct walker *w, int fd, struct lf_tar_xattr *x,
 	n = flistxattr(fd, w->xnames.data, (size_t)n);
 	if (n < 0)
 		return 0;
-	/* values go in one buffer: size it first, then point into it */
+	/* values go in one buffer: size it first, so that the pointers into
+	 * it stay valid while it is filled */
 	for (p = w->xnames.data; p < w->xnames.data + n; p += strlen(p) + 1) {
 		len = fgetxattr(fd, p, NULL, 0);
-		if (len > 0 && lf_buf_grow(&w->xvals, w->xvals.len + (size_t)len))
-			return -ENOMEM;
-		if (len >= 0)
-			w->xvals.len += (size_t)len;
+		if (len > 0)
+			total += (size_t)len;
 	}
-	lf_buf_setlen(&w->xvals, 0);
-	w->xvals.len = 0;
+	if (lf_buf_grow(&w->xvals, total))
+		return -ENOMEM;
 	for (p = w->xnames.data; p < w->xnames.data + n; p += strlen(p) + 1) {
 		char *at = w->xvals.data + w->xvals.len;
-		size_t room = w->xvals.alloc ? w->xvals.alloc - w->xvals.len - 1
-					     : 0;
+		size_t room = total - w->xvals.len;
 
 		len = fgetxattr(fd, p, at, room);
 		if (len < 0)
