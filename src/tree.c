@@ -25,6 +25,7 @@ struct minode {
 	int32_t layer;		/* -1: implicit directory */
 	uint32_t entry;
 	uint8_t is_dir;
+	uint32_t names;		/* live nodes naming it */
 	uint32_t final;		/* inode number once frozen, 0 before */
 };
 
@@ -39,6 +40,9 @@ struct mtree {
 	uint32_t astack;
 	struct lf_index *const *layers;
 	int layer;		/* layer being applied, for messages */
+	lf_merge_gone_fn gone;	/* told when a file's last name goes */
+	void *gone_arg;
+	int gone_ret;		/* first non-zero return of gone() */
 };
 
 static uint32_t bucket_of(const struct mtree *m, uint32_t parent,
@@ -125,7 +129,7 @@ static int new_inode(struct mtree *m, int layer, uint32_t entry, bool dir,
 
 	if (ret)
 		return ret;
-	m->inodes[m->ninodes] = (struct minode){ layer, entry, dir, 0 };
+	m->inodes[m->ninodes] = (struct minode){ layer, entry, dir, 0, 0 };
 	*out = m->ninodes++;
 	return 0;
 }
@@ -150,6 +154,7 @@ static int add_node(struct mtree *m, uint32_t parent, const char *name,
 	x = &m->nodes[n];
 	*x = (struct mnode){ name, (uint32_t)len, parent, LF_NIL, LF_NIL,
 			     LF_NIL, LF_NIL, LF_NIL, ino, 1 };
+	m->inodes[ino].names++;
 	p = &m->nodes[parent];
 	x->prev = p->last;
 	if (p->last != LF_NIL)
@@ -179,6 +184,18 @@ static void unlink_child(struct mtree *m, uint32_t n)
 	x->prev = x->next = LF_NIL;
 }
 
+/* Node x leaves the view; its inode with it when that was its last name. */
+static void node_gone(struct mtree *m, uint32_t x)
+{
+	struct minode *mi = &m->inodes[m->nodes[x].inode];
+
+	m->nodes[x].alive = 0;
+	if (--mi->names || mi->is_dir || mi->layer < 0 || !m->gone ||
+	    m->gone_ret)
+		return;
+	m->gone_ret = m->gone(m->gone_arg, (size_t)mi->layer, mi->entry);
+}
+
 /* Remove node n and everything below it (rules 3 and 5). */
 static int kill_subtree(struct mtree *m, uint32_t n)
 {
@@ -193,7 +210,7 @@ static int kill_subtree(struct mtree *m, uint32_t n)
 	while (top) {
 		uint32_t x = m->stack[--top];
 
-		m->nodes[x].alive = 0;
+		node_gone(m, x);
 		for (c = m->nodes[x].first; c != LF_NIL; c = m->nodes[c].next) {
 			unhash(m, c);
 			ret = grow((void **)&m->stack, &m->astack, top + 1,
@@ -326,6 +343,15 @@ static int link_target(struct mtree *m, const struct lf_index *idx,
 	return 0;
 }
 
+/* Directory node n now takes its metadata from entry i of this layer. */
+static void set_entry(struct mtree *m, uint32_t n, uint32_t i)
+{
+	struct minode *mi = &m->inodes[m->nodes[n].inode];
+
+	mi->layer = m->layer;
+	mi->entry = i;
+}
+
 /* Rules 5, 6 and 7 for one entry (not a whiteout). */
 static int apply_entry(struct mtree *m, const struct lf_index *idx,
 		       uint32_t i, struct lf_err *err)
@@ -339,8 +365,7 @@ static int apply_entry(struct mtree *m, const struct lf_index *idx,
 	if (!path[0]) {
 		/* "./": the root's own metadata; anything else is nonsense */
 		if (dir)
-			m->inodes[m->nodes[0].inode] =
-				(struct minode){ m->layer, i, true, 0 };
+			set_entry(m, 0, i);
 		return 0;
 	}
 	if (e->kind == LF_KIND_HARDLINK &&
@@ -353,8 +378,7 @@ static int apply_entry(struct mtree *m, const struct lf_index *idx,
 	if (old != LF_NIL) {
 		if (dir && node_is_dir(m, old)) {
 			/* a directory over a directory: metadata only */
-			m->inodes[m->nodes[old].inode] =
-				(struct minode){ m->layer, i, true, 0 };
+			set_entry(m, old, i);
 			return 0;
 		}
 		if (e->kind == LF_KIND_HARDLINK && m->nodes[old].inode == ino)
@@ -487,41 +511,147 @@ static void mtree_release(struct mtree *m)
 	free(m->stack);
 }
 
+struct lf_merge {
+	struct mtree m;
+	size_t n, next;		/* layers, and the next one to apply */
+	uint32_t *stamp;	/* per minode, for lf_merge_dir_bytes() */
+	uint32_t astamp, gen;
+};
+
+int lf_merge_new(struct lf_index *const *layers, size_t n,
+		 lf_merge_gone_fn gone, void *arg, struct lf_merge **out)
+{
+	struct lf_merge *g = calloc(1, sizeof(*g));
+	uint32_t root_ino;
+
+	if (!g)
+		return -ENOMEM;
+	g->m.layers = layers;
+	g->m.gone = gone;
+	g->m.gone_arg = arg;
+	g->n = n;
+	if (rehash(&g->m) || new_inode(&g->m, -1, 0, true, &root_ino) ||
+	    grow((void **)&g->m.nodes, &g->m.anodes, 1, sizeof(*g->m.nodes))) {
+		lf_merge_free(g);
+		return -ENOMEM;
+	}
+	g->m.nodes[g->m.nnodes++] = (struct mnode){
+		"", 0, 0, LF_NIL, LF_NIL, LF_NIL, LF_NIL, LF_NIL, root_ino, 1 };
+	g->m.inodes[root_ino].names = 1;
+	*out = g;
+	return 0;
+}
+
+int lf_merge_apply(struct lf_merge *g, struct lf_err *err)
+{
+	int ret;
+
+	if (g->next >= g->n)
+		return lf_err_set(err, -EINVAL, "no layer left to apply");
+	g->m.layer = (int)g->next;
+	if ((ret = apply_layer(&g->m, g->m.layers[g->next], err)))
+		return ret;
+	if ((ret = g->m.gone_ret))
+		return lf_err_set(err, ret, "layer %zu: %s", g->next + 1,
+				  ret == -ENOMEM ? "out of memory" :
+				  strerror(-ret));
+	g->next++;
+	return 0;
+}
+
+int lf_merge_dir_bytes(struct lf_merge *g, const char *path, size_t len,
+		       uint64_t *bytes)
+{
+	struct mtree *m = &g->m;
+	uint32_t dir = find_dir(m, path, len), top = 0, c;
+	int ret;
+
+	*bytes = 0;
+	if (dir == LF_NIL)
+		return -ENOENT;
+	c = g->astamp;
+	if ((ret = grow((void **)&g->stamp, &g->astamp, m->ninodes,
+			sizeof(*g->stamp))))
+		return ret;
+	memset(g->stamp + c, 0, sizeof(*g->stamp) * (g->astamp - c));
+	if (++g->gen == 0) {	/* wrapped: start clean */
+		memset(g->stamp, 0, sizeof(*g->stamp) * g->astamp);
+		g->gen = 1;
+	}
+	if ((ret = grow((void **)&m->stack, &m->astack, 1, sizeof(uint32_t))))
+		return ret;
+	m->stack[top++] = dir;
+	while (top) {
+		uint32_t x = m->stack[--top];
+
+		for (c = m->nodes[x].first; c != LF_NIL; c = m->nodes[c].next) {
+			uint32_t in = m->nodes[c].inode;
+			const struct minode *mi = &m->inodes[in];
+			const struct lf_idx_entry *e;
+
+			if (mi->is_dir) {
+				ret = grow((void **)&m->stack, &m->astack,
+					   top + 1, sizeof(uint32_t));
+				if (ret)
+					return ret;
+				m->stack[top++] = c;
+				continue;
+			}
+			if (g->stamp[in] == g->gen || mi->layer < 0)
+				continue;
+			g->stamp[in] = g->gen;
+			e = lf_index_entry(m->layers[mi->layer], mi->entry);
+			if (e->kind == LF_KIND_REG)
+				*bytes += e->size;
+		}
+	}
+	return 0;
+}
+
+int lf_merge_finish(struct lf_merge *g, struct lf_tree **out,
+		    struct lf_err *err)
+{
+	struct lf_tree *t = calloc(1, sizeof(*t));
+	int ret;
+
+	if (!t || !(t->layers = malloc(sizeof(*t->layers) *
+				       (g->next ? g->next : 1)))) {
+		free(t);
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	}
+	memcpy(t->layers, g->m.layers, sizeof(*t->layers) * g->next);
+	t->nlayers = g->next;
+	if ((ret = freeze(&g->m, t))) {
+		lf_tree_free(t);
+		return lf_err_set(err, ret, "out of memory");
+	}
+	*out = t;
+	return 0;
+}
+
+void lf_merge_free(struct lf_merge *g)
+{
+	if (!g)
+		return;
+	mtree_release(&g->m);
+	free(g->stamp);
+	free(g);
+}
+
 int lf_tree_build(struct lf_index *const *layers, size_t n,
 		  struct lf_tree **out, struct lf_err *err)
 {
-	struct mtree m = { .layers = layers };
-	struct lf_tree *t;
-	uint32_t root_ino, root;
+	struct lf_merge *g;
+	size_t i;
 	int ret;
 
-	t = calloc(1, sizeof(*t));
-	if (!t)
+	if (lf_merge_new(layers, n, NULL, NULL, &g))
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	t->layers = malloc(sizeof(*t->layers) * (n ? n : 1));
-	if (!t->layers || rehash(&m) || new_inode(&m, -1, 0, true, &root_ino) ||
-	    grow((void **)&m.nodes, &m.anodes, 1, sizeof(*m.nodes))) {
-		ret = lf_err_set(err, -ENOMEM, "out of memory");
-		goto fail;
-	}
-	memcpy(t->layers, layers, sizeof(*layers) * n);
-	t->nlayers = n;
-	root = m.nnodes++;
-	m.nodes[root] = (struct mnode){ "", 0, 0, LF_NIL, LF_NIL, LF_NIL,
-					LF_NIL, LF_NIL, root_ino, 1 };
-	for (m.layer = 0; (size_t)m.layer < n; m.layer++)
-		if ((ret = apply_layer(&m, layers[m.layer], err)))
-			goto fail;
-	if ((ret = freeze(&m, t))) {
-		lf_err_set(err, ret, "out of memory");
-		goto fail;
-	}
-	mtree_release(&m);
-	*out = t;
-	return 0;
-fail:
-	mtree_release(&m);
-	lf_tree_free(t);
+	for (i = 0, ret = 0; i < n && !ret; i++)
+		ret = lf_merge_apply(g, err);
+	if (!ret)
+		ret = lf_merge_finish(g, out, err);
+	lf_merge_free(g);
 	return ret;
 }
 

@@ -38,7 +38,9 @@ struct acc {
 	size_t n;
 	size_t *base;		/* flat offset of each layer's entries */
 	uint32_t *hidden_at;	/* per flat entry: 1-based layer, 0 = live */
-	uint8_t *live;		/* scratch, per flat entry */
+	size_t cur;		/* layer being applied */
+	const char **paths;	/* its paths, sorted, made when first needed */
+	size_t npaths;
 	struct pmap map;
 	struct lf_waste *w;
 };
@@ -112,45 +114,19 @@ static int pstat_add(struct pstat *p, uint64_t size, uint32_t layer)
 	return 0;
 }
 
-/* Bytes of regular files below `dir` in tree t (each inode once). */
-static uint64_t bytes_below(struct lf_tree *t, uint64_t dir, uint8_t *seen)
-{
-	size_t i, n = lf_tree_dir_count(t, dir);
-	uint64_t sum = 0;
-
-	for (i = 0; i < n; i++) {
-		struct lf_tree_attr a;
-		const char *nm;
-		size_t len;
-		uint64_t ino;
-
-		lf_tree_dir_entry(t, dir, i, &nm, &len, &ino);
-		lf_tree_getattr(t, ino, &a);
-		if (S_ISDIR(a.mode))
-			sum += bytes_below(t, ino, seen);
-		else if (S_ISREG(a.mode) && !seen[ino]) {
-			seen[ino] = 1;
-			sum += a.size;
-		}
-	}
-	return sum;
-}
-
 /* dive's per-layer visit: the leaves of layer l (0-based). */
-static int dive_layer(struct acc *a, size_t l, struct lf_tree *below)
+static int dive_layer(struct acc *a, size_t l, struct lf_merge *below)
 {
 	const struct lf_index *x = a->idx[l];
 	size_t i, n = lf_index_count(x);
 	struct lf_buf tgt;
-	uint8_t *seen = NULL;
 	int ret = 0;
 
 	lf_buf_init(&tgt);
 	for (i = 0; i < n && !ret; i++) {
 		const struct lf_idx_entry *e = lf_index_entry(x, i);
 		const char *path = lf_index_path(x, e);
-		uint64_t size = 0, ino;
-		struct lf_tree_attr at;
+		uint64_t size = 0;
 		struct pstat *p;
 
 		if (e->kind == LF_KIND_DIR || (e->flags & LF_IDX_OPAQUE))
@@ -167,16 +143,10 @@ static int dive_layer(struct acc *a, size_t l, struct lf_tree *below)
 				break;
 			}
 			path = tgt.data;
-			if (!lf_tree_resolve(below, path, 0, &ino) &&
-			    !lf_tree_getattr(below, ino, &at) &&
-			    S_ISDIR(at.mode)) {
-				if (!seen && !(seen = calloc(
-					       lf_tree_count(below) + 1, 1))) {
-					ret = -ENOMEM;
-					break;
-				}
-				memset(seen, 0, lf_tree_count(below) + 1);
-				size = bytes_below(below, ino, seen);
+			if (lf_merge_dir_bytes(below, path, tgt.len, &size) ==
+			    -ENOMEM) {
+				ret = -ENOMEM;
+				break;
 			}
 		} else if (e->kind == LF_KIND_REG) {
 			size = e->size;
@@ -193,27 +163,8 @@ static int dive_layer(struct acc *a, size_t l, struct lf_tree *below)
 			p->first_entry = (uint32_t)i;
 		}
 	}
-	free(seen);
 	lf_buf_release(&tgt);
 	return ret;
-}
-
-/* Which entries of layers <= m are still in the view of layers 1..m. */
-static void mark_live(struct acc *a, struct lf_tree *t, size_t m)
-{
-	uint64_t ino, count = lf_tree_count(t);
-
-	memset(a->live, 0, a->base[m + 1]);
-	for (ino = 1; ino <= count; ino++) {
-		struct lf_tree_attr at;
-		size_t l;
-
-		if (lf_tree_getattr(t, ino, &at) || !at.entry || at.layer < 0)
-			continue;
-		l = (size_t)at.layer;
-		a->live[a->base[l] + (size_t)(at.entry -
-					      lf_index_entry(a->idx[l], 0))] = 1;
-	}
 }
 
 static int cmp_strp(const void *x, const void *y)
@@ -241,37 +192,27 @@ static const char **layer_paths(const struct lf_index *x, size_t *np)
 	return v;
 }
 
-/* Regular files of layers <= m that layer m hides now. */
-static int account_hidden(struct acc *a, size_t m)
+/*
+ * A file of layer l leaves the view while layer a->cur is applied: a
+ * regular file's bytes are overwritten when layer cur puts something at its
+ * path, deleted otherwise (a whiteout, or a parent replaced).
+ */
+static int file_gone(void *arg, size_t l, uint32_t i)
 {
-	const char **paths = NULL;
-	size_t l, i, np = 0;
+	struct acc *a = arg;
+	const struct lf_idx_entry *e = lf_index_entry(a->idx[l], i);
+	const char *p = lf_index_path(a->idx[l], e);
 
-	for (l = 0; l <= m; l++) {
-		const struct lf_index *x = a->idx[l];
-
-		for (i = 0; i < lf_index_count(x); i++) {
-			const struct lf_idx_entry *e = lf_index_entry(x, i);
-			size_t f = a->base[l] + i;
-
-			if (e->kind != LF_KIND_REG || a->hidden_at[f] ||
-			    a->live[f] || (e->flags & LF_IDX_WHITEOUT))
-				continue;
-			a->hidden_at[f] = (uint32_t)m + 1;
-			if (!paths && !(paths = layer_paths(a->idx[m], &np)))
-				return -ENOMEM;
-			/* replaced at its own path: overwritten; else
-			 * removed by a whiteout or a parent's replacement */
-			const char *p = lf_index_path(x, e);
-
-			if (np && bsearch(&p, paths, np, sizeof(*paths),
-					  cmp_strp))
-				a->w->layers[l].overwritten += e->size;
-			else
-				a->w->layers[l].deleted += e->size;
-		}
-	}
-	free(paths);
+	if (e->kind != LF_KIND_REG)
+		return 0;
+	a->hidden_at[a->base[l] + i] = (uint32_t)a->cur + 1;
+	if (!a->paths && !(a->paths = layer_paths(a->idx[a->cur], &a->npaths)))
+		return -ENOMEM;
+	if (a->npaths && bsearch(&p, a->paths, a->npaths, sizeof(*a->paths),
+				 cmp_strp))
+		a->w->layers[l].overwritten += e->size;
+	else
+		a->w->layers[l].deleted += e->size;
 	return 0;
 }
 
@@ -437,15 +378,15 @@ static void acc_release(struct acc *a)
 	free(a->map.buckets);
 	free(a->base);
 	free(a->hidden_at);
-	free(a->live);
+	free(a->paths);
 }
 
 int lf_waste_compute(struct lf_index *const *layers,
 		     struct lf_blob *const *blobs, size_t n, size_t top,
 		     struct lf_waste **out, struct lf_err *err)
 {
-	struct acc a = { layers, blobs, n, NULL, NULL, NULL, { 0 }, NULL };
-	struct lf_tree *prev = NULL, *cur = NULL;
+	struct acc a = { .idx = layers, .blobs = blobs, .n = n };
+	struct lf_merge *merge = NULL;
 	size_t l, i;
 	int ret = -ENOMEM;
 
@@ -458,12 +399,10 @@ int lf_waste_compute(struct lf_index *const *layers,
 	for (l = 0; l < n; l++)
 		a.base[l + 1] = a.base[l] + lf_index_count(layers[l]);
 	a.hidden_at = calloc(a.base[n] + 1, sizeof(*a.hidden_at));
-	a.live = calloc(a.base[n] + 1, 1);
 	a.w->nlayers = n;
 	a.w->layers = calloc(n ? n : 1, sizeof(*a.w->layers));
-	if (!a.hidden_at || !a.live || !a.w->layers)
-		goto fail;
-	if ((ret = lf_tree_build(layers, 0, &prev, err)))
+	if (!a.hidden_at || !a.w->layers ||
+	    lf_merge_new(layers, n, file_gone, &a, &merge))
 		goto fail;
 	for (l = 0; l < n; l++) {
 		for (i = 0; i < lf_index_count(layers[l]); i++) {
@@ -474,20 +413,17 @@ int lf_waste_compute(struct lf_index *const *layers,
 			    !(e->flags & LF_IDX_WHITEOUT))
 				a.w->layers[l].added += e->size;
 		}
-		if ((ret = dive_layer(&a, l, prev)))
+		if ((ret = dive_layer(&a, l, merge)))
 			goto nomem;
-		if ((ret = lf_tree_build(layers, l + 1, &cur, err)))
+		a.cur = l;
+		if ((ret = lf_merge_apply(merge, err)))
 			goto fail;
-		mark_live(&a, cur, l);
-		if ((ret = account_hidden(&a, l)))
-			goto nomem;
-		lf_tree_free(prev);
-		prev = cur;
-		cur = NULL;
+		free(a.paths);
+		a.paths = NULL;
 	}
 	if ((ret = find_secrets(&a)) || (ret = summarise(&a, top)))
 		goto nomem;
-	lf_tree_free(prev);
+	lf_merge_free(merge);
 	acc_release(&a);
 	*out = a.w;
 	return 0;
@@ -496,8 +432,7 @@ nomem:
 fail:
 	if (ret == -ENOMEM && err && !err->code)
 		lf_err_set(err, ret, "out of memory");
-	lf_tree_free(prev);
-	lf_tree_free(cur);
+	lf_merge_free(merge);
 	acc_release(&a);
 	lf_waste_free(a.w);
 	return ret;

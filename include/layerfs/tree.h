@@ -54,6 +54,33 @@ int lf_tree_build(struct lf_index *const *layers, size_t n,
 		  struct lf_tree **out, struct lf_err *err);
 void lf_tree_free(struct lf_tree *t);
 
+/*
+ * The same merge one layer at a time, for accounting that needs every
+ * prefix (waste, layers): linear in the entries, where building a tree per
+ * prefix is quadratic.  lf_tree_build() is new + apply n times + finish.
+ *
+ * gone(arg, layer, entry) is called when a regular file, symlink or other
+ * non-directory leaves the view: its last name is whited out, replaced, or
+ * removed with a parent (a file still reachable through another hardlink
+ * has not left).  A non-zero return stops lf_merge_apply() with that error.
+ */
+struct lf_merge;
+typedef int (*lf_merge_gone_fn)(void *arg, size_t layer, uint32_t entry);
+
+int lf_merge_new(struct lf_index *const *layers, size_t n,
+		 lf_merge_gone_fn gone, void *arg, struct lf_merge **out);
+/* Apply the next layer (whiteouts first, then entries in tar order). */
+int lf_merge_apply(struct lf_merge *g, struct lf_err *err);
+/* Bytes of the regular files below directory path[0..len) of the current
+ * view, each file once; symlinks on the way are not followed.  -ENOENT
+ * when the path is not a directory of the view. */
+int lf_merge_dir_bytes(struct lf_merge *g, const char *path, size_t len,
+		       uint64_t *bytes);
+/* Freeze the layers applied so far into a tree; then only lf_merge_free(). */
+int lf_merge_finish(struct lf_merge *g, struct lf_tree **out,
+		    struct lf_err *err);
+void lf_merge_free(struct lf_merge *g);
+
 /* Number of inodes (the largest inode number). */
 uint64_t lf_tree_count(const struct lf_tree *t);
 
