@@ -12,6 +12,7 @@
 struct mnode {
 	const char *name;	/* borrowed from an index string */
 	uint32_t len;
+	int32_t layer;		/* whose string */
 	uint32_t parent;
 	uint32_t first, last;	/* children, in insertion (tar) order */
 	uint32_t prev, next;	/* siblings */
@@ -152,8 +153,8 @@ static int add_node(struct mtree *m, uint32_t parent, const char *name,
 		return ret;
 	n = m->nnodes++;
 	x = &m->nodes[n];
-	*x = (struct mnode){ name, (uint32_t)len, parent, LF_NIL, LF_NIL,
-			     LF_NIL, LF_NIL, LF_NIL, ino, 1 };
+	*x = (struct mnode){ name, (uint32_t)len, m->layer, parent, LF_NIL,
+			     LF_NIL, LF_NIL, LF_NIL, LF_NIL, ino, 1 };
 	m->inodes[ino].names++;
 	p = &m->nodes[parent];
 	x->prev = p->last;
@@ -184,16 +185,22 @@ static void unlink_child(struct mtree *m, uint32_t n)
 	x->prev = x->next = LF_NIL;
 }
 
-/* Node x leaves the view; its inode with it when that was its last name. */
-static void node_gone(struct mtree *m, uint32_t x)
+/* Drop one reference to inode `in`; tell gone() when it was the last. */
+static void inode_unref(struct mtree *m, uint32_t in)
 {
-	struct minode *mi = &m->inodes[m->nodes[x].inode];
+	struct minode *mi = &m->inodes[in];
 
-	m->nodes[x].alive = 0;
 	if (--mi->names || mi->is_dir || mi->layer < 0 || !m->gone ||
 	    m->gone_ret)
 		return;
 	m->gone_ret = m->gone(m->gone_arg, (size_t)mi->layer, mi->entry);
+}
+
+/* Node x leaves the view; its inode with it when that was its last name. */
+static void node_gone(struct mtree *m, uint32_t x)
+{
+	m->nodes[x].alive = 0;
+	inode_unref(m, m->nodes[x].inode);
 }
 
 /* Remove node n and everything below it (rules 3 and 5). */
@@ -352,27 +359,17 @@ static void set_entry(struct mtree *m, uint32_t n, uint32_t i)
 	mi->entry = i;
 }
 
-/* Rules 5, 6 and 7 for one entry (not a whiteout). */
-static int apply_entry(struct mtree *m, const struct lf_index *idx,
-		       uint32_t i, struct lf_err *err)
+/* Put entry i at path (parent dirs made); ino: a hardlink's target. */
+static int place(struct mtree *m, const struct lf_idx_entry *e, uint32_t i,
+		 const char *path, uint32_t ino)
 {
-	const struct lf_idx_entry *e = lf_index_entry(idx, i);
-	const char *path = lf_index_path(idx, e), *base;
-	uint32_t parent, old, ino = 0, n;
 	bool dir = e->kind == LF_KIND_DIR;
+	uint32_t parent, old, n;
+	const char *base;
 	int ret;
 
-	if (!path[0]) {
-		/* "./": the root's own metadata; anything else is nonsense */
-		if (dir)
-			set_entry(m, 0, i);
-		return 0;
-	}
-	if (e->kind == LF_KIND_HARDLINK &&
-	    (ret = link_target(m, idx, e, &ino, err)))
-		return ret;
 	if ((ret = ensure_dirs(m, path, lf_path_dirlen(path), &parent)))
-		goto nomem;
+		return ret;
 	base = lf_path_basename(path);
 	old = lookup(m, parent, base, strlen(base));
 	if (old != LF_NIL) {
@@ -384,17 +381,44 @@ static int apply_entry(struct mtree *m, const struct lf_index *idx,
 		if (e->kind == LF_KIND_HARDLINK && m->nodes[old].inode == ino)
 			return 0; /* a link to itself changes nothing */
 		if ((ret = kill_subtree(m, old)))
-			goto nomem;
+			return ret;
 	}
 	if (e->kind != LF_KIND_HARDLINK &&
 	    (ret = new_inode(m, m->layer, i, dir, &ino)))
-		goto nomem;
-	if ((ret = add_node(m, parent, base, strlen(base), ino, &n)))
-		goto nomem;
+		return ret;
+	return add_node(m, parent, base, strlen(base), ino, &n);
+}
+
+/* Rules 5, 6 and 7 for one entry (not a whiteout). */
+static int apply_entry(struct mtree *m, const struct lf_index *idx,
+		       uint32_t i, struct lf_err *err)
+{
+	const struct lf_idx_entry *e = lf_index_entry(idx, i);
+	const char *path = lf_index_path(idx, e);
+	uint32_t ino = 0;
+	int ret;
+
+	if (!path[0]) {
+		/* "./": the root's own metadata; anything else is nonsense */
+		if (e->kind == LF_KIND_DIR)
+			set_entry(m, 0, i);
+		return 0;
+	}
+	if (e->kind != LF_KIND_HARDLINK) {
+		ret = place(m, e, i, path, 0);
+	} else {
+		if ((ret = link_target(m, idx, e, &ino, err)))
+			return ret;
+		/* the target may lose its last name on the way (`x/y` linked
+		 * to a file `x`) and gets this one: it never left the view */
+		m->inodes[ino].names++;
+		ret = place(m, e, i, path, ino);
+		inode_unref(m, ino);
+	}
+	if (ret)
+		return lf_err_set(err, ret, "layer %d: cannot add '%s': %s",
+				  m->layer + 1, path, strerror(-ret));
 	return 0;
-nomem:
-	return lf_err_set(err, ret, "layer %d: cannot add '%s': %s",
-			  m->layer + 1, path, strerror(-ret));
 }
 
 static int apply_layer(struct mtree *m, const struct lf_index *idx,
@@ -418,11 +442,11 @@ static int apply_layer(struct mtree *m, const struct lf_index *idx,
 	return 0;
 }
 
-static int build_slots(struct lf_tree *t)
+int lf_tree_build_slots(struct lf_tree *t)
 {
-	uint32_t n = 16, i;
+	uint32_t n = 16, d, k;
 
-	while (n < t->ndirents * 2u) {
+	while (n <= t->ndirents * 2u) {
 		if (n > UINT32_MAX / 4)
 			return -E2BIG;
 		n *= 2;
@@ -432,14 +456,18 @@ static int build_slots(struct lf_tree *t)
 		return -ENOMEM;
 	memset(t->slots, 0xff, sizeof(*t->slots) * n);
 	t->nslots = n;
-	for (i = 0; i < t->ndirents; i++) {
-		const struct tdirent *d = &t->dirents[i];
-		uint32_t h = (uint32_t)lf_tree_hash(t->dir_of[i], d->name,
-						    d->len) & (n - 1);
+	for (d = 1; d <= t->ninodes; d++) {
+		const struct tinode *di = &t->inodes[d];
 
-		while (t->slots[h] != LF_NIL)
-			h = (h + 1) & (n - 1);
-		t->slots[h] = i;
+		for (k = di->first; k < di->first + di->count; k++) {
+			const struct tdirent *x = &t->dirents[k];
+			uint32_t h = (uint32_t)lf_tree_hash(
+				d, lf_tree_dirent_name(t, x), x->len) & (n - 1);
+
+			while (t->slots[h] != LF_NIL)
+				h = (h + 1) & (n - 1);
+			t->slots[h] = k;
+		}
 	}
 	return 0;
 }
@@ -456,8 +484,7 @@ static int freeze(struct mtree *m, struct lf_tree *t)
 	queue = malloc(sizeof(*queue) * m->nnodes);
 	t->inodes = calloc((size_t)m->ninodes + 1, sizeof(*t->inodes));
 	t->dirents = malloc(sizeof(*t->dirents) * m->nnodes);
-	t->dir_of = malloc(sizeof(*t->dir_of) * m->nnodes);
-	if (!queue || !t->inodes || !t->dirents || !t->dir_of)
+	if (!queue || !t->inodes || !t->dirents)
 		goto out;
 	m->inodes[m->nodes[0].inode].final = LF_TREE_ROOT;
 	t->ninodes = 1;
@@ -476,6 +503,7 @@ static int freeze(struct mtree *m, struct lf_tree *t)
 		     c = m->nodes[c].next) {
 			struct minode *mi = &m->inodes[m->nodes[c].inode];
 			struct tinode *ti;
+			const struct mnode *x;
 
 			if (!mi->final) {
 				mi->final = ++t->ninodes;
@@ -491,13 +519,15 @@ static int freeze(struct mtree *m, struct lf_tree *t)
 				t->inodes[dino].nlink++;
 			else
 				ti->nlink++;
-			t->dir_of[t->ndirents] = dino;
+			x = &m->nodes[c];
 			t->dirents[t->ndirents++] = (struct tdirent){
-				m->nodes[c].name, m->nodes[c].len, mi->final };
+				(uint32_t)(x->name - lf_index_str(
+						   m->layers[x->layer], 0)),
+				x->len, mi->final, x->layer };
 		}
 		t->inodes[dino].count = t->ndirents - t->inodes[dino].first;
 	}
-	ret = build_slots(t);
+	ret = lf_tree_build_slots(t);
 out:
 	free(queue);
 	return ret;
@@ -536,7 +566,8 @@ int lf_merge_new(struct lf_index *const *layers, size_t n,
 		return -ENOMEM;
 	}
 	g->m.nodes[g->m.nnodes++] = (struct mnode){
-		"", 0, 0, LF_NIL, LF_NIL, LF_NIL, LF_NIL, LF_NIL, root_ino, 1 };
+		"", 0, -1, 0, LF_NIL, LF_NIL, LF_NIL, LF_NIL, LF_NIL, root_ino,
+		1 };
 	g->m.inodes[root_ino].names = 1;
 	*out = g;
 	return 0;
@@ -660,9 +691,12 @@ void lf_tree_free(struct lf_tree *t)
 	if (!t)
 		return;
 	free(t->layers);
-	free(t->inodes);
-	free(t->dirents);
-	free(t->dir_of);
-	free(t->slots);
+	if (t->map) {
+		lf_cache_unmap(t->map, t->maplen);
+	} else {
+		free(t->inodes);
+		free(t->dirents);
+		free(t->slots);
+	}
 	free(t);
 }

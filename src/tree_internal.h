@@ -17,12 +17,19 @@ struct tinode {
 	uint32_t count;		/* directories: number of dirents */
 };
 
+/* A name in a directory; the name lives in a layer's STRINGS section. */
 struct tdirent {
-	const char *name;	/* borrowed from an index; not NUL-terminated */
+	uint32_t name;		/* STRINGS offset; not NUL-terminated */
 	uint32_t len;
 	uint32_t ino;
+	int32_t layer;		/* whose STRINGS */
 };
 
+/*
+ * inodes, dirents and slots are flat arrays without pointers, so a tree can
+ * be stored in a file and used straight from its mapping (tree_cache.c).
+ * A directory's entries are dirents[first .. first + count).
+ */
 struct lf_tree {
 	struct lf_index **layers;	/* owned array of borrowed indexes */
 	size_t nlayers;
@@ -31,9 +38,17 @@ struct lf_tree {
 	struct tdirent *dirents;
 	uint32_t ndirents;
 	uint32_t *slots;		/* hash of dirents by (dir, name) */
-	uint32_t nslots;		/* power of two */
-	uint32_t *dir_of;		/* dirent -> directory inode */
+	uint32_t nslots;		/* power of two, at least one LF_NIL */
+	void *map;			/* loaded from a file: the mapping that
+					 * holds the arrays, else NULL */
+	size_t maplen;
 };
+
+static inline const char *lf_tree_dirent_name(const struct lf_tree *t,
+					      const struct tdirent *d)
+{
+	return lf_index_str(t->layers[d->layer], d->name);
+}
 
 /* Hash of a name within directory `dir` (shared by build and lookup). */
 static inline uint64_t lf_tree_hash(uint64_t dir, const char *name,
@@ -48,5 +63,8 @@ static inline uint64_t lf_tree_hash(uint64_t dir, const char *name,
 	}
 	return h ^ (h >> 29);
 }
+
+/* Fill t->slots for t->dirents (t->inodes complete); 0 or -ENOMEM. */
+int lf_tree_build_slots(struct lf_tree *t);
 
 #endif /* LAYERFS_TREE_INTERNAL_H */

@@ -111,8 +111,9 @@ int lf_tree_lookup(const struct lf_tree *t, uint64_t dir, const char *name,
 	for (; (s = t->slots[h]) != LF_NIL; h = (h + 1) & (t->nslots - 1)) {
 		const struct tdirent *d = &t->dirents[s];
 
-		if (t->dir_of[s] == dir && d->len == len &&
-		    !memcmp(d->name, name, len)) {
+		if (s - t->inodes[dir].first < t->inodes[dir].count &&
+		    d->len == len &&
+		    !memcmp(lf_tree_dirent_name(t, d), name, len)) {
 			*ino = d->ino;
 			return 0;
 		}
@@ -203,7 +204,7 @@ void lf_tree_dir_entry(const struct lf_tree *t, uint64_t dir, size_t i,
 {
 	const struct tdirent *d = &t->dirents[t->inodes[dir].first + i];
 
-	*name = d->name;
+	*name = lf_tree_dirent_name(t, d);
 	*len = d->len;
 	*ino = d->ino;
 }
