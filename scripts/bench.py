@@ -245,6 +245,15 @@ def command_figures(binary, img, cache, runs):
         warm.append(timed(lambda: peer.mount(mnt)))
         peer.stop(mnt)
     out["warm mount"] = statistics.median(warm)
+    # memory: RSS of the daemon after a metadata walk of the whole tree
+    peer.mount(mnt)
+    sh(["find", mnt, "-ls"], stdout=subprocess.DEVNULL)
+    out["RSS after find"] = vm_rss(peer.daemon.pid)
+    peer.stop(mnt)
+    names = subprocess.run([binary, "ls", "-R", "-q", "--cache", cache, img],
+                           stdout=subprocess.PIPE, check=True).stdout
+    out["name bytes"] = sum(len(l.rsplit(b"/", 1)[-1])
+                            for l in names.splitlines())
     return out
 
 
@@ -364,6 +373,18 @@ def main():
             print("%-14s" % k + "".join(
                 "%16s" % (scaled[c][k] if k == "entries"
                           else "%.3f s" % scaled[c][k]) for c in cols))
+    if len(scaled) == 2:
+        (c1, s1), (c4, s4) = sorted(scaled.items(),
+                                    key=lambda kv: kv[1]["entries"])
+        de = s4["entries"] - s1["entries"]
+        dr = s4["RSS after find"] - s1["RSS after find"]
+        print("%-14s" % "RSS after find" + "".join(
+            "%16s" % fmt_val("RSS after find", scaled[c]["RSS after find"])
+            for c in cols))
+        print("layerfs daemon, %s -> %s: %.0f bytes of RSS per added entry "
+              "after find -ls; names average %.1f bytes per entry" % (
+                  c1, c4, dr / max(de, 1),
+                  s4["name bytes"] / max(s4["entries"], 1)))
     meta = results["layerfs"].get("RSS after find")
     if meta:
         print("layerfs daemon: %.0f bytes of RSS per entry after find -ls "

@@ -16,7 +16,9 @@ struct lf_blob {
 	const struct lf_vfile *vf;	/* borrowed */
 	const struct lf_index *idx;	/* borrowed */
 	struct lf_chunk_cache *cc;	/* borrowed, may be NULL */
-	const struct lf_gzidx_view *gz;	/* gzip layers only */
+	bool is_gz;			/* a gzip layer */
+	/* its checkpoints once checked (lf_index_gzidx_checked()), or NULL */
+	const struct lf_gzidx_view *_Atomic gz;
 	int tar_fd;			/* zstd copy (owned by idx) or -1 */
 	uint64_t id;			/* chunk cache key */
 	uint64_t tar_size;
@@ -34,7 +36,8 @@ int lf_blob_open(const struct lf_vfile *blob, const struct lf_index *idx,
 	b->vf = blob;
 	b->idx = idx;
 	b->cc = cc;
-	b->gz = lf_index_gzidx(idx);
+	b->is_gz = lf_index_compression(idx) == LF_COMP_GZIP;
+	atomic_init(&b->gz, NULL);
 	b->tar_fd = lf_index_tar_fd(idx);
 	b->tar_size = lf_index_tar_size(idx);
 	b->id = cc ? lf_chunk_cache_new_id(cc) : 0;
@@ -78,11 +81,28 @@ static ssize_t fd_pread(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)done;
 }
 
-/* The decompressed span of checkpoint i, referenced (lf_chunk_unref). */
-static int get_chunk(struct lf_blob *b, size_t i, bool worker,
-		     struct lf_chunk **out, struct lf_err *err)
+/* The checkpoints of a gzip blob, checked before their first use. */
+static int gz_view(struct lf_blob *b, const struct lf_gzidx_view **out,
+		   struct lf_err *err)
 {
-	const struct lf_gzidx_view *gz = b->gz;
+	const struct lf_gzidx_view *gz = atomic_load(&b->gz);
+	int ret;
+
+	if (!gz) {
+		ret = lf_index_gzidx_checked(b->idx, b->vf, &gz, err);
+		if (ret)
+			return ret;
+		atomic_store(&b->gz, gz);
+	}
+	*out = gz;
+	return 0;
+}
+
+/* The decompressed span of checkpoint i, referenced (lf_chunk_unref). */
+static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
+		     size_t i, bool worker, struct lf_chunk **out,
+		     struct lf_err *err)
+{
 	uint64_t start = gz->points[i].out;
 	uint64_t end = i + 1 < gz->npoints ? gz->points[i + 1].out
 					   : gz->total_out;
@@ -135,25 +155,32 @@ void lf_blob_fill_chunk(struct lf_blob *b, uint64_t no)
 	struct lf_chunk *c = NULL;
 	struct lf_err err;
 
-	/* errors surface again, with a message, when a reader asks */
-	if (!get_chunk(b, (size_t)no, true, &c, &err))
+	/* errors surface again, with a message, when a reader asks;
+	 * prefetches come after a reader checked the view */
+	const struct lf_gzidx_view *gz = atomic_load(&b->gz);
+
+	if (gz && no < gz->npoints && !get_chunk(b, gz, (size_t)no, true, &c,
+						 &err))
 		lf_chunk_unref(c);
 }
 
 static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
 			uint64_t off, struct lf_err *err)
 {
+	const struct lf_gzidx_view *gz;
 	size_t done = 0;
+	int ret = gz_view(b, &gz, err);
 
+	if (ret)
+		return ret;
 	while (done < len && off < b->tar_size) {
-		size_t i = lf_gzidx_find(b->gz, off), n;
+		size_t i = lf_gzidx_find(gz, off), n;
 		struct lf_chunk *c = NULL;
 		uint64_t skip;
-		int ret = get_chunk(b, i, false, &c, err);
 
-		if (ret)
+		if ((ret = get_chunk(b, gz, i, false, &c, err)))
 			return ret;
-		skip = off - b->gz->points[i].out;
+		skip = off - gz->points[i].out;
 		if (skip >= c->len) { /* cannot happen with a checked index */
 			lf_chunk_unref(c);
 			return lf_err_set(err, -EIO, "'%s': bad checkpoint",
@@ -176,7 +203,7 @@ ssize_t lf_blob_pread(struct lf_blob *b, void *buf, size_t len, uint64_t off,
 	if (off >= b->tar_size)
 		return 0;
 	len = (size_t)LF_MIN((uint64_t)len, b->tar_size - off);
-	if (b->gz)
+	if (b->is_gz)
 		return gz_pread(b, buf, len, off, err);
 	if (b->tar_fd >= 0)
 		n = fd_pread(b->tar_fd, buf, len, off);

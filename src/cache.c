@@ -189,25 +189,52 @@ static uint64_t hash64(const unsigned char *p, size_t len)
 	return h ^ (h >> 32);
 }
 
-/* checksum[0..8) hashes the header before the field, [8..16) the body. */
-static void checksum(const void *data, size_t len, uint8_t out[32])
+uint64_t lf_cache_hash64(const void *data, size_t len)
+{
+	return hash64(data, len);
+}
+
+/* Where the body stops and the GZWINDOWS section starts (it is last:
+ * its hash covers it and the padding after it). */
+static size_t windows_start(const struct lf_cache_header *h, size_t len)
+{
+	return lf_le64(h->sect[LF_SECT_GZWINDOWS].len) ?
+		       (size_t)lf_le64(h->sect[LF_SECT_GZWINDOWS].off) : len;
+}
+
+/* checksum[0..8) hashes the header before the field, [8..16) the body but
+ * the checkpoint windows, [16..24) the windows (checked on first use). */
+static void checksum(const void *data, size_t len, bool windows,
+		     uint8_t out[32])
 {
 	const size_t hlen = offsetof(struct lf_cache_header, checksum);
 	const size_t body = sizeof(struct lf_cache_header);
-	uint64_t a = lf_le64(hash64(data, hlen));
-	uint64_t b = lf_le64(hash64((const unsigned char *)data + body,
-				    len - body));
+	const unsigned char *p = data;
+	size_t w = windows_start(data, len);
+	uint64_t a = lf_le64(hash64(p, hlen));
+	uint64_t b = lf_le64(hash64(p + body, w - body));
+	uint64_t c = windows ? lf_le64(hash64(p + w, len - w)) : 0;
 
 	memset(out, 0, 32);
 	memcpy(out, &a, 8);
 	memcpy(out + 8, &b, 8);
+	memcpy(out + 16, &c, 8);
+}
+
+int lf_cache_check_windows(const void *data, size_t len)
+{
+	const struct lf_cache_header *h = data;
+	size_t w = windows_start(h, len);
+	uint64_t c = lf_le64(hash64((const unsigned char *)data + w, len - w));
+
+	return memcmp(&c, h->checksum + 16, 8) ? -EIO : 0;
 }
 
 void lf_cache_seal(void *data, size_t len)
 {
 	struct lf_cache_header *h = data;
 
-	checksum(data, len, h->checksum);
+	checksum(data, len, true, h->checksum);
 }
 
 static int check_header(const struct lf_cache_header *h, size_t len,
@@ -239,8 +266,17 @@ static int check_header(const struct lf_cache_header *h, size_t len,
 			return -EINVAL;
 		}
 	}
-	checksum(h, len, sum);
-	if (memcmp(sum, h->checksum, 32)) {
+	/* the windows come last, then at most 7 bytes of padding */
+	if (lf_le64(h->sect[LF_SECT_GZWINDOWS].len) &&
+	    len - (lf_le64(h->sect[LF_SECT_GZWINDOWS].off) +
+		   lf_le64(h->sect[LF_SECT_GZWINDOWS].len)) >= 8) {
+		*why = "section outside the file";
+		return -EINVAL;
+	}
+	/* the windows' hash ([16..24)) waits for lf_cache_check_windows() */
+	checksum(h, len, false, sum);
+	if (memcmp(sum, h->checksum, 16) ||
+	    memcmp(sum + 24, h->checksum + 24, 8)) {
 		*why = "checksum mismatch";
 		return -EINVAL;
 	}

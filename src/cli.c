@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "layerfs/log.h"
+#include "layerfs/tree_cache.h"
 
 static const struct {
 	const char *name;
@@ -185,8 +186,7 @@ static void *index_worker(void *arg)
 		char label[64];
 
 		snprintf(label, sizeof(label), "layer %zu", i + 1);
-		io.cache_dir = j->ci->cache_dir.len ? j->ci->cache_dir.data
-						    : NULL;
+		io.cache_dir = cli_cache_dir(j->ci);
 		io.verify = !j->o->no_verify;
 		io.label = label;
 		io.progress = on_progress;
@@ -367,7 +367,8 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 	}
 	if ((ret = index_layers(ci, o)))
 		return ret;
-	if (want_tree && lf_tree_build(ci->idx, ci->n, &ci->tree, &err)) {
+	if (want_tree && lf_tree_open(ci->idx, ci->n, cli_cache_dir(ci),
+				      &ci->tree, &err)) {
 		cli_error("%s: %s", ci->name, err.msg);
 		return CLI_ERR;
 	}

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "layerfs/diff.h"
+#include "layerfs/tree_cache.h"
 #include "layerfs/upper.h"
 
 static const char diff_help[] =
@@ -95,8 +96,9 @@ static int run_prefixes(struct cli_image *ci, long from, long to,
 			cli_error("%s: %s", ci->name, err.msg);
 			return CLI_ERR;
 		}
-	if (lf_tree_build(ci->idx, (size_t)from, &ta, &err) ||
-	    lf_tree_build(ci->idx, (size_t)to, &tb, &err)) {
+	if (lf_tree_open(ci->idx, (size_t)from, cli_cache_dir(ci), &ta,
+			 &err) ||
+	    lf_tree_open(ci->idx, (size_t)to, cli_cache_dir(ci), &tb, &err)) {
 		cli_error("%s: %s", ci->name, err.msg);
 		ret = CLI_ERR;
 	} else {

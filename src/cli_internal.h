@@ -113,6 +113,12 @@ int cli_usage(const char *cmd, const char *fmt, ...) LF_PRINTF(2, 3);
  * progress line on a terminal) and, if want_tree, merge them.  Returns
  * CLI_OK, CLI_ERR (message printed) or CLI_USAGE (bad --layers).
  */
+/* The cache directory of an opened stack, or NULL (--no-cache, no HOME). */
+static inline const char *cli_cache_dir(const struct cli_image *ci)
+{
+	return ci->cache_dir.len ? ci->cache_dir.data : NULL;
+}
+
 int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 	     bool want_tree, struct cli_image *ci);
 void cli_close(struct cli_image *ci);

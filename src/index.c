@@ -591,6 +591,7 @@ static int load(const struct lf_image_layer *layer,
 		return -EINVAL;
 	}
 	idx->cached = true;
+	idx->cache_path = strdup(cache_path);	/* NULL: not dropped if bad */
 	/* checking the file touched every page; most (checkpoint windows,
 	 * entries of paths nobody asks for) are not needed again soon: let
 	 * them go from our RSS, the page cache keeps them */
@@ -612,11 +613,9 @@ int lf_index_open(const struct lf_image_layer *layer,
 	if (!layer->blob)
 		return lf_err_set(err, -ENOENT, "%s: blob %s is missing", label,
 				  layer->source);
-	idx = calloc(1, sizeof(*idx));
+	idx = lf_index_alloc();
 	if (!idx)
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	idx->tar_fd = -1;
-	idx->dir_fd = -1;
 	lf_buf_init(&path);
 	ret = detect(layer, &comp, err);
 	if (ret)

@@ -238,10 +238,9 @@ int lf_index_open_dir(const char *dir, const char *label,
 	size_t i;
 	int ret;
 
-	idx = calloc(1, sizeof(*idx));
+	idx = lf_index_alloc();
 	if (!idx)
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	idx->tar_fd = -1;
 	idx->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (idx->dir_fd < 0) {
 		ret = lf_err_set(err, -errno, "%s: cannot open directory '%s': "

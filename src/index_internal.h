@@ -3,6 +3,9 @@
 #ifndef LAYERFS_INDEX_INTERNAL_H
 #define LAYERFS_INDEX_INTERNAL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "layerfs/index.h"
 #include "layerfs/tarscan.h"
 #include "layerfs/zstdec.h"
@@ -24,6 +27,12 @@ struct lf_index {
 	struct lf_gzidx_view gz;
 	int tar_fd;		/* owned, zstd copy; -1 otherwise */
 	int dir_fd;		/* owned, directory layers; -1 otherwise */
+	/* gzip checkpoint windows are checked on first use, not at load
+	 * (they are three quarters of a cache file): lf_index_gzidx_checked() */
+	pthread_mutex_t gz_lock;
+	atomic_bool gz_checked;
+	char *cache_path;	/* the file loaded, to drop it when damaged */
+	struct lf_buf gz_points, gz_windows;	/* rebuilt checkpoints */
 };
 
 /* The state of one index build (index.c: blobs; index_dir.c: dirs). */
@@ -59,6 +68,9 @@ int lf_index_add_entry(void *ctx, const struct lf_tar_entry *e,
 /* Lay the built sections out into idx's file image (unsealed). */
 int lf_index_assemble(struct index_builder *b, const char *key,
 		      struct lf_index *idx);
+
+/* A zeroed index with its fds at -1 and its lock ready; NULL if no memory. */
+struct lf_index *lf_index_alloc(void);
 
 /*
  * Point the views of idx at its file image and check every offset in it, so

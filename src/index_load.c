@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "layerfs/cache.h"
+#include "layerfs/log.h"
 
 static const void *sect(const struct lf_index *idx, int i, size_t *len)
 {
@@ -116,10 +117,29 @@ bad:
 	return -EINVAL;
 }
 
+struct lf_index *lf_index_alloc(void)
+{
+	struct lf_index *idx = calloc(1, sizeof(*idx));
+
+	if (!idx)
+		return NULL;
+	idx->tar_fd = -1;
+	idx->dir_fd = -1;
+	pthread_mutex_init(&idx->gz_lock, NULL);
+	atomic_init(&idx->gz_checked, false);
+	lf_buf_init(&idx->gz_points);
+	lf_buf_init(&idx->gz_windows);
+	return idx;
+}
+
 void lf_index_close(struct lf_index *idx)
 {
 	if (!idx)
 		return;
+	pthread_mutex_destroy(&idx->gz_lock);
+	free(idx->cache_path);
+	lf_buf_release(&idx->gz_points);
+	lf_buf_release(&idx->gz_windows);
 	if (idx->mapped)
 		lf_cache_unmap(idx->map, idx->maplen);
 	else
@@ -139,6 +159,16 @@ size_t lf_index_count(const struct lf_index *idx)
 const struct lf_idx_entry *lf_index_entry(const struct lf_index *idx, size_t i)
 {
 	return &idx->entries[i];
+}
+
+size_t lf_index_strings_size(const struct lf_index *idx)
+{
+	return idx->strings_len;
+}
+
+const uint8_t *lf_index_checksum(const struct lf_index *idx)
+{
+	return idx->dir_fd >= 0 ? NULL : idx->hdr->checksum;
 }
 
 const char *lf_index_str(const struct lf_index *idx, uint32_t off)
@@ -213,6 +243,102 @@ bool lf_index_cached(const struct lf_index *idx)
 const struct lf_gzidx_view *lf_index_gzidx(const struct lf_index *idx)
 {
 	return lf_index_compression(idx) == LF_COMP_GZIP ? &idx->gz : NULL;
+}
+
+struct rebuild_src {
+	const struct lf_vfile *blob;
+	uint64_t pos;
+};
+
+static ssize_t rebuild_read(void *ctx, void *buf, size_t len)
+{
+	struct rebuild_src *r = ctx;
+	ssize_t n = lf_vfile_pread(r->blob, buf, len, r->pos);
+
+	if (n > 0)
+		r->pos += (uint64_t)n;
+	return n;
+}
+
+/* Checkpoints anew from the blob, in memory (a damaged cache file). */
+static int rebuild_points(struct lf_index *idx, const struct lf_vfile *blob,
+			  struct lf_err *err)
+{
+	struct rebuild_src r = { blob, 0 };
+	struct lf_gzidx_builder *gb;
+	uint64_t tin, tout;
+	size_t got;
+	char *buf;
+	int ret;
+
+	if (!blob)
+		return lf_err_set(err, -EIO, "no blob to rebuild checkpoints");
+	buf = malloc(1 << 20);
+	if (!buf)
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	ret = lf_gzidx_builder_new(0, rebuild_read, &r, lf_vfile_name(blob),
+				   &gb);
+	if (ret) {
+		free(buf);
+		return lf_err_set(err, ret, "out of memory");
+	}
+	do
+		ret = lf_gzidx_builder_read(gb, buf, 1 << 20, &got, err);
+	while (!ret && got);
+	lf_buf_reset(&idx->gz_points);
+	lf_buf_reset(&idx->gz_windows);
+	if (!ret)
+		ret = lf_gzidx_builder_finish(gb, &idx->gz_points,
+					      &idx->gz_windows, &tin, &tout,
+					      err);
+	lf_gzidx_builder_free(gb);
+	free(buf);
+	if (!ret && tout != idx->gz.total_out)
+		ret = lf_err_set(err, -EIO, "'%s': the blob changed since it "
+				 "was indexed", lf_vfile_name(blob));
+	if (ret)
+		return ret;
+	idx->gz.points = (const void *)idx->gz_points.data;
+	idx->gz.npoints = idx->gz_points.len / sizeof(struct lf_gzidx_point);
+	idx->gz.windows = (const void *)idx->gz_windows.data;
+	idx->gz.windows_len = idx->gz_windows.len;
+	return 0;
+}
+
+int lf_index_gzidx_checked(const struct lf_index *cidx,
+			   const struct lf_vfile *blob,
+			   const struct lf_gzidx_view **out, struct lf_err *err)
+{
+	/* the lazily checked part is the one mutable piece of an index */
+	struct lf_index *idx = (struct lf_index *)cidx;
+	int ret = 0;
+
+	*out = NULL;
+	if (lf_index_compression(idx) != LF_COMP_GZIP)
+		return 0;
+	if (atomic_load(&idx->gz_checked)) {
+		*out = &idx->gz;
+		return 0;
+	}
+	pthread_mutex_lock(&idx->gz_lock);
+	if (!atomic_load(&idx->gz_checked)) {
+		if (idx->cached &&
+		    lf_cache_check_windows(idx->map, idx->maplen)) {
+			lf_log(LF_LOG_WARN, "index cache file '%s': checkpoint "
+			       "windows damaged; rebuilding them from the "
+			       "blob (the next run rebuilds the file)",
+			       idx->cache_path ? idx->cache_path : "?");
+			if (idx->cache_path)
+				unlink(idx->cache_path);
+			ret = rebuild_points(idx, blob, err);
+		}
+		if (!ret)
+			atomic_store(&idx->gz_checked, true);
+	}
+	pthread_mutex_unlock(&idx->gz_lock);
+	if (!ret)
+		*out = &idx->gz;
+	return ret;
 }
 
 int lf_index_tar_fd(const struct lf_index *idx)

@@ -16,9 +16,13 @@
  *     GZPOINTS  struct lf_gzidx_point[] (gzip layers only)
  *     GZWINDOWS deflated 32 KiB windows (gzip layers only)
  *
- * The header ends with a checksum: a 64-bit XXH64-style hash of the header
- * before the checksum field and one of every byte after the header (it
- * catches corruption; lf_index_attach() checks every offset regardless).  Files are written to a temp file in the cache
+ * The header ends with a checksum: 64-bit XXH64-style hashes of the header
+ * before the checksum field, of every byte after the header up to the
+ * GZWINDOWS section (which is last), and of that section.  The first two are
+ * checked at load; the windows on first use (lf_cache_check_windows(),
+ * through lf_index_gzidx_checked()), so a mount does not read them.  The
+ * hashes catch corruption; lf_index_attach() checks every offset
+ * regardless.  Files are written to a temp file in the cache
  * directory and renamed into place, so readers see a whole file or none; a
  * file with a bad magic, version, key, size or checksum is never trusted.
  *
@@ -36,7 +40,7 @@
 #include "layerfs/digest.h"
 
 #define LF_CACHE_MAGIC "LFIDX\r\n\032"	/* 8 bytes, like PNG's: catches text mangling */
-#define LF_CACHE_VERSION 2	/* 2: XXH64-style checksums */
+#define LF_CACHE_VERSION 3	/* 2: XXH64-style checksums, 3: windows apart */
 
 enum lf_cache_section {
 	LF_SECT_ENTRIES,
@@ -158,6 +162,16 @@ int lf_cache_store(const char *path, const void *data, size_t len,
  * header at the start of `data`).
  */
 void lf_cache_seal(void *data, size_t len);
+
+/*
+ * Check the GZWINDOWS section of a loaded file against its own hash (not
+ * done by lf_cache_load(): the windows are most of a file and a mount
+ * reads few of them).  0 or -EIO.
+ */
+int lf_cache_check_windows(const void *data, size_t len);
+
+/* The 64-bit XXH64-style hash the checksums use (not cryptographic). */
+uint64_t lf_cache_hash64(const void *data, size_t len);
 
 /*
  * mmap `path` read-only and check magic, version, sizes, key, section bounds

@@ -86,10 +86,29 @@ uint64_t lf_index_whiteouts(const struct lf_index *idx);
 /* Digests computed while indexing ("sha256:<hex>"). */
 const char *lf_index_blob_digest(const struct lf_index *idx);
 const char *lf_index_diff_id(const struct lf_index *idx);
+/* Bytes of the STRINGS section (every string offset is below it). */
+size_t lf_index_strings_size(const struct lf_index *idx);
+/*
+ * The 32-byte checksum of the index image: it identifies the content, so
+ * a merged tree stored for a list of layers names them by it
+ * (tree_cache.h).  NULL for directory layers, which change under us.
+ */
+const uint8_t *lf_index_checksum(const struct lf_index *idx);
 /* true when loaded from the cache rather than built now. */
 bool lf_index_cached(const struct lf_index *idx);
-/* Checkpoints of a gzip layer (NULL for others). */
+/* Checkpoints of a gzip layer (NULL for others), unchecked: their windows
+ * are not covered by the load-time checksum. */
 const struct lf_gzidx_view *lf_index_gzidx(const struct lf_index *idx);
+/*
+ * The checkpoints, their windows checked against the cache file's checksum
+ * on the first call (later calls cost an atomic load).  Damaged windows are
+ * rebuilt in memory from `blob` (one pass, a warning, and the cache file is
+ * removed so the next run rebuilds it).  *out is NULL for non-gzip layers.
+ * Thread-safe.
+ */
+int lf_index_gzidx_checked(const struct lf_index *idx,
+			   const struct lf_vfile *blob,
+			   const struct lf_gzidx_view **out, struct lf_err *err);
 /*
  * Read-only fd of the decompressed copy of a zstd layer (owned by the index:
  * do not close), or -1 for other layers.  Without a cache directory the copy

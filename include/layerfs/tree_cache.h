@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tree_cache.h - merged trees kept in the cache directory, so that a second
+ * mount (or ls, diff) of the same layers costs a mapping, not a merge.
+ *
+ * `<cache>/tree-<hex>.tree`, hex = sha256 of the list of the layers' index
+ * checksums (lf_index_checksum()): a rebuilt or different index names a
+ * different tree.  Layout (native little-endian, like the index files):
+ *   struct header (magic "LFTREE\r\n", version, sizes, offsets, two hashes)
+ *   inodes  struct tinode[ninodes + 1]
+ *   dirents struct tdirent[ndirents]
+ *   slots   uint32_t[nslots]
+ * A loaded file is checked (hashes, then every inode, dirent and slot is
+ * in bounds, directories strictly below their parent in inode order so no
+ * walk can loop) and then used straight from the mapping.  A file that
+ * fails is reported with lf_log(WARN), ignored and replaced.  Directory
+ * layers are never cached (lf_index_checksum() is NULL for them).
+ *
+ * Thread safety: reentrant; the tree it returns is tree.h's.
+ */
+#ifndef LAYERFS_TREE_CACHE_H
+#define LAYERFS_TREE_CACHE_H
+
+#include <stddef.h>
+
+#include "layerfs/common.h"
+#include "layerfs/index.h"
+#include "layerfs/tree.h"
+
+#define LF_TREE_FILE_VERSION 1
+
+/*
+ * The tree of layers[0..n): loaded from `cache_dir` when a valid file is
+ * there, else built (lf_tree_build()) and stored.  cache_dir NULL: built
+ * only.  Errors are lf_tree_build()'s; a cache that cannot be written
+ * costs speed only (a warning).
+ */
+int lf_tree_open(struct lf_index *const *layers, size_t n,
+		 const char *cache_dir, struct lf_tree **out,
+		 struct lf_err *err);
+
+#endif /* LAYERFS_TREE_CACHE_H */
