@@ -70,7 +70,7 @@ int cli_cmd_layers(int argc, char **argv)
 		       &ci);
 	/* the waste columns: bytes each layer ships that later ones hide */
 	if (ret == CLI_OK &&
-	    lf_waste_compute(ci.idx, NULL, ci.n, 0, &w, &err)) {
+	    lf_waste_per_layer(ci.idx, ci.n, &w, &err)) {
 		cli_error("%s: %s", ci.name, err.msg);
 		ret = CLI_ERR;
 	}

@@ -15,21 +15,28 @@
 
 /* One leaf path of dive's accounting. */
 struct pstat {
-	char *path;		/* normalised, no leading slash */
+	const char *path;	/* normalised, no leading slash */
+	bool own_path;		/* path is ours (else an index's) */
+	bool has_first;
+	uint32_t first_layer, first_entry;	/* first regular-file copy */
 	uint64_t cum, min;
 	uint32_t *layers;	/* occurrences (1-based), in order */
 	uint64_t *sizes;	/* and their sizes */
-	size_t n, cap;
+	uint32_t n, cap;
+	uint32_t l_in[2];	/* the first two occurrences, inline: most */
+	uint64_t s_in[2];	/* paths occur once */
 	struct pstat *next;	/* hash chain */
-	uint32_t first_layer, first_entry;	/* first regular-file copy */
-	bool has_first;
 };
 
+#define PBLOCK 4096
+
+/* Paths by name; pstats come from blocks that never move. */
 struct pmap {
 	struct pstat **buckets;
-	size_t nbuckets, count;
+	size_t nbuckets, count;	/* power of two; count <= nbuckets */
 	struct pstat **all;	/* insertion order, for the final pass */
-	size_t cap;
+	size_t cap;		/* of all; all[i] lives in blocks[i / PBLOCK] */
+	struct pstat **blocks;
 };
 
 struct acc {
@@ -56,28 +63,67 @@ static uint64_t hash_str(const char *s)
 	return h;
 }
 
-static struct pstat *pmap_get(struct pmap *m, const char *path)
+static int pmap_grow(struct pmap *m)
 {
-	size_t b = hash_str(path) & (m->nbuckets - 1);
+	size_t nb = m->nbuckets ? m->nbuckets * 2 : 4096, i;
+	struct pstat **b = calloc(nb, sizeof(*b));
+
+	if (!b)
+		return -ENOMEM;
+	for (i = 0; i < m->count; i++) {
+		struct pstat *p = m->all[i];
+		size_t h = hash_str(p->path) & (nb - 1);
+
+		p->next = b[h];
+		b[h] = p;
+	}
+	free(m->buckets);
+	m->buckets = b;
+	m->nbuckets = nb;
+	return 0;
+}
+
+/* The record of `path`, made when new; `borrowed`: path outlives the map
+ * (an index string), else it is copied. */
+static struct pstat *pmap_get(struct pmap *m, const char *path, bool borrowed)
+{
+	size_t b;
 	struct pstat *p;
 
-	for (p = m->buckets[b]; p; p = p->next)
-		if (!strcmp(p->path, path))
-			return p;
+	if (m->nbuckets) {
+		b = hash_str(path) & (m->nbuckets - 1);
+		for (p = m->buckets[b]; p; p = p->next)
+			if (!strcmp(p->path, path))
+				return p;
+	}
 	if (m->count == m->cap) {
-		size_t nc = m->cap ? m->cap * 2 : 1024;
+		size_t nc = m->cap + PBLOCK, nblk = nc / PBLOCK;
 		struct pstat **a = realloc(m->all, nc * sizeof(*a));
+		struct pstat **bl;
 
 		if (!a)
 			return NULL;
 		m->all = a;
+		bl = realloc(m->blocks, nblk * sizeof(*bl));
+		if (!bl)
+			return NULL;
+		m->blocks = bl;
+		if (!(bl[nblk - 1] = malloc(PBLOCK * sizeof(**bl))))
+			return NULL;
 		m->cap = nc;
 	}
-	p = calloc(1, sizeof(*p));
-	if (!p || !(p->path = strdup(path))) {
-		free(p);
+	if (m->count >= m->nbuckets && pmap_grow(m))
 		return NULL;
-	}
+	p = &m->blocks[m->count / PBLOCK][m->count % PBLOCK];
+	memset(p, 0, sizeof(*p));
+	p->layers = p->l_in;
+	p->sizes = p->s_in;
+	p->cap = 2;
+	p->path = path;
+	if (!borrowed && !(p->path = strdup(path)))
+		return NULL;
+	p->own_path = !borrowed;
+	b = hash_str(path) & (m->nbuckets - 1);
 	p->next = m->buckets[b];
 	m->buckets[b] = p;
 	m->all[m->count++] = p;
@@ -86,7 +132,7 @@ static struct pstat *pmap_get(struct pmap *m, const char *path)
 
 static int pstat_add(struct pstat *p, uint64_t size, uint32_t layer)
 {
-	size_t k;
+	uint32_t k;
 
 	/* dive keeps one node per path per layer: a later entry of the same
 	 * layer replaces the earlier occurrence */
@@ -94,14 +140,22 @@ static int pstat_add(struct pstat *p, uint64_t size, uint32_t layer)
 		p->cum -= p->sizes[p->n - 1];
 		p->n--;
 	} else if (p->n == p->cap) {
-		size_t nc = p->cap ? p->cap * 2 : 4;
-		uint32_t *l = realloc(p->layers, nc * sizeof(*l));
-		uint64_t *s = l ? realloc(p->sizes, nc * sizeof(*s)) : NULL;
+		uint32_t nc = p->cap * 2;
+		uint32_t *l = malloc(nc * sizeof(*l));
+		uint64_t *s = malloc(nc * sizeof(*s));
 
-		if (l)
-			p->layers = l;
-		if (!s)
+		if (!l || !s) {
+			free(l);
+			free(s);
 			return -ENOMEM;
+		}
+		memcpy(l, p->layers, p->n * sizeof(*l));
+		memcpy(s, p->sizes, p->n * sizeof(*s));
+		if (p->layers != p->l_in) {
+			free(p->layers);
+			free(p->sizes);
+		}
+		p->layers = l;
 		p->sizes = s;
 		p->cap = nc;
 	}
@@ -151,7 +205,7 @@ static int dive_layer(struct acc *a, size_t l, struct lf_merge *below)
 		} else if (e->kind == LF_KIND_REG) {
 			size = e->size;
 		}
-		p = pmap_get(&a->map, path);
+		p = pmap_get(&a->map, path, path != tgt.data);
 		if (!p) {
 			ret = -ENOMEM;
 			break;
@@ -369,11 +423,18 @@ static void acc_release(struct acc *a)
 	size_t i;
 
 	for (i = 0; i < a->map.count; i++) {
-		free(a->map.all[i]->path);
-		free(a->map.all[i]->layers);
-		free(a->map.all[i]->sizes);
-		free(a->map.all[i]);
+		struct pstat *p = a->map.all[i];
+
+		if (p->own_path)
+			free((char *)p->path);
+		if (p->layers != p->l_in) {
+			free(p->layers);
+			free(p->sizes);
+		}
 	}
+	for (i = 0; i < a->map.cap / PBLOCK; i++)
+		free(a->map.blocks[i]);
+	free(a->map.blocks);
 	free(a->map.all);
 	free(a->map.buckets);
 	free(a->base);
@@ -381,9 +442,10 @@ static void acc_release(struct acc *a)
 	free(a->paths);
 }
 
-int lf_waste_compute(struct lf_index *const *layers,
-		     struct lf_blob *const *blobs, size_t n, size_t top,
-		     struct lf_waste **out, struct lf_err *err)
+/* full: dive's path accounting and secrets too, else per layer only. */
+static int compute(struct lf_index *const *layers,
+		   struct lf_blob *const *blobs, size_t n, size_t top,
+		   bool full, struct lf_waste **out, struct lf_err *err)
 {
 	struct acc a = { .idx = layers, .blobs = blobs, .n = n };
 	struct lf_merge *merge = NULL;
@@ -392,9 +454,7 @@ int lf_waste_compute(struct lf_index *const *layers,
 
 	a.w = calloc(1, sizeof(*a.w));
 	a.base = calloc(n + 1, sizeof(*a.base));
-	a.map.nbuckets = 65536;
-	a.map.buckets = calloc(a.map.nbuckets, sizeof(*a.map.buckets));
-	if (!a.w || !a.base || !a.map.buckets)
+	if (!a.w || !a.base)
 		goto fail;
 	for (l = 0; l < n; l++)
 		a.base[l + 1] = a.base[l] + lf_index_count(layers[l]);
@@ -413,7 +473,7 @@ int lf_waste_compute(struct lf_index *const *layers,
 			    !(e->flags & LF_IDX_WHITEOUT))
 				a.w->layers[l].added += e->size;
 		}
-		if ((ret = dive_layer(&a, l, merge)))
+		if (full && (ret = dive_layer(&a, l, merge)))
 			goto nomem;
 		a.cur = l;
 		if ((ret = lf_merge_apply(merge, err)))
@@ -421,7 +481,7 @@ int lf_waste_compute(struct lf_index *const *layers,
 		free(a.paths);
 		a.paths = NULL;
 	}
-	if ((ret = find_secrets(&a)) || (ret = summarise(&a, top)))
+	if (full && ((ret = find_secrets(&a)) || (ret = summarise(&a, top))))
 		goto nomem;
 	lf_merge_free(merge);
 	acc_release(&a);
@@ -436,6 +496,19 @@ fail:
 	acc_release(&a);
 	lf_waste_free(a.w);
 	return ret;
+}
+
+int lf_waste_compute(struct lf_index *const *layers,
+		     struct lf_blob *const *blobs, size_t n, size_t top,
+		     struct lf_waste **out, struct lf_err *err)
+{
+	return compute(layers, blobs, n, top, true, out, err);
+}
+
+int lf_waste_per_layer(struct lf_index *const *layers, size_t n,
+		       struct lf_waste **out, struct lf_err *err)
+{
+	return compute(layers, NULL, n, 0, false, out, err);
 }
 
 void lf_waste_free(struct lf_waste *w)

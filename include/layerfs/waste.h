@@ -78,6 +78,10 @@ struct lf_waste {
 int lf_waste_compute(struct lf_index *const *layers,
 		     struct lf_blob *const *blobs, size_t n, size_t top,
 		     struct lf_waste **out, struct lf_err *err);
+/* Only the per-layer fields (added, overwritten, deleted; the rest is zero,
+ * efficiency 0): what `layers` shows, without dive's path accounting. */
+int lf_waste_per_layer(struct lf_index *const *layers, size_t n,
+		       struct lf_waste **out, struct lf_err *err);
 void lf_waste_free(struct lf_waste *w);
 
 #endif /* LAYERFS_WASTE_H */
