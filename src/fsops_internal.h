@@ -23,7 +23,10 @@ struct lf_fs {
 	struct lf_fs_opts opts;		/* strings borrowed */
 	struct fuse_session *se;	/* owned */
 	bool mounted;
-	uint64_t total_blocks;		/* statfs: 4 KiB blocks of file data */
+	/* statfs: 4 KiB blocks of file data, counted on the first statfs
+	 * (a walk of every inode has no place in the mount); UINT64_MAX
+	 * until then */
+	_Atomic uint64_t total_blocks;
 	unsigned int max_read;		/* as passed to fuse_session_new */
 	int ready_fd;			/* detached child: tell the parent
 					 * that INIT arrived, then -1 */

@@ -301,16 +301,33 @@ static void fsop_release(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_err(req, 0);
 }
 
+static uint64_t count_blocks(struct lf_tree *t)
+{
+	uint64_t ino, n = lf_tree_count(t), blocks = 0;
+	struct lf_tree_attr a;
+
+	for (ino = 1; ino <= n; ino++)
+		if (!lf_tree_getattr(t, ino, &a))
+			blocks += (a.size + 4095) / 4096;
+	return blocks;
+}
+
 static void fsop_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct lf_fs *fs = fs_of(req);
+	uint64_t blocks = atomic_load(&fs->total_blocks);
 	struct statvfs sv;
 
 	(void)ino;
+	if (blocks == UINT64_MAX) {
+		/* two first callers may both count: same answer */
+		blocks = count_blocks(fs->tree);
+		atomic_store(&fs->total_blocks, blocks);
+	}
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
-	sv.f_blocks = fs->total_blocks;
+	sv.f_blocks = blocks;
 	sv.f_files = lf_tree_count(fs->tree);
 	sv.f_namemax = 255;
 	sv.f_flag = ST_RDONLY;

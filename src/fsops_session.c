@@ -129,17 +129,6 @@ static unsigned int user_max_read(const char *opts)
 	return v;
 }
 
-static uint64_t count_blocks(struct lf_tree *t)
-{
-	uint64_t ino, n = lf_tree_count(t), blocks = 0;
-	struct lf_tree_attr a;
-
-	for (ino = 1; ino <= n; ino++)
-		if (!lf_tree_getattr(t, ino, &a))
-			blocks += (a.size + 4095) / 4096;
-	return blocks;
-}
-
 int lf_fs_mount(struct lf_tree *tree, struct lf_blob *const *blobs,
 		size_t nblobs, const struct lf_fs_opts *opts,
 		struct lf_fs **out, struct lf_err *err)
@@ -159,7 +148,7 @@ int lf_fs_mount(struct lf_tree *tree, struct lf_blob *const *blobs,
 	fs->blobs = blobs;
 	fs->nblobs = nblobs;
 	fs->opts = *opts;
-	fs->total_blocks = count_blocks(tree);
+	atomic_init(&fs->total_blocks, UINT64_MAX);
 	fs->max_read = user_max_read(opts->fuse_opts);
 	lf_buf_init(&o);
 	if (build_args(opts, &args, &o)) {

@@ -161,11 +161,6 @@ const struct lf_idx_entry *lf_index_entry(const struct lf_index *idx, size_t i)
 	return &idx->entries[i];
 }
 
-size_t lf_index_strings_size(const struct lf_index *idx)
-{
-	return idx->strings_len;
-}
-
 const uint8_t *lf_index_checksum(const struct lf_index *idx)
 {
 	return idx->dir_fd >= 0 ? NULL : idx->hdr->checksum;

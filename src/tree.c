@@ -12,7 +12,6 @@
 struct mnode {
 	const char *name;	/* borrowed from an index string */
 	uint32_t len;
-	int32_t layer;		/* whose string */
 	uint32_t parent;
 	uint32_t first, last;	/* children, in insertion (tar) order */
 	uint32_t prev, next;	/* siblings */
@@ -153,8 +152,8 @@ static int add_node(struct mtree *m, uint32_t parent, const char *name,
 		return ret;
 	n = m->nnodes++;
 	x = &m->nodes[n];
-	*x = (struct mnode){ name, (uint32_t)len, m->layer, parent, LF_NIL,
-			     LF_NIL, LF_NIL, LF_NIL, LF_NIL, ino, 1 };
+	*x = (struct mnode){ name, (uint32_t)len, parent, LF_NIL, LF_NIL,
+			     LF_NIL, LF_NIL, LF_NIL, ino, 1 };
 	m->inodes[ino].names++;
 	p = &m->nodes[parent];
 	x->prev = p->last;
@@ -472,6 +471,27 @@ int lf_tree_build_slots(struct lf_tree *t)
 	return 0;
 }
 
+/* A symlink inode keeps its target in the tree's names (NUL-terminated). */
+static int add_link(const struct mtree *m, const struct minode *mi,
+		    struct tinode *ti, struct lf_buf *names)
+{
+	const struct lf_idx_entry *e;
+	const char *target;
+	size_t n;
+
+	if (mi->layer < 0)
+		return 0;
+	e = lf_index_entry(m->layers[mi->layer], mi->entry);
+	if (e->kind != LF_KIND_SYMLINK)
+		return 0;
+	target = lf_index_link(m->layers[mi->layer], e);
+	n = strlen(target) + 1;
+	if (names->len > UINT32_MAX - n)
+		return -E2BIG;
+	ti->first = (uint32_t)names->len;
+	return lf_buf_add(names, target, n);
+}
+
 /*
  * Number the live nodes breadth first: a directory's entries get
  * consecutive dirent slots, hardlinked names the number of their first name.
@@ -479,8 +499,10 @@ int lf_tree_build_slots(struct lf_tree *t)
 static int freeze(struct mtree *m, struct lf_tree *t)
 {
 	uint32_t *queue, head = 0, tail = 0, c;
+	struct lf_buf names;
 	int ret = -ENOMEM;
 
+	lf_buf_init(&names);
 	queue = malloc(sizeof(*queue) * m->nnodes);
 	t->inodes = calloc((size_t)m->ninodes + 1, sizeof(*t->inodes));
 	t->dirents = malloc(sizeof(*t->dirents) * m->nnodes);
@@ -510,6 +532,8 @@ static int freeze(struct mtree *m, struct lf_tree *t)
 				ti = &t->inodes[mi->final];
 				*ti = (struct tinode){ mi->layer, mi->entry, 0,
 						       dino, 0, 0 };
+				if ((ret = add_link(m, mi, ti, &names)))
+					goto out;
 				if (mi->is_dir)
 					queue[tail++] = c;
 			}
@@ -520,15 +544,21 @@ static int freeze(struct mtree *m, struct lf_tree *t)
 			else
 				ti->nlink++;
 			x = &m->nodes[c];
+			if (names.len > UINT32_MAX - x->len) {
+				ret = -E2BIG;
+				goto out;
+			}
 			t->dirents[t->ndirents++] = (struct tdirent){
-				(uint32_t)(x->name - lf_index_str(
-						   m->layers[x->layer], 0)),
-				x->len, mi->final, x->layer };
+				(uint32_t)names.len, x->len, mi->final };
+			if ((ret = lf_buf_add(&names, x->name, x->len)))
+				goto out;
 		}
 		t->inodes[dino].count = t->ndirents - t->inodes[dino].first;
 	}
+	t->names = lf_buf_detach(&names, &t->names_len);
 	ret = lf_tree_build_slots(t);
 out:
+	lf_buf_release(&names);
 	free(queue);
 	return ret;
 }
@@ -566,8 +596,7 @@ int lf_merge_new(struct lf_index *const *layers, size_t n,
 		return -ENOMEM;
 	}
 	g->m.nodes[g->m.nnodes++] = (struct mnode){
-		"", 0, -1, 0, LF_NIL, LF_NIL, LF_NIL, LF_NIL, LF_NIL, root_ino,
-		1 };
+		"", 0, 0, LF_NIL, LF_NIL, LF_NIL, LF_NIL, LF_NIL, root_ino, 1 };
 	g->m.inodes[root_ino].names = 1;
 	*out = g;
 	return 0;
@@ -697,6 +726,7 @@ void lf_tree_free(struct lf_tree *t)
 		free(t->inodes);
 		free(t->dirents);
 		free(t->slots);
+		free(t->names);
 	}
 	free(t);
 }

@@ -25,11 +25,12 @@ struct tree_header {
 	uint32_t header_size;	/* sizeof(struct tree_header) */
 	char key[72];		/* "tree-<hex of 32 bytes>", NUL-padded */
 	uint32_t nlayers, ninodes, ndirents, nslots;
-	uint64_t off_inodes, off_dirents, off_slots, size;
+	uint64_t off_inodes, off_dirents, off_slots, off_names, names_len;
+	uint64_t size;
 	uint64_t body_hash;	/* of every byte after the header */
 	uint64_t header_hash;	/* of the header before this field; last */
 };
-_Static_assert(sizeof(struct tree_header) == 152, "tree header size");
+_Static_assert(sizeof(struct tree_header) == 168, "tree header size");
 
 static size_t align8(size_t x)
 {
@@ -88,6 +89,13 @@ static const char *validate(const struct lf_tree *t)
 		if (!is_dir(t, ti)) {
 			if (ti->count)
 				return "a file has directory entries";
+			if (ti->layer >= 0 &&
+			    lf_index_entry(t->layers[ti->layer], ti->entry)
+					    ->kind == LF_KIND_SYMLINK &&
+			    (ti->first >= t->names_len ||
+			     !memchr(t->names + ti->first, '\0',
+				     t->names_len - ti->first)))
+				return "a symlink target outside the file";
 			continue;
 		}
 		if (ti->first > t->ndirents ||
@@ -103,11 +111,8 @@ static const char *validate(const struct lf_tree *t)
 			const struct tdirent *d = &t->dirents[k];
 			const struct tinode *ci;
 
-			if (d->ino < 1 || d->ino > t->ninodes || d->layer < 0 ||
-			    d->layer >= (int32_t)t->nlayers ||
-			    lf_range_outside(d->name, (uint64_t)d->len + 1,
-					     lf_index_strings_size(
-						     t->layers[d->layer])))
+			if (d->ino < 1 || d->ino > t->ninodes ||
+			    lf_range_outside(d->name, d->len, t->names_len))
 				return "a directory entry out of bounds";
 			ci = &t->inodes[d->ino];
 			if (is_dir(t, ci) && (d->ino <= i || ci->parent != i))
@@ -183,6 +188,8 @@ static int load(const char *path, const char *key, struct lf_tree *t,
 		 lf_range_outside(lf_le64(h->off_slots),
 				  (uint64_t)lf_le32(h->nslots) *
 					  sizeof(uint32_t), len) ||
+		 lf_range_outside(lf_le64(h->off_names),
+				  lf_le64(h->names_len), len) ||
 		 ((lf_le64(h->off_inodes) | lf_le64(h->off_dirents) |
 		   lf_le64(h->off_slots)) & 7))
 		*why = "a section outside the file";
@@ -195,6 +202,8 @@ static int load(const char *path, const char *key, struct lf_tree *t,
 		t->dirents = (struct tdirent *)((char *)p +
 						lf_le64(h->off_dirents));
 		t->slots = (uint32_t *)((char *)p + lf_le64(h->off_slots));
+		t->names = (char *)p + lf_le64(h->off_names);
+		t->names_len = lf_le64(h->names_len);
 		*why = validate(t);
 	}
 	if (*why) {
@@ -203,6 +212,7 @@ static int load(const char *path, const char *key, struct lf_tree *t,
 		t->inodes = NULL;
 		t->dirents = NULL;
 		t->slots = NULL;
+		t->names = NULL;
 		return -EINVAL;
 	}
 	return 0;
@@ -213,7 +223,8 @@ static void store(const struct lf_tree *t, const char *path, const char *key)
 	size_t oi = align8(sizeof(struct tree_header));
 	size_t od = align8(oi + ((size_t)t->ninodes + 1) * sizeof(*t->inodes));
 	size_t os = align8(od + (size_t)t->ndirents * sizeof(*t->dirents));
-	size_t len = os + (size_t)t->nslots * sizeof(*t->slots);
+	size_t on = os + (size_t)t->nslots * sizeof(*t->slots);
+	size_t len = on + t->names_len;
 	struct tree_header *h;
 	struct lf_err err;
 	char *p = calloc(1, len);
@@ -234,10 +245,14 @@ static void store(const struct lf_tree *t, const char *path, const char *key)
 	h->off_inodes = lf_le64(oi);
 	h->off_dirents = lf_le64(od);
 	h->off_slots = lf_le64(os);
+	h->off_names = lf_le64(on);
+	h->names_len = lf_le64(t->names_len);
 	h->size = lf_le64(len);
 	memcpy(p + oi, t->inodes, ((size_t)t->ninodes + 1) * sizeof(*t->inodes));
 	memcpy(p + od, t->dirents, (size_t)t->ndirents * sizeof(*t->dirents));
 	memcpy(p + os, t->slots, (size_t)t->nslots * sizeof(*t->slots));
+	if (t->names_len)
+		memcpy(p + on, t->names, t->names_len);
 	h->body_hash = lf_le64(lf_cache_hash64(p + sizeof(*h),
 					       len - sizeof(*h)));
 	h->header_hash = lf_le64(lf_cache_hash64(

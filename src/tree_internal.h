@@ -13,22 +13,25 @@ struct tinode {
 	uint32_t entry;		/* entry number in that layer's index */
 	uint32_t nlink;
 	uint32_t parent;	/* directories: parent inode */
-	uint32_t first;		/* directories: first dirent */
+	uint32_t first;		/* directories: first dirent; symlinks: the
+				 * NUL-terminated target in names (so a walk
+				 * never touches the index's strings) */
 	uint32_t count;		/* directories: number of dirents */
 };
 
-/* A name in a directory; the name lives in a layer's STRINGS section. */
+/* A name in a directory: bytes names[name .. name + len) of the tree. */
 struct tdirent {
-	uint32_t name;		/* STRINGS offset; not NUL-terminated */
+	uint32_t name;
 	uint32_t len;
 	uint32_t ino;
-	int32_t layer;		/* whose STRINGS */
 };
 
 /*
- * inodes, dirents and slots are flat arrays without pointers, so a tree can
- * be stored in a file and used straight from its mapping (tree_cache.c).
- * A directory's entries are dirents[first .. first + count).
+ * inodes, dirents, slots and names are flat arrays without pointers, so a
+ * tree can be stored in a file and used straight from its mapping
+ * (tree_cache.c).  A directory's entries are dirents[first .. first +
+ * count).  The names are the tree's own (not the indexes' full paths), so a
+ * walk of the tree touches only them.
  */
 struct lf_tree {
 	struct lf_index **layers;	/* owned array of borrowed indexes */
@@ -39,6 +42,8 @@ struct lf_tree {
 	uint32_t ndirents;
 	uint32_t *slots;		/* hash of dirents by (dir, name) */
 	uint32_t nslots;		/* power of two, at least one LF_NIL */
+	char *names;			/* dirent names and symlink targets */
+	size_t names_len;
 	void *map;			/* loaded from a file: the mapping that
 					 * holds the arrays, else NULL */
 	size_t maplen;
@@ -47,7 +52,7 @@ struct lf_tree {
 static inline const char *lf_tree_dirent_name(const struct lf_tree *t,
 					      const struct tdirent *d)
 {
-	return lf_index_str(t->layers[d->layer], d->name);
+	return t->names + d->name;
 }
 
 /* Hash of a name within directory `dir` (shared by build and lookup). */

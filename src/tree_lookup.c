@@ -88,7 +88,7 @@ int lf_tree_getattr(const struct lf_tree *t, uint64_t ino,
 		a->size = e->size;
 		a->blocks = (stored_bytes(t, ti, e) + 511) / 512;
 	} else if (e->kind == LF_KIND_SYMLINK) {
-		a->size = strlen(lf_index_link(t->layers[ti->layer], e));
+		a->size = strlen(t->names + ti->first);
 	} else if (e->kind == LF_KIND_CHR || e->kind == LF_KIND_BLK) {
 		a->rdev_major = e->rdev >> 20;
 		a->rdev_minor = e->rdev & 0xfffff;
@@ -218,7 +218,7 @@ const char *lf_tree_readlink(const struct lf_tree *t, uint64_t ino)
 	e = entry_of(t, &t->inodes[ino]);
 	if (!e || e->kind != LF_KIND_SYMLINK)
 		return NULL;
-	return lf_index_link(t->layers[t->inodes[ino].layer], e);
+	return t->names + t->inodes[ino].first;
 }
 
 size_t lf_tree_xattr_count(const struct lf_tree *t, uint64_t ino)

@@ -86,8 +86,6 @@ uint64_t lf_index_whiteouts(const struct lf_index *idx);
 /* Digests computed while indexing ("sha256:<hex>"). */
 const char *lf_index_blob_digest(const struct lf_index *idx);
 const char *lf_index_diff_id(const struct lf_index *idx);
-/* Bytes of the STRINGS section (every string offset is below it). */
-size_t lf_index_strings_size(const struct lf_index *idx);
 /*
  * The 32-byte checksum of the index image: it identifies the content, so
  * a merged tree stored for a list of layers names them by it

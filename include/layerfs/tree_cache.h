@@ -10,6 +10,8 @@
  *   inodes  struct tinode[ninodes + 1]
  *   dirents struct tdirent[ndirents]
  *   slots   uint32_t[nslots]
+ *   names   the dirents' names back to back, and symlink targets
+ *           (NUL-terminated), so a walk never touches the indexes' strings
  * A loaded file is checked (hashes, then every inode, dirent and slot is
  * in bounds, directories strictly below their parent in inode order so no
  * walk can loop) and then used straight from the mapping.  A file that
@@ -27,7 +29,7 @@
 #include "layerfs/index.h"
 #include "layerfs/tree.h"
 
-#define LF_TREE_FILE_VERSION 1
+#define LF_TREE_FILE_VERSION 3	/* 2: names of its own, 3: link targets */
 
 /*
  * The tree of layers[0..n): loaded from `cache_dir` when a valid file is

@@ -4,6 +4,7 @@ the lazily checked gzip checkpoint windows (cache.h).  Whatever is in the
 cache directory, layerfs prints what umoci's unpack says (the oracle), warns
 about what it could not use, and replaces it."""
 import glob
+import json
 import os
 import struct
 
@@ -57,8 +58,9 @@ def hash64(data):
 
 # struct tree_header (tree_cache.c): magic, version, header_size, key[72],
 # nlayers, ninodes, ndirents, nslots, off_inodes, off_dirents, off_slots,
-# size, body_hash, header_hash
-TREE_HDR = struct.Struct("<8sII72sIIIIQQQQQQ")
+# off_names, names_len, size, body_hash, header_hash
+TREE_HDR = struct.Struct("<8sII72sIIIIQQQQQQQQ")
+BODY_HASH, HEADER_HASH = 14, 15
 
 
 def _err(p):
@@ -82,9 +84,9 @@ def _reseal(path, edit):
         b = bytearray(f.read())
     h = list(TREE_HDR.unpack_from(b, 0))
     edit(b, h)
-    h[12] = hash64(bytes(b[TREE_HDR.size:]))
+    h[BODY_HASH] = hash64(bytes(b[TREE_HDR.size:]))
     TREE_HDR.pack_into(b, 0, *h)
-    h[13] = hash64(bytes(b[:TREE_HDR.size - 8]))
+    h[HEADER_HASH] = hash64(bytes(b[:TREE_HDR.size - 8]))
     TREE_HDR.pack_into(b, 0, *h)
     with open(path, "wb") as f:
         f.write(b)
@@ -97,8 +99,8 @@ def test_hash_port_matches(images, cache_dir, layerfs_bin):
     with open(t, "rb") as f:
         b = f.read()
     h = TREE_HDR.unpack_from(b, 0)
-    assert h[12] == hash64(b[TREE_HDR.size:])
-    assert h[13] == hash64(b[:TREE_HDR.size - 8])
+    assert h[BODY_HASH] == hash64(b[TREE_HDR.size:])
+    assert h[HEADER_HASH] == hash64(b[:TREE_HDR.size - 8])
 
 
 def test_tree_stored_per_prefix_and_reused(images, oracles, cache_dir,
@@ -152,16 +154,20 @@ def test_tree_of_other_layers_not_used(images, cache_dir, layerfs_bin):
     ("dirent-loop", "a directory loop"),
     ("dirent-ino", "a directory entry out of bounds"),
     ("name-off", "a directory entry out of bounds"),
+    ("name-len", "a directory entry out of bounds"),
     ("inode-entry", "an inode names a missing entry"),
     ("slots-full", "a full hash table"),
-    ("count-overflow", "directory entries outside the file")])
+    ("count-overflow", "directory entries outside the file"),
+    ("link-target", "a symlink target outside the file")])
 def test_forged_tree_rejected(damage, why, images, cache_dir, layerfs_bin):
     """Files that pass the hashes but point anywhere: validate() refuses
     them, nothing loops or crashes, and the output stays right."""
-    img = images("basic")
+    img = images("symlinks")
     want = _ls(img, cache_dir).stdout
+    links = [e["ino"] for e in json.loads(want) if e["type"] == "symlink"]
+    assert links, "no symlink in the fixture"
     (t,) = _trees(cache_dir)
-    TI, TD = struct.Struct("<iIIIII"), struct.Struct("<IIIi")
+    TI, TD = struct.Struct("<iIIIII"), struct.Struct("<III")
 
     def edit(b, h):
         ninodes, ndirents, nslots = h[5], h[6], h[7]
@@ -180,6 +186,10 @@ def test_forged_tree_rejected(damage, why, images, cache_dir, layerfs_bin):
             d = list(TD.unpack_from(b, od))
             d[0] = 0xFFFFFF00
             TD.pack_into(b, od, *d)
+        elif damage == "name-len":
+            d = list(TD.unpack_from(b, od))
+            d[1] = h[12] + 1
+            TD.pack_into(b, od, *d)
         elif damage == "inode-entry":
             x = list(TI.unpack_from(b, oi + 2 * TI.size))
             x[1] = 10 ** 9
@@ -187,6 +197,11 @@ def test_forged_tree_rejected(damage, why, images, cache_dir, layerfs_bin):
         elif damage == "slots-full":
             for i in range(nslots):
                 struct.pack_into("<I", b, os_ + 4 * i, i % max(ndirents, 1))
+        elif damage == "link-target":
+            at = oi + links[0] * TI.size
+            x = list(TI.unpack_from(b, at))
+            x[4] = h[12]
+            TI.pack_into(b, at, *x)
         elif damage == "count-overflow":
             root[5] = 0xFFFFFFF0
             TI.pack_into(b, oi + TI.size, *root)
