@@ -29,6 +29,8 @@
 #include "layerfs/index.h"
 #include "layerfs/tree.h"
 
+/* Part of the file name too: bump it whenever the layout or the merge
+ * rules (tree.c) change, or old files would keep old answers. */
 #define LF_TREE_FILE_VERSION 3	/* 2: names of its own, 3: link targets */
 
 /*
