@@ -198,8 +198,13 @@ uint64_t lf_cache_hash64(const void *data, size_t len)
  * its hash covers it and the padding after it). */
 static size_t windows_start(const struct lf_cache_header *h, size_t len)
 {
-	return lf_le64(h->sect[LF_SECT_GZWINDOWS].len) ?
-		       (size_t)lf_le64(h->sect[LF_SECT_GZWINDOWS].off) : len;
+	uint64_t off = lf_le64(h->sect[LF_SECT_GZWINDOWS].off);
+
+	/* check_header() refuses such offsets; never hash outside anyway */
+	if (!lf_le64(h->sect[LF_SECT_GZWINDOWS].len) || off > len ||
+	    off < sizeof(*h))
+		return len;
+	return (size_t)off;
 }
 
 /* checksum[0..8) hashes the header before the field, [8..16) the body but

@@ -10,6 +10,7 @@
 
 #include "layerfs/cache.h"
 #include "layerfs/log.h"
+#include "layerfs/path.h"
 
 static const void *sect(const struct lf_index *idx, int i, size_t *len)
 {
@@ -34,6 +35,25 @@ static bool entry_ok(const struct lf_index *idx, const struct lf_idx_entry *e,
 		return false;
 	if (!str_ok(idx, e->path) ||
 	    (e->link != UINT32_MAX && !str_ok(idx, e->link)))
+		return false;
+	/* what the merge and the upper dir rely on (DESIGN 3 rule 1): paths
+	 * as normalised at indexing, links where the kind needs one, and the
+	 * whiteout flags only on ".wh." names */
+	if (!lf_path_is_normal(lf_index_path(idx, e)))
+		return false;
+	if ((e->kind == LF_KIND_SYMLINK || e->kind == LF_KIND_HARDLINK) &&
+	    e->link == UINT32_MAX)
+		return false;
+	if (e->kind == LF_KIND_HARDLINK &&
+	    (!lf_index_link(idx, e)[0] ||
+	     !lf_path_is_normal(lf_index_link(idx, e))))
+		return false;
+	if ((e->flags & LF_IDX_WHITEOUT) &&
+	    strncmp(lf_path_basename(lf_index_path(idx, e)), ".wh.", 4))
+		return false;
+	if ((e->flags & LF_IDX_OPAQUE) &&
+	    (!(e->flags & LF_IDX_WHITEOUT) ||
+	     strcmp(lf_path_basename(lf_index_path(idx, e)), ".wh..wh..opq")))
 		return false;
 	if ((uint64_t)e->xattr_first + e->xattr_count > idx->nxattrs ||
 	    (uint64_t)e->sparse_first + e->sparse_count > idx->nsparse)

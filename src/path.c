@@ -66,3 +66,22 @@ size_t lf_path_dirlen(const char *path)
 
 	return s ? (size_t)(s - path) : 0;
 }
+
+bool lf_path_is_normal(const char *p)
+{
+	const char *c = p;
+
+	if (!*p)
+		return true;
+	for (;;) {
+		const char *e = strchr(c, '/');
+		size_t n = e ? (size_t)(e - c) : strlen(c);
+
+		if (!n || (n == 1 && c[0] == '.') ||
+		    (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		if (!e)
+			return true;
+		c = e + 1;
+	}
+}

@@ -37,8 +37,7 @@ static size_t align8(size_t x)
 	return (x + 7) & ~(size_t)7;
 }
 
-/* "tree-<hex>" for the layers, or -ENOENT when one cannot be cached. */
-static int tree_key(struct lf_index *const *layers, size_t n, char key[72])
+int lf_tree_cache_key(struct lf_index *const *layers, size_t n, char key[72])
 {
 	char dg[LF_DIGEST_LEN];
 	struct lf_buf b;
@@ -67,6 +66,14 @@ static bool is_dir(const struct lf_tree *t, const struct tinode *ti)
 	return ti->layer < 0 ||
 	       lf_index_entry(t->layers[ti->layer], ti->entry)->kind ==
 		       LF_KIND_DIR;
+}
+
+/* One path component: the upper dir creates files by these names. */
+static bool name_ok(const char *p, size_t len)
+{
+	return len && !memchr(p, '/', len) && !memchr(p, '\0', len) &&
+	       !(len == 1 && p[0] == '.') &&
+	       !(len == 2 && p[0] == '.' && p[1] == '.');
 }
 
 /* Every reference in bounds, and no directory cycle: a loaded file may be
@@ -114,6 +121,8 @@ static const char *validate(const struct lf_tree *t)
 			if (d->ino < 1 || d->ino > t->ninodes ||
 			    lf_range_outside(d->name, d->len, t->names_len))
 				return "a directory entry out of bounds";
+			if (!name_ok(t->names + d->name, d->len))
+				return "a name that is not one component";
 			ci = &t->inodes[d->ino];
 			if (is_dir(t, ci) && (d->ino <= i || ci->parent != i))
 				return "a directory loop";
@@ -272,7 +281,7 @@ int lf_tree_open(struct lf_index *const *layers, size_t n,
 	char key[72];
 	int ret;
 
-	if (!cache_dir || !n || tree_key(layers, n, key) ||
+	if (!cache_dir || !n || lf_tree_cache_key(layers, n, key) ||
 	    n > UINT32_MAX)
 		return lf_tree_build(layers, n, out, err);
 	lf_buf_init(&path);

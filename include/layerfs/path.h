@@ -12,6 +12,7 @@
 #ifndef LAYERFS_PATH_H
 #define LAYERFS_PATH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "layerfs/buf.h"
@@ -22,6 +23,11 @@
  * or -ENOMEM.  No message: callers know the layer and entry to name.
  */
 int lf_path_normalize(const char *in, size_t len, struct lf_buf *out);
+
+/* Is `p` what lf_path_normalize() makes: "" (the root) or components
+ * joined by single slashes, none empty, "." or "..", no slash at either
+ * end?  (For data read back from a cache file.) */
+bool lf_path_is_normal(const char *p);
 
 /*
  * Iterate components of a normalised path: *pos starts at the path; each call

@@ -43,4 +43,9 @@ int lf_tree_open(struct lf_index *const *layers, size_t n,
 		 const char *cache_dir, struct lf_tree **out,
 		 struct lf_err *err);
 
+/* The file name ("tree-<hex>", without ".tree") a tree of these layers is
+ * stored under; -ENOENT when they cannot be cached (directory layers). */
+int lf_tree_cache_key(struct lf_index *const *layers, size_t n,
+		      char key[72]);
+
 #endif /* LAYERFS_TREE_CACHE_H */

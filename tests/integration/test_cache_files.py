@@ -158,7 +158,9 @@ def test_tree_of_other_layers_not_used(images, cache_dir, layerfs_bin):
     ("inode-entry", "an inode names a missing entry"),
     ("slots-full", "a full hash table"),
     ("count-overflow", "directory entries outside the file"),
-    ("link-target", "a symlink target outside the file")])
+    ("link-target", "a symlink target outside the file"),
+    ("name-dotdot", "a name that is not one component"),
+    ("name-slash", "a name that is not one component")])
 def test_forged_tree_rejected(damage, why, images, cache_dir, layerfs_bin):
     """Files that pass the hashes but point anywhere: validate() refuses
     them, nothing loops or crashes, and the output stays right."""
@@ -202,6 +204,15 @@ def test_forged_tree_rejected(damage, why, images, cache_dir, layerfs_bin):
             x = list(TI.unpack_from(b, at))
             x[4] = h[12]
             TI.pack_into(b, at, *x)
+        elif damage in ("name-dotdot", "name-slash"):
+            # the first name becomes ".." or "a/b" (same length or less)
+            d = list(TD.unpack_from(b, od))
+            new = b".." if damage == "name-dotdot" else b"a/"
+            if d[1] < 2:
+                d[1] = 2
+            b[h[11] + d[0]:h[11] + d[0] + 2] = new
+            d[1] = 2
+            TD.pack_into(b, od, *d)
         elif damage == "count-overflow":
             root[5] = 0xFFFFFFF0
             TI.pack_into(b, oi + TI.size, *root)
@@ -253,3 +264,57 @@ def test_damaged_windows_rebuilt_on_first_read(images, oracles, cache_dir,
     assert not any(os.path.exists(d) for d in damaged)
     sha, p = O.layerfs_cat_sha(img, "big.bin", None, cache_dir)
     assert sha == want and "windows" not in _err(p), _err(p)
+
+
+def _reseal_index(path, edit):
+    """Apply edit(bytearray) to an index file and seal it again (cache.c's
+    three hashes), so only lf_index_attach()'s checks can tell."""
+    with open(path, "rb") as f:
+        b = bytearray(f.read())
+    edit(b)
+    off, ln = _windows_section(path)
+    w = off if ln and 472 <= off <= len(b) else len(b)
+    sums = [hash64(bytes(b[:440])), hash64(bytes(b[472:w])),
+            hash64(bytes(b[w:]))]
+    b[440:472] = struct.pack("<QQQQ", *sums, 0)
+    with open(path, "wb") as f:
+        f.write(b)
+
+
+@pytest.mark.parametrize("damage", ["dotdot", "absolute", "wh-flag"])
+def test_forged_index_entry_rejected(damage, images, cache_dir,
+                                     layerfs_bin):
+    """An index whose hashes are right but whose entries could not have
+    come from the indexer (a path with '..', a leading '/', a whiteout flag
+    on an ordinary name) is rebuilt, never merged: the upper dir creates
+    files by these names."""
+    img = images("basic")
+    want = _ls(img, cache_dir).stdout
+    target = b"etc/passwd\0"
+    forged = 0
+    for idx in glob.glob(os.path.join(cache_dir, "*.idx")):
+        with open(idx, "rb") as f:
+            data = f.read()
+        at = data.find(target)
+        if at < 0:
+            continue
+
+        def edit(b, at=at):
+            if damage == "dotdot":
+                b[at:at + len(target)] = b"../passwd\0\0"
+            elif damage == "absolute":
+                b[at:at + len(target)] = b"/etc/passw\0"
+            else:
+                # ENTRIES is the first section; in each 72-byte record
+                # kind is byte 66 and flags byte 67 (then padding): mark
+                # every entry a whiteout
+                eoff, elen = struct.unpack_from("<QQ", b, 472 - 32 - 64 - 96)
+                for r in range(eoff, eoff + elen, 72):
+                    assert 1 <= b[r + 66] <= 8
+                    b[r + 67] |= 1
+        _reseal_index(idx, edit)
+        forged += 1
+    assert forged, "no index holds etc/passwd"
+    p = _ls(img, cache_dir)
+    assert p.stdout == want
+    assert "inconsistent index contents" in _err(p), _err(p)

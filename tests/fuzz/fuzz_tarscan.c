@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+/* fuzz_tarscan.c - tar headers of every flavour, streamed and seekable. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "fuzz.h"
+#include "layerfs/common.h"
+#include "layerfs/tarscan.h"
+#include "layerfs/vfile.h"
+
+struct src {
+	const uint8_t *data;
+	size_t size, pos;
+};
+
+static ssize_t rd(void *ctx, void *buf, size_t len)
+{
+	struct src *s = ctx;
+	size_t n = LF_MIN(len, s->size - s->pos);
+
+	/* odd-sized pieces, as a decompressor hands them out */
+	n = LF_MIN(n, (size_t)7919);
+	memcpy(buf, s->data + s->pos, n);
+	s->pos += n;
+	return (ssize_t)n;
+}
+
+struct seen {
+	size_t sum;		/* touches every byte the scanner hands out */
+	uint64_t end;		/* furthest data byte claimed */
+};
+
+/* Look at everything the scanner claims about a member. */
+static int on_entry(void *ctx, const struct lf_tar_entry *e,
+		    struct lf_err *err)
+{
+	struct seen *s = ctx;
+	size_t k, j;
+
+	(void)err;
+	s->sum += strlen(e->path);
+	if (e->link)
+		s->sum += strlen(e->link);
+	for (k = 0; k < e->nxattrs; k++) {
+		const unsigned char *v = e->xattrs[k].value;
+
+		s->sum += strlen(e->xattrs[k].name);
+		for (j = 0; j < e->xattrs[k].len; j++)
+			s->sum += v[j];
+	}
+	for (k = 0; k < e->nsparse; k++)
+		s->sum += (size_t)(e->sparse[k].offset + e->sparse[k].length);
+	if (e->data_offset + e->data_size > s->end)
+		s->end = e->data_offset + e->data_size;
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct src s = { data, size, 0 };
+	struct seen a = { 0, 0 }, b = { 0, 0 };
+	struct lf_vfile *vf;
+	struct lf_err err;
+
+	/* a scan that succeeds has every member's data inside the stream */
+	if (!lf_tarscan_stream(rd, &s, "fuzz.tar", on_entry, &a, &err) &&
+	    a.end > size)
+		abort();
+	if (!lf_vfile_from_mem(data, size, "fuzz.tar", &vf)) {
+		if (!lf_tarscan_vfile(vf, on_entry, &b, &err) && b.end > size)
+			abort();
+		lf_vfile_close(vf);
+	}
+	return 0;
+}
