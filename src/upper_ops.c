@@ -241,7 +241,7 @@ int lf_upper_link(struct lf_upper *up, uint64_t id, uint64_t parent,
 {
 	struct node *src, *dir, *n;
 	struct view v;
-	bool wh;
+	bool wh = false;
 	int pfd = -1, sfd = -1, ret;
 
 	pthread_mutex_lock(&up->lock);
