@@ -11,7 +11,30 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The input as a pull-style stream, handed out `piece` bytes at a time at
+ * most (0: as much as asked), as a decompressor would. */
+struct fuzz_src {
+	const uint8_t *data;
+	size_t size, pos, piece;
+};
+
+static inline ssize_t fuzz_read(void *ctx, void *buf, size_t len)
+{
+	struct fuzz_src *s = ctx;
+	size_t n = s->size - s->pos;
+
+	if (n > len)
+		n = len;
+	if (s->piece && n > s->piece)
+		n = s->piece;
+	memcpy(buf, s->data + s->pos, n);
+	s->pos += n;
+	return (ssize_t)n;
+}
 
 #endif /* LAYERFS_FUZZ_H */

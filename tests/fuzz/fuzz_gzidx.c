@@ -17,21 +17,6 @@
 #define MAX_OUT (4u << 20)	/* a gzip bomb is not what we are after */
 #define SPAN 4096		/* checkpoints even in small inputs */
 
-struct src {
-	const uint8_t *data;
-	size_t size, pos;
-};
-
-static ssize_t rd(void *ctx, void *buf, size_t len)
-{
-	struct src *s = ctx;
-	size_t n = LF_MIN(len, s->size - s->pos);
-
-	memcpy(buf, s->data + s->pos, n);
-	s->pos += n;
-	return (ssize_t)n;
-}
-
 static void check_points(const uint8_t *data, size_t size,
 			 const struct lf_buf *points,
 			 const struct lf_buf *windows, const uint8_t *out,
@@ -66,7 +51,7 @@ static void check_points(const uint8_t *data, size_t size,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct src s = { data, size, 0 };
+	struct fuzz_src s = { data, size, 0, 0 };
 	struct lf_gzidx_builder *b;
 	struct lf_buf out, points, windows;
 	uint64_t total_in, total_out;
@@ -74,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t got;
 	int ret;
 
-	if (lf_gzidx_builder_new(SPAN, rd, &s, "fuzz.gz", &b))
+	if (lf_gzidx_builder_new(SPAN, fuzz_read, &s, "fuzz.gz", &b))
 		return 0;
 	lf_buf_init(&out);
 	lf_buf_init(&points);

@@ -9,23 +9,6 @@
 #include "layerfs/tarscan.h"
 #include "layerfs/vfile.h"
 
-struct src {
-	const uint8_t *data;
-	size_t size, pos;
-};
-
-static ssize_t rd(void *ctx, void *buf, size_t len)
-{
-	struct src *s = ctx;
-	size_t n = LF_MIN(len, s->size - s->pos);
-
-	/* odd-sized pieces, as a decompressor hands them out */
-	n = LF_MIN(n, (size_t)7919);
-	memcpy(buf, s->data + s->pos, n);
-	s->pos += n;
-	return (ssize_t)n;
-}
-
 struct seen {
 	size_t sum;		/* touches every byte the scanner hands out */
 	uint64_t end;		/* furthest data byte claimed */
@@ -58,14 +41,15 @@ static int on_entry(void *ctx, const struct lf_tar_entry *e,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct src s = { data, size, 0 };
+	/* odd-sized pieces, as a decompressor hands them out */
+	struct fuzz_src s = { data, size, 0, 7919 };
 	struct seen a = { 0, 0 }, b = { 0, 0 };
 	struct lf_vfile *vf;
 	struct lf_err err;
 
 	/* a scan that succeeds has every member's data inside the stream */
-	if (!lf_tarscan_stream(rd, &s, "fuzz.tar", on_entry, &a, &err) &&
-	    a.end > size)
+	if (!lf_tarscan_stream(fuzz_read, &s, "fuzz.tar", on_entry, &a,
+			       &err) && a.end > size)
 		abort();
 	if (!lf_vfile_from_mem(data, size, "fuzz.tar", &vf)) {
 		if (!lf_tarscan_vfile(vf, on_entry, &b, &err) && b.end > size)
