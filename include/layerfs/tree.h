@@ -11,7 +11,9 @@
  *   image and prefix; hardlinked names share one inode;
  *   directory entries in tar order, so a recursive walk reads the blobs
  *   nearly sequentially; lookup by name is a hash probe.
- * Names and entries are borrowed from the indexes, which must outlive the tree.
+ * The tree owns its names and symlink targets (one array, so it can be
+ * stored and mapped: tree_cache.h); entries and xattrs are borrowed from the
+ * indexes, which must outlive the tree.
  *
  * This module knows nothing of blobs or FUSE.  Thread safety: immutable after
  * build; any number of readers.
