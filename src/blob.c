@@ -16,9 +16,8 @@ struct lf_blob {
 	const struct lf_vfile *vf;	/* borrowed */
 	const struct lf_index *idx;	/* borrowed */
 	struct lf_chunk_cache *cc;	/* borrowed, may be NULL */
-	bool is_gz;			/* a gzip layer */
-	/* its checkpoints once checked (lf_index_gzidx_checked()), or NULL */
-	const struct lf_gzidx_view *_Atomic gz;
+	bool is_gz;			/* a gzip layer: checkpoints come from
+					 * lf_index_gzidx_checked() */
 	int tar_fd;			/* zstd copy (owned by idx) or -1 */
 	uint64_t id;			/* chunk cache key */
 	uint64_t tar_size;
@@ -37,7 +36,6 @@ int lf_blob_open(const struct lf_vfile *blob, const struct lf_index *idx,
 	b->idx = idx;
 	b->cc = cc;
 	b->is_gz = lf_index_compression(idx) == LF_COMP_GZIP;
-	atomic_init(&b->gz, NULL);
 	b->tar_fd = lf_index_tar_fd(idx);
 	b->tar_size = lf_index_tar_size(idx);
 	b->id = cc ? lf_chunk_cache_new_id(cc) : 0;
@@ -79,23 +77,6 @@ static ssize_t fd_pread(int fd, void *buf, size_t len, uint64_t off)
 		done += (size_t)n;
 	}
 	return (ssize_t)done;
-}
-
-/* The checkpoints of a gzip blob, checked before their first use. */
-static int gz_view(struct lf_blob *b, const struct lf_gzidx_view **out,
-		   struct lf_err *err)
-{
-	const struct lf_gzidx_view *gz = atomic_load(&b->gz);
-	int ret;
-
-	if (!gz) {
-		ret = lf_index_gzidx_checked(b->idx, b->vf, &gz, err);
-		if (ret)
-			return ret;
-		atomic_store(&b->gz, gz);
-	}
-	*out = gz;
-	return 0;
 }
 
 /* The decompressed span of checkpoint i, referenced (lf_chunk_unref). */
@@ -155,12 +136,11 @@ void lf_blob_fill_chunk(struct lf_blob *b, uint64_t no)
 	struct lf_chunk *c = NULL;
 	struct lf_err err;
 
-	/* errors surface again, with a message, when a reader asks;
-	 * prefetches come after a reader checked the view */
-	const struct lf_gzidx_view *gz = atomic_load(&b->gz);
+	const struct lf_gzidx_view *gz;
 
-	if (gz && no < gz->npoints && !get_chunk(b, gz, (size_t)no, true, &c,
-						 &err))
+	/* errors surface again, with a message, when a reader asks */
+	if (!lf_index_gzidx_checked(b->idx, b->vf, &gz, &err) && gz &&
+	    no < gz->npoints && !get_chunk(b, gz, (size_t)no, true, &c, &err))
 		lf_chunk_unref(c);
 }
 
@@ -169,7 +149,7 @@ static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
 {
 	const struct lf_gzidx_view *gz;
 	size_t done = 0;
-	int ret = gz_view(b, &gz, err);
+	int ret = lf_index_gzidx_checked(b->idx, b->vf, &gz, err);
 
 	if (ret)
 		return ret;

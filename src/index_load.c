@@ -29,6 +29,7 @@ static bool entry_ok(const struct lf_index *idx, const struct lf_idx_entry *e,
 		     uint64_t tar_size)
 {
 	uint64_t stored = e->size;
+	const char *base;
 	uint32_t k;
 
 	if (e->kind < LF_KIND_REG || e->kind > LF_KIND_SOCK)
@@ -39,21 +40,20 @@ static bool entry_ok(const struct lf_index *idx, const struct lf_idx_entry *e,
 	/* what the merge and the upper dir rely on (DESIGN 3 rule 1): paths
 	 * as normalised at indexing, links where the kind needs one, and the
 	 * whiteout flags only on ".wh." names */
-	if (!lf_path_is_normal(lf_index_path(idx, e)))
+	if (!lf_path_is_normal(idx->strings + e->path))
 		return false;
 	if ((e->kind == LF_KIND_SYMLINK || e->kind == LF_KIND_HARDLINK) &&
 	    e->link == UINT32_MAX)
 		return false;
 	if (e->kind == LF_KIND_HARDLINK &&
-	    (!lf_index_link(idx, e)[0] ||
-	     !lf_path_is_normal(lf_index_link(idx, e))))
+	    (!idx->strings[e->link] ||
+	     !lf_path_is_normal(idx->strings + e->link)))
 		return false;
-	if ((e->flags & LF_IDX_WHITEOUT) &&
-	    strncmp(lf_path_basename(lf_index_path(idx, e)), ".wh.", 4))
+	base = lf_path_basename(idx->strings + e->path);
+	if ((e->flags & LF_IDX_WHITEOUT) && strncmp(base, ".wh.", 4))
 		return false;
 	if ((e->flags & LF_IDX_OPAQUE) &&
-	    (!(e->flags & LF_IDX_WHITEOUT) ||
-	     strcmp(lf_path_basename(lf_index_path(idx, e)), ".wh..wh..opq")))
+	    (!(e->flags & LF_IDX_WHITEOUT) || strcmp(base, ".wh..wh..opq")))
 		return false;
 	if ((uint64_t)e->xattr_first + e->xattr_count > idx->nxattrs ||
 	    (uint64_t)e->sparse_first + e->sparse_count > idx->nsparse)

@@ -441,7 +441,7 @@ static int apply_layer(struct mtree *m, const struct lf_index *idx,
 	return 0;
 }
 
-int lf_tree_build_slots(struct lf_tree *t)
+static int build_slots(struct lf_tree *t)
 {
 	uint32_t n = 16, d, k;
 
@@ -556,7 +556,7 @@ static int freeze(struct mtree *m, struct lf_tree *t)
 		t->inodes[dino].count = t->ndirents - t->inodes[dino].first;
 	}
 	t->names = lf_buf_detach(&names, &t->names_len);
-	ret = lf_tree_build_slots(t);
+	ret = build_slots(t);
 out:
 	lf_buf_release(&names);
 	free(queue);

@@ -69,7 +69,4 @@ static inline uint64_t lf_tree_hash(uint64_t dir, const char *name,
 	return h ^ (h >> 29);
 }
 
-/* Fill t->slots for t->dirents (t->inodes complete); 0 or -ENOMEM. */
-int lf_tree_build_slots(struct lf_tree *t);
-
 #endif /* LAYERFS_TREE_INTERNAL_H */
