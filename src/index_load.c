@@ -49,12 +49,14 @@ static bool entry_ok(const struct lf_index *idx, const struct lf_idx_entry *e,
 	    (!idx->strings[e->link] ||
 	     !lf_path_is_normal(idx->strings + e->link)))
 		return false;
-	base = lf_path_basename(idx->strings + e->path);
-	if ((e->flags & LF_IDX_WHITEOUT) && strncmp(base, ".wh.", 4))
-		return false;
-	if ((e->flags & LF_IDX_OPAQUE) &&
-	    (!(e->flags & LF_IDX_WHITEOUT) || strcmp(base, ".wh..wh..opq")))
-		return false;
+	if (e->flags & (LF_IDX_WHITEOUT | LF_IDX_OPAQUE)) {
+		base = lf_path_basename(idx->strings + e->path);
+		if (!(e->flags & LF_IDX_WHITEOUT) || strncmp(base, ".wh.", 4))
+			return false;
+		if ((e->flags & LF_IDX_OPAQUE) &&
+		    strcmp(base, ".wh..wh..opq"))
+			return false;
+	}
 	if ((uint64_t)e->xattr_first + e->xattr_count > idx->nxattrs ||
 	    (uint64_t)e->sparse_first + e->sparse_count > idx->nsparse)
 		return false;
