@@ -83,32 +83,55 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
+int lf_cache_mkdir(const char *dir, struct lf_err *err)
+{
+	struct stat st;
+	int ret = mkdirs(dir);
+
+	if (!ret && (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)))
+		ret = -ENOTDIR;
+	if (ret)
+		return lf_err_set(err, ret, "cannot create cache directory "
+				  "'%s': %s", dir, strerror(-ret));
+	return 0;
+}
+
+int lf_cache_mkstemp(const char *path, const char *suffix, struct lf_buf *tmp,
+		     struct lf_err *err)
+{
+	struct lf_buf dir;
+	int fd, ret;
+
+	lf_buf_init(&dir);
+	lf_buf_reset(tmp);
+	ret = lf_buf_add(&dir, path, lf_path_dirlen(path));
+	if (!ret)
+		ret = lf_buf_addf(tmp, "%s%s.tmp.XXXXXX", path, suffix);
+	if (ret) {
+		fd = lf_err_set(err, ret, "out of memory");
+	} else if (dir.len && (fd = lf_cache_mkdir(dir.data, err)) < 0) {
+		/* err says which directory */
+	} else if ((fd = mkostemp(tmp->data, O_CLOEXEC)) < 0) {
+		fd = lf_err_set(err, -errno, "cannot create '%s': %s",
+				tmp->data, strerror(errno));
+	}
+	lf_buf_release(&dir);
+	if (fd < 0)
+		lf_buf_reset(tmp);
+	return fd;
+}
+
 int lf_cache_store(const char *path, const void *data, size_t len,
 		   struct lf_err *err)
 {
-	struct lf_buf dir, tmp;
-	int fd = -1, ret;
+	struct lf_buf tmp;
+	int fd, ret;
 
-	lf_buf_init(&dir);
 	lf_buf_init(&tmp);
-	ret = lf_buf_add(&dir, path, lf_path_dirlen(path));
-	if (!ret)
-		ret = lf_buf_addf(&tmp, "%s.tmp.XXXXXX", path);
-	if (ret) {
-		ret = lf_err_set(err, ret, "out of memory");
-		goto out;
-	}
-	if (dir.len && (ret = mkdirs(dir.data))) {
-		lf_err_set(err, ret, "cannot create cache directory '%s': %s",
-			   dir.data, strerror(-ret));
-		goto out;
-	}
-	fd = mkstemp(tmp.data);
+	fd = lf_cache_mkstemp(path, "", &tmp, err);
 	if (fd < 0) {
-		ret = -errno;
-		lf_err_set(err, ret, "cannot create '%s': %s", tmp.data,
-			   strerror(-ret));
-		goto out;
+		lf_buf_release(&tmp);
+		return fd;
 	}
 	ret = write_all(fd, data, len);
 	if (!ret && fchmod(fd, 0644) < 0)
@@ -122,8 +145,6 @@ int lf_cache_store(const char *path, const void *data, size_t len,
 			   strerror(-ret));
 		unlink(tmp.data);
 	}
-out:
-	lf_buf_release(&dir);
 	lf_buf_release(&tmp);
 	return ret;
 }

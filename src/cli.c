@@ -358,6 +358,11 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 		return ret;
 	if (!o->no_cache && lf_cache_dir(o->cache, &ci->cache_dir))
 		lf_buf_reset(&ci->cache_dir); /* no HOME: work uncached */
+	if (ci->cache_dir.len && lf_cache_mkdir(ci->cache_dir.data, &err)) {
+		/* one warning, not one per layer: speed is lost, not data */
+		lf_log(LF_LOG_WARN, "%s; working without a cache", err.msg);
+		lf_buf_reset(&ci->cache_dir);
+	}
 	ci->idx = calloc(ci->n ? ci->n : 1, sizeof(*ci->idx));
 	ci->blobs = calloc(ci->n ? ci->n : 1, sizeof(*ci->blobs));
 	if (!ci->idx || !ci->blobs ||

@@ -356,30 +356,39 @@ static int verify(struct index_builder *b, struct lf_index *idx, struct lf_err *
 	return 0;
 }
 
+/*
+ * Where a zstd layer's decompressed copy goes: beside the index in the cache
+ * (renamed into place by keep_copy), or, without a cache or when it cannot
+ * be written, an unlinked scratch file in $TMPDIR that lives as long as the
+ * mount: slower next time, still correct.
+ */
 static int open_copy(struct index_builder *b, const char *cache_path,
 		     struct lf_err *err)
 {
 	const char *tmpdir = getenv("TMPDIR");
+	struct lf_err werr;
 	int ret;
 
+	if (cache_path) {
+		b->copy_fd = lf_cache_mkstemp(cache_path, ".tar", &b->copy_tmp,
+					      &werr);
+		if (b->copy_fd >= 0)
+			return 0;
+		lf_log(LF_LOG_WARN, "%s; keeping the decompressed layer in "
+		       "a temporary file", werr.msg);
+	}
 	lf_buf_reset(&b->copy_tmp);
-	if (cache_path)
-		ret = lf_buf_addf(&b->copy_tmp, "%s.tar.tmp.XXXXXX",
-				  cache_path);
-	else
-		ret = lf_buf_addf(&b->copy_tmp, "%s/layerfs-zstd.XXXXXX",
-				  tmpdir && *tmpdir ? tmpdir : "/tmp");
+	ret = lf_buf_addf(&b->copy_tmp, "%s/layerfs-zstd.XXXXXX",
+			  tmpdir && *tmpdir ? tmpdir : "/tmp");
 	if (ret)
 		return lf_err_set(err, ret, "out of memory");
 	b->copy_fd = mkostemp(b->copy_tmp.data, O_CLOEXEC);
 	if (b->copy_fd < 0)
 		return lf_err_set(err, -errno, "cannot create '%s': %s",
 				  b->copy_tmp.data, strerror(errno));
-	if (!cache_path) {
-		/* private scratch copy: gone when the fd closes */
-		unlink(b->copy_tmp.data);
-		lf_buf_reset(&b->copy_tmp);
-	}
+	/* private scratch copy: gone when the fd closes */
+	unlink(b->copy_tmp.data);
+	lf_buf_reset(&b->copy_tmp);
 	return 0;
 }
 

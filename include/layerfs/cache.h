@@ -149,6 +149,18 @@ int lf_cache_dir(const char *override, struct lf_buf *out);
 int lf_cache_path(const char *dir, const char *key, const char *suffix,
 		  struct lf_buf *out);
 
+/* mkdir -p of `dir` (new directories 0700); 0 or -errno with a message. */
+int lf_cache_mkdir(const char *dir, struct lf_err *err);
+
+/*
+ * Create "<path><suffix>.tmp.XXXXXX" (mode 0600, O_CLOEXEC) for a file to be
+ * renamed to <path><suffix> once complete, after mkdir -p of its directory
+ * (0700).  The name goes to `tmp`.  Returns the fd, or -errno with a message
+ * naming the directory or the file.
+ */
+int lf_cache_mkstemp(const char *path, const char *suffix, struct lf_buf *tmp,
+		     struct lf_err *err);
+
 /*
  * Write `len` bytes atomically to `path`: mkdir -p of the directory, temp file
  * in the same directory, fsync-free write, rename.  On failure nothing is

@@ -7,6 +7,7 @@ image itself, never from literals."""
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import tarfile
 import time
@@ -375,3 +376,53 @@ def test_skopeo_written_image(name, dest, images, tmp_path, cache_dir,
     strip = lambda t: {p: {k: v for k, v in e.items() if k != "ino"}  # noqa
                        for p, e in t.items()}
     assert strip(a) == strip(b)
+
+
+@pytest.mark.parametrize("name", ["basic", "mixed_compression"])
+def test_cache_dir_created(name, images, cache_dir, tmp_path, layerfs_bin):
+    """A first run whose cache directory does not exist yet (no
+    ~/.cache/layerfs) creates it, mode 0700, for every layer compression
+    (the zstd layers' decompressed copies too) and lists what a cache
+    that already existed lists."""
+    img = images(name)
+    want = O.layerfs("ls", "-lR", "--json", "--cache", cache_dir, img)
+    assert want.returncode == 0, _err(want)
+    new = tmp_path / "a" / "b" / "layerfs"
+    p = O.layerfs("ls", "-lR", "--json", "--cache", str(new), img)
+    assert p.returncode == 0, _err(p)
+    assert p.stdout == want.stdout
+    assert stat.S_IMODE(os.stat(new).st_mode) == 0o700
+    files = os.listdir(new)
+    assert any(f.endswith(".idx") for f in files), files
+    assert not [f for f in files if ".tmp." in f], files
+    if name == "mixed_compression":
+        assert any(f.endswith(".idx.tar") for f in files), files
+
+
+@pytest.mark.parametrize("name", ["basic", "mixed_compression"])
+def test_cache_dir_unwritable(name, images, oracles, cache_dir, tmp_path,
+                              layerfs_bin):
+    """A cache directory that cannot be created costs speed, not the
+    result: a warning naming the directory, exit 0, the same listing and
+    the same bytes as umoci (zstd layers decompressed into a private temp
+    file that is gone when layerfs exits)."""
+    img = images(name)
+    want = O.layerfs("ls", "-lR", "--json", "--cache", cache_dir, img)
+    assert want.returncode == 0, _err(want)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache dir's parent should be")
+    bad = str(blocker / "layerfs")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch)}
+    p = O.layerfs("ls", "-lR", "--json", "--cache", bad, img, env=env)
+    assert p.returncode == 0, _err(p)
+    assert p.stdout == want.stdout
+    assert bad in _err(p) and "Not a directory" in _err(p), _err(p)
+    path = "d/x" if name == "mixed_compression" else "big.bin"
+    c = O.layerfs("cat", "--cache", bad, img, path, env=env)
+    assert c.returncode == 0, _err(c)
+    n = O.layer_count(name)
+    assert hashlib.sha256(c.stdout).hexdigest() == \
+        oracles(name, "oci", n)[path]["sha256"]
+    assert os.listdir(scratch) == [], "scratch copy left behind"
