@@ -248,3 +248,37 @@ def compare(oracle, lf, cat=None):
                     diffs.append("%s: content sha256 umoci=%s layerfs=%s" % (
                         p, oracle[p]["sha256"], got))
     return diffs
+
+
+def _subdirs(tree):
+    count = {"": 0}
+    for p, e in tree.items():
+        if e["type"] == "dir":
+            parent = p.rpartition("/")[0]
+            count[parent] = count.get(parent, 0) + 1
+    return count
+
+
+def mount_diffs(expect, mnt, image, n, cache):
+    """Differences of a mounted view at `mnt` from the oracle tree
+    `expect`: everything compare() checks, plus what only a mount has —
+    dir st_nlink = 2 + subdirectories (the root too) and st_ino equal to
+    the `ino` of `layerfs ls -lR --json` of the same prefix."""
+    got = walk_rootfs(str(mnt))
+    diffs = compare(expect, got, cat=lambda p: got[p].get("sha256"))
+    subdirs = _subdirs(expect)
+    root_st = os.lstat(mnt)
+    if root_st.st_nlink != 2 + subdirs[""]:
+        diffs.append("/: dir nlink %d, want 2 + %d subdirs" % (
+            root_st.st_nlink, subdirs[""]))
+    for p, e in sorted(got.items()):
+        if e["type"] == "dir" and p in expect and \
+                e["nlink"] != 2 + subdirs.get(p, 0):
+            diffs.append("%s: dir nlink %d, want 2 + %d subdirs" % (
+                p, e["nlink"], subdirs.get(p, 0)))
+    ls, _ = layerfs_ls(image, n, cache)
+    for p in sorted(set(ls) & set(got)):
+        if ls[p]["ino"] != got[p]["ino"]:
+            diffs.append("%s: st_ino %d in the mount, ls --json ino %d" % (
+                p, got[p]["ino"], ls[p]["ino"]))
+    return diffs
