@@ -411,6 +411,25 @@ void cli_close(struct cli_image *ci)
 	memset(ci, 0, sizeof(*ci));
 }
 
+/* An overlayfs-style "-o ...lowerdir=..." among the arguments: then the
+ * first word is mount(8)'s source, whatever it is. */
+static bool has_lowerdir(int argc, char **argv)
+{
+	int k;
+
+	for (k = 2; k < argc; k++) {
+		const char *o = argv[k];
+
+		if (!strncmp(o, "-o", 2))
+			o = o[2] ? o + 2 : (k + 1 < argc ? argv[k + 1] : "");
+		else
+			continue;
+		if (!strncmp(o, "lowerdir=", 9) || strstr(o, ",lowerdir="))
+			return true;
+	}
+	return false;
+}
+
 int lf_cli_main(int argc, char **argv)
 {
 	size_t i;
@@ -439,8 +458,8 @@ int lf_cli_main(int argc, char **argv)
 	/* mount(8) runs "layerfs SOURCE MOUNTPOINT -o OPTS" for fuse.layerfs */
 	if (argc >= 3 && argv[1][0] != '-' &&
 	    (strchr(argv[1], '/') || !strcmp(argv[1], "none") ||
-	     access(argv[1], F_OK) == 0))
-		return cli_cmd_mount(argc, argv);
+	     access(argv[1], F_OK) == 0 || has_lowerdir(argc, argv)))
+		return cli_mount_helper(argc, argv);
 	fprintf(stderr, "layerfs: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return CLI_USAGE;

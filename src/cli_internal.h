@@ -164,6 +164,8 @@ int cli_cmd_ls(int argc, char **argv);
 int cli_cmd_cat(int argc, char **argv);
 int cli_cmd_stat(int argc, char **argv);
 int cli_cmd_mount(int argc, char **argv);
+/* mount(8)'s form: layerfs SOURCE MNT -o OPTS */
+int cli_mount_helper(int argc, char **argv);
 int cli_cmd_diff(int argc, char **argv);
 int cli_cmd_waste(int argc, char **argv);
 int cli_cmd_commit(int argc, char **argv);

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "layerfs/fsops.h"
 
@@ -202,7 +203,14 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 	return ret;
 }
 
-int cli_cmd_mount(int argc, char **argv)
+/*
+ * helper: run by mount(8) as "layerfs SOURCE MNT -o OPTS".  There, with
+ * lowerdir= the SOURCE is a label as for the kernel overlayfs ("none",
+ * "overlay", the fs name...) unless it names an existing path, which is an
+ * image below the lowerdirs.  `layerfs mount` takes only "none" as a label,
+ * so a mistyped image path is an error, not an empty mount.
+ */
+static int mount_main(int argc, char **argv, bool helper)
 {
 	static const struct option longopts[] = {
 		CLI_COMMON_LONGOPTS,
@@ -214,6 +222,7 @@ int cli_cmd_mount(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	struct mount_args m = { 0 };
+	const char *src;
 	int c, ret = CLI_OK;
 
 	lf_buf_init(&m.fuse_opts);
@@ -260,14 +269,26 @@ int cli_cmd_mount(int argc, char **argv)
 		ret = cli_usage("mount", "expected IMAGE MOUNTPOINT");
 		goto out;
 	}
-	/* mount(8)'s overlayfs-style source is "none": lowerdir= says all */
-	ret = do_mount(&m, strcmp(argv[optind], "none") || !m.o.nlowers
-			   ? argv[optind] : NULL, argv[optind + 1]);
+	src = argv[optind];
+	if (m.o.nlowers &&
+	    (!strcmp(src, "none") || (helper && access(src, F_OK) != 0)))
+		src = NULL; /* overlayfs-style: lowerdir= says all */
+	ret = do_mount(&m, src, argv[optind + 1]);
 out:
 	lf_buf_release(&m.fuse_opts);
 	while (m.nowned)
 		free(m.owned[--m.nowned]);
 	return ret;
+}
+
+int cli_cmd_mount(int argc, char **argv)
+{
+	return mount_main(argc, argv, false);
+}
+
+int cli_mount_helper(int argc, char **argv)
+{
+	return mount_main(argc, argv, true);
 }
 
 int cli_cmd_umount(int argc, char **argv)

@@ -1089,3 +1089,67 @@ def test_helper_form_direct(images, oracles, cache_dir, mnt, layerfs_bin):
     assert p.returncode == 0, _err(p)
     got = O.walk_rootfs(mnt)
     assert not O.compare(oracles("basic", "oci", 1), got)
+
+
+def _overlay_lowers(base):
+    """Two plain directory layers, the top one deleting `gone` with an
+    overlayfs whiteout (a 0/0 char device, which both readers know)."""
+    low, top = base / "low", base / "top"
+    for d in (low / "d", top / "d"):
+        d.mkdir(parents=True)
+    (low / "a").write_text("low a\n")
+    (low / "d" / "x").write_text("low x\n")
+    (low / "gone").write_text("deleted above\n")
+    (top / "b").write_text("top b\n")
+    (top / "d" / "x").write_text("top x\n")
+    os.mknod(top / "gone", 0o600 | stat.S_IFCHR, os.makedev(0, 0))
+    return "lowerdir=%s:%s" % (top, low)
+
+
+def _names_types_bytes(tree):
+    return {p: (e["type"], e.get("sha256")) for p, e in tree.items()}
+
+
+@pytest.mark.parametrize("label", ["none", "overlay", "layerfs"])
+def test_mount8_overlay_style_label(label, installed_layerfs, tmp_path,
+                                   layerfs_bin):
+    """`mount -t fuse.layerfs LABEL MNT -o lowerdir=...,upperdir=...,
+    workdir=...` takes LABEL as the kernel overlayfs does: a name, not an
+    image (upstream unionmount-testsuite mounts with its fs name). The
+    merged view equals `mount -t overlay` of the same dirs, and a write
+    lands in upperdir."""
+    lowers = _overlay_lowers(tmp_path)
+    for d in ("u", "w", "ku", "kw", "m", "k"):
+        (tmp_path / d).mkdir()
+    m, k = str(tmp_path / "m"), str(tmp_path / "k")
+    opts = "%s,upperdir=%s,workdir=%s" % (lowers, tmp_path / "u",
+                                          tmp_path / "w")
+    p = subprocess.run(["mount", "-t", "fuse.layerfs", label, m, "-o", opts],
+                       env=installed_layerfs, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120)
+    assert p.returncode == 0, _err(p)
+    try:
+        kopts = "%s,upperdir=%s,workdir=%s" % (lowers, tmp_path / "ku",
+                                               tmp_path / "kw")
+        subprocess.run(["mount", "-t", "overlay", "overlay", k, "-o", kopts],
+                       check=True)
+        try:
+            want = _names_types_bytes(O.walk_rootfs(k))
+        finally:
+            subprocess.run(["umount", k], check=True)
+        assert _names_types_bytes(O.walk_rootfs(m)) == want
+        assert "gone" not in want and want["d/x"][1] == \
+            O.file_sha256(str(tmp_path / "top" / "d" / "x"))
+        with open(os.path.join(m, "new"), "w") as f:
+            f.write("upper\n")
+    finally:
+        fh.cleanup(m, None)
+    assert (tmp_path / "u" / "new").read_text() == "upper\n"
+
+
+def test_mistyped_command_not_a_mount(tmp_path, layerfs_bin):
+    """Without lowerdir=, an unknown first word that is no path is a
+    mistyped command (exit 2), not mount(8)'s source."""
+    p = O.layerfs("lyers", str(tmp_path), "-o", "ro")
+    assert p.returncode == 2, _err(p)
+    assert "unknown command 'lyers'" in _err(p), _err(p)
