@@ -367,12 +367,13 @@ void lf_upper_fill_stat(struct lf_upper *up, struct node *n,
 		/* copied-up objects keep the lower inode number (overlayfs);
 		 * after a remount, an upper object of the lower's type at the
 		 * lower's path is taken for its copy, unless it has several
-		 * names: then all of them must keep agreeing */
+		 * names (then all of them must keep agreeing) or is an opaque
+		 * directory (made anew over a deleted one, never a copy) */
 		ino = mapped_ino(up, &v->ust);
 		if (!ino && v->lower &&
 		    (v->ust.st_mode & S_IFMT) == (a->mode & S_IFMT) &&
-		    (S_ISDIR(a->mode) ||
-		     (a->nlink <= 1 && v->ust.st_nlink <= 1)))
+		    (S_ISDIR(a->mode) ? !v->opaque
+				      : a->nlink <= 1 && v->ust.st_nlink <= 1))
 			ino = v->lower;
 		if (!ino)
 			ino = UPPER_INO_BIT | (uint64_t)v->ust.st_ino;

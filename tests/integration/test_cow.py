@@ -765,6 +765,38 @@ def test_d_ino_equals_st_ino(layerfs_upper, cow_image, runs):
         side.close()
 
 
+def test_ino_across_remount(layerfs_upper, cow_image, runs):
+    """st_ino survives a remount with the same upper dir for what the
+    upper dir alone can tell (the kernel overlayfs keeps these too): a
+    copied-up file and a copied-up directory keep the lower number, a new
+    file its own, and a directory made anew over a deleted lower one (an
+    opaque upper dir) keeps its own number instead of taking the lower
+    one's after the remount."""
+    img = cow_image("cow_mix")
+    side = C.make_side("layerfs", img, runs)
+    names = ("h/solo", "a", "a/b/c", "fresh", "gone2", "a/b")
+    try:
+        side.start()
+        m = side.mnt
+
+        def inos():
+            return {n: os.lstat(os.path.join(m, n)).st_ino for n in names}
+        with open(os.path.join(m, "h/solo"), "ab") as f:   # copy-up
+            f.write(b"more")
+        os.mkdir(os.path.join(m, "a/newdir"))   # copies a/ up
+        with open(os.path.join(m, "fresh"), "w") as f:
+            f.write("new")
+        os.mkdir(os.path.join(m, "gone2"))
+        shutil.rmtree(os.path.join(m, "a/b"))   # lower a/b and subtree
+        os.makedirs(os.path.join(m, "a/b/c"))   # opaque a/b, new a/b/c
+        before = inos()
+        assert os.path.exists(os.path.join(side.upper, "a/b/.wh..wh..opq"))
+        side.remount()
+        assert inos() == before
+    finally:
+        side.close()
+
+
 def test_nodev_layerfs(layerfs_upper, cow_image, runs):
     """Allowed difference "nodev": layerfs mounts are nodev (DESIGN 3.10),
     so a device node of the image cannot be opened as a device (EACCES),
