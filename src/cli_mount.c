@@ -77,6 +77,7 @@ struct mount_args {
 	size_t nowned;
 	const char *upper;		/* --upper DIR */
 	const char *lowers[256];	/* --lower, lowerdir= (top first) */
+	const char *label;		/* mount(8)'s source when not an image */
 };
 
 static int add_lower(struct mount_args *m, const char *dir)
@@ -179,7 +180,7 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 	/* the daemon runs in "/": libfuse must know the mountpoint absolutely */
 	absmnt = realpath(mnt, NULL);
 	m->fo.mountpoint = absmnt ? absmnt : mnt;
-	m->fo.fsname = image ? image : "layerfs";
+	m->fo.fsname = image ? image : m->label ? m->label : "layerfs";
 	m->fo.fuse_opts = m->fuse_opts.len ? m->fuse_opts.data : NULL;
 	if (ret == CLI_OK && m->upper &&
 	    lf_upper_new(m->upper, ci.tree, ci.blobs, &m->fo.upper, &err)) {
@@ -271,8 +272,10 @@ static int mount_main(int argc, char **argv, bool helper)
 	}
 	src = argv[optind];
 	if (m.o.nlowers &&
-	    (!strcmp(src, "none") || (helper && access(src, F_OK) != 0)))
-		src = NULL; /* overlayfs-style: lowerdir= says all */
+	    (!strcmp(src, "none") || (helper && access(src, F_OK) != 0))) {
+		m.label = src; /* overlayfs-style: lowerdir= says all */
+		src = NULL;
+	}
 	ret = do_mount(&m, src, argv[optind + 1]);
 out:
 	lf_buf_release(&m.fuse_opts);

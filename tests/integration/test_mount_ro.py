@@ -1116,8 +1116,8 @@ def test_mount8_overlay_style_label(label, installed_layerfs, tmp_path,
     """`mount -t fuse.layerfs LABEL MNT -o lowerdir=...,upperdir=...,
     workdir=...` takes LABEL as the kernel overlayfs does: a name, not an
     image (upstream unionmount-testsuite mounts with its fs name). The
-    merged view equals `mount -t overlay` of the same dirs, and a write
-    lands in upperdir."""
+    merged view equals `mount -t overlay` of the same dirs, /proc/mounts
+    shows the label as the source, and a write lands in upperdir."""
     lowers = _overlay_lowers(tmp_path)
     for d in ("u", "w", "ku", "kw", "m", "k"):
         (tmp_path / d).mkdir()
@@ -1128,6 +1128,9 @@ def test_mount8_overlay_style_label(label, installed_layerfs, tmp_path,
                        env=installed_layerfs, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=120)
     assert p.returncode == 0, _err(p)
+    row = fh.mount_entry(m)
+    assert row is not None and row[0] == label and \
+        row[2] == "fuse.layerfs", row   # /proc/mounts names the label
     try:
         kopts = "%s,upperdir=%s,workdir=%s" % (lowers, tmp_path / "ku",
                                                tmp_path / "kw")
