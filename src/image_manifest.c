@@ -78,10 +78,13 @@ static int parse_desc(const json_t *o, const char *what, const char *where,
 	if (!json_is_object(o))
 		return lf_err_set(err, -EINVAL, "%s: %s is not an object",
 				  what, where);
-	if (!digest || !lf_digest_valid(digest))
-		return lf_err_set(err, -EINVAL,
-				  "%s: %s has an invalid digest '%s'", what,
-				  where, digest ? digest : "(none)");
+	if (!digest)
+		return lf_err_set(err, -EINVAL, "%s: %s has no digest", what,
+				  where);
+	if (!lf_digest_valid(digest))
+		return lf_err_set(err, -EINVAL, "%s: %s digest '%.80s' %s",
+				  what, where, digest,
+				  lf_digest_refusal(digest));
 	memcpy(d->digest, digest, strlen(digest) + 1);
 	if (size && (!json_is_integer(size) || json_integer_value(size) < 0))
 		return lf_err_set(err, -EINVAL, "%s: %s has an invalid size",
@@ -248,8 +251,9 @@ static int parse_diff_ids(const json_t *arr, const char *what,
 
 		if (!d || !lf_digest_valid(d))
 			return lf_err_set(err, -EINVAL,
-					  "%s: rootfs.diff_ids[%zu] is not a valid digest",
-					  what, i);
+					  "%s: rootfs.diff_ids[%zu] %s", what,
+					  i, d ? lf_digest_refusal(d)
+					       : "is not a string");
 		c->diff_ids[i] = strdup(d);
 		if (!c->diff_ids[i])
 			return oom(err);

@@ -35,4 +35,11 @@ int lf_sha256_mem(const void *data, size_t len, char out[LF_DIGEST_LEN]);
  */
 bool lf_digest_valid(const char *s);
 
+/*
+ * Why `s` is not accepted, for messages: "uses the unsupported algorithm
+ * 'sha512'" for a digest of the OCI grammar with another algorithm, else
+ * "is not a valid digest".  Only for strings lf_digest_valid() refused.
+ */
+const char *lf_digest_refusal(const char *s);
+
 #endif /* LAYERFS_DIGEST_H */

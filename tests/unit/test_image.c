@@ -474,7 +474,17 @@ LF_TEST(hostile_digest)
 	CHECK_EQ_INT(sh("python3 mk.py oci img a:1 && python3 mk.py edit img "
 			"\"m['layers'][1]['digest'] = 'sha256:../../x'\""), 0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -EINVAL);
-	CHECK(strstr(err.msg, "invalid digest 'sha256:../../x'") != NULL);
+	CHECK(strstr(err.msg, "digest 'sha256:../../x' is not a valid "
+			      "digest") != NULL);
+	/* the OCI grammar with another algorithm: said so, not "invalid" */
+	CHECK_EQ_INT(sh("python3 mk.py edit img \"m['layers'][1]['digest'] = "
+			"'sha512:' + 'ab' * 64\""), 0);
+	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -EINVAL);
+	CHECK(strstr(err.msg, "unsupported digest algorithm 'sha512'") != NULL);
+	CHECK_EQ_INT(sh("python3 mk.py edit img \"m['layers'][1]['digest'] = "
+			"'sha512:a/b'\""), 0);
+	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -EINVAL);
+	CHECK(strstr(err.msg, "is not a valid digest") != NULL);
 	/* docker-archive: member names that climb out are never found */
 	CHECK_EQ_INT(sh("python3 mk.py dockerblobs d.tar x:1 && "
 			"mkdir t && tar -xf d.tar -C t && "
