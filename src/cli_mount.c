@@ -37,9 +37,12 @@ static const char mount_help[] =
 	"\nAs a mount(8) helper (layerfs installed in /usr/local/bin or /usr/bin,\n"
 	"where mount(8) finds it): mount -t fuse.layerfs IMAGE MNT -o layers=3\n"
 	"or in /etc/fstab: IMAGE MNT fuse.layerfs layers=3,allow_other 0 0\n"
-	"The overlayfs syntax works too (source \"none\"; workdir= is accepted\n"
-	"and not needed): mount -t fuse.layerfs none MNT -o lowerdir=A:B,\n"
-	"upperdir=U,workdir=W  (leftmost lowerdir is the top)\n";
+	"The overlayfs syntax works too: mount -t fuse.layerfs none MNT\n"
+	"-o lowerdir=A:B,upperdir=U,workdir=W (leftmost lowerdir is the top;\n"
+	"workdir= is accepted and not needed).  As for the kernel's overlay,\n"
+	"the source is a label unless it is an existing path (then an image\n"
+	"below the lowerdirs), and a mount by root is allow_other with\n"
+	"default_permissions.\n";
 
 static const char umount_help[] =
 	"usage: layerfs umount [-z] MOUNTPOINT\n\n"
@@ -78,6 +81,7 @@ struct mount_args {
 	const char *upper;		/* --upper DIR */
 	const char *lowers[256];	/* --lower, lowerdir= (top first) */
 	const char *label;		/* mount(8)'s source when not an image */
+	bool lowerdir_opt;		/* -o lowerdir=: the overlayfs syntax */
 };
 
 static int add_lower(struct mount_args *m, const char *dir)
@@ -124,6 +128,7 @@ static int parse_o(struct mount_args *m, const char *arg)
 			if (KEY("upperdir")) {
 				m->upper = val;
 			} else if (KEY("lowerdir")) {
+				m->lowerdir_opt = true;
 				/* split in place: the value outlives the mount */
 				dup = (char *)val;
 				for (tok = strtok_r(dup, ":", &save); tok;
@@ -270,6 +275,10 @@ static int mount_main(int argc, char **argv, bool helper)
 		ret = cli_usage("mount", "expected IMAGE MOUNTPOINT");
 		goto out;
 	}
+	/* a stand-in for the kernel overlayfs (and fuse-overlayfs) mounted by
+	 * root: visible to every user, permissions checked from the modes */
+	if (m.lowerdir_opt && geteuid() == 0)
+		m.fo.allow_other = true;
 	src = argv[optind];
 	if (m.o.nlowers &&
 	    (!strcmp(src, "none") || (helper && access(src, F_OK) != 0))) {

@@ -1117,7 +1117,8 @@ def test_mount8_overlay_style_label(label, installed_layerfs, tmp_path,
     workdir=...` takes LABEL as the kernel overlayfs does: a name, not an
     image (upstream unionmount-testsuite mounts with its fs name). The
     merged view equals `mount -t overlay` of the same dirs, /proc/mounts
-    shows the label as the source, and a write lands in upperdir."""
+    shows the label as the source and allow_other,default_permissions (a
+    mount by root), and a write lands in upperdir."""
     lowers = _overlay_lowers(tmp_path)
     for d in ("u", "w", "ku", "kw", "m", "k"):
         (tmp_path / d).mkdir()
@@ -1131,6 +1132,10 @@ def test_mount8_overlay_style_label(label, installed_layerfs, tmp_path,
     row = fh.mount_entry(m)
     assert row is not None and row[0] == label and \
         row[2] == "fuse.layerfs", row   # /proc/mounts names the label
+    # mounted by root, like the kernel's overlay (and fuse-overlayfs):
+    # every user may enter, permissions are checked from the modes
+    for o in ("allow_other", "default_permissions"):
+        assert o in row[3].split(","), row
     try:
         kopts = "%s,upperdir=%s,workdir=%s" % (lowers, tmp_path / "ku",
                                                tmp_path / "kw")
