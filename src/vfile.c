@@ -39,20 +39,31 @@ static int vfile_alloc(const char *name, const char *path,
 int lf_vfile_open(const char *path, const char *name, struct lf_vfile **out,
 		  struct lf_err *err)
 {
-	struct lf_vfile *vf;
-	struct stat st;
-	int ret;
+	/* O_NONBLOCK: a FIFO put where a file should be must not hang us */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
-	ret = vfile_alloc(name, path, &vf);
-	if (ret)
-		return lf_err_set(err, ret, "out of memory");
-	vf->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (vf->fd < 0) {
-		ret = -errno;
-		lf_vfile_close(vf);
+	if (fd < 0) {
+		int ret = -errno;
+
 		return lf_err_set(err, ret, "cannot open '%s': %s", path,
 				  strerror(-ret));
 	}
+	return lf_vfile_open_fd(fd, path, name, out, err);
+}
+
+int lf_vfile_open_fd(int fd, const char *path, const char *name,
+		     struct lf_vfile **out, struct lf_err *err)
+{
+	struct lf_vfile *vf;
+	struct stat st;
+	int ret, fl;
+
+	ret = vfile_alloc(name, path, &vf);
+	if (ret) {
+		close(fd);
+		return lf_err_set(err, ret, "out of memory");
+	}
+	vf->fd = fd;
 	if (fstat(vf->fd, &st) < 0) {
 		ret = -errno;
 		lf_vfile_close(vf);
@@ -64,6 +75,10 @@ int lf_vfile_open(const char *path, const char *name, struct lf_vfile **out,
 		return lf_err_set(err, -EINVAL, "'%s' is not a regular file",
 				  path);
 	}
+	/* regular files ignore O_NONBLOCK, but leave no surprise behind */
+	fl = fcntl(vf->fd, F_GETFL);
+	if (fl >= 0 && (fl & O_NONBLOCK))
+		(void)fcntl(vf->fd, F_SETFL, fl & ~O_NONBLOCK);
 	vf->size = (uint64_t)st.st_size;
 	*out = vf;
 	return 0;

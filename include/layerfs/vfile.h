@@ -23,10 +23,21 @@ struct lf_vfile;
 
 /*
  * Open `path` read-only as a vfile covering the whole file.  `name` (copied)
- * is what messages call it; NULL means the path.  Returns 0 or -errno.
+ * is what messages call it; NULL means the path.  Returns 0 or -errno;
+ * -EINVAL for anything but a regular file (a FIFO or device is refused
+ * without blocking on open).
  */
 int lf_vfile_open(const char *path, const char *name, struct lf_vfile **out,
 		  struct lf_err *err);
+
+/*
+ * The same over an fd the caller opened (ownership of `fd` passes to the
+ * vfile, closed on failure too); `path` is what messages and
+ * lf_vfile_path() give.  Anything but a regular file is refused (-EINVAL),
+ * so open with O_NONBLOCK: a FIFO then neither blocks nor gets through.
+ */
+int lf_vfile_open_fd(int fd, const char *path, const char *name,
+		     struct lf_vfile **out, struct lf_err *err);
 
 /*
  * A new vfile for [off, off+size) of `parent` (which must be file-backed or
