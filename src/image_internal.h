@@ -23,8 +23,23 @@
 #include "layerfs/image.h"
 #include "layerfs/vfile.h"
 
-/* Biggest JSON document (index, manifest, config) we agree to read. */
-#define LF_IMAGE_JSON_MAX (64u << 20)
+/*
+ * Limits on what an image's JSON may make us hold in memory (each is an
+ * error naming the file and the limit, never a truncation).  Sizes: index,
+ * manifest and docker manifest.json at most LF_IMAGE_JSON_MAX, as
+ * registries and containers/image allow for manifests; a config at most
+ * LF_IMAGE_CONFIG_MAX (4 times containers/image's limit: long histories).
+ * jansson needs up to ~100 bytes per value however small its text ("{}"),
+ * so a document may also hold at most LF_IMAGE_JSON_VALUES values, counted
+ * on the text before parsing.  Counts: manifests in an index, layers in an
+ * image and history entries in a config, each at most the limit below.
+ */
+#define LF_IMAGE_JSON_MAX (4u << 20)
+#define LF_IMAGE_CONFIG_MAX (16u << 20)
+#define LF_IMAGE_JSON_VALUES (1u << 20)
+#define LF_IMAGE_MAX_MANIFESTS 65536
+#define LF_IMAGE_MAX_LAYERS 4096
+#define LF_IMAGE_MAX_HISTORY 65536
 /* Nested image indexes followed at most this deep. */
 #define LF_IMAGE_INDEX_DEPTH 4
 
@@ -34,6 +49,7 @@ struct lf_image_member;
 struct lf_image_store {
 	const char *label;		/* borrowed: the image path */
 	char *dir;			/* owned: layout directory, or NULL */
+	int dirfd;			/* owned: open on dir (when dir) */
 	struct lf_vfile *archive;	/* owned: outer tar, or NULL */
 	struct lf_image_member *members;	/* owned, sorted by name */
 	size_t nmembers;
@@ -109,9 +125,14 @@ bool lf_image_store_has(const struct lf_image_store *st, const char *name);
 /* A vfile for `name`; -ENOENT (with message) when it is missing. */
 int lf_image_store_blob(const struct lf_image_store *st, const char *name,
 			struct lf_vfile **out, struct lf_err *err);
-/* Read a whole small file (at most LF_IMAGE_JSON_MAX), NUL-terminated. */
+/* Read a whole small file (at most LF_IMAGE_JSON_MAX), NUL-terminated;
+ * -EFBIG (with message) when it is bigger. */
 int lf_image_store_read(const struct lf_image_store *st, const char *name,
 			char **data, size_t *len, struct lf_err *err);
+/* The same with another limit (bytes). */
+int lf_image_store_read_max(const struct lf_image_store *st,
+			    const char *name, size_t max, char **data,
+			    size_t *len, struct lf_err *err);
 
 /* image_archive.c: resolve a member name (links followed) to its range.
  * Returns 0, -ENOENT, -ELOOP, or -EINVAL for a name that escapes. */

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: MIT
 /* image_layout.c - the image file store: OCI layout directory or outer tar. */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "image_internal.h"
 #include "layerfs/path.h"
@@ -12,22 +16,169 @@
 int lf_image_store_open_dir(struct lf_image_store *st, const char *dir,
 			    struct lf_err *err)
 {
+	int ret;
+
 	memset(st, 0, sizeof(*st));
 	lf_buf_init(&st->names);
+	st->dirfd = -1;
 	st->dir = strdup(dir);
 	if (!st->dir)
 		return lf_err_set(err, -ENOMEM, "out of memory");
+	/* the layout directory itself is the user's choice: follow it */
+	st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->dirfd < 0) {
+		ret = -errno;
+		return lf_err_set(err, ret, "cannot open image '%s': %s", dir,
+				  strerror(-ret));
+	}
 	return 0;
 }
 
 void lf_image_store_release(struct lf_image_store *st)
 {
+	if (st->dir && st->dirfd >= 0)
+		close(st->dirfd);
 	free(st->dir);
 	lf_vfile_close(st->archive);
 	free(st->members);
 	lf_buf_release(&st->names);
 	memset(st, 0, sizeof(*st));
 	lf_buf_init(&st->names);
+}
+
+/* Symlinks followed in one name, as the kernel's own limit (MAXSYMLINKS). */
+#define WALK_LINKS 40
+/* A file is opened with these: never a controlling tty, never a FIFO wait. */
+#define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+
+/* Open each component of a resolved path with O_NOFOLLOW. */
+static int open_nofollow(int dirfd, const char *path)
+{
+	const char *pos = path, *comp;
+	char name[256];
+	size_t clen;
+	int fd = dup(dirfd), next;
+
+	if (fd < 0)
+		return -errno;
+	while (lf_path_next(&pos, &comp, &clen)) {
+		bool last = !*pos || !pos[strspn(pos, "/")];
+
+		if (clen >= sizeof(name)) {
+			close(fd);
+			return -ENAMETOOLONG;
+		}
+		memcpy(name, comp, clen);
+		name[clen] = '\0';
+		next = openat(fd, name,
+			      last ? OPEN_FLAGS | O_NOFOLLOW
+				   : O_PATH | O_DIRECTORY | O_NOFOLLOW |
+					     O_CLOEXEC);
+		close(fd);
+		if (next < 0)
+			return -errno;
+		fd = next;
+	}
+	return fd;
+}
+
+/*
+ * Without openat2: resolve `rel` component by component with lstat and
+ * readlink, keeping the resolved path as components under the root; a
+ * ".." above the root or an absolute link target is -EXDEV, as
+ * RESOLVE_BENEATH says.  Then open the result one O_NOFOLLOW step at a
+ * time, so a directory swapped for a symlink meanwhile fails (-ELOOP or
+ * -ENOTDIR) instead of leading out.
+ */
+static int walk_beneath(int dirfd, const char *rel)
+{
+	struct lf_buf todo, done, next;
+	char target[4096];
+	int links = 0, ret = 0;
+	size_t pos = 0;
+
+	lf_buf_init(&todo);
+	lf_buf_init(&done);
+	lf_buf_init(&next);
+	if (lf_buf_adds(&todo, rel))
+		ret = -ENOMEM;
+	while (!ret && pos < todo.len) {
+		const char *c = todo.data + pos;
+		size_t clen = strcspn(c, "/"), keep = done.len;
+		struct stat sb;
+		ssize_t n;
+
+		pos += clen + (c[clen] == '/');
+		if (!clen || (clen == 1 && c[0] == '.'))
+			continue;
+		if (clen == 2 && c[0] == '.' && c[1] == '.') {
+			if (!done.len)
+				ret = -EXDEV;
+			else
+				lf_buf_setlen(&done, lf_path_dirlen(done.data));
+			continue;
+		}
+		if ((done.len && lf_buf_addch(&done, '/')) ||
+		    lf_buf_add(&done, c, clen)) {
+			ret = -ENOMEM;
+		} else if (fstatat(dirfd, done.data, &sb,
+				   AT_SYMLINK_NOFOLLOW) < 0) {
+			ret = -errno;
+		} else if (S_ISLNK(sb.st_mode)) {
+			n = readlinkat(dirfd, done.data, target,
+				       sizeof(target) - 1);
+			if (++links > WALK_LINKS)
+				ret = -ELOOP;
+			else if (n <= 0)
+				ret = n < 0 ? -errno : -ENOENT;
+			else if (target[0] == '/')
+				ret = -EXDEV;
+			if (ret)
+				break;
+			/* the link's target replaces its component */
+			lf_buf_setlen(&done, keep);
+			lf_buf_reset(&next);
+			if (lf_buf_add(&next, target, (size_t)n) ||
+			    lf_buf_addch(&next, '/') ||
+			    lf_buf_adds(&next, todo.data + pos)) {
+				ret = -ENOMEM;
+				break;
+			}
+			lf_buf_reset(&todo);
+			if (lf_buf_add(&todo, next.data, next.len))
+				ret = -ENOMEM;
+			pos = 0;
+		}
+	}
+	if (!ret)
+		ret = open_nofollow(dirfd, done.data);
+	lf_buf_release(&todo);
+	lf_buf_release(&done);
+	lf_buf_release(&next);
+	return ret;
+}
+
+/*
+ * Open `rel` under the layout directory without ever leaving it: symlinks
+ * are followed only while they stay beneath it, magic links (/proc) never.
+ * Returns an fd or -errno (-EXDEV: leads outside).
+ */
+static int open_beneath(int dirfd, const char *rel)
+{
+#ifdef SYS_openat2
+	struct open_how how = {
+		.flags = OPEN_FLAGS,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+	long fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+
+	if (fd >= 0)
+		return (int)fd;
+	/* ENOSYS: kernel < 5.6; EPERM: a seccomp filter that predates it */
+	if (errno != ENOSYS && errno != EPERM)
+		return -errno;
+#endif
+	return walk_beneath(dirfd, rel);
 }
 
 /*
@@ -42,33 +193,32 @@ static int safe_name(const char *name, struct lf_buf *out)
 	return lf_path_normalize(name, strlen(name), out);
 }
 
-static int dir_path(const struct lf_image_store *st, const char *name,
-		    struct lf_buf *path)
+static int dir_open(const struct lf_image_store *st, const char *name,
+		    struct lf_buf *rel)
 {
-	struct lf_buf rel;
-	int ret;
+	int ret = safe_name(name, rel);
 
-	lf_buf_init(&rel);
-	ret = safe_name(name, &rel);
-	if (!ret)
-		ret = lf_buf_addf(path, "%s/%s", st->dir, rel.data);
-	lf_buf_release(&rel);
-	return ret;
+	if (ret)
+		return ret;
+	return open_beneath(st->dirfd, rel->data);
 }
 
 bool lf_image_store_has(const struct lf_image_store *st, const char *name)
 {
-	struct lf_buf path;
+	struct lf_buf rel;
 	struct stat sb;
 	uint64_t off, size;
 	bool ok;
+	int fd;
 
 	if (st->archive)
 		return lf_image_archive_find(st, name, &off, &size) == 0;
-	lf_buf_init(&path);
-	ok = !dir_path(st, name, &path) && stat(path.data, &sb) == 0 &&
-	     S_ISREG(sb.st_mode);
-	lf_buf_release(&path);
+	lf_buf_init(&rel);
+	fd = dir_open(st, name, &rel);
+	ok = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+	if (fd >= 0)
+		close(fd);
+	lf_buf_release(&rel);
 	return ok;
 }
 
@@ -93,36 +243,75 @@ static int archive_blob(const struct lf_image_store *st, const char *name,
 	return lf_vfile_sub(st->archive, off, size, label, out, err);
 }
 
+static int dir_open_err(const struct lf_image_store *st, const char *name,
+			int ret, struct lf_err *err)
+{
+	switch (ret) {
+	case -ENOMEM:
+		return lf_err_set(err, ret, "out of memory");
+	case -EINVAL:
+		return lf_err_set(err, ret, "'%s': %s: invalid file name",
+				  st->label, name);
+	case -ENOENT:
+		return lf_err_set(err, ret, "'%s': %s is missing", st->label,
+				  name);
+	case -EXDEV:
+	case -ELOOP:
+		/* ELOOP: a link loop, or a /proc magic link */
+		return lf_err_set(err, ret,
+				  "'%s': %s is a symbolic link leading outside the image",
+				  st->label, name);
+	default:
+		return lf_err_set(err, ret, "'%s': cannot open %s: %s",
+				  st->label, name, strerror(-ret));
+	}
+}
+
+/*
+ * A file of the layout: opened beneath the layout directory (a symlink out
+ * of it, to /etc/passwd or /dev/zero, is refused), without blocking, and
+ * only if it is a regular file.
+ */
 int lf_image_store_blob(const struct lf_image_store *st, const char *name,
 			struct lf_vfile **out, struct lf_err *err)
 {
-	struct lf_buf path;
-	struct stat sb;
-	int ret;
+	struct lf_buf rel, path;
+	int fd, ret;
 
 	if (st->archive)
 		return archive_blob(st, name, out, err);
+	lf_buf_init(&rel);
 	lf_buf_init(&path);
-	ret = dir_path(st, name, &path);
-	if (ret) {
-		ret = lf_err_set(err, ret == -ENOMEM ? ret : -EINVAL,
-				 "'%s': %s: invalid file name", st->label, name);
+	fd = dir_open(st, name, &rel);
+	if (fd < 0) {
+		ret = dir_open_err(st, name, fd, err);
 		goto out;
 	}
-	/* say "missing" rather than open()'s wording, as for archives */
-	if (stat(path.data, &sb) < 0 && errno == ENOENT) {
-		ret = lf_err_set(err, -ENOENT, "'%s': %s is missing",
+	if (lf_buf_addf(&path, "%s/%s", st->dir, rel.data)) {
+		close(fd);
+		ret = lf_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	ret = lf_vfile_open_fd(fd, path.data, NULL, out, err);
+	if (ret == -EINVAL)
+		ret = lf_err_set(err, ret, "'%s': %s is not a regular file",
 				 st->label, name);
-		goto out;
-	}
-	ret = lf_vfile_open(path.data, NULL, out, err);
 out:
+	lf_buf_release(&rel);
 	lf_buf_release(&path);
 	return ret;
 }
 
 int lf_image_store_read(const struct lf_image_store *st, const char *name,
 			char **data, size_t *len, struct lf_err *err)
+{
+	return lf_image_store_read_max(st, name, LF_IMAGE_JSON_MAX, data, len,
+				       err);
+}
+
+int lf_image_store_read_max(const struct lf_image_store *st,
+			    const char *name, size_t max, char **data,
+			    size_t *len, struct lf_err *err)
 {
 	struct lf_vfile *vf;
 	uint64_t size;
@@ -134,9 +323,11 @@ int lf_image_store_read(const struct lf_image_store *st, const char *name,
 	if (ret)
 		return ret;
 	size = lf_vfile_size(vf);
-	if (size > LF_IMAGE_JSON_MAX) {
-		ret = lf_err_set(err, -EFBIG, "'%s': %s is too big (%llu bytes)",
-				 st->label, name, (unsigned long long)size);
+	if (size > max) {
+		ret = lf_err_set(err, -EFBIG,
+				 "'%s': %s is too big (%llu bytes, the limit is %zu MiB)",
+				 st->label, name, (unsigned long long)size,
+				 max >> 20);
 		goto out;
 	}
 	p = malloc((size_t)size + 1);
