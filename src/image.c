@@ -24,13 +24,10 @@ static const char *const layer_types[] = {
 	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 };
 
-static bool layer_type_ok(const char *mt, bool docker_archive)
+static bool layer_type_ok(const char *mt)
 {
 	size_t i;
 
-	/* docker-archive manifest.json has no media types at all */
-	if (!mt[0])
-		return docker_archive;
 	for (i = 0; i < LF_ARRAY_SIZE(layer_types); i++)
 		if (!strcmp(mt, layer_types[i]))
 			return true;
@@ -54,30 +51,62 @@ static int oom(struct lf_err *err)
 	return lf_err_set(err, -ENOMEM, "out of memory");
 }
 
-/* Read and parse one OCI blob by digest, as an index or a manifest. */
+/*
+ * A JSON document must be the bytes its descriptor names: same size (when
+ * the descriptor gives one) and same digest.  `ref` says which descriptor,
+ * e.g. "index.json manifests[1]".  Checked always, --no-verify or not: these
+ * are small, and a manifest that is not the one named would serve other
+ * layers than the image's.
+ */
+static int check_desc(struct lf_image *img, const struct lf_image_desc *d,
+		      const char *name, const char *ref, const char *data,
+		      size_t len, struct lf_err *err)
+{
+	char got[LF_DIGEST_LEN];
+
+	if (d->has_size && d->size != len)
+		return lf_err_set(err, -EINVAL,
+				  "'%s': %s is %zu bytes, %s says %llu",
+				  img->path, name, len, ref,
+				  (unsigned long long)d->size);
+	if (lf_sha256_mem(data, len, got))
+		return oom(err);
+	if (strcmp(got, d->digest))
+		return lf_err_set(err, -EINVAL,
+				  "'%s': %s does not match its digest: %s says %s, the file hashes to %s",
+				  img->path, name, ref, d->digest, got);
+	return 0;
+}
+
+/* Read one OCI blob by digest (an index or a manifest), checked. */
 static int read_blob(struct lf_image *img, const struct lf_image_desc *d,
-		     char **json, size_t *len, struct lf_err *err)
+		     const char *ref, char **json, size_t *len,
+		     struct lf_err *err)
 {
 	char name[128];
 	int ret;
 
 	blob_name(d->digest, name, sizeof(name));
+	/* a size known too big is refused before reading anything */
+	if (d->has_size && d->size > LF_IMAGE_JSON_MAX)
+		return lf_err_set(err, -EFBIG,
+				  "'%s': %s is too big (%s says %llu bytes, the limit is %u MiB)",
+				  img->path, name, ref,
+				  (unsigned long long)d->size,
+				  LF_IMAGE_JSON_MAX >> 20);
 	ret = lf_image_store_read(&img->store, name, json, len, err);
 	if (ret)
 		return ret;
-	if (d->has_size && d->size != *len) {
+	ret = check_desc(img, d, name, ref, *json, *len, err);
+	if (ret) {
 		free(*json);
 		*json = NULL;
-		return lf_err_set(err, -EINVAL,
-				  "'%s': %s is %zu bytes, its descriptor says %llu",
-				  img->path, name, *len,
-				  (unsigned long long)d->size);
 	}
-	return 0;
+	return ret;
 }
 
 static int resolve_manifest(struct lf_image *img,
-			    const struct lf_image_desc *d,
+			    const struct lf_image_desc *d, const char *ref,
 			    const struct lf_image_opts *opts, int depth,
 			    struct lf_err *err);
 
@@ -88,6 +117,7 @@ static int resolve_index(struct lf_image *img, const char *json, size_t len,
 {
 	struct lf_image_desc *v = NULL;
 	size_t n = 0;
+	char ref[160];
 	int ret, i;
 
 	if (depth >= LF_IMAGE_INDEX_DEPTH)
@@ -103,7 +133,10 @@ static int resolve_index(struct lf_image *img, const char *json, size_t len,
 	else
 		i = lf_image_pick_platform(v, n, opts->platform, img->path,
 					   err);
-	ret = i < 0 ? i : resolve_manifest(img, &v[i], opts, depth + 1, err);
+	if (i >= 0)
+		snprintf(ref, sizeof(ref), "%s manifests[%d]", what, i);
+	ret = i < 0 ? i : resolve_manifest(img, &v[i], ref, opts, depth + 1,
+					   err);
 	lf_image_descs_free(v, n);
 	return ret;
 }
@@ -117,7 +150,7 @@ static bool manifest_type_ok(const char *mt)
 }
 
 static int resolve_manifest(struct lf_image *img,
-			    const struct lf_image_desc *d,
+			    const struct lf_image_desc *d, const char *ref,
 			    const struct lf_image_opts *opts, int depth,
 			    struct lf_err *err)
 {
@@ -126,7 +159,7 @@ static int resolve_manifest(struct lf_image *img,
 	int ret;
 
 	blob_name(d->digest, what, sizeof(what));
-	ret = read_blob(img, d, &json, &len, err);
+	ret = read_blob(img, d, ref, &json, &len, err);
 	if (ret)
 		return ret;
 	/* trust the descriptor's media type; peek when it gives none */
@@ -201,13 +234,28 @@ out:
 	return ret;
 }
 
-/* The config: raw JSON kept for lf_image_config_json(), then parsed. */
+/*
+ * The config: raw JSON kept for lf_image_config_json(), then parsed.  When
+ * a descriptor names it (OCI), its size and digest are checked first.
+ */
 static int load_config(struct lf_image *img, const char *name,
-		       struct lf_err *err)
+		       const struct lf_image_desc *d, struct lf_err *err)
 {
-	int ret = lf_image_store_read(&img->store, name, &img->config_json,
-				      &img->config_len, err);
+	int ret;
 
+	if (d && d->has_size && d->size > LF_IMAGE_CONFIG_MAX)
+		return lf_err_set(err, -EFBIG,
+				  "'%s': config %s is too big (the manifest says %llu bytes, the limit is %u MiB)",
+				  img->path, name, (unsigned long long)d->size,
+				  LF_IMAGE_CONFIG_MAX >> 20);
+	ret = lf_image_store_read_max(&img->store, name, LF_IMAGE_CONFIG_MAX,
+				      &img->config_json, &img->config_len,
+				      err);
+	if (ret)
+		return ret;
+	if (d)
+		ret = check_desc(img, d, name, "the manifest's config",
+				 img->config_json, img->config_len, err);
 	if (ret)
 		return ret;
 	ret = lf_image_parse_config(img->config_json, img->config_len, name,
@@ -283,13 +331,13 @@ static int oci_layers(struct lf_image *img, struct lf_err *err)
 
 	blob_name(m->config.digest, name, sizeof(name));
 	memcpy(img->config_digest, m->config.digest, LF_DIGEST_LEN);
-	ret = load_config(img, name, err);
+	ret = load_config(img, name, &m->config, err);
 	if (!ret)
 		ret = alloc_layers(img, m->nlayers, err);
 	for (i = 0; !ret && i < m->nlayers; i++) {
 		const struct lf_image_desc *d = &m->layers[i];
 
-		if (!layer_type_ok(d->media_type, false))
+		if (!layer_type_ok(d->media_type))
 			return lf_err_set(err, -EINVAL,
 					  "'%s': layer %zu: unsupported media type '%s'",
 					  img->path, i + 1, d->media_type);
@@ -304,7 +352,7 @@ static int oci_open(struct lf_image *img, const struct lf_image_opts *opts,
 		    struct lf_err *err)
 {
 	struct lf_image_desc *v = NULL;
-	char *json = NULL;
+	char *json = NULL, ref[64];
 	size_t len = 0, n = 0;
 	int ret, i;
 
@@ -316,8 +364,16 @@ static int oci_open(struct lf_image *img, const struct lf_image_opts *opts,
 		ret = lf_err_prefix(err, "'%s'", img->path);
 		goto out;
 	}
+	/* "manifests": null or []: the caller may have a manifest.json */
+	if (!n) {
+		ret = lf_err_set(err, -ENODATA,
+				 "'%s': index.json lists no image", img->path);
+		goto out;
+	}
 	i = select_top(img, v, n, opts, err);
-	ret = i < 0 ? i : resolve_manifest(img, &v[i], opts, 0, err);
+	if (i >= 0)
+		snprintf(ref, sizeof(ref), "index.json manifests[%d]", i);
+	ret = i < 0 ? i : resolve_manifest(img, &v[i], ref, opts, 0, err);
 	if (!ret)
 		ret = oci_layers(img, err);
 out:
@@ -337,32 +393,58 @@ static void docker_digest(const char *path, char out[LF_DIGEST_LEN])
 		out[0] = '\0';
 }
 
+/*
+ * LayerSources (keyed by diff_id) describe the layer as a registry serves
+ * it, compressed, with its registry digest, size and media type: not the
+ * archive's file, which docker save writes uncompressed.  So nothing of it
+ * is checked against the file (the diff_id is, by index.c); it only
+ * explains why a foreign layer's file may be absent.
+ */
+static bool docker_foreign(const struct lf_image_docker *e,
+			   const char *diff_id)
+{
+	size_t k;
+
+	for (k = 0; k < e->nsources; k++)
+		if (!strcmp(e->source_keys[k], diff_id))
+			return is_foreign(e->sources[k].media_type);
+	return false;
+}
+
 static int docker_layers(struct lf_image *img, const struct lf_image_docker *e,
 			 struct lf_err *err)
 {
 	char digest[LF_DIGEST_LEN];
-	size_t i, k;
+	size_t i;
 	int ret;
 
 	ret = alloc_layers(img, e->nlayers, err);
 	for (i = 0; !ret && i < e->nlayers; i++) {
-		const struct lf_image_desc *src = NULL;
-
-		/* LayerSources (keyed by diff_id) types foreign layers */
-		for (k = 0; k < e->nsources; k++)
-			if (!strcmp(e->source_keys[k], img->config.diff_ids[i]))
-				src = &e->sources[k];
-		if (src && !layer_type_ok(src->media_type, true))
-			return lf_err_set(err, -EINVAL,
-					  "'%s': layer %zu: unsupported media type '%s'",
-					  img->path, i + 1, src->media_type);
 		docker_digest(e->layers[i], digest);
-		ret = fill_layer(img, i, digest, src ? src->media_type : "",
-				 e->layers[i],
-				 src && src->has_size ? (int64_t)src->size : -1,
-				 err);
+		ret = fill_layer(img, i, digest, "", e->layers[i], -1, err);
+		/* looked up on this error path only: never layers x sources */
+		if (ret == -ENOENT &&
+		    docker_foreign(e, img->config.diff_ids[i]))
+			ret = lf_err_set(err, ret,
+					 "'%s': layer %zu (%s): blob %s is missing (a non-distributable layer, not shipped with the image)",
+					 img->path, i + 1, img->config.diff_ids[i],
+					 e->layers[i]);
 	}
 	return ret;
+}
+
+/* A Config named blobs/sha256/<hex> is content-addressed: hold it to that. */
+static int docker_config_name(struct lf_image *img, const char *name,
+			      struct lf_err *err)
+{
+	char named[LF_DIGEST_LEN];
+
+	docker_digest(name, named);
+	if (named[0] && strcmp(named, img->config_digest))
+		return lf_err_set(err, -EINVAL,
+				  "'%s': %s does not match its digest: manifest.json Config says %s, the file hashes to %s",
+				  img->path, name, named, img->config_digest);
+	return 0;
 }
 
 static int docker_pick(struct lf_image *img, const struct lf_image_docker *v,
@@ -421,11 +503,13 @@ static int docker_open(struct lf_image *img, const struct lf_image_opts *opts,
 		goto out;
 	}
 	i = docker_pick(img, v, n, opts, err);
-	ret = i < 0 ? i : load_config(img, v[i].config, err);
+	ret = i < 0 ? i : load_config(img, v[i].config, NULL, err);
 	/* the config digest is what the config bytes hash to */
 	if (!ret && lf_sha256_mem(img->config_json, img->config_len,
 				  img->config_digest))
 		ret = oom(err);
+	if (!ret)
+		ret = docker_config_name(img, v[i].config, err);
 	if (!ret)
 		ret = docker_layers(img, &v[i], err);
 out:
@@ -453,7 +537,12 @@ static int open_archive(struct lf_image *img, const struct lf_image_opts *opts,
 	if (lf_image_store_has(&img->store, "oci-layout") &&
 	    lf_image_store_has(&img->store, "index.json")) {
 		img->format = "oci-archive";
-		return oci_open(img, opts, err);
+		ret = oci_open(img, opts, err);
+		/* but its index.json may say "manifests": null, where docker
+		 * load, skopeo and go-containerregistry read manifest.json */
+		if (ret != -ENODATA ||
+		    !lf_image_store_has(&img->store, "manifest.json"))
+			return ret;
 	}
 	if (lf_image_store_has(&img->store, "manifest.json")) {
 		img->format = "docker-archive";

@@ -9,11 +9,47 @@
 
 #include "image_internal.h"
 
+/*
+ * Roughly how many values jansson would allocate for this text: one per
+ * '{', '[', ',' and ':' outside strings (members count twice, key and
+ * value).  One pass, no allocation: a document is refused before jansson
+ * builds a tree a hundred times the size of the text.
+ */
+static size_t count_values(const char *text, size_t len)
+{
+	size_t i, n = 1;
+	bool in_str = false;
+
+	for (i = 0; i < len; i++) {
+		char c = text[i];
+
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = false;
+		} else if (c == '"') {
+			in_str = true;
+		} else if (c == '{' || c == '[' || c == ',' || c == ':') {
+			n++;
+		}
+	}
+	return n;
+}
+
 static json_t *load(const char *text, size_t len, const char *what,
 		    struct lf_err *err)
 {
 	json_error_t je;
-	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	json_t *root;
+
+	if (count_values(text, len) > LF_IMAGE_JSON_VALUES) {
+		lf_err_set(err, -EFBIG,
+			   "%s: too many JSON values (the limit is %u)", what,
+			   LF_IMAGE_JSON_VALUES);
+		return NULL;
+	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 
 	if (!root)
 		lf_err_set(err, -EINVAL, "%s: invalid JSON at line %d: %s",
@@ -39,6 +75,19 @@ static int dup_opt(const char *s, char **out)
 static int oom(struct lf_err *err)
 {
 	return lf_err_set(err, -ENOMEM, "out of memory");
+}
+
+/* The code load() set (err may be NULL: then say -EINVAL). */
+static int err_code(const struct lf_err *err)
+{
+	return err && err->code ? err->code : -EINVAL;
+}
+
+static int too_many(const char *what, const char *key, size_t n, size_t max,
+		    struct lf_err *err)
+{
+	return lf_err_set(err, -EFBIG, "%s: %s has %zu entries (the limit is %zu)",
+			  what, key, n, max);
 }
 
 void lf_image_desc_release(struct lf_image_desc *d)
@@ -112,7 +161,7 @@ static int parse_desc(const json_t *o, const char *what, const char *where,
 }
 
 static int parse_descs(const json_t *arr, const char *what, const char *key,
-		       struct lf_image_desc **out, size_t *n,
+		       size_t max, struct lf_image_desc **out, size_t *n,
 		       struct lf_err *err)
 {
 	struct lf_image_desc *v;
@@ -125,6 +174,8 @@ static int parse_descs(const json_t *arr, const char *what, const char *key,
 	if (!json_is_array(arr))
 		return lf_err_set(err, -EINVAL, "%s: '%s' is not an array",
 				  what, key);
+	if (cnt > max)
+		return too_many(what, key, cnt, max, err);
 	v = calloc(cnt ? cnt : 1, sizeof(*v));
 	if (!v)
 		return oom(err);
@@ -147,15 +198,21 @@ int lf_image_parse_index(const char *json, size_t len, const char *what,
 			 struct lf_err *err)
 {
 	json_t *root = load(json, len, what, err);
+	const json_t *arr;
 	int ret;
 
+	*out = NULL;
+	*n = 0;
 	if (!root)
-		return -EINVAL;
+		return err_code(err);
+	arr = json_object_get(root, "manifests");
 	if (!json_is_object(root))
 		ret = lf_err_set(err, -EINVAL, "%s: not a JSON object", what);
+	else if (json_is_null(arr))
+		ret = 0;	/* Docker 25+ may write null: no image here */
 	else
-		ret = parse_descs(json_object_get(root, "manifests"), what,
-				  "manifests", out, n, err);
+		ret = parse_descs(arr, what, "manifests",
+				  LF_IMAGE_MAX_MANIFESTS, out, n, err);
 	json_decref(root);
 	return ret;
 }
@@ -167,7 +224,7 @@ int lf_image_parse_media_type(const char *json, size_t len, const char *what,
 	const char *mt;
 
 	if (!root)
-		return -EINVAL;
+		return err_code(err);
 	mt = get_str(root, "mediaType");
 	/* an index without mediaType is still recognisable by its manifests */
 	if (!mt && json_is_array(json_object_get(root, "manifests")))
@@ -194,7 +251,7 @@ int lf_image_parse_manifest(const char *json, size_t len, const char *what,
 
 	memset(m, 0, sizeof(*m));
 	if (!root)
-		return -EINVAL;
+		return err_code(err);
 	cfg = json_object_get(root, "config");
 	if (!json_is_object(root) || !json_is_object(cfg)) {
 		/* e.g. a docker schema 1 manifest: no config, no diff_ids */
@@ -211,7 +268,8 @@ int lf_image_parse_manifest(const char *json, size_t len, const char *what,
 	ret = parse_desc(cfg, what, "config", &m->config, err);
 	if (!ret)
 		ret = parse_descs(json_object_get(root, "layers"), what,
-				  "layers", &m->layers, &m->nlayers, err);
+				  "layers", LF_IMAGE_MAX_LAYERS, &m->layers,
+				  &m->nlayers, err);
 out:
 	if (ret)
 		lf_image_manifest_release(m);
@@ -243,6 +301,9 @@ static int parse_diff_ids(const json_t *arr, const char *what,
 	if (!json_is_array(arr))
 		return lf_err_set(err, -EINVAL,
 				  "%s: rootfs.diff_ids is missing", what);
+	if (n > LF_IMAGE_MAX_LAYERS)
+		return too_many(what, "rootfs.diff_ids", n,
+				LF_IMAGE_MAX_LAYERS, err);
 	c->diff_ids = calloc(n ? n : 1, sizeof(*c->diff_ids));
 	if (!c->diff_ids)
 		return oom(err);
@@ -262,16 +323,22 @@ static int parse_diff_ids(const json_t *arr, const char *what,
 	return 0;
 }
 
-/* Only history entries that made a layer line up with the layers. */
-static int parse_history(const json_t *arr, struct lf_image_config *c,
-			 struct lf_err *err)
+/*
+ * Only history entries that made a layer line up with the layers, and only
+ * as many as there are layers are kept (a long history past them costs no
+ * copy).
+ */
+static int parse_history(const json_t *arr, const char *what,
+			 struct lf_image_config *c, struct lf_err *err)
 {
 	size_t i, n = json_array_size(arr);
 
-	c->hist = calloc(n ? n : 1, sizeof(*c->hist));
+	if (n > LF_IMAGE_MAX_HISTORY)
+		return too_many(what, "history", n, LF_IMAGE_MAX_HISTORY, err);
+	c->hist = calloc(c->ndiff_ids ? c->ndiff_ids : 1, sizeof(*c->hist));
 	if (!c->hist)
 		return oom(err);
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && c->nhist < c->ndiff_ids; i++) {
 		const json_t *h = json_array_get(arr, i);
 		struct lf_image_history *o = &c->hist[c->nhist];
 
@@ -295,7 +362,7 @@ int lf_image_parse_config(const char *json, size_t len, const char *what,
 
 	memset(c, 0, sizeof(*c));
 	if (!root)
-		return -EINVAL;
+		return err_code(err);
 	if (!json_is_object(root)) {
 		ret = lf_err_set(err, -EINVAL, "%s: not a JSON object", what);
 		goto out;
@@ -303,7 +370,8 @@ int lf_image_parse_config(const char *json, size_t len, const char *what,
 	ret = parse_diff_ids(json_object_get(json_object_get(root, "rootfs"),
 					     "diff_ids"), what, c, err);
 	if (!ret)
-		ret = parse_history(json_object_get(root, "history"), c, err);
+		ret = parse_history(json_object_get(root, "history"), what, c,
+				    err);
 out:
 	if (ret)
 		lf_image_config_release(c);
@@ -336,11 +404,14 @@ void lf_image_dockers_free(struct lf_image_docker *v, size_t n)
 
 /* An array of strings (NULL or JSON null = empty). */
 static int parse_strv(const json_t *arr, const char *what, const char *key,
-		      char ***out, size_t *n, struct lf_err *err)
+		      size_t max, char ***out, size_t *n, struct lf_err *err)
 {
 	size_t i, cnt = json_array_size(arr);
 
 	*n = 0;
+	*out = NULL;
+	if (cnt > max)
+		return too_many(what, key, cnt, max, err);
 	*out = calloc(cnt ? cnt : 1, sizeof(**out));
 	if (!*out)
 		return oom(err);
@@ -372,6 +443,9 @@ static int parse_sources(const json_t *obj, const char *what,
 
 	if (!json_is_object(obj))
 		return 0;
+	if (n > LF_IMAGE_MAX_LAYERS)
+		return too_many(what, "LayerSources", n, LF_IMAGE_MAX_LAYERS,
+				err);
 	d->sources = calloc(n ? n : 1, sizeof(*d->sources));
 	d->source_keys = calloc(n ? n : 1, sizeof(*d->source_keys));
 	if (!d->sources || !d->source_keys)
@@ -402,10 +476,11 @@ static int parse_docker_one(const json_t *o, const char *what, size_t i,
 	if (!d->config)
 		return oom(err);
 	ret = parse_strv(json_object_get(o, "RepoTags"), what, "RepoTags",
-			 &d->tags, &d->ntags, err);
+			 LF_IMAGE_MAX_MANIFESTS, &d->tags, &d->ntags, err);
 	if (!ret)
 		ret = parse_strv(json_object_get(o, "Layers"), what, "Layers",
-				 &d->layers, &d->nlayers, err);
+				 LF_IMAGE_MAX_LAYERS, &d->layers, &d->nlayers,
+				 err);
 	if (!ret)
 		ret = parse_sources(json_object_get(o, "LayerSources"), what, d,
 				    err);
@@ -424,12 +499,17 @@ int lf_image_parse_docker(const char *json, size_t len, const char *what,
 	*out = NULL;
 	*n = 0;
 	if (!root)
-		return -EINVAL;
+		return err_code(err);
 	if (!json_is_array(root)) {
 		ret = lf_err_set(err, -EINVAL, "%s: not a JSON array", what);
 		goto out;
 	}
 	cnt = json_array_size(root);
+	if (cnt > LF_IMAGE_MAX_MANIFESTS) {
+		ret = too_many(what, "the image list", cnt,
+			       LF_IMAGE_MAX_MANIFESTS, err);
+		goto out;
+	}
 	v = calloc(cnt ? cnt : 1, sizeof(*v));
 	if (!v) {
 		ret = oom(err);

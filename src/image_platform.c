@@ -169,31 +169,66 @@ int lf_image_pick_platform(const struct lf_image_desc *v, size_t n,
 	return -ENOENT;
 }
 
-/* "a:1, b:2" for every distinct image among the selected candidates. */
+/* Names listed in a "choose one with --ref" message, at most. */
+#define LIST_MAX 32
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* How many distinct keys among the selected: sorted, so n log n. */
+static size_t count_images(const char *const *keys, const bool *sel,
+			   size_t n)
+{
+	const char **v = calloc(n ? n : 1, sizeof(*v));
+	size_t i, m = 0, images = 0;
+
+	if (!v)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (sel[i])
+			v[m++] = keys[i];
+	qsort(v, m, sizeof(*v), str_cmp);
+	for (i = 0; i < m; i++)
+		images += !i || strcmp(v[i], v[i - 1]);
+	free(v);
+	return images;
+}
+
+/*
+ * "a:1, b:2" for the distinct images among the selected candidates, the
+ * first LIST_MAX of them (then "..."): each candidate is compared with the
+ * listed ones only, so a huge index costs n * LIST_MAX, not n * n.
+ */
 static size_t list_choices(const char *const *names, const char *const *keys,
 			   const bool *sel, size_t n, struct lf_buf *b)
 {
-	size_t i, j, images = 0;
+	size_t listed[LIST_MAX];
+	size_t i, j, nl = 0;
 
 	for (i = 0; i < n; i++) {
-		bool dup_key = false, dup_name = false;
+		bool dup = false;
 
 		if (!sel[i])
 			continue;
-		for (j = 0; j < i; j++) {
-			if (!sel[j])
-				continue;
-			dup_key |= !strcmp(keys[i], keys[j]);
-			dup_name |= names[i] && names[j] &&
-				    !strcmp(names[i], names[j]);
+		for (j = 0; j < nl && !dup; j++) {
+			size_t k = listed[j];
+
+			dup = names[i] ? names[k] && !strcmp(names[i], names[k])
+				       : !strcmp(keys[i], keys[k]);
 		}
-		images += !dup_key;
-		if (dup_name || (dup_key && !names[i]))
+		if (dup)
 			continue;
+		if (nl == LIST_MAX) {
+			lf_buf_adds(b, ", ...");
+			break;
+		}
+		listed[nl++] = i;
 		lf_buf_addf(b, "%s%s", b->len ? ", " : "",
 			    names[i] ? names[i] : keys[i]);
 	}
-	return images;
+	return count_images(keys, sel, n);
 }
 
 static bool all_same_key(const char *const *keys, const bool *sel, size_t n,
