@@ -553,6 +553,18 @@ static int open_archive(struct lf_image *img, const struct lf_image_opts *opts,
 			  img->path);
 }
 
+/* Why a layout file that exists cannot be used; 0 when it is fine or
+ * simply absent. */
+static int layout_file_refusal(struct lf_image *img, const char *name,
+			       struct lf_err *err)
+{
+	struct lf_vfile *vf = NULL;
+	int ret = lf_image_store_blob(&img->store, name, &vf, err);
+
+	lf_vfile_close(vf);
+	return ret == -ENOENT ? 0 : ret;
+}
+
 static int detect_and_open(struct lf_image *img,
 			   const struct lf_image_opts *opts,
 			   struct lf_err *err)
@@ -576,10 +588,16 @@ static int detect_and_open(struct lf_image *img,
 		return ret;
 	img->store.label = img->path;
 	if (!lf_image_store_has(&img->store, "oci-layout") ||
-	    !lf_image_store_has(&img->store, "index.json"))
-		return lf_err_set(err, -EINVAL,
+	    !lf_image_store_has(&img->store, "index.json")) {
+		/* present but refused (a link out, a FIFO): say that */
+		ret = layout_file_refusal(img, "oci-layout", err);
+		if (!ret)
+			ret = layout_file_refusal(img, "index.json", err);
+		return ret ? ret :
+		       lf_err_set(err, -EINVAL,
 				  "'%s': not an OCI image layout (no oci-layout or index.json)",
 				  img->path);
+	}
 	img->format = "oci-layout";
 	return oci_open(img, opts, err);
 }

@@ -134,6 +134,16 @@ int lf_image_store_read_max(const struct lf_image_store *st,
 			    const char *name, size_t max, char **data,
 			    size_t *len, struct lf_err *err);
 
+/*
+ * Open `rel` under dirfd without ever leaving it: symlinks are followed
+ * only while they stay beneath dirfd, magic links (/proc) never; flags
+ * O_RDONLY|O_NONBLOCK|O_NOCTTY|O_CLOEXEC.  openat2(RESOLVE_BENEATH) when
+ * the kernel has it, else (or when `walk`, for tests) a component-wise
+ * lstat/readlink walk then an O_NOFOLLOW open of each component.  Returns
+ * an fd, or -errno: -EXDEV for a way out, -ELOOP for a loop or magic link.
+ */
+int lf_image_open_beneath(int dirfd, const char *rel, bool walk);
+
 /* image_archive.c: resolve a member name (links followed) to its range.
  * Returns 0, -ENOENT, -ELOOP, or -EINVAL for a name that escapes. */
 int lf_image_archive_find(const struct lf_image_store *st, const char *name,

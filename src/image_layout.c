@@ -158,27 +158,32 @@ static int walk_beneath(int dirfd, const char *rel)
 	return ret;
 }
 
-/*
- * Open `rel` under the layout directory without ever leaving it: symlinks
- * are followed only while they stay beneath it, magic links (/proc) never.
- * Returns an fd or -errno (-EXDEV: leads outside).
- */
-static int open_beneath(int dirfd, const char *rel)
+int lf_image_open_beneath(int dirfd, const char *rel, bool walk)
 {
 #ifdef SYS_openat2
 	struct open_how how = {
 		.flags = OPEN_FLAGS,
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
 	};
-	long fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+	long fd;
 
+	if (walk)
+		return walk_beneath(dirfd, rel);
+	fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
 	if (fd >= 0)
 		return (int)fd;
 	/* ENOSYS: kernel < 5.6; EPERM: a seccomp filter that predates it */
 	if (errno != ENOSYS && errno != EPERM)
 		return -errno;
+#else
+	(void)walk;
 #endif
 	return walk_beneath(dirfd, rel);
+}
+
+static int open_beneath(int dirfd, const char *rel)
+{
+	return lf_image_open_beneath(dirfd, rel, false);
 }
 
 /*
@@ -236,7 +241,8 @@ static int archive_blob(const struct lf_image_store *st, const char *name,
 		return lf_err_set(err, ret, "'%s': %s: too many links",
 				  st->label, name);
 	if (ret)
-		return lf_err_set(err, ret, "'%s': %s: invalid member name",
+		return lf_err_set(err, ret,
+				  "'%s': %s: an invalid member name, or a link leading outside the archive",
 				  st->label, name);
 	snprintf(label, sizeof(label), "%s:%s", st->label, name);
 	/* read in place: a byte range of the archive, nothing extracted */

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: MIT
 /* test_image.c - image detection, selection and layer listing. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "layerfs/digest.h"
 #include "layerfs/image.h"
+#include "image_internal.h"	/* lf_image_open_beneath() */
 #include "lf_test.h"
 
 /*
@@ -537,4 +541,59 @@ LF_TEST(not_an_image)
 int main(int argc, char **argv)
 {
 	return lf_test_main(argc, argv);
+}
+
+/* Both ways of opening beneath the layout (openat2 and the walk) agree. */
+static void beneath_case(int dirfd, const char *rel, int want)
+{
+	int walk;
+
+	for (walk = 0; walk < 2; walk++) {
+		int fd = lf_image_open_beneath(dirfd, rel, walk);
+		struct stat sb;
+
+		if (want >= 0) {
+			CHECK(fd >= 0);
+			if (fd >= 0 && fstat(fd, &sb) == 0)
+				CHECK_EQ_INT(sb.st_size, want);
+		} else {
+			CHECK_EQ_INT(fd < 0 ? fd : 0, want);
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+LF_TEST(open_beneath)
+{
+	int dirfd;
+
+	CHECK_EQ_INT(sh("mkdir -p out l/a/b && printf 12345 > l/a/b/f && "
+			"printf x > out/canary && mkfifo l/fifo && "
+			"ln -s b/f l/a/in && ln -s ../../a/b/../in l/a/b/up && "
+			"ln -s ../../out/canary l/a/esc && "
+			"ln -s /etc/passwd l/abs && ln -s loop2 l/loop1 && "
+			"ln -s loop1 l/loop2 && ln -s ../out l/outdir && "
+			"ln -s /proc/self/root/etc/passwd l/magic && "
+			"ln -s a l/adir"),
+		     0);
+	dirfd = open("l", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(dirfd >= 0);
+	if (dirfd < 0)
+		return;
+	beneath_case(dirfd, "a/b/f", 5);
+	beneath_case(dirfd, "a/in", 5);
+	beneath_case(dirfd, "a/b/up", 5);
+	beneath_case(dirfd, "adir/b/../in", 5);
+	beneath_case(dirfd, "a/esc", -EXDEV);
+	beneath_case(dirfd, "abs", -EXDEV);
+	beneath_case(dirfd, "../out/canary", -EXDEV);
+	beneath_case(dirfd, "outdir/canary", -EXDEV);
+	beneath_case(dirfd, "loop1", -ELOOP);
+	beneath_case(dirfd, "missing", -ENOENT);
+	/* an absolute magic link is refused either way (EXDEV before ELOOP) */
+	beneath_case(dirfd, "magic", -EXDEV);
+	/* a FIFO opens at once (O_NONBLOCK): the caller refuses its type */
+	beneath_case(dirfd, "fifo", 0);
+	close(dirfd);
 }
