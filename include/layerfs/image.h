@@ -13,9 +13,16 @@
  * (read in place, never extracted); archive members that are symlinks or
  * hardlinks to other members are followed.
  *
+ * Nothing outside the image is read: layout files are opened beneath the
+ * layout directory (no symlink out, no FIFO or device, never blocking) and
+ * archive member links resolve among members.
+ *
  * This module parses JSON (it is the only jansson user besides cli_output.c)
- * and validates structure; it does not read layer contents and does not
- * verify digests (index.c does, while it reads each blob once).
+ * and validates structure and the digest chain: every index, manifest and
+ * config read must match its descriptor's size and digest; JSON sizes and
+ * counts are bounded (image_internal.h).  It does not read layer contents
+ * and does not verify layer digests (index.c does, while it reads each blob
+ * once); it checks a layer's size against its descriptor.
  *
  * Ownership: everything reachable from a struct lf_image is owned by it and
  * valid until lf_image_close().  Thread safety: read-only after open; the
@@ -44,8 +51,9 @@ struct lf_image_layer {
 	char digest[LF_DIGEST_LEN];
 	/* "sha256:<hex>" of the uncompressed tar (config rootfs.diff_ids). */
 	char diff_id[LF_DIGEST_LEN];
-	/* As written in the manifest; "" for docker-archive without
-	 * LayerSources.  Compression is detected from magic bytes, not this. */
+	/* As written in the OCI manifest; "" for docker-archive (its
+	 * LayerSources describe the registry's blob, not the archive's file).
+	 * Compression is detected from magic bytes, not this. */
 	const char *media_type;
 	/* Size the manifest declares, or the blob's size when it declares none. */
 	uint64_t size;
@@ -68,7 +76,9 @@ struct lf_image_layer {
  *   "'img.tar': manifest.json: invalid JSON at line 3: ...",
  *   "'img': 2 images, choose one with --ref: a:1, b:2",
  *   "'img': layer 2 (sha256:ab..): blob blobs/sha256/ab.. is missing",
- *   "'img': layer 1: unsupported media type 'application/x-foo'".
+ *   "'img': layer 1: unsupported media type 'application/x-foo'",
+ *   "'img': blobs/sha256/ab.. does not match its digest: ...",
+ *   "'img': blobs/sha256/ab.. is a symbolic link leading outside the image".
  */
 int lf_image_open(const char *path, const struct lf_image_opts *opts,
 		  struct lf_image **out, struct lf_err *err);

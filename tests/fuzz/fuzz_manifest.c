@@ -16,16 +16,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct lf_image_config c;
 	struct lf_err err;
 	char *mt = NULL;
-	size_t n = 0;
+	size_t n = 0, i;
 
-	if (!lf_image_parse_index(j, size, "index.json", &descs, &n, &err))
+	if (!lf_image_parse_index(j, size, "index.json", &descs, &n, &err)) {
+		/* digests are validated before anyone builds a path of one */
+		for (i = 0; i < n; i++)
+			if (!lf_digest_valid(descs[i].digest))
+				abort();
+		if (n > LF_IMAGE_MAX_MANIFESTS)
+			abort();
 		lf_image_descs_free(descs, n);
+	}
 	memset(&m, 0, sizeof(m));
 	if (!lf_image_parse_manifest(j, size, "manifest", &m, &err))
 		lf_image_manifest_release(&m);
 	memset(&c, 0, sizeof(c));
-	if (!lf_image_parse_config(j, size, "config", &c, &err))
+	if (!lf_image_parse_config(j, size, "config", &c, &err)) {
+		/* history is kept only as far as there are layers */
+		if (c.nhist > c.ndiff_ids || c.ndiff_ids > LF_IMAGE_MAX_LAYERS)
+			abort();
 		lf_image_config_release(&c);
+	}
 	n = 0;
 	if (!lf_image_parse_docker(j, size, "manifest.json", &dockers, &n,
 				   &err))
