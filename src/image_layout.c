@@ -57,7 +57,7 @@ static int open_nofollow(int dirfd, const char *path)
 	const char *pos = path, *comp;
 	char name[256];
 	size_t clen;
-	int fd = dup(dirfd), next;
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0), next, saved;
 
 	if (fd < 0)
 		return -errno;
@@ -74,9 +74,10 @@ static int open_nofollow(int dirfd, const char *path)
 			      last ? OPEN_FLAGS | O_NOFOLLOW
 				   : O_PATH | O_DIRECTORY | O_NOFOLLOW |
 					     O_CLOEXEC);
+		saved = errno;
 		close(fd);
 		if (next < 0)
-			return -errno;
+			return -saved;
 		fd = next;
 	}
 	return fd;
