@@ -2,6 +2,7 @@
 /* test_tarscan.c - tar member listing and exact data offsets. */
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -501,6 +502,94 @@ LF_TEST(many_members_stream)
 		     0);
 	CHECK_EQ_INT(s.count, 200000);
 	CHECK_EQ_INT(s.off[1], 1024 + 512);
+}
+
+/*
+ * Names are bytes: NFD stays NFD, Latin-1 stays Latin-1, in PAX records
+ * (hdrcharset=BINARY too), GNU long names and ustar prefix+name, whether
+ * the header sits inside one read chunk or straddles two.
+ */
+static const char *const byte_names[] = {
+	"pad",
+	"cafe\xcc\x81",			/* PAX path, NFD */
+	"caf\xe9",			/* PAX path, hdrcharset=BINARY */
+	"s-cafe\xcc\x81",		/* symlink, PAX linkpath below */
+	"gnu/"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"e\xcc\x81",			/* GNU L header */
+};
+
+static void check_byte_names(const char *tar)
+{
+	struct seen s = { 0 }, s2 = { 0 };
+	struct lf_err err = { 0 };
+	size_t i;
+
+	CHECK_EQ_INT(scan_stream(tar, &s, NULL, &err), 0);
+	CHECK_EQ_INT(scan_file(tar, &s2, &err), 0);
+	CHECK_EQ_INT(s.n, LF_ARRAY_SIZE(byte_names));
+	CHECK_EQ_INT(s2.n, s.n);
+	for (i = 0; i < s.n && i < LF_ARRAY_SIZE(byte_names); i++) {
+		CHECK_EQ_STR(s.path[i], byte_names[i]);
+		CHECK_EQ_STR(s2.path[i], byte_names[i]);
+		CHECK_EQ_STR(s2.link[i], s.link[i]);
+	}
+	if (s.n > 3) {
+		CHECK_EQ_INT(s.type[3], LF_TAR_SYMLINK);
+		CHECK_EQ_STR(s.link[3], "\xe9/cafe\xcc\x81");
+	}
+}
+
+static void make_byte_names(const char *fmt, size_t pad)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c \"import io, tarfile\n"
+		 "names = [b'pad', b'cafe\\xcc\\x81', b'caf\\xe9',\n"
+		 "         b's-cafe\\xcc\\x81', b'gnu/' + b'\\xe9' * 96 + "
+		 "b'e\\xcc\\x81']\n"
+		 "tf = tarfile.open('n.tar', 'w', format=tarfile.%s,\n"
+		 "                  encoding='utf-8', errors='surrogateescape')\n"
+		 "for i, n in enumerate(names):\n"
+		 "    ti = tarfile.TarInfo(n.decode('utf-8', 'surrogateescape'))\n"
+		 "    data = b'x' * (%zu if i == 0 else 3)\n"
+		 "    if i == 3:\n"
+		 "        ti.type = tarfile.SYMTYPE\n"
+		 "        ti.linkname = b'\\xe9/cafe\\xcc\\x81'.decode('utf-8',"
+		 " 'surrogateescape')\n"
+		 "        data = b''\n"
+		 "    ti.size = len(data)\n"
+		 "    tf.addfile(ti, io.BytesIO(data))\n"
+		 "tf.close()\"", fmt, pad);
+	CHECK_EQ_INT(sh(cmd), 0);
+}
+
+LF_TEST(names_are_bytes)
+{
+	/* pads put the next headers inside a read chunk, across the end of
+	 * one, and right at its start */
+	static const size_t pads[] = { 10, 65536 - 700, 65536 - 512 - 512,
+				       3 * 65536 + 100 };
+	size_t k;
+
+	/* the CLI's locale, where libarchive converts PAX names from UTF-8
+	 * and normalises them to NFC */
+	CHECK(setlocale(LC_CTYPE, "C.UTF-8") != NULL);
+	for (k = 0; k < LF_ARRAY_SIZE(pads); k++) {
+		make_byte_names("PAX_FORMAT", pads[k]);
+		check_byte_names("n.tar");
+		make_byte_names("GNU_FORMAT", pads[k]);
+		check_byte_names("n.tar");
+		make_byte_names("USTAR_FORMAT", pads[k]);	/* prefix */
+		check_byte_names("n.tar");
+	}
+	setlocale(LC_CTYPE, "C");
 }
 
 int main(int argc, char **argv)
