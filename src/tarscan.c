@@ -410,7 +410,10 @@ static int fill_entry(struct scan *s, struct archive_entry *ae,
 	e->link = entry_link(ae, e->type);
 	if (e->type == LF_TAR_HARDLINK && !e->link)
 		e->link = "";
-	e->mode = (uint32_t)archive_entry_perm(ae) & 07777;
+	/* Linux reports 0777 for every symlink, as umoci and docker
+	 * export show them, whatever the header stores */
+	e->mode = e->type == LF_TAR_SYMLINK ? 0777 :
+		  (uint32_t)archive_entry_perm(ae) & 07777;
 	e->uid = archive_entry_uid(ae);
 	e->gid = archive_entry_gid(ae);
 	e->mtime = archive_entry_mtime(ae);

@@ -41,7 +41,7 @@
 
 #define LF_CACHE_MAGIC "LFIDX\r\n\032"	/* 8 bytes, like PNG's: catches text mangling */
 #define LF_CACHE_VERSION 4	/* 2: XXH64-style checksums, 3: windows apart,
-				 * 4: names as stored */
+				 * 4: names as stored, symlinks 0777 */
 
 enum lf_cache_section {
 	LF_SECT_ENTRIES,
