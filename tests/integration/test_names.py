@@ -210,11 +210,17 @@ def test_diff_bytes(world):
     assert got == [b"/" + n for n in _diff_order(added)]
 
 
-def test_waste_json_bytes(world):
-    """waste --json carries byte names too (nothing is hidden here, so
-    only the document's validity is at stake)."""
-    p = lf("waste", "--json", "--cache", world["cache"], world["img"])
-    json.loads(p.stdout)
+def test_waste_bytes(tmp_path, need_tools, layerfs_bin):
+    """waste reports the shipped-but-hidden paths with their bytes."""
+    img = str(tmp_path / "img")
+    mkimage.write_image(N.waste_image(), img, "oci")
+    cache = str(tmp_path / "cache")
+    doc = json.loads(lf("waste", "--json", "--cache", cache, img).stdout)
+    assert {json_name(t) for t in doc["top"]} == \
+        {b"/" + p for p in N.SHADOWED}
+    text = lf("waste", "--cache", cache, img).stdout
+    for p in N.SHADOWED:
+        assert b" /" + p + b"\n" in text
 
 
 def _tar_members(layout):
