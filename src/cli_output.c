@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "layerfs/buf.h"
 #include "layerfs/diff.h"
 #include "layerfs/waste.h"
 
@@ -119,12 +120,75 @@ static json_t *hex_value(const void *v, size_t len)
 	return j;
 }
 
-/* json_string() wants UTF-8; names in images need not be. */
-static json_t *name_value(const char *s)
+/* Length of the valid UTF-8 sequence at p[0..n) (as jansson checks it:
+ * no overlong forms, surrogates or code points past U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
 {
-	json_t *j = json_string(s);
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t len, i;
 
-	return j ? j : json_stringn_nocheck(s, strlen(s));
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+/*
+ * Names in images are bytes, and JSON strings hold only Unicode.  A name
+ * that is valid UTF-8 is `key` as it is (NFC and NFD stay apart: they are
+ * different strings).  Any other name is `key` with U+FFFD for each byte
+ * that is not part of valid UTF-8, for display, plus `key_hex` holding
+ * the exact bytes in hex (as xattr values are given).
+ */
+static void set_name(json_t *o, const char *key, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0, k;
+	struct lf_buf lossy, hkey;
+	bool bad = false;
+
+	lf_buf_init(&lossy);
+	lf_buf_init(&hkey);
+	while (i < n) {
+		k = utf8_seq(p + i, n - i);
+		if (k) {
+			lf_buf_add(&lossy, p + i, k);
+			i += k;
+			continue;
+		}
+		bad = true;
+		lf_buf_adds(&lossy, "\xef\xbf\xbd");
+		i++;
+	}
+	if (!bad) {
+		json_object_set_new(o, key, json_stringn(s, n));
+	} else {
+		json_object_set_new(o, key, json_stringn(lossy.data, lossy.len));
+		lf_buf_addf(&hkey, "%s_hex", key);
+		json_object_set_new(o, hkey.data, hex_value(s, n));
+	}
+	lf_buf_release(&lossy);
+	lf_buf_release(&hkey);
 }
 
 int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
@@ -141,7 +205,7 @@ int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
 	x = json_object();
 	if (!o || !x)
 		return -1;
-	json_object_set_new(o, "path", name_value(path));
+	set_name(o, "path", path);
 	json_object_set_new(o, "type", json_string(cli_type_name(a.mode)));
 	json_object_set_new(o, "mode", json_integer(a.mode & 07777));
 	json_object_set_new(o, "uid", json_integer(a.uid));
@@ -153,8 +217,7 @@ int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
 	json_object_set_new(o, "nlink", json_integer(a.nlink));
 	json_object_set_new(o, "blocks", json_integer((json_int_t)a.blocks));
 	if (S_ISLNK(a.mode))
-		json_object_set_new(o, "target",
-				    name_value(lf_tree_readlink(ci->tree, ino)));
+		set_name(o, "target", lf_tree_readlink(ci->tree, ino));
 	if (S_ISCHR(a.mode) || S_ISBLK(a.mode)) {
 		json_object_set_new(o, "rdev_major", json_integer(a.rdev_major));
 		json_object_set_new(o, "rdev_minor", json_integer(a.rdev_minor));
@@ -193,7 +256,7 @@ int cli_json_layers(FILE *f, struct cli_image *ci, const struct lf_waste *w)
 
 	if (!o || !arr)
 		return -1;
-	json_object_set_new(o, "image", name_value(lf_image_path(ci->img)));
+	set_name(o, "image", lf_image_path(ci->img));
 	json_object_set_new(o, "format", json_string(lf_image_format(ci->img)));
 	json_object_set_new(o, "manifest_digest",
 			    json_string(lf_image_manifest_digest(ci->img)));
@@ -222,9 +285,9 @@ int cli_json_layers(FILE *f, struct cli_image *ci, const struct lf_waste *w)
 		json_object_set_new(e, "whiteouts",
 				    json_integer((json_int_t)lf_index_whiteouts(x)));
 		json_object_set_new(e, "created_by", l->created_by ?
-				    name_value(l->created_by) : json_null());
+				    json_string(l->created_by) : json_null());
 		json_object_set_new(e, "created", l->created ?
-				    name_value(l->created) : json_null());
+				    json_string(l->created) : json_null());
 		add_waste_fields(e, &w->layers[i]);
 		json_array_append_new(arr, e);
 	}
@@ -244,7 +307,7 @@ int cli_json_change(FILE *f, const struct lf_diff_change *c)
 	if (!o)
 		return -1;
 	json_object_set_new(o, "kind", json_string(kind));
-	json_object_set_new(o, "path", name_value(c->path));
+	set_name(o, "path", c->path);
 	json_object_set_new(o, "type", json_string(cli_type_name(c->mode)));
 	json_object_set_new(o, "size", json_integer((json_int_t)c->size));
 	ret = json_dumpf(o, f, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -296,7 +359,7 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 		for (k = 0; k < w->top[i].nlayers; k++)
 			json_array_append_new(l, json_integer(
 				w->top[i].layers[k]));
-		json_object_set_new(e, "path", name_value(w->top[i].path));
+		set_name(e, "path", w->top[i].path);
 		json_object_set_new(e, "cumulative", json_integer(
 			(json_int_t)w->top[i].cumulative));
 		json_object_set_new(e, "layers", l);
@@ -308,7 +371,7 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 	for (i = 0; i < w->nsecrets; i++) {
 		json_t *e = json_object();
 
-		json_object_set_new(e, "path", name_value(w->secrets[i].path));
+		set_name(e, "path", w->secrets[i].path);
 		json_object_set_new(e, "layer",
 				    json_integer(w->secrets[i].layer));
 		json_object_set_new(e, "hidden_by",

@@ -10,11 +10,18 @@
 #include <archive_entry.h>
 
 #include "layerfs/buf.h"
+#include "tarscan_internal.h"
 
 #define TAR_BLOCK 512
 #define READ_CHUNK (64 * 1024)
 /* Bytes of the stream's end kept to judge a short final block (rule 6). */
 #define TAIL_KEEP 1024
+/*
+ * Header bytes kept per member to read its names.  libarchive takes at most
+ * 32 extension headers of 1 MiB; a member with more header bytes than this
+ * keeps libarchive's (converted) names.
+ */
+#define RAW_MAX (8u << 20)
 
 struct scan {
 	struct archive *a;
@@ -42,6 +49,21 @@ struct scan {
 	uint64_t last_off, last_size;
 	struct lf_buf last_name;
 
+	/*
+	 * Names are bytes: libarchive converts PAX names from UTF-8 to the
+	 * locale (normalising to NFC) and may mangle non-UTF-8 ones, so the
+	 * names are read from the header bytes themselves.  Streaming: the
+	 * bytes handed to libarchive from the next member's first header on
+	 * are kept in win; seekable: they are read again from the file.
+	 */
+	struct lf_buf win;		/* stream bytes from win_start ... */
+	size_t win_skip;		/* ... at win.data + win_skip */
+	uint64_t win_start;
+	uint64_t keep_from;		/* where the next member's headers start */
+	bool win_lost;			/* win overflowed: names from libarchive */
+	struct lf_buf raw;		/* seekable: one member's header bytes */
+	struct lf_buf path, link;	/* the names handed to the callback */
+
 	/* per-member arrays, reused so memory stays bounded */
 	struct lf_tar_xattr *xattrs;
 	size_t xattr_cap;
@@ -66,6 +88,57 @@ static void keep_tail(struct scan *s, const unsigned char *p, size_t n)
 	s->tail_len += n;
 }
 
+/* Keep stream bytes p[0..n) (at offset off) that may hold a header. */
+static void keep_window(struct scan *s, const unsigned char *p, size_t n,
+			uint64_t off)
+{
+	size_t have = s->win.len - s->win_skip;
+
+	if (off + n <= s->keep_from || s->win_lost)
+		return;
+	if (off < s->keep_from) {
+		p += s->keep_from - off;
+		n -= (size_t)(s->keep_from - off);
+		off = s->keep_from;
+	}
+	/* drop what trim_window() released, once per chunk: O(bytes) */
+	if (s->win_skip) {
+		memmove(s->win.data, s->win.data + s->win_skip, have);
+		lf_buf_setlen(&s->win, have);
+		s->win_skip = 0;
+	}
+	if (!have)
+		s->win_start = off;
+	if (have + n > RAW_MAX + 2 * READ_CHUNK ||
+	    s->win_start + have != off || lf_buf_add(&s->win, p, n)) {
+		s->win_lost = true;
+		lf_buf_reset(&s->win);
+	}
+}
+
+/* The member just read ends at `next`: release the window's bytes before
+ * it (the memory is reused by keep_window()). */
+static void trim_window(struct scan *s, uint64_t next)
+{
+	uint64_t end = s->win_start + (s->win.len - s->win_skip);
+
+	s->keep_from = next;
+	if (s->win_lost || next >= end) {
+		/* after an overflow, bytes from next on may have gone by:
+		 * the next member's names then come from libarchive */
+		if (s->win_lost && next < s->total)
+			s->keep_from = s->total;
+		s->win_lost = false;
+		s->win_skip = 0;
+		lf_buf_reset(&s->win);
+		return;
+	}
+	if (next > s->win_start) {
+		s->win_skip += (size_t)(next - s->win_start);
+		s->win_start = next;
+	}
+}
+
 static ssize_t stream_read_cb(struct archive *a, void *ctx, const void **buf)
 {
 	struct scan *s = ctx;
@@ -82,6 +155,7 @@ static ssize_t stream_read_cb(struct archive *a, void *ctx, const void **buf)
 	if (n == 0)
 		s->rd_eof = true;
 	keep_tail(s, s->chunk, (size_t)n);
+	keep_window(s, s->chunk, (size_t)n, s->total);
 	s->total += (uint64_t)n;
 	*buf = s->chunk;
 	return n;
@@ -266,6 +340,61 @@ static int collect_sparse(struct scan *s, struct archive_entry *ae,
 	return 0;
 }
 
+/* The member's header bytes [from, to), or NULL when not at hand. */
+static const unsigned char *header_bytes(struct scan *s, uint64_t from,
+					 uint64_t to)
+{
+	size_t n = (size_t)(to - from);
+
+	if (to < from || to - from > RAW_MAX)
+		return NULL;
+	if (!s->vf) {
+		if (from < s->win_start ||
+		    to > s->win_start + (s->win.len - s->win_skip))
+			return NULL;
+		return (const unsigned char *)s->win.data + s->win_skip +
+		       (from - s->win_start);
+	}
+	lf_buf_reset(&s->raw);
+	if (lf_buf_addzero(&s->raw, n) ||
+	    lf_vfile_pread(s->vf, s->raw.data, n, from) != (ssize_t)n)
+		return NULL;
+	return (const unsigned char *)s->raw.data;
+}
+
+static int set_name(struct lf_buf *b, const struct lf_tar_span *sp,
+		    const char **out)
+{
+	lf_buf_reset(b);
+	if (lf_buf_add(b, sp->p, sp->len))
+		return -ENOMEM;
+	*out = b->data;
+	return 0;
+}
+
+/*
+ * Take the path and link target from the header bytes (names are bytes,
+ * whatever their charset); where those cannot be had, libarchive's stay.
+ */
+static int raw_names(struct scan *s, struct lf_tar_entry *e)
+{
+	unsigned char joined[LF_TAR_JOINED];
+	struct lf_tar_span path, link;
+	const unsigned char *h;
+	uint64_t from = (uint64_t)archive_read_header_position(s->a);
+	int ret = 0;
+
+	h = header_bytes(s, from, e->data_offset);
+	if (!h || lf_tarscan_raw_names(h, (size_t)(e->data_offset - from),
+				       joined, &path, &link))
+		return 0;
+	if (path.p)
+		ret = set_name(&s->path, &path, &e->path);
+	if (!ret && link.p && e->link)
+		ret = set_name(&s->link, &link, &e->link);
+	return ret;
+}
+
 static int fill_entry(struct scan *s, struct archive_entry *ae,
 		      struct lf_tar_entry *e, struct lf_err *err)
 {
@@ -276,16 +405,15 @@ static int fill_entry(struct scan *s, struct archive_entry *ae,
 	memset(e, 0, sizeof(*e));
 	if (!path)
 		path = archive_entry_pathname_utf8(ae);
-	if (!path)
-		return lf_err_set(err, -EINVAL,
-				  "'%s': member %llu has no readable name",
-				  s->name, (unsigned long long)s->nmembers);
 	e->path = path;
 	e->type = entry_type(ae);
 	e->link = entry_link(ae, e->type);
 	if (e->type == LF_TAR_HARDLINK && !e->link)
 		e->link = "";
-	e->mode = (uint32_t)archive_entry_perm(ae) & 07777;
+	/* Linux reports 0777 for every symlink, as umoci and docker
+	 * export show them, whatever the header stores */
+	e->mode = e->type == LF_TAR_SYMLINK ? 0777 :
+		  (uint32_t)archive_entry_perm(ae) & 07777;
 	e->uid = archive_entry_uid(ae);
 	e->gid = archive_entry_gid(ae);
 	e->mtime = archive_entry_mtime(ae);
@@ -306,11 +434,17 @@ static int fill_entry(struct scan *s, struct archive_entry *ae,
 	ret = collect_sparse(s, ae, e);
 	if (!ret)
 		ret = collect_xattrs(s, ae, e);
+	if (!ret)
+		ret = raw_names(s, e);
 	if (ret == -ENOMEM)
 		return lf_err_set(err, ret, "'%s': out of memory", s->name);
+	if (!e->path)
+		return lf_err_set(err, -EINVAL,
+				  "'%s': member %llu has no readable name",
+				  s->name, (unsigned long long)s->nmembers);
 	if (ret)
 		return lf_err_set(err, ret, "'%s': member '%s' has a bad sparse map",
-				  s->name, path);
+				  s->name, e->path);
 	return 0;
 }
 
@@ -323,6 +457,13 @@ static int remember_member(struct scan *s, const struct lf_tar_entry *e,
 	s->last_off = e->data_offset;
 	s->last_size = e->data_size;
 	s->nmembers++;
+	if (!s->vf) {
+		uint64_t end = e->data_offset + e->data_size;
+
+		if (end < e->data_offset)
+			end = UINT64_MAX - TAR_BLOCK;
+		trim_window(s, end + (TAR_BLOCK - end % TAR_BLOCK) % TAR_BLOCK);
+	}
 	return 0;
 }
 
@@ -453,6 +594,10 @@ static void scan_release(struct scan *s)
 	free(s->xattrs);
 	free(s->sparse);
 	lf_buf_release(&s->last_name);
+	lf_buf_release(&s->win);
+	lf_buf_release(&s->raw);
+	lf_buf_release(&s->path);
+	lf_buf_release(&s->link);
 }
 
 static int scan_init(struct scan *s, const char *name, lf_tarscan_entry_fn fn,
@@ -463,6 +608,10 @@ static int scan_init(struct scan *s, const char *name, lf_tarscan_entry_fn fn,
 	s->fn = fn;
 	s->fn_ctx = ctx;
 	lf_buf_init(&s->last_name);
+	lf_buf_init(&s->win);
+	lf_buf_init(&s->raw);
+	lf_buf_init(&s->path);
+	lf_buf_init(&s->link);
 	s->chunk = malloc(READ_CHUNK);
 	if (!s->chunk)
 		return lf_err_set(err, -ENOMEM, "'%s': out of memory", s->name);

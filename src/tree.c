@@ -29,6 +29,13 @@ struct minode {
 	uint32_t final;		/* inode number once frozen, 0 before */
 };
 
+/* A hardlink entry of the layer being applied and the lower inode its
+ * target named before the layer's whiteouts ran (held by a reference). */
+struct held {
+	uint32_t entry;
+	uint32_t ino;
+};
+
 struct mtree {
 	struct mnode *nodes;
 	uint32_t nnodes, anodes;
@@ -40,6 +47,8 @@ struct mtree {
 	uint32_t astack;
 	struct lf_index *const *layers;
 	int layer;		/* layer being applied, for messages */
+	struct held *held;	/* this layer's hardlinks to lower files */
+	uint32_t nheld, aheld;
 	lf_merge_gone_fn gone;	/* told when a file's last name goes */
 	void *gone_arg;
 	int gone_ret;		/* first non-zero return of gone() */
@@ -324,28 +333,103 @@ static int apply_whiteouts(struct mtree *m, const struct lf_index *idx)
 	return 0;
 }
 
-static int link_target(struct mtree *m, const struct lf_index *idx,
-		       const struct lf_idx_entry *e, uint32_t *ino,
-		       struct lf_err *err)
+/* The non-directory node at path, or LF_NIL. */
+static uint32_t find_file(const struct mtree *m, const char *path)
 {
+	const char *base = lf_path_basename(path);
+	uint32_t dir = find_dir(m, path, lf_path_dirlen(path)), n = LF_NIL;
+
+	if (dir != LF_NIL)
+		n = lookup(m, dir, base, strlen(base));
+	return n != LF_NIL && !node_is_dir(m, n) ? n : LF_NIL;
+}
+
+/*
+ * Rule 7: a hardlink may name a file of a lower layer that this same layer
+ * deletes (`b` linked to `a`, then `.wh.a`, as extraction in tar order
+ * allows).  Whiteouts run first here, so before they do, every hardlink of
+ * the layer notes the lower inode its target names and holds it alive.
+ */
+static int hold_link_targets(struct mtree *m, const struct lf_index *idx)
+{
+	size_t i, n = lf_index_count(idx);
+	uint32_t x;
+	int ret;
+
+	m->nheld = 0;
+	for (i = 0; i < n; i++) {
+		const struct lf_idx_entry *e = lf_index_entry(idx, i);
+
+		if (e->kind != LF_KIND_HARDLINK || (e->flags & LF_IDX_WHITEOUT))
+			continue;
+		x = find_file(m, lf_index_link(idx, e));
+		if (x == LF_NIL)
+			continue;
+		ret = grow((void **)&m->held, &m->aheld, m->nheld + 1,
+			   sizeof(*m->held));
+		if (ret)
+			return ret;
+		m->held[m->nheld++] = (struct held){ (uint32_t)i,
+						     m->nodes[x].inode };
+		m->inodes[m->nodes[x].inode].names++;
+	}
+	return 0;
+}
+
+static void release_held(struct mtree *m)
+{
+	uint32_t k;
+
+	for (k = 0; k < m->nheld; k++)
+		inode_unref(m, m->held[k].ino);
+	m->nheld = 0;
+}
+
+/* The inode held for hardlink entry i, or LF_NIL (held[] is sorted). */
+static uint32_t held_inode(const struct mtree *m, uint32_t i)
+{
+	uint32_t lo = 0, hi = m->nheld;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (m->held[mid].entry == i)
+			return m->held[mid].ino;
+		if (m->held[mid].entry < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return LF_NIL;
+}
+
+/* The target as it stands now (an earlier entry of this layer or a lower
+ * one), else the lower file this layer's whiteouts removed. */
+static int link_target(struct mtree *m, const struct lf_index *idx,
+		       uint32_t i, uint32_t *ino, struct lf_err *err)
+{
+	const struct lf_idx_entry *e = lf_index_entry(idx, i);
 	const char *path = lf_index_path(idx, e);
 	const char *target = lf_index_link(idx, e);
-	size_t dl = lf_path_dirlen(target);
 	const char *tb = lf_path_basename(target);
-	uint32_t dir = find_dir(m, target, dl), n = LF_NIL;
+	uint32_t dir = find_dir(m, target, lf_path_dirlen(target)), n = LF_NIL;
 
 	if (dir != LF_NIL)
 		n = lookup(m, dir, tb, strlen(tb));
-	if (n == LF_NIL)
+	if (n != LF_NIL && node_is_dir(m, n))
+		return lf_err_set(err, -EINVAL,
+				  "layer %d: hardlink '%s' points to directory "
+				  "'%s'", m->layer + 1, path, target);
+	if (n != LF_NIL) {
+		*ino = m->nodes[n].inode;
+		return 0;
+	}
+	*ino = held_inode(m, i);
+	if (*ino == LF_NIL)
 		return lf_err_set(err, -EINVAL,
 				  "layer %d: hardlink '%s' points to '%s', "
 				  "which does not exist", m->layer + 1, path,
 				  target);
-	if (node_is_dir(m, n))
-		return lf_err_set(err, -EINVAL,
-				  "layer %d: hardlink '%s' points to directory "
-				  "'%s'", m->layer + 1, path, target);
-	*ino = m->nodes[n].inode;
 	return 0;
 }
 
@@ -406,7 +490,7 @@ static int apply_entry(struct mtree *m, const struct lf_index *idx,
 	if (e->kind != LF_KIND_HARDLINK) {
 		ret = place(m, e, i, path, 0);
 	} else {
-		if ((ret = link_target(m, idx, e, &ino, err)))
+		if ((ret = link_target(m, idx, i, &ino, err)))
 			return ret;
 		/* the target may lose its last name on the way (`x/y` linked
 		 * to a file `x`) and gets this one: it never left the view */
@@ -429,16 +513,19 @@ static int apply_layer(struct mtree *m, const struct lf_index *idx,
 	if (n >= UINT32_MAX)
 		return lf_err_set(err, -E2BIG, "layer %d: too many entries",
 				  m->layer + 1);
-	if ((ret = apply_whiteouts(m, idx)))
+	ret = hold_link_targets(m, idx);
+	if (!ret)
+		ret = apply_whiteouts(m, idx);
+	if (ret) {
+		release_held(m);
 		return lf_err_set(err, ret, "layer %d: out of memory",
 				  m->layer + 1);
-	for (i = 0; i < n; i++) {
-		if (lf_index_entry(idx, i)->flags & LF_IDX_WHITEOUT)
-			continue;
-		if ((ret = apply_entry(m, idx, (uint32_t)i, err)))
-			return ret;
 	}
-	return 0;
+	for (i = 0, ret = 0; i < n && !ret; i++)
+		if (!(lf_index_entry(idx, i)->flags & LF_IDX_WHITEOUT))
+			ret = apply_entry(m, idx, (uint32_t)i, err);
+	release_held(m);
+	return ret;
 }
 
 static int build_slots(struct lf_tree *t)
@@ -569,6 +656,7 @@ static void mtree_release(struct mtree *m)
 	free(m->inodes);
 	free(m->buckets);
 	free(m->stack);
+	free(m->held);
 }
 
 struct lf_merge {

@@ -40,7 +40,8 @@
 #include "layerfs/digest.h"
 
 #define LF_CACHE_MAGIC "LFIDX\r\n\032"	/* 8 bytes, like PNG's: catches text mangling */
-#define LF_CACHE_VERSION 3	/* 2: XXH64-style checksums, 3: windows apart */
+#define LF_CACHE_VERSION 4	/* 2: XXH64-style checksums, 3: windows apart,
+				 * 4: names as stored, symlinks 0777 */
 
 enum lf_cache_section {
 	LF_SECT_ENTRIES,

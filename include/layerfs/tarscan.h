@@ -18,8 +18,11 @@
  * its last byte and is not an error; a member whose data is cut short is
  * ("truncated tar stream: member 'x' needs N bytes, M left").
  *
- * This is the only libarchive reader in layerfs.  Paths are reported raw
- * (not normalised): callers apply lf_path_normalize().
+ * This is the only libarchive reader in layerfs.  Paths and link targets are
+ * the archive's bytes (no charset conversion, no Unicode normalisation:
+ * they are read from the header blocks, libarchive's converted names only
+ * where those cannot be had) and are not normalised: callers apply
+ * lf_path_normalize().  A symlink's mode is 0777, whatever its header says.
  * Thread safety: one scan per thread; no shared state.
  */
 #ifndef LAYERFS_TARSCAN_H
@@ -56,10 +59,10 @@ struct lf_tar_sparse {
 
 /* One member.  Every pointer is borrowed and valid only during the callback. */
 struct lf_tar_entry {
-	const char *path;	/* raw member name (UTF-8 or raw bytes) */
+	const char *path;	/* member name, the archive's bytes */
 	const char *link;	/* symlink target or hardlink target, else NULL */
 	enum lf_tar_type type;
-	uint32_t mode;		/* permission bits (07777) */
+	uint32_t mode;		/* permission bits (07777); symlinks 0777 */
 	int64_t uid, gid;
 	int64_t mtime;
 	uint32_t mtime_nsec;

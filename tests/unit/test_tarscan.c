@@ -2,6 +2,7 @@
 /* test_tarscan.c - tar member listing and exact data offsets. */
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "layerfs/tarscan.h"
 #include "lf_test.h"
+#include "../../src/tarscan_internal.h"
 
 #define MAXE 64
 
@@ -501,6 +503,208 @@ LF_TEST(many_members_stream)
 		     0);
 	CHECK_EQ_INT(s.count, 200000);
 	CHECK_EQ_INT(s.off[1], 1024 + 512);
+}
+
+/*
+ * Names are bytes: NFD stays NFD, Latin-1 stays Latin-1, in PAX records
+ * (hdrcharset=BINARY too), GNU long names and ustar prefix+name, whether
+ * the header sits inside one read chunk or straddles two.
+ */
+static const char *const byte_names[] = {
+	"pad",
+	"cafe\xcc\x81",			/* PAX path, NFD */
+	"caf\xe9",			/* PAX path, hdrcharset=BINARY */
+	"s-cafe\xcc\x81",		/* symlink, PAX linkpath below */
+	"gnu/"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
+	"e\xcc\x81",			/* GNU L header */
+};
+
+static void check_byte_names(const char *tar)
+{
+	struct seen s = { 0 }, s2 = { 0 };
+	struct lf_err err = { 0 };
+	size_t i;
+
+	CHECK_EQ_INT(scan_stream(tar, &s, NULL, &err), 0);
+	CHECK_EQ_INT(scan_file(tar, &s2, &err), 0);
+	CHECK_EQ_INT(s.n, LF_ARRAY_SIZE(byte_names));
+	CHECK_EQ_INT(s2.n, s.n);
+	for (i = 0; i < s.n && i < LF_ARRAY_SIZE(byte_names); i++) {
+		CHECK_EQ_STR(s.path[i], byte_names[i]);
+		CHECK_EQ_STR(s2.path[i], byte_names[i]);
+		CHECK_EQ_STR(s2.link[i], s.link[i]);
+	}
+	if (s.n > 3) {
+		CHECK_EQ_INT(s.type[3], LF_TAR_SYMLINK);
+		CHECK_EQ_STR(s.link[3], "\xe9/cafe\xcc\x81");
+	}
+}
+
+static void make_byte_names(const char *fmt, size_t pad)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c \"import io, tarfile\n"
+		 "names = [b'pad', b'cafe\\xcc\\x81', b'caf\\xe9',\n"
+		 "         b's-cafe\\xcc\\x81', b'gnu/' + b'\\xe9' * 96 + "
+		 "b'e\\xcc\\x81']\n"
+		 "tf = tarfile.open('n.tar', 'w', format=tarfile.%s,\n"
+		 "                  encoding='utf-8', errors='surrogateescape')\n"
+		 "for i, n in enumerate(names):\n"
+		 "    ti = tarfile.TarInfo(n.decode('utf-8', 'surrogateescape'))\n"
+		 "    data = b'x' * (%zu if i == 0 else 3)\n"
+		 "    if i == 3:\n"
+		 "        ti.type = tarfile.SYMTYPE\n"
+		 "        ti.linkname = b'\\xe9/cafe\\xcc\\x81'.decode('utf-8',"
+		 " 'surrogateescape')\n"
+		 "        data = b''\n"
+		 "    ti.size = len(data)\n"
+		 "    tf.addfile(ti, io.BytesIO(data))\n"
+		 "tf.close()\"", fmt, pad);
+	CHECK_EQ_INT(sh(cmd), 0);
+}
+
+LF_TEST(names_are_bytes)
+{
+	/* pads put the next headers inside a read chunk, across the end of
+	 * one, and right at its start */
+	static const size_t pads[] = { 10, 65536 - 700, 65536 - 512 - 512,
+				       3 * 65536 + 100 };
+	size_t k;
+
+	/* the CLI's locale, where libarchive converts PAX names from UTF-8
+	 * and normalises them to NFC */
+	CHECK(setlocale(LC_CTYPE, "C.UTF-8") != NULL);
+	for (k = 0; k < LF_ARRAY_SIZE(pads); k++) {
+		make_byte_names("PAX_FORMAT", pads[k]);
+		check_byte_names("n.tar");
+		make_byte_names("GNU_FORMAT", pads[k]);
+		check_byte_names("n.tar");
+		make_byte_names("USTAR_FORMAT", pads[k]);	/* prefix */
+		check_byte_names("n.tar");
+	}
+	setlocale(LC_CTYPE, "C");
+}
+
+/* --- lf_tarscan_raw_names() on hand-made header chains ----------------- */
+
+static unsigned char chain[8 * 512];
+static size_t chain_len;
+
+/* Append a header block of `type` with name/linkname and a body. */
+static void add_block(char type, const char *name, const char *linkname,
+		      const char *magic, const void *body, size_t blen)
+{
+	unsigned char *h = chain + chain_len;
+
+	memset(h, 0, 512);
+	memcpy(h, name, strlen(name));
+	memcpy(h + 157, linkname, strlen(linkname));
+	snprintf((char *)h + 124, 12, "%011zo", blen);
+	h[156] = (unsigned char)type;
+	memcpy(h + 257, magic, strlen(magic) + 1);
+	chain_len += 512;
+	if (blen) {
+		memset(chain + chain_len, 0, (blen + 511) / 512 * 512);
+		memcpy(chain + chain_len, body, blen);
+		chain_len += (blen + 511) / 512 * 512;
+	}
+}
+
+static int names_of(char *path, char *link)
+{
+	unsigned char joined[LF_TAR_JOINED];
+	struct lf_tar_span p, l;
+	int ret = lf_tarscan_raw_names(chain, chain_len, joined, &p, &l);
+
+	snprintf(path, 64, "%.*s", p.p ? (int)p.len : 4,
+		 p.p ? (const char *)p.p : "NULL");
+	snprintf(link, 64, "%.*s", l.p ? (int)l.len : 4,
+		 l.p ? (const char *)l.p : "NULL");
+	chain_len = 0;
+	return ret;
+}
+
+#define PAX(s) (s), strlen(s)
+
+LF_TEST(raw_names_precedence)
+{
+	char path[64], link[64];
+
+	/* the first extension header wins, as in libarchive */
+	add_block('x', "x", "", "ustar", PAX("11 path=P1\n"));
+	add_block('L', "././@LongLink", "", "ustar  ", "P2", 3);
+	add_block('0', "N", "", "ustar", NULL, 0);
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "P1");
+	CHECK_EQ_STR(link, "");
+	add_block('L', "././@LongLink", "", "ustar  ", "P2", 3);
+	add_block('x', "x", "", "ustar", PAX("11 path=P1\n"));
+	add_block('0', "N", "", "ustar", NULL, 0);
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "P2");
+	/* GNU.sparse.name over path; linkpath over linkname */
+	add_block('x', "x", "", "ustar",
+		  PAX("10 path=A\n21 GNU.sparse.name=B\n14 linkpath=T\n"));
+	add_block('2', "N", "U", "ustar", NULL, 0);
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "B");
+	CHECK_EQ_STR(link, "T");
+	/* a malformed record voids the header's names; so does a NUL,
+	 * which ends the body; an empty value does not count */
+	add_block('x', "x", "", "ustar", PAX("10 path=A\n8 path=B\n"));
+	add_block('0', "N", "", "ustar", NULL, 0);
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "N");
+	add_block('x', "x", "", "ustar", "12 path=a\0b\n", 12);
+	add_block('0', "N", "", "ustar", NULL, 0);
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "N");
+	add_block('x', "x", "", "ustar", PAX("8 path=\n"));
+	add_block('0', "N", "", "ustar", NULL, 0);
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "N");
+	/* global headers and volume labels carry no member name */
+	add_block('g', "g", "", "ustar", PAX("11 path=G1\n"));
+	add_block('V', "label", "", "ustar  ", NULL, 0);
+	add_block('0', "N", "", "ustar", NULL, 0);
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "N");
+	/* ustar prefix; GNU's header has no prefix field */
+	add_block('0', "nm", "", "ustar", NULL, 0);
+	memcpy(chain + 345, "pre", 3);
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "pre/nm");
+	add_block('0', "nm", "", "ustar", NULL, 0);
+	memcpy(chain + 345, "pre/", 4);
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "pre/nm");
+	add_block('0', "nm", "", "ustar  ", NULL, 0);
+	memcpy(chain + 345, "\1\2", 2);
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "nm");
+	/* a chain cut short, or a body past the bytes given */
+	add_block('x', "x", "", "ustar", PAX("11 path=P1\n"));
+	CHECK_EQ_INT(names_of(path, link), -EINVAL);
+	add_block('L', "././@LongLink", "", "ustar  ", "P2", 3);
+	add_block('0', "N", "", "ustar", NULL, 0);
+	snprintf((char *)chain + 124, 12, "%011o", 4096);
+	CHECK_EQ_INT(names_of(path, link), -EINVAL);
+	/* base-256 sizes */
+	add_block('L', "././@LongLink", "", "ustar  ", "P2", 3);
+	add_block('0', "N", "", "ustar", NULL, 0);
+	memset(chain + 124, 0, 12);
+	chain[124] = 0x80;
+	chain[135] = 3;
+	CHECK_EQ_INT(names_of(path, link), 0);
+	CHECK_EQ_STR(path, "P2");
 }
 
 int main(int argc, char **argv)
