@@ -451,7 +451,8 @@ static int open_archive(struct lf_image *img, const struct lf_image_opts *opts,
 	if (ret)
 		return ret;
 	/* `docker save | gzip`, a gzip'd OCI archive: read through the gzip */
-	if (lf_vfile_is_gzip(vf) && (ret = lf_vfile_gzip_open(vf, &vf, err)))
+	if (lf_vfile_is_gzip(vf) &&
+	    (ret = lf_vfile_gzip_open(vf, opts->cache_dir, &vf, err)))
 		return ret;
 	ret = lf_image_store_open_archive(&img->store, vf, err);
 	if (ret) {

@@ -205,6 +205,13 @@ int lf_vfile_check(const struct lf_vfile *vf)
 	return 0;
 }
 
+int lf_vfile_stat(const struct lf_vfile *vf, struct stat *st)
+{
+	if (vf->fd < 0)
+		return -ENOTSUP;
+	return fstat(vf->fd, st) < 0 ? -errno : 0;
+}
+
 void lf_vfile_close(struct lf_vfile *vf)
 {
 	if (!vf)

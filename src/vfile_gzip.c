@@ -3,11 +3,17 @@
 #include "layerfs/vfile_gzip.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "layerfs/buf.h"
+#include "layerfs/digest.h"
 #include "layerfs/gzidx.h"
 #include "layerfs/log.h"
 
@@ -15,6 +21,29 @@
 #define SPAN_MAX (64u << 20)
 /* Output discarded while the checkpoints are built. */
 #define SCRATCH (256u << 10)
+/* A checkpoint file bigger than this is not ours. */
+#define SAVED_MAX (1ull << 32)
+
+/*
+ * `<cache>/gzouter-<hex>.gzi`: the checkpoints of one gzip file, hex = the
+ * sha256 of its identity (device, inode, size, mtime and ctime to the
+ * nanosecond: a file changed in any way gets another name, and ctime
+ * cannot be set back).  Little-endian header, then the points, then the
+ * windows; `sum` covers all of it (with `sum` zeroed) and every point is
+ * checked again at load, so a damaged or forged file is only rebuilt.
+ */
+#define SAVED_MAGIC "LFGZO\r\n\032"
+#define SAVED_VERSION 1
+
+struct saved_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t header_size;
+	char key[LF_DIGEST_LEN];
+	uint64_t total_in, total_out, npoints, windows_len;
+	char sum[LF_DIGEST_LEN];
+};
+_Static_assert(sizeof(struct saved_header) == 192, "gzouter header size");
 
 struct slot {
 	uint64_t no;		/* checkpoint number */
@@ -194,6 +223,213 @@ static ssize_t pull_read(void *ctx, void *buf, size_t len)
 	return n;
 }
 
+
+/* ---- the checkpoint file ------------------------------------------------ */
+
+static int identity_key(const struct lf_vfile *file, char key[LF_DIGEST_LEN])
+{
+	struct stat st;
+	char id[256];
+	int n;
+
+	if (lf_vfile_stat(file, &st))
+		return -ENOTSUP;
+	n = snprintf(id, sizeof(id),
+		     "layerfs gzouter %d %llu %llu %lld %lld.%09ld %lld.%09ld",
+		     SAVED_VERSION, (unsigned long long)st.st_dev,
+		     (unsigned long long)st.st_ino, (long long)st.st_size,
+		     (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+		     (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+	return lf_sha256_mem(id, (size_t)n, key) ? -ENOMEM : 0;
+}
+
+static int saved_sum(const unsigned char *p, size_t len,
+		     char out[LF_DIGEST_LEN])
+{
+	struct saved_header h;
+	struct lf_sha256 *s;
+
+	if (lf_sha256_new(&s))
+		return -ENOMEM;
+	memcpy(&h, p, sizeof(h));
+	memset(h.sum, 0, sizeof(h.sum));
+	lf_sha256_update(s, &h, sizeof(h));
+	lf_sha256_update(s, p + sizeof(h), len - sizeof(h));
+	lf_sha256_final(s, out);
+	lf_sha256_free(s);
+	return 0;
+}
+
+/* Every point could have come from the builder over this file. */
+static bool points_ok(const struct gzv *g)
+{
+	const struct lf_gzidx_view *v = &g->view;
+	size_t i;
+
+	if (!v->npoints || v->points[0].out || v->points[0].in ||
+	    !(v->points[0].flags & LF_GZIDX_POINT_MEMBER))
+		return false;
+	for (i = 0; i < v->npoints; i++) {
+		const struct lf_gzidx_point *p = &v->points[i];
+		uint64_t out = lf_le64(p->out), in = lf_le64(p->in);
+		uint32_t wl = lf_le32(p->window_len);
+
+		if ((i && out <= lf_le64(v->points[i - 1].out)) ||
+		    out >= v->total_out || in > v->total_in || p->bits > 7 ||
+		    (p->flags & ~LF_GZIDX_POINT_MEMBER) ||
+		    (!(p->flags & LF_GZIDX_POINT_MEMBER) && !wl) ||
+		    lf_range_outside(lf_le64(p->window_off), wl,
+				     v->windows_len) ||
+		    span_end(g, i) - out > SPAN_MAX)
+			return false;
+	}
+	return true;
+}
+
+static int read_all(int fd, struct lf_buf *b, size_t len)
+{
+	size_t done = 0;
+
+	if (lf_buf_addzero(b, len))
+		return -ENOMEM;
+	while (done < len) {
+		ssize_t n = read(fd, b->data + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Load `path` into g; anything wrong is a reason (for the warning). */
+static const char *load_saved(struct gzv *g, const char *path,
+			      const char *key)
+{
+	struct saved_header h;
+	char sum[LF_DIGEST_LEN];
+	struct lf_buf all;
+	struct stat st;
+	const char *why = NULL;
+	uint64_t plen;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOENT ? "" : "cannot be opened";
+	lf_buf_init(&all);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < sizeof(h) ||
+	    (uint64_t)st.st_size > SAVED_MAX)
+		why = "not a regular file of a plausible size";
+	else if (read_all(fd, &all, (size_t)st.st_size))
+		why = "cannot be read";
+	close(fd);
+	if (why)
+		goto out;
+	memcpy(&h, all.data, sizeof(h));
+	if (memcmp(h.magic, SAVED_MAGIC, 8) ||
+	    lf_le32(h.version) != SAVED_VERSION ||
+	    lf_le32(h.header_size) != sizeof(h) ||
+	    memcmp(h.key, key, LF_DIGEST_LEN)) {
+		why = "not a checkpoint file of this version for this file";
+		goto out;
+	}
+	if (saved_sum((const void *)all.data, all.len, sum) ||
+	    memcmp(sum, h.sum, LF_DIGEST_LEN)) {
+		why = "its checksum does not match";
+		goto out;
+	}
+	if (lf_mul_overflow(lf_le64(h.npoints), sizeof(struct lf_gzidx_point),
+			    &plen) ||
+	    plen > all.len - sizeof(h) ||
+	    lf_le64(h.windows_len) != all.len - sizeof(h) - plen) {
+		why = "its sections do not add up";
+		goto out;
+	}
+	if (lf_buf_add(&g->points, all.data + sizeof(h), (size_t)plen) ||
+	    lf_buf_add(&g->windows, all.data + sizeof(h) + plen,
+		       (size_t)lf_le64(h.windows_len))) {
+		why = "out of memory";
+		goto out;
+	}
+	g->view.total_in = lf_le64(h.total_in);
+	g->view.total_out = lf_le64(h.total_out);
+	g->view.points = (const void *)g->points.data;
+	g->view.npoints = (size_t)lf_le64(h.npoints);
+	g->view.windows = (const void *)g->windows.data;
+	g->view.windows_len = g->windows.len;
+	if (g->view.total_in != lf_vfile_size(g->file) || !points_ok(g))
+		why = "a checkpoint is impossible for this file";
+out:
+	lf_buf_release(&all);
+	if (why && why[0]) {
+		lf_buf_reset(&g->points);
+		lf_buf_reset(&g->windows);
+		memset(&g->view, 0, sizeof(g->view));
+	}
+	return why;
+}
+
+static int write_all(int fd, const void *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p = (const char *)p + n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Temp file + rename; a cache we cannot write costs time, not data. */
+static void store_saved(const struct gzv *g, const char *path,
+			const char *key)
+{
+	struct saved_header h = { .magic = SAVED_MAGIC };
+	struct lf_buf all, tmp;
+	int fd = -1, ret;
+
+	lf_buf_init(&all);
+	lf_buf_init(&tmp);
+	h.version = lf_le32(SAVED_VERSION);
+	h.header_size = lf_le32(sizeof(h));
+	memcpy(h.key, key, LF_DIGEST_LEN);
+	h.total_in = lf_le64(g->view.total_in);
+	h.total_out = lf_le64(g->view.total_out);
+	h.npoints = lf_le64(g->view.npoints);
+	h.windows_len = lf_le64(g->windows.len);
+	ret = lf_buf_add(&all, &h, sizeof(h)) ||
+	      lf_buf_add(&all, g->points.data, g->points.len) ||
+	      lf_buf_add(&all, g->windows.data, g->windows.len) ||
+	      lf_buf_addf(&tmp, "%s.tmp.XXXXXX", path) ||
+	      saved_sum((const void *)all.data, all.len, h.sum) ? -ENOMEM : 0;
+	if (!ret) {
+		memcpy(all.data + offsetof(struct saved_header, sum), h.sum,
+		       sizeof(h.sum));
+		fd = mkostemp(tmp.data, O_CLOEXEC);
+		ret = fd < 0 ? -errno : write_all(fd, all.data, all.len);
+	}
+	if (!ret && rename(tmp.data, path) < 0)
+		ret = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (ret) {
+		if (fd >= 0)
+			unlink(tmp.data);
+		lf_log(LF_LOG_WARN, "cannot store '%s': %s", path,
+		       strerror(-ret));
+	}
+	lf_buf_release(&all);
+	lf_buf_release(&tmp);
+}
+
 /* The one pass: inflate everything, keep the checkpoints. */
 static int build(struct gzv *g, struct lf_err *err)
 {
@@ -236,8 +472,36 @@ static int build(struct gzv *g, struct lf_err *err)
 	return 0;
 }
 
-int lf_vfile_gzip_open(struct lf_vfile *file, struct lf_vfile **out,
-		       struct lf_err *err)
+/* From the cache when a valid file is there, else one pass (then saved). */
+static int load_or_build(struct gzv *g, const char *cache_dir,
+			 struct lf_err *err)
+{
+	char key[LF_DIGEST_LEN];
+	struct lf_buf path;
+	const char *why;
+	int ret;
+
+	if (!cache_dir || identity_key(g->file, key))
+		return build(g, err);
+	lf_buf_init(&path);
+	if (lf_buf_addf(&path, "%s/gzouter-%s.gzi", cache_dir, key + 7)) {
+		lf_buf_release(&path);
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	}
+	why = load_saved(g, path.data, key);
+	if (why && why[0])
+		lf_log(LF_LOG_WARN,
+		       "ignoring checkpoint file '%s': %s; rebuilding",
+		       path.data, why);
+	ret = why ? build(g, err) : 0;
+	if (why && !ret)
+		store_saved(g, path.data, key);
+	lf_buf_release(&path);
+	return ret;
+}
+
+int lf_vfile_gzip_open(struct lf_vfile *file, const char *cache_dir,
+		       struct lf_vfile **out, struct lf_err *err)
 {
 	struct gzv *g = calloc(1, sizeof(*g));
 	int ret;
@@ -251,7 +515,7 @@ int lf_vfile_gzip_open(struct lf_vfile *file, struct lf_vfile **out,
 	lf_buf_init(&g->windows);
 	pthread_mutex_init(&g->lock, NULL);
 	g->file = file;
-	ret = build(g, err);
+	ret = load_or_build(g, cache_dir, err);
 	if (!ret) {
 		/* from_ops drops our reference if it fails */
 		ret = lf_vfile_from_ops(&gzv_ops, g, g->view.total_out,

@@ -76,6 +76,10 @@ uint64_t lf_vfile_base(const struct lf_vfile *vf);
 /* fstat identity of the backing file (dev, ino, size, mtime) or -errno. */
 int lf_vfile_check(const struct lf_vfile *vf);
 
+/* fstat of the backing file (-ENOTSUP for memory and backends). */
+struct stat;
+int lf_vfile_stat(const struct lf_vfile *vf, struct stat *st);
+
 void lf_vfile_close(struct lf_vfile *vf);
 
 #endif /* LAYERFS_VFILE_H */

@@ -5,7 +5,11 @@
  * `docker save | gzip` and a gzip'd OCI archive are read in place: one pass
  * over the file builds gzidx checkpoints (about one per MiB of output, with
  * its 32 KiB window, in memory: ~1.5% of the output), and every read
- * afterwards inflates from the nearest checkpoint.  Decompressed spans are
+ * afterwards inflates from the nearest checkpoint.  With a cache directory
+ * the checkpoints are kept in `<cache>/gzouter-<hex>.gzi`, named by the
+ * file's identity (device, inode, size, mtime, ctime: any change gives
+ * another name) and checked whole (sha256) and point by point at load, so
+ * a second look at the same file inflates only what it reads.  Decompressed spans are
  * kept in a small LRU (LF_VFILE_GZIP_SLOTS spans), so sequential readers
  * (a layer indexed through it, a gzip layer inside read through it) inflate
  * each span once: reading through two levels stays linear.  Nothing is
@@ -29,13 +33,15 @@
 bool lf_vfile_is_gzip(const struct lf_vfile *vf);
 
 /*
- * Inflate `file` once, building its checkpoints, and return a vfile of its
+ * Inflate `file` once, building its checkpoints (or load them from
+ * `cache_dir`, NULL for none; a damaged checkpoint file is a warning and
+ * rebuilt, one we cannot write a warning), and return a vfile of its
  * decompressed bytes named like `file`.  Takes ownership of `file`
  * (closed on failure).  Errors are those of gzidx.h (corrupt or truncated stream, named
  * by the file and the compressed offset), or -EFBIG for a checkpoint span
  * of more than 64 MiB (no gzip tool writes one).
  */
-int lf_vfile_gzip_open(struct lf_vfile *file, struct lf_vfile **out,
-		       struct lf_err *err);
+int lf_vfile_gzip_open(struct lf_vfile *file, const char *cache_dir,
+		       struct lf_vfile **out, struct lf_err *err);
 
 #endif /* LAYERFS_VFILE_GZIP_H */

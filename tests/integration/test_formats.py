@@ -275,3 +275,134 @@ def test_index_mixing_images_and_artifacts(fimages, tmp_path, layerfs_bin):
                           extra=("--platform", "linux/amd64"))
     want, _ = O.layerfs_ls(plain, None, str(tmp_path / "c2"))
     assert got == want
+
+
+# -- the outer checkpoints in the cache ------------------------------------
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def big_gz(tmp_path_factory, need_tools):
+    """A gzip'd save whose first layer is 8 MiB of incompressible bytes, so
+    inflating it all and inflating a few spans differ by a lot."""
+    d = tmp_path_factory.mktemp("biggz")
+    spec = F.m.Image([F.m.Layer([F.m.file("big", size=8 * MiB, seed=5)],
+                                compression="none"),
+                      F.m.Layer([F.m.file("small", b"small\n")])])
+    out = F.write(spec, str(d / "big.tar.gz"), "gz-docker-archive-blobs")
+    want = F.m.build_layers(spec)[0]
+    with tarfile.open(fileobj=io.BytesIO(want.tar)) as t:
+        return out, F.m.sha256(t.extractfile("big").read())
+
+
+def _gzi(cache):
+    return sorted(f for f in os.listdir(cache) if f.startswith("gzouter-"))
+
+
+def _rchar(pid):
+    with open("/proc/%d/io" % pid) as f:
+        return int(next(l for l in f if l.startswith("rchar:")).split()[1])
+
+
+def test_checkpoints_cached(big_gz, tmp_path, fuse_required):  # noqa: F811
+    """The second mount loads the checkpoints instead of inflating the whole
+    archive again: it reads (rchar) a fraction of what the first read."""
+    img, want = big_gz
+    cache = str(tmp_path / "cache")
+    reads = []
+    for i in range(2):
+        mnt = tmp_path / ("m%d" % i)
+        mnt.mkdir()
+        proc = fh.mount(img, mnt, cache=cache)
+        try:
+            reads.append(_rchar(proc.pid))
+            with open(mnt / "big", "rb") as f:
+                got = F.m.sha256(f.read())
+        finally:
+            fh.cleanup(str(mnt), proc)
+        assert got == want
+        assert len(_gzi(cache)) == 1
+    print("rchar of the first and second mount:", reads,
+          "archive:", os.path.getsize(img))
+    assert reads[0] >= os.path.getsize(img), reads
+    assert reads[1] < reads[0] / 3, reads
+
+
+def _forge(path, mutate):
+    """Rewrite a checkpoint file with mutate(points bytearray), its
+    checksum made right again (the layout of vfile_gzip.c)."""
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    hsize = 192
+    npoints = int.from_bytes(data[8 + 8 + 72 + 16:8 + 8 + 72 + 24], "little")
+    pts = data[hsize:hsize + 32 * npoints]
+    mutate(pts)
+    data[hsize:hsize + 32 * npoints] = pts
+    data[hsize - 72:hsize] = bytes(72)
+    s = ("sha256:" + F.m.sha256(bytes(data))).encode()
+    data[hsize - 72:hsize - 72 + len(s)] = s
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _second_point_out(pts, value):
+    pts[32 + 8:32 + 16] = value.to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("damage,warn", [
+    ("flip", "checksum does not match"),
+    ("forged-order", "impossible"),
+    ("forged-window", "impossible"),
+    ("fifo", "not a regular file"),
+    ("symlink", "cannot be opened"),
+])
+def test_damaged_checkpoint_file(damage, warn, big_gz, tmp_path, layerfs_bin):
+    img, want = big_gz
+    cache = str(tmp_path / "cache")
+    canary = tmp_path / "canary"
+    canary.write_bytes(b"x" * 1000)
+    p = O.layerfs("ls", "--cache", cache, img, timeout=TIMEOUT)
+    assert p.returncode == 0, _err(p)
+    (gzi,) = _gzi(cache)
+    path = os.path.join(cache, gzi)
+    if damage == "flip":
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0xFF]))
+    elif damage == "forged-order":
+        _forge(path, lambda pts: _second_point_out(pts, 0))
+    elif damage == "forged-window":
+        _forge(path, lambda pts: pts.__setitem__(
+            slice(32 + 16, 32 + 24), (1 << 40).to_bytes(8, "little")))
+    elif damage == "fifo":
+        os.unlink(path)
+        os.mkfifo(path)
+    elif damage == "symlink":
+        os.unlink(path)
+        os.symlink(str(canary), path)
+    sha, p = O.layerfs_cat_sha(img, "big", cache=cache)
+    assert p.returncode == 0, _err(p)
+    assert sha == want
+    assert "ignoring checkpoint file" in _err(p) and warn in _err(p), _err(p)
+    assert canary.read_bytes() == b"x" * 1000
+    # rebuilt and stored again: the next run is quiet
+    p = O.layerfs("ls", "--cache", cache, img, timeout=TIMEOUT)
+    assert p.returncode == 0 and _err(p) == "", _err(p)
+
+
+def test_changed_archive_gets_new_checkpoints(big_gz, tmp_path, layerfs_bin):
+    img, want = big_gz
+    copy = str(tmp_path / "copy.tar.gz")
+    with open(img, "rb") as f, open(copy, "wb") as g:
+        g.write(f.read())
+    cache = str(tmp_path / "cache")
+    assert O.layerfs("ls", "--cache", cache, copy).returncode == 0
+    first = _gzi(cache)
+    st = os.stat(copy)
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    sha, p = O.layerfs_cat_sha(copy, "big", cache=cache)
+    assert sha == want, _err(p)
+    assert len(_gzi(cache)) == 2 and first[0] in _gzi(cache)

@@ -97,7 +97,7 @@ LF_TEST(sequential_and_random_reads_are_exact_and_linear)
 	CHECK_EQ_INT(lf_vfile_from_ops(&counted_ops, &c, gzlen, "t.gz", &file),
 		     0);
 	CHECK(lf_vfile_is_gzip(file));
-	CHECK_EQ_INT(lf_vfile_gzip_open(file, &vf, &err), 0);
+	CHECK_EQ_INT(lf_vfile_gzip_open(file, NULL, &vf, &err), 0);
 	CHECK_EQ_INT(lf_vfile_size(vf), DATA_SIZE);
 	/* the one pass reads every compressed byte once */
 	CHECK_EQ_INT(c.read, gzlen + 2);	/* + the magic */
@@ -142,12 +142,12 @@ LF_TEST(truncated_and_corrupt_streams_are_errors)
 
 	CHECK(data && gz);
 	CHECK_EQ_INT(lf_vfile_from_mem(gz, gzlen / 2, "short.gz", &file), 0);
-	CHECK_EQ_INT(lf_vfile_gzip_open(file, &vf, &err), -EIO);
+	CHECK_EQ_INT(lf_vfile_gzip_open(file, NULL, &vf, &err), -EIO);
 	CHECK(strstr(err.msg, "truncated gzip stream") != NULL);
 	gz[gzlen / 2] ^= 0x55;
 	gz[gzlen / 2 + 1] ^= 0xaa;
 	CHECK_EQ_INT(lf_vfile_from_mem(gz, gzlen, "bad.gz", &file), 0);
-	CHECK(lf_vfile_gzip_open(file, &vf, &err) < 0);
+	CHECK(lf_vfile_gzip_open(file, NULL, &vf, &err) < 0);
 	CHECK(strstr(err.msg, "bad.gz") != NULL);
 	free(gz);
 	free(data);
