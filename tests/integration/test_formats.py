@@ -406,3 +406,23 @@ def test_changed_archive_gets_new_checkpoints(big_gz, tmp_path, layerfs_bin):
     sha, p = O.layerfs_cat_sha(copy, "big", cache=cache)
     assert sha == want, _err(p)
     assert len(_gzi(cache)) == 2 and first[0] in _gzi(cache)
+
+
+@pytest.mark.parametrize("fmt", ["v1", "gz-docker-archive"])
+def test_commit_on_top(fmt, fimages, tmp_path, layerfs_bin):
+    """commit reads the base blobs through the outer gzip or the made-up v1
+    config; umoci unpacks the result (it checks digests and diff_ids)."""
+    img = fimages("basic", fmt)
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "new.txt").write_bytes(b"new\n")
+    out = str(tmp_path / "out")
+    p = O.layerfs("commit", "--no-cache", *REF, img, "--upper", str(up),
+                  "-o", out, "--tag", "x:" + O.TAG, timeout=TIMEOUT)
+    assert p.returncode == 0, _err(p)
+    rootfs = O.umoci_unpack(out, str(tmp_path / "bundle"))
+    with open(os.path.join(rootfs, "new.txt"), "rb") as f:
+        assert f.read() == b"new\n"
+    got, _ = O.layerfs_ls(out, None, str(tmp_path / "c"))
+    diffs = O.compare(O.walk_rootfs(rootfs, 0), got)
+    assert not [d for d in diffs if "mtime" not in d], diffs
