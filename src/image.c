@@ -152,11 +152,11 @@ static int resolve_manifest(struct lf_image *img,
 					      err);
 		if (ret)
 			ret = lf_err_prefix(err, "'%s'", img->path);
-		else if ((ret = lf_image_check_artifact(json, len,
-							 &img->manifest,
-							 img->path, err)))
-			;
-		else
+		else	/* an artifact (SBOM, chart...) is not an image */
+			ret = lf_image_check_artifact(json, len,
+						      &img->manifest,
+						      img->path, err);
+		if (!ret)
 			memcpy(img->manifest_digest, d->digest, LF_DIGEST_LEN);
 	}
 out:

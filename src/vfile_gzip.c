@@ -275,7 +275,8 @@ static bool points_ok(const struct gzv *g)
 		uint32_t wl = lf_le32(p->window_len);
 
 		if ((i && out <= lf_le64(v->points[i - 1].out)) ||
-		    out >= v->total_out || in > v->total_in || p->bits > 7 ||
+		    (out >= v->total_out && v->total_out) ||
+		    in > v->total_in || p->bits > 7 ||
 		    (p->flags & ~LF_GZIDX_POINT_MEMBER) ||
 		    (!(p->flags & LF_GZIDX_POINT_MEMBER) && !wl) ||
 		    lf_range_outside(lf_le64(p->window_off), wl,
