@@ -3,6 +3,7 @@
 #include "layerfs/vfile_gzip.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -130,6 +131,60 @@ LF_TEST(sequential_and_random_reads_are_exact_and_linear)
 	free(gz);
 	free(data);
 	free(buf);
+}
+
+struct reader {
+	const struct lf_vfile *vf;
+	const unsigned char *data;
+	uint64_t seed;
+	int bad;
+};
+
+static void *read_random(void *arg)
+{
+	struct reader *r = arg;
+	unsigned char *buf = malloc(256 << 10);
+	int i;
+
+	for (i = 0; buf && i < 200; i++) {
+		size_t o = rnd(&r->seed) % DATA_SIZE;
+		size_t want = (size_t)(rnd(&r->seed) % (256 << 10));
+		size_t n = LF_MIN(want, DATA_SIZE - o);
+
+		if (lf_vfile_pread(r->vf, buf, n, o) != (ssize_t)n ||
+		    memcmp(buf, r->data + o, n))
+			r->bad++;
+	}
+	free(buf);
+	return NULL;
+}
+
+/* The span LRU under concurrent readers (FUSE runs up to 16 threads). */
+LF_TEST(concurrent_readers_get_the_right_bytes)
+{
+	unsigned char *data = gen(DATA_SIZE);
+	size_t gzlen = 0, i;
+	unsigned char *gz = gzip_mem(data, DATA_SIZE, &gzlen);
+	struct lf_vfile *file = NULL, *vf = NULL;
+	struct lf_err err = { 0 };
+	struct reader r[6];
+	pthread_t t[6];
+
+	CHECK(data && gz);
+	CHECK_EQ_INT(lf_vfile_from_mem(gz, gzlen, "mt.gz", &file), 0);
+	CHECK_EQ_INT(lf_vfile_gzip_open(file, NULL, &vf, &err), 0);
+	for (i = 0; i < 6; i++) {
+		r[i] = (struct reader){ vf, data, 1000 + i, 0 };
+		CHECK_EQ_INT(pthread_create(&t[i], NULL, read_random, &r[i]),
+			     0);
+	}
+	for (i = 0; i < 6; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ_INT(r[i].bad, 0);
+	}
+	lf_vfile_close(vf);
+	free(gz);
+	free(data);
 }
 
 LF_TEST(truncated_and_corrupt_streams_are_errors)
