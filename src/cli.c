@@ -288,7 +288,7 @@ static int add_src(struct cli_image *ci, size_t *cap, struct cli_src s)
 static int gather(const struct cli_opts *o, const char *path,
 		  bool all_layers, struct cli_image *ci)
 {
-	struct lf_image_opts io = { o->ref, o->platform };
+	struct lf_image_opts io = { o->ref, o->platform, cli_cache_dir(ci) };
 	struct lf_err err = { 0 };
 	size_t cap = 0, count, n, i, k;
 
@@ -354,8 +354,6 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 	memset(ci, 0, sizeof(*ci));
 	lf_buf_init(&ci->cache_dir);
 	ci->name = path ? path : "lowerdir";
-	if ((ret = gather(o, path, all_layers, ci)))
-		return ret;
 	if (!o->no_cache && lf_cache_dir(o->cache, &ci->cache_dir))
 		lf_buf_reset(&ci->cache_dir); /* no HOME: work uncached */
 	if (ci->cache_dir.len && lf_cache_mkdir(ci->cache_dir.data, &err)) {
@@ -363,6 +361,9 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 		lf_log(LF_LOG_WARN, "%s; working without a cache", err.msg);
 		lf_buf_reset(&ci->cache_dir);
 	}
+	/* after the cache dir: a gzip'd archive keeps its checkpoints there */
+	if ((ret = gather(o, path, all_layers, ci)))
+		return ret;
 	ci->idx = calloc(ci->n ? ci->n : 1, sizeof(*ci->idx));
 	ci->blobs = calloc(ci->n ? ci->n : 1, sizeof(*ci->blobs));
 	if (!ci->idx || !ci->blobs ||

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "image_internal.h"
+#include "layerfs/vfile_gzip.h"
 
 #define BLOB_DIR "blobs/sha256/"
 
@@ -127,6 +128,7 @@ static int resolve_index(struct lf_image *img, const char *json, size_t len,
 	ret = lf_image_parse_index(json, len, what, &v, &n, err);
 	if (ret)
 		return lf_err_prefix(err, "'%s'", img->path);
+	lf_image_drop_artifacts(v, &n);
 	/* one entry without a platform needs no choice */
 	if (n == 1 && !v[0].os)
 		i = 0;
@@ -183,7 +185,11 @@ static int resolve_manifest(struct lf_image *img,
 					      err);
 		if (ret)
 			ret = lf_err_prefix(err, "'%s'", img->path);
-		else
+		else	/* an artifact (SBOM, chart...) is not an image */
+			ret = lf_image_check_artifact(json, len,
+						      &img->manifest,
+						      img->path, err);
+		if (!ret)
 			memcpy(img->manifest_digest, d->digest, LF_DIGEST_LEN);
 	}
 out:
@@ -370,6 +376,7 @@ static int oci_open(struct lf_image *img, const struct lf_image_opts *opts,
 				 "'%s': index.json lists no image", img->path);
 		goto out;
 	}
+	lf_image_drop_artifacts(v, &n);
 	i = select_top(img, v, n, opts, err);
 	if (i >= 0)
 		snprintf(ref, sizeof(ref), "index.json manifests[%d]", i);
@@ -527,6 +534,10 @@ static int open_archive(struct lf_image *img, const struct lf_image_opts *opts,
 	ret = lf_vfile_open(img->path, NULL, &vf, err);
 	if (ret)
 		return ret;
+	/* `docker save | gzip`, a gzip'd OCI archive: read through the gzip */
+	if (lf_vfile_is_gzip(vf) &&
+	    (ret = lf_vfile_gzip_open(vf, opts->cache_dir, &vf, err)))
+		return ret;
 	ret = lf_image_store_open_archive(&img->store, vf, err);
 	if (ret) {
 		lf_vfile_close(vf);
@@ -548,8 +559,13 @@ static int open_archive(struct lf_image *img, const struct lf_image_opts *opts,
 		img->format = "docker-archive";
 		return docker_open(img, opts, err);
 	}
+	/* docker save before Docker 1.10: `repositories` + `<id>/json` */
+	if (lf_image_store_has(&img->store, "repositories")) {
+		img->format = "docker-archive";
+		return lf_image_legacy_open(img, opts, err);
+	}
 	return lf_err_set(err, -EINVAL,
-			  "'%s': not an image archive (no oci-layout and index.json, no manifest.json)",
+			  "'%s': not an image archive (no oci-layout and index.json, no manifest.json, no repositories)",
 			  img->path);
 }
 

@@ -64,6 +64,7 @@ struct lf_image_desc {
 	char *os, *arch, *variant;	/* platform, NULL when absent */
 	char *ref_name;			/* org.opencontainers.image.ref.name */
 	char *ctr_name;			/* io.containerd.image.name */
+	char *artifact_type;		/* artifactType, NULL when absent */
 };
 
 struct lf_image_manifest {
@@ -169,6 +170,21 @@ void lf_image_descs_free(struct lf_image_desc *v, size_t n);
 void lf_image_manifest_release(struct lf_image_manifest *m);
 void lf_image_config_release(struct lf_image_config *c);
 void lf_image_dockers_free(struct lf_image_docker *v, size_t n);
+
+/* image_legacy.c: a pre-Docker-1.10 save (`repositories`, no manifest.json);
+ * fills layers, config and ref of img, whose store is open. */
+int lf_image_legacy_open(struct lf_image *img,
+			 const struct lf_image_opts *opts, struct lf_err *err);
+
+/* image_artifact.c: an OCI artifact is not an image.  -EINVAL with
+ * "'<label>': not a container image (artifact type X)" when the manifest
+ * `json` has an artifactType or a config that is not an image config. */
+int lf_image_check_artifact(const char *json, size_t len,
+			    const struct lf_image_manifest *m,
+			    const char *label, struct lf_err *err);
+/* Drop the descriptors that name an artifact (artifactType set) from an
+ * index when at least one image remains. */
+void lf_image_drop_artifacts(struct lf_image_desc *v, size_t *n);
 
 /* image_platform.c: selection */
 bool lf_image_ref_match(const char *name, const char *ref, bool exact);

@@ -98,6 +98,7 @@ void lf_image_desc_release(struct lf_image_desc *d)
 	free(d->variant);
 	free(d->ref_name);
 	free(d->ctr_name);
+	free(d->artifact_type);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -144,6 +145,8 @@ static int parse_desc(const json_t *o, const char *what, const char *where,
 			       get_str(o, "mediaType") : "");
 	if (!d->media_type)
 		ret = -ENOMEM;
+	if (!ret)
+		ret = dup_opt(get_str(o, "artifactType"), &d->artifact_type);
 	if (!ret && json_is_object(plat))
 		ret = dup_opt(get_str(plat, "os"), &d->os) ||
 		      dup_opt(get_str(plat, "architecture"), &d->arch) ||

@@ -16,6 +16,8 @@ struct lf_vfile {
 	uint64_t size;		/* range length */
 	char *name;		/* owned */
 	char *path;		/* owned, NULL for memory */
+	const struct lf_vfile_ops *ops;	/* a backend, or NULL */
+	void *ops_ctx;		/* one reference, owned */
 };
 
 static int vfile_alloc(const char *name, const char *path,
@@ -106,6 +108,10 @@ int lf_vfile_sub(const struct lf_vfile *parent, uint64_t off, uint64_t size,
 			return lf_err_set(err, ret, "'%s': dup: %s",
 					  parent->name, strerror(-ret));
 		}
+	} else if (parent->ops) {
+		parent->ops->ref(parent->ops_ctx);
+		vf->ops = parent->ops;
+		vf->ops_ctx = parent->ops_ctx;
 	} else {
 		vf->mem = parent->mem;
 	}
@@ -129,21 +135,43 @@ int lf_vfile_from_mem(const void *mem, size_t size, const char *name,
 	return 0;
 }
 
+int lf_vfile_from_ops(const struct lf_vfile_ops *ops, void *ctx,
+		      uint64_t size, const char *name, struct lf_vfile **out)
+{
+	struct lf_vfile *vf;
+	int ret = vfile_alloc(name, NULL, &vf);
+
+	if (ret) {
+		ops->unref(ctx);
+		return ret;
+	}
+	vf->ops = ops;
+	vf->ops_ctx = ctx;
+	vf->size = size;
+	*out = vf;
+	return 0;
+}
+
 ssize_t lf_vfile_pread(const struct lf_vfile *vf, void *buf, size_t len,
 		       uint64_t off)
 {
 	size_t done = 0;
+	ssize_t n;
 
 	if (off >= vf->size)
 		return 0;
 	if (len > vf->size - off)
 		len = (size_t)(vf->size - off);
+	if (vf->ops) {
+		n = vf->ops->pread(vf->ops_ctx, buf, len, vf->base + off);
+		return n >= 0 && (size_t)n < len ? -EIO : n;
+	}
 	if (vf->mem) {
 		memcpy(buf, vf->mem + vf->base + off, len);
 		return (ssize_t)len;
 	}
 	while (done < len) {
-		ssize_t n = pread(vf->fd, (char *)buf + done, len - done,
+		n = pread(vf->fd, (char *)buf + done, len - done,
 				  (off_t)(vf->base + off + done));
 		if (n < 0) {
 			if (errno == EINTR)
@@ -181,6 +209,8 @@ int lf_vfile_check(const struct lf_vfile *vf)
 {
 	struct stat st;
 
+	if (vf->ops)
+		return vf->ops->check ? vf->ops->check(vf->ops_ctx) : 0;
 	if (vf->fd < 0)
 		return 0;
 	if (fstat(vf->fd, &st) < 0)
@@ -190,12 +220,21 @@ int lf_vfile_check(const struct lf_vfile *vf)
 	return 0;
 }
 
+int lf_vfile_stat(const struct lf_vfile *vf, struct stat *st)
+{
+	if (vf->fd < 0)
+		return -ENOTSUP;
+	return fstat(vf->fd, st) < 0 ? -errno : 0;
+}
+
 void lf_vfile_close(struct lf_vfile *vf)
 {
 	if (!vf)
 		return;
 	if (vf->fd >= 0)
 		close(vf->fd);
+	if (vf->ops)
+		vf->ops->unref(vf->ops_ctx);
 	free(vf->name);
 	free(vf->path);
 	free(vf);

@@ -4,9 +4,14 @@
  *
  * IMAGE is a path, auto-detected (DESIGN section 1):
  *   - a directory with `oci-layout` and `index.json` (OCI image layout);
- *   - an uncompressed tar holding such a layout (OCI archive), or holding
+ *   - a tar holding such a layout (OCI archive), or holding
  *     `manifest.json` (docker-archive: legacy `<id>/layer.tar` members or the
- *     `blobs/sha256/<hex>` form of Docker 25+ and skopeo).
+ *     `blobs/sha256/<hex>` form of Docker 25+ and skopeo), or only
+ *     `repositories` (the pre-Docker-1.10 save: the layers are the `parent`
+ *     chain of the tagged `<id>/json`);  a tar that is gzip'd as a whole is
+ *     read through its gzip (vfile_gzip.h), detected by magic.
+ * A manifest that describes an OCI artifact (artifactType, or a config that
+ * is not an image config) fails: "not a container image (artifact type X)".
  * Several images in one layout/archive are chosen with opts->ref; an image
  * index is resolved to opts->platform (default: the host, linux/amd64 here).
  * Blobs inside an outer tar are exposed as byte ranges of the archive file
@@ -43,6 +48,7 @@ struct lf_image;
 struct lf_image_opts {
 	const char *ref;	/* NAME:TAG or ref annotation, NULL = the only one */
 	const char *platform;	/* "os/arch[/variant]", NULL = host platform */
+	const char *cache_dir;	/* for a gzip'd archive's checkpoints, or NULL */
 };
 
 struct lf_image_layer {

@@ -4,8 +4,11 @@
  *
  * A vfile is either a byte range of a host file (a whole blob file, or a
  * blob's range inside an uncompressed outer tar: "read in place") or a
- * borrowed memory region (tests, fuzzers).  Each file-backed vfile owns its
- * own fd (dup'ed), so vfiles are independent of whoever opened them.
+ * borrowed memory region (tests, fuzzers), or bytes produced by a backend
+ * (lf_vfile_from_ops: the decompressed stream of a gzip'd archive, see
+ * vfile_gzip.h).  Each file-backed vfile owns its own fd (dup'ed), and each
+ * backend-backed one a reference, so vfiles are independent of whoever
+ * opened them.
  *
  * Thread safety: lf_vfile_pread() may be called from many threads at once
  * (pread has no shared offset).  Open/close are single-owner.
@@ -47,6 +50,23 @@ int lf_vfile_open_fd(int fd, const char *path, const char *name,
 int lf_vfile_sub(const struct lf_vfile *parent, uint64_t off, uint64_t size,
 		 const char *name, struct lf_vfile **out, struct lf_err *err);
 
+/*
+ * A backend: pread must be thread-safe and return len bytes, fewer only at
+ * the end, or -errno; ref/unref count the vfiles sharing ctx (sub-ranges
+ * take one each); check (may be NULL) is lf_vfile_check's answer.
+ */
+struct lf_vfile_ops {
+	ssize_t (*pread)(void *ctx, void *buf, size_t len, uint64_t off);
+	void (*ref)(void *ctx);
+	void (*unref)(void *ctx);
+	int (*check)(void *ctx);
+};
+
+/* A vfile of `size` bytes served by ops; takes over one reference to ctx
+ * (dropped with ops->unref on failure too). */
+int lf_vfile_from_ops(const struct lf_vfile_ops *ops, void *ctx,
+		      uint64_t size, const char *name, struct lf_vfile **out);
+
 /* A vfile over borrowed memory; `mem` must outlive it. */
 int lf_vfile_from_mem(const void *mem, size_t size, const char *name,
 		      struct lf_vfile **out);
@@ -66,6 +86,10 @@ const char *lf_vfile_path(const struct lf_vfile *vf);
 uint64_t lf_vfile_base(const struct lf_vfile *vf);
 /* fstat identity of the backing file (dev, ino, size, mtime) or -errno. */
 int lf_vfile_check(const struct lf_vfile *vf);
+
+/* fstat of the backing file (-ENOTSUP for memory and backends). */
+struct stat;
+int lf_vfile_stat(const struct lf_vfile *vf, struct stat *st);
 
 void lf_vfile_close(struct lf_vfile *vf);
 
