@@ -59,6 +59,7 @@ struct writer {
 	uint64_t gz_size;
 	int io_err;		/* errno of a failed write(2) */
 	struct lf_buf path;	/* the current member's path */
+	char shown[256];	/* its start, for messages (shown()) */
 	struct link_slot *links;
 	size_t nlinks, alinks;	/* used, allocated (power of two) */
 	int64_t newest;
@@ -113,6 +114,18 @@ static la_ssize_t tar_write(struct archive *a, void *ctx, const void *data,
 		return -1;
 	}
 	return (la_ssize_t)len;
+}
+
+/* The current path for a message: its first 200 bytes, "..." when cut
+ * (a 64 KiB path would push the cause out of the one-line message). */
+static const char *shown(struct writer *w)
+{
+	if (!w->path.len)
+		return ".";
+	if (w->path.len <= 200)
+		return w->path.data;
+	snprintf(w->shown, sizeof(w->shown), "%.200s...", w->path.data);
+	return w->shown;
 }
 
 static int archive_fail(struct writer *w, struct archive *a, const char *what)
@@ -322,14 +335,14 @@ static int write_data(struct writer *w, const struct centry *e, read_fn rd,
 
 		if (n < 0)
 			return lf_err_set(w->err, (int)n,
-					  "cannot read '%s': %s", w->path.data,
+					  "cannot read '%s': %s", shown(w),
 					  strerror((int)-n));
 		if (n == 0)
 			/* the header already promised `size` bytes */
 			return lf_err_set(w->err, -EIO, "'%s' shrank while "
-					  "being committed", w->path.data);
+					  "being committed", shown(w));
 		if (archive_write_data(w->tar, w->buf, (size_t)n) != n)
-			return archive_fail(w, w->tar, w->path.data);
+			return archive_fail(w, w->tar, shown(w));
 		off += (uint64_t)n;
 	}
 	return 0;
@@ -375,7 +388,7 @@ static int emit(struct writer *w, struct centry *e, read_fn rd, void *ctx)
 	/* ARCHIVE_WARN: a name that is not valid UTF-8 is stored as bytes */
 	r = archive_write_header(w->tar, ae);
 	if (r < ARCHIVE_WARN)
-		return archive_fail(w, w->tar, w->path.data);
+		return archive_fail(w, w->tar, shown(w));
 	if (st->st_mtim.tv_sec > w->newest)
 		w->newest = st->st_mtim.tv_sec;
 	w->entries++;
@@ -562,7 +575,7 @@ static int host_entry(struct writer *w, int dfd, const char *name, int *sub)
 		if (errno == ENOENT)
 			return 0;
 		return lf_err_set(w->err, -errno, "cannot stat '%s' in the "
-				  "upper dir: %s", w->path.data,
+				  "upper dir: %s", shown(w),
 				  strerror(errno));
 	}
 	if (S_ISSOCK(e.st.st_mode))
@@ -574,20 +587,20 @@ static int host_entry(struct writer *w, int dfd, const char *name, int *sub)
 			    (S_ISDIR(e.st.st_mode) ? O_DIRECTORY : 0));
 		if (fd < 0 || fstat(fd, &st) < 0) {
 			ret = lf_err_set(w->err, -errno, "cannot open '%s' in "
-					 "the upper dir: %s", w->path.data,
+					 "the upper dir: %s", shown(w),
 					 strerror(errno));
 			goto out;
 		}
 		if ((st.st_mode & S_IFMT) != (e.st.st_mode & S_IFMT) ||
 		    st.st_ino != e.st.st_ino) {
 			ret = lf_err_set(w->err, -EAGAIN, "'%s' changed while "
-					 "being committed", w->path.data);
+					 "being committed", shown(w));
 			goto out;
 		}
 		e.st = st;
 		if ((ret = fd_xattrs(w, fd, &e))) {
 			lf_err_set(w->err, ret, "cannot read the xattrs of "
-				   "'%s': %s", w->path.data, strerror(-ret));
+				   "'%s': %s", shown(w), strerror(-ret));
 			goto out;
 		}
 	} else if (S_ISLNK(e.st.st_mode)) {
@@ -595,7 +608,7 @@ static int host_entry(struct writer *w, int dfd, const char *name, int *sub)
 		len = readlinkat(dfd, name, target, sizeof(target) - 1);
 		if (len < 0) {
 			ret = lf_err_set(w->err, -errno, "cannot read symlink "
-					 "'%s': %s", w->path.data,
+					 "'%s': %s", shown(w),
 					 strerror(errno));
 			goto out;
 		}
@@ -639,14 +652,12 @@ static int host_push(struct writer *w, struct stack *s, int fd)
 	f->fd = fd;
 	if (fstat(fd, &st) < 0)
 		return lf_err_set(w->err, -errno, "cannot stat '%s' in the "
-				  "upper dir: %s", w->path.len ? w->path.data
-				  : ".", strerror(errno));
+				  "upper dir: %s", shown(w), strerror(errno));
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
 	if ((ret = dir_names(fd, &f->names, &f->n)))
 		return lf_err_set(w->err, ret, "cannot list '%s' in the upper "
-				  "dir: %s", w->path.len ? w->path.data : ".",
-				  strerror(-ret));
+				  "dir: %s", shown(w), strerror(-ret));
 	while (s->n - s->lo > HOST_FDS) {
 		close(s->f[s->lo].fd);
 		s->f[s->lo++].fd = -1;
@@ -668,12 +679,11 @@ static int host_pop(struct writer *w, struct stack *s, bool reopen)
 			       O_NOFOLLOW | O_CLOEXEC);
 		if (p->fd < 0 || fstat(p->fd, &st) < 0)
 			ret = lf_err_set(w->err, -errno, "cannot reopen '%s' "
-					 "in the upper dir: %s", w->path.len ?
-					 w->path.data : ".", strerror(errno));
+					 "in the upper dir: %s", shown(w),
+					 strerror(errno));
 		else if (st.st_dev != p->dev || st.st_ino != p->ino)
 			ret = lf_err_set(w->err, -EAGAIN, "'%s' moved while "
-					 "being committed", w->path.len ?
-					 w->path.data : ".");
+					 "being committed", shown(w));
 		s->lo = s->n - 2;
 	}
 	if (f->fd >= 0)
@@ -796,7 +806,7 @@ static int upper_entry(struct writer *w, uint64_t dir, const char *name,
 		return 0;
 	if (ret)
 		return lf_err_set(w->err, ret, "cannot look up '%s': %s",
-				  w->path.data, strerror(-ret));
+				  shown(w), strerror(-ret));
 	if (S_ISSOCK(e.st.st_mode))
 		goto out;
 	/* view inode numbers: one per hardlink group, upper or lower */
@@ -811,7 +821,7 @@ static int upper_entry(struct writer *w, uint64_t dir, const char *name,
 	if (!ret && S_ISREG(e.st.st_mode))
 		ret = lf_upper_open(w->up, node, O_RDONLY, &f.fh);
 	if (ret) {
-		lf_err_set(w->err, ret, "cannot read '%s': %s", w->path.data,
+		lf_err_set(w->err, ret, "cannot read '%s': %s", shown(w),
 			   strerror(-ret));
 		goto out;
 	}
@@ -848,7 +858,7 @@ static int upper_push(struct writer *w, struct stack *s, uint64_t dir)
 	f->node = dir;
 	if ((ret = lf_upper_opendir(w->up, dir, &dh)))
 		return lf_err_set(w->err, ret, "cannot list '%s': %s",
-				  w->path.len ? w->path.data : "/",
+				  shown(w),
 				  strerror(-ret));
 	for (i = 0; !ret && !lf_upper_readdir(w->up, dh, i, &d); i++)
 		ret = names_add(&f->names, &f->n, &cap, d.name);
@@ -934,7 +944,7 @@ static int tree_entry(struct writer *w, uint64_t ino)
 
 	if ((ret = lf_tree_getattr(t, ino, &a)))
 		return lf_err_set(w->err, ret, "'%s': no inode %llu",
-				  w->path.data, (unsigned long long)ino);
+				  shown(w), (unsigned long long)ino);
 	e.st.st_mode = a.mode;
 	e.st.st_ino = a.ino;
 	e.st.st_nlink = a.nlink;
@@ -963,7 +973,7 @@ static int tree_entry(struct writer *w, uint64_t ino)
 	if (S_ISREG(a.mode)) {
 		if ((ret = lf_tree_data(t, ino, &layer, &f.e))) {
 			lf_err_set(w->err, ret, "'%s': no data in the tree",
-				   w->path.data);
+				   shown(w));
 			goto out;
 		}
 		f.blob = w->src->blobs[layer];
