@@ -66,14 +66,19 @@ static int parse(const char *cmd, const char *help, const char *shortopts,
 	return -1;
 }
 
+/* A path in a message: its first SHOWN bytes, then "..." if cut. */
+#define SHOWN 200
+#define SHOWN_FMT "'%.200s%s'"
+#define SHOWN_ARGS(p) (p), strlen(p) > SHOWN ? "..." : ""
+
 static int resolve(struct cli_image *ci, const char *path, int flags,
 		   uint64_t *ino)
 {
 	int ret = lf_tree_resolve(ci->tree, path, flags, ino);
 
 	if (ret)
-		cli_error("%s: '%s': %s", lf_image_path(ci->img), path,
-			  strerror(-ret));
+		cli_error("%s: " SHOWN_FMT ": %s", lf_image_path(ci->img),
+			  SHOWN_ARGS(path), strerror(-ret));
 	return ret;
 }
 
@@ -234,8 +239,8 @@ static int cat_one(struct cli_image *ci, const char *path)
 		struct lf_tree_attr a;
 
 		lf_tree_getattr(ci->tree, ino, &a);
-		cli_error("%s: '%s': %s", lf_image_path(ci->img), path,
-			  S_ISDIR(a.mode) ? "is a directory"
+		cli_error("%s: " SHOWN_FMT ": %s", lf_image_path(ci->img),
+			  SHOWN_ARGS(path), S_ISDIR(a.mode) ? "is a directory"
 					  : "not a regular file");
 		return CLI_ERR;
 	}
@@ -247,7 +252,8 @@ static int cat_one(struct cli_image *ci, const char *path)
 		ssize_t n = lf_blob_read_file(b, e, buf, sizeof(buf), off, &err);
 
 		if (n <= 0) {
-			cli_error("%s: '%s': %s", lf_image_path(ci->img), path,
+			cli_error("%s: " SHOWN_FMT ": %s",
+				  lf_image_path(ci->img), SHOWN_ARGS(path),
 				  n < 0 ? err.msg : "unexpected end of data");
 			return CLI_ERR;
 		}

@@ -59,6 +59,7 @@ struct writer {
 	uint64_t gz_size;
 	int io_err;		/* errno of a failed write(2) */
 	struct lf_buf path;	/* the current member's path */
+	char shown[256];	/* its start, for messages (shown()) */
 	struct link_slot *links;
 	size_t nlinks, alinks;	/* used, allocated (power of two) */
 	int64_t newest;
@@ -113,6 +114,18 @@ static la_ssize_t tar_write(struct archive *a, void *ctx, const void *data,
 		return -1;
 	}
 	return (la_ssize_t)len;
+}
+
+/* The current path for a message: its first 200 bytes, "..." when cut
+ * (a 64 KiB path would push the cause out of the one-line message). */
+static const char *shown(struct writer *w)
+{
+	if (!w->path.len)
+		return ".";
+	if (w->path.len <= 200)
+		return w->path.data;
+	snprintf(w->shown, sizeof(w->shown), "%.200s...", w->path.data);
+	return w->shown;
 }
 
 static int archive_fail(struct writer *w, struct archive *a, const char *what)
@@ -322,14 +335,14 @@ static int write_data(struct writer *w, const struct centry *e, read_fn rd,
 
 		if (n < 0)
 			return lf_err_set(w->err, (int)n,
-					  "cannot read '%s': %s", w->path.data,
+					  "cannot read '%s': %s", shown(w),
 					  strerror((int)-n));
 		if (n == 0)
 			/* the header already promised `size` bytes */
 			return lf_err_set(w->err, -EIO, "'%s' shrank while "
-					  "being committed", w->path.data);
+					  "being committed", shown(w));
 		if (archive_write_data(w->tar, w->buf, (size_t)n) != n)
-			return archive_fail(w, w->tar, w->path.data);
+			return archive_fail(w, w->tar, shown(w));
 		off += (uint64_t)n;
 	}
 	return 0;
@@ -375,7 +388,7 @@ static int emit(struct writer *w, struct centry *e, read_fn rd, void *ctx)
 	/* ARCHIVE_WARN: a name that is not valid UTF-8 is stored as bytes */
 	r = archive_write_header(w->tar, ae);
 	if (r < ARCHIVE_WARN)
-		return archive_fail(w, w->tar, w->path.data);
+		return archive_fail(w, w->tar, shown(w));
 	if (st->st_mtim.tv_sec > w->newest)
 		w->newest = st->st_mtim.tv_sec;
 	w->entries++;
@@ -419,6 +432,54 @@ static int names_add(char ***names, size_t *n, size_t *cap, const char *s)
 		return -ENOMEM;
 	(*n)++;
 	return 0;
+}
+
+struct tname {
+	const char *name;	/* not NUL-terminated */
+	size_t len;
+	uint64_t ino;
+};
+
+/* --- the walk stack ------------------------------------------------------ */
+
+/*
+ * The three walks are iterative: each directory being written is a frame
+ * on a heap stack (its sorted names and the next one to write), so the
+ * depth of a tree costs heap, never C stack.  A frame pushes the path
+ * length to come back to; popping it restores w->path.
+ */
+struct frame {
+	char **names;		/* host and upper walks (sorted) */
+	struct tname *tnames;	/* tree walk (sorted) */
+	size_t n, i;		/* names, next one to write */
+	size_t plen;		/* w->path length of the parent */
+	int fd;			/* host: the directory (-1: closed) */
+	dev_t dev;		/* host: identity, to check a reopen */
+	ino_t ino;
+	uint64_t node;		/* upper: the node (its reference is the
+				 * frame's); tree: the directory inode */
+};
+
+struct stack {
+	struct frame *f;
+	size_t n, cap;
+	size_t lo;		/* host: frames below lo have closed fds */
+};
+
+/* A new frame on top (zeroed but for fd = -1); NULL when out of memory. */
+static struct frame *frame_push(struct stack *s, size_t plen)
+{
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 64;
+		struct frame *p = realloc(s->f, nc * sizeof(*p));
+
+		if (!p)
+			return NULL;
+		s->f = p;
+		s->cap = nc;
+	}
+	s->f[s->n] = (struct frame){ .fd = -1, .plen = plen };
+	return &s->f[s->n++];
 }
 
 /* --- the upper dir as it is (COMMIT_SRC_DIR) ---------------------------- */
@@ -499,10 +560,9 @@ static int dir_names(int dfd, char ***names, size_t *n)
 	return ret;
 }
 
-static int walk_host(struct writer *w, int dfd);
-
-/* One name of a host directory: stat, open what must be read, emit. */
-static int host_entry(struct writer *w, int dfd, const char *name)
+/* One name of a host directory: stat, open what must be read, emit.  A
+ * directory comes back open in *sub (the caller walks it), else -1. */
+static int host_entry(struct writer *w, int dfd, const char *name, int *sub)
 {
 	struct centry e = { 0 };
 	char target[PATH_MAX + 1];
@@ -510,11 +570,12 @@ static int host_entry(struct writer *w, int dfd, const char *name)
 	ssize_t len;
 	int fd = -1, ret;
 
+	*sub = -1;
 	if (fstatat(dfd, name, &e.st, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno == ENOENT)
 			return 0;
 		return lf_err_set(w->err, -errno, "cannot stat '%s' in the "
-				  "upper dir: %s", w->path.data,
+				  "upper dir: %s", shown(w),
 				  strerror(errno));
 	}
 	if (S_ISSOCK(e.st.st_mode))
@@ -526,27 +587,28 @@ static int host_entry(struct writer *w, int dfd, const char *name)
 			    (S_ISDIR(e.st.st_mode) ? O_DIRECTORY : 0));
 		if (fd < 0 || fstat(fd, &st) < 0) {
 			ret = lf_err_set(w->err, -errno, "cannot open '%s' in "
-					 "the upper dir: %s", w->path.data,
+					 "the upper dir: %s", shown(w),
 					 strerror(errno));
 			goto out;
 		}
 		if ((st.st_mode & S_IFMT) != (e.st.st_mode & S_IFMT) ||
 		    st.st_ino != e.st.st_ino) {
 			ret = lf_err_set(w->err, -EAGAIN, "'%s' changed while "
-					 "being committed", w->path.data);
+					 "being committed", shown(w));
 			goto out;
 		}
 		e.st = st;
 		if ((ret = fd_xattrs(w, fd, &e))) {
 			lf_err_set(w->err, ret, "cannot read the xattrs of "
-				   "'%s': %s", w->path.data, strerror(-ret));
+				   "'%s': %s", shown(w), strerror(-ret));
 			goto out;
 		}
 	} else if (S_ISLNK(e.st.st_mode)) {
+		/* Linux symlinks hold at most PATH_MAX - 1 bytes */
 		len = readlinkat(dfd, name, target, sizeof(target) - 1);
 		if (len < 0) {
 			ret = lf_err_set(w->err, -errno, "cannot read symlink "
-					 "'%s': %s", w->path.data,
+					 "'%s': %s", shown(w),
 					 strerror(errno));
 			goto out;
 		}
@@ -556,8 +618,10 @@ static int host_entry(struct writer *w, int dfd, const char *name)
 	e.link_candidate = e.st.st_nlink > 1;
 	if ((ret = emit(w, &e, fd_read, &fd)))
 		goto out;
-	if (S_ISDIR(e.st.st_mode))
-		ret = walk_host(w, fd);
+	if (S_ISDIR(e.st.st_mode)) {
+		*sub = fd;
+		fd = -1;
+	}
 out:
 	centry_release(&e);
 	if (fd >= 0)
@@ -565,22 +629,97 @@ out:
 	return ret;
 }
 
-static int walk_host(struct writer *w, int dfd)
+/*
+ * Open directory fds are few whatever the depth: only the deepest
+ * HOST_FDS frames keep theirs.  A frame whose fd was closed gets it back
+ * when its child is popped, by opening ".." from the child, and checking
+ * it is the same directory (dev, ino) as before, as fts(3) does when it
+ * climbs; a directory moved meanwhile is an error, never a walk elsewhere.
+ */
+#define HOST_FDS 64
+
+/* Push the open directory fd (taken in all cases) and list its names. */
+static int host_push(struct writer *w, struct stack *s, int fd)
 {
-	size_t plen = w->path.len, n, i;
-	char **names;
+	struct frame *f = frame_push(s, w->path.len);
+	struct stat st;
 	int ret;
 
-	if ((ret = dir_names(dfd, &names, &n)))
-		return lf_err_set(w->err, ret, "cannot list '%s' in the upper "
-				  "dir: %s", plen ? w->path.data : ".",
-				  strerror(-ret));
-	for (i = 0; i < n && !ret; i++) {
-		if (!(ret = path_push(w, names[i], strlen(names[i]))))
-			ret = host_entry(w, dfd, names[i]);
-		lf_buf_setlen(&w->path, plen);
+	if (!f) {
+		close(fd);
+		return lf_err_set(w->err, -ENOMEM, "out of memory");
 	}
-	free_names(names, n);
+	f->fd = fd;
+	if (fstat(fd, &st) < 0)
+		return lf_err_set(w->err, -errno, "cannot stat '%s' in the "
+				  "upper dir: %s", shown(w), strerror(errno));
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	if ((ret = dir_names(fd, &f->names, &f->n)))
+		return lf_err_set(w->err, ret, "cannot list '%s' in the upper "
+				  "dir: %s", shown(w), strerror(-ret));
+	while (s->n - s->lo > HOST_FDS) {
+		close(s->f[s->lo].fd);
+		s->f[s->lo++].fd = -1;
+	}
+	return 0;
+}
+
+/* Pop the top frame; give its parent its fd back if it was closed and the
+ * walk goes on (reopen). */
+static int host_pop(struct writer *w, struct stack *s, bool reopen)
+{
+	struct frame *f = &s->f[s->n - 1], *p = s->n > 1 ? f - 1 : NULL;
+	struct stat st;
+	int ret = 0;
+
+	lf_buf_setlen(&w->path, f->plen);
+	if (reopen && p && p->fd < 0 && f->fd >= 0) {
+		p->fd = openat(f->fd, "..", O_RDONLY | O_DIRECTORY |
+			       O_NOFOLLOW | O_CLOEXEC);
+		if (p->fd < 0 || fstat(p->fd, &st) < 0)
+			ret = lf_err_set(w->err, -errno, "cannot reopen '%s' "
+					 "in the upper dir: %s", shown(w),
+					 strerror(errno));
+		else if (st.st_dev != p->dev || st.st_ino != p->ino)
+			ret = lf_err_set(w->err, -EAGAIN, "'%s' moved while "
+					 "being committed", shown(w));
+		s->lo = s->n - 2;
+	}
+	if (f->fd >= 0)
+		close(f->fd);
+	free_names(f->names, f->n);
+	s->n--;
+	if (s->lo > s->n)
+		s->lo = s->n;
+	return ret;
+}
+
+/* The upper dir as it is: dfd (taken) is its root. */
+static int walk_host(struct writer *w, int dfd)
+{
+	struct stack s = { 0 };
+	int ret = host_push(w, &s, dfd), sub;
+
+	while (!ret && s.n) {
+		struct frame *f = &s.f[s.n - 1];
+		const char *name;
+
+		if (f->i == f->n) {
+			ret = host_pop(w, &s, true);
+			continue;
+		}
+		name = f->names[f->i++];
+		lf_buf_setlen(&w->path, f->plen);
+		if ((ret = path_push(w, name, strlen(name))) ||
+		    (ret = host_entry(w, f->fd, name, &sub)))
+			break;
+		if (sub >= 0)
+			ret = host_push(w, &s, sub);
+	}
+	while (s.n)
+		host_pop(w, &s, false);
+	free(s.f);
 	return ret;
 }
 
@@ -628,29 +767,53 @@ out:
 	return ret;
 }
 
-static int walk_upper(struct writer *w, uint64_t dir);
+/* A symlink target through lf_upper, in a buffer that grows until the
+ * target fits: a lower target may be longer than any host one. */
+static int upper_link(struct lf_upper *up, uint64_t node, char **buf)
+{
+	size_t size = PATH_MAX;
+	char *p;
+	int ret;
 
-static int upper_entry(struct writer *w, uint64_t dir, const char *name)
+	for (;;) {
+		if (!(p = realloc(*buf, size)))
+			return -ENOMEM;
+		*buf = p;
+		if ((ret = lf_upper_readlink(up, node, p, size)))
+			return ret;
+		if (strlen(p) < size - 1)
+			return 0;
+		if (size >= (size_t)1 << 30)
+			return -ENAMETOOLONG;
+		size *= 2;
+	}
+}
+
+/* One name of a view directory; a directory comes back in *sub with its
+ * lookup reference (the caller walks it), else *sub is 0. */
+static int upper_entry(struct writer *w, uint64_t dir, const char *name,
+		       uint64_t *sub)
 {
 	struct upper_file f = { w->up, 0 };
-	char target[PATH_MAX + 1];
+	char *target = NULL;
 	struct centry e = { 0 };
 	uint64_t node;
 	int ret;
 
+	*sub = 0;
 	ret = lf_upper_lookup(w->up, dir, name, &node, &e.st);
 	if (ret == -ENOENT)
 		return 0;
 	if (ret)
 		return lf_err_set(w->err, ret, "cannot look up '%s': %s",
-				  w->path.data, strerror(-ret));
+				  shown(w), strerror(-ret));
 	if (S_ISSOCK(e.st.st_mode))
 		goto out;
 	/* view inode numbers: one per hardlink group, upper or lower */
 	e.st.st_dev = 0;
 	e.link_candidate = e.st.st_nlink > 1;
 	if (S_ISLNK(e.st.st_mode)) {
-		ret = lf_upper_readlink(w->up, node, target, sizeof(target));
+		ret = upper_link(w->up, node, &target);
 		e.symlink = target;
 	}
 	if (!ret && (S_ISREG(e.st.st_mode) || S_ISDIR(e.st.st_mode)))
@@ -658,47 +821,90 @@ static int upper_entry(struct writer *w, uint64_t dir, const char *name)
 	if (!ret && S_ISREG(e.st.st_mode))
 		ret = lf_upper_open(w->up, node, O_RDONLY, &f.fh);
 	if (ret) {
-		lf_err_set(w->err, ret, "cannot read '%s': %s", w->path.data,
+		lf_err_set(w->err, ret, "cannot read '%s': %s", shown(w),
 			   strerror(-ret));
 		goto out;
 	}
 	ret = emit(w, &e, upper_read, &f);
 	if (f.fh)
 		lf_upper_release(w->up, f.fh);
-	if (!ret && S_ISDIR(e.st.st_mode))
-		ret = walk_upper(w, node);
+	if (!ret && S_ISDIR(e.st.st_mode)) {
+		*sub = node;
+		node = 0;
+	}
 out:
 	centry_release(&e);
-	lf_upper_forget(w->up, node, 1);
+	free(target);
+	if (node)
+		lf_upper_forget(w->up, node, 1);
 	return ret;
 }
 
-static int walk_upper(struct writer *w, uint64_t dir)
+/* Push view directory `dir` (its reference is the frame's, but for the
+ * root) and list its names. */
+static int upper_push(struct writer *w, struct stack *s, uint64_t dir)
 {
+	struct frame *f = frame_push(s, w->path.len);
 	struct lf_upper_dirent d;
-	size_t plen = w->path.len, n = 0, cap = 0, i;
-	char **names = NULL;
+	size_t cap = 0, i;
 	uint64_t dh;
 	int ret;
 
+	if (!f) {
+		if (dir != LF_UPPER_ROOT)
+			lf_upper_forget(w->up, dir, 1);
+		return lf_err_set(w->err, -ENOMEM, "out of memory");
+	}
+	f->node = dir;
 	if ((ret = lf_upper_opendir(w->up, dir, &dh)))
 		return lf_err_set(w->err, ret, "cannot list '%s': %s",
-				  plen ? w->path.data : "/", strerror(-ret));
+				  shown(w),
+				  strerror(-ret));
 	for (i = 0; !ret && !lf_upper_readdir(w->up, dh, i, &d); i++)
-		ret = names_add(&names, &n, &cap, d.name);
+		ret = names_add(&f->names, &f->n, &cap, d.name);
 	lf_upper_releasedir(w->up, dh);
-	if (ret) {
-		free_names(names, n);
+	if (ret)
 		return lf_err_set(w->err, ret, "out of memory");
+	if (f->n)
+		qsort(f->names, f->n, sizeof(*f->names), cmp_name);
+	return 0;
+}
+
+static void upper_pop(struct writer *w, struct stack *s)
+{
+	struct frame *f = &s->f[--s->n];
+
+	lf_buf_setlen(&w->path, f->plen);
+	free_names(f->names, f->n);
+	if (f->node != LF_UPPER_ROOT)
+		lf_upper_forget(w->up, f->node, 1);
+}
+
+static int walk_upper(struct writer *w)
+{
+	struct stack s = { 0 };
+	int ret = upper_push(w, &s, LF_UPPER_ROOT);
+	uint64_t sub;
+
+	while (!ret && s.n) {
+		struct frame *f = &s.f[s.n - 1];
+		const char *name;
+
+		if (f->i == f->n) {
+			upper_pop(w, &s);
+			continue;
+		}
+		name = f->names[f->i++];
+		lf_buf_setlen(&w->path, f->plen);
+		if ((ret = path_push(w, name, strlen(name))) ||
+		    (ret = upper_entry(w, f->node, name, &sub)))
+			break;
+		if (sub)
+			ret = upper_push(w, &s, sub);
 	}
-	if (n)
-		qsort(names, n, sizeof(*names), cmp_name);
-	for (i = 0; i < n && !ret; i++) {
-		if (!(ret = path_push(w, names[i], strlen(names[i]))))
-			ret = upper_entry(w, dir, names[i]);
-		lf_buf_setlen(&w->path, plen);
-	}
-	free_names(names, n);
+	while (s.n)
+		upper_pop(w, &s);
+	free(s.f);
 	return ret;
 }
 
@@ -716,12 +922,6 @@ static ssize_t tree_read(void *ctx, void *buf, size_t len, uint64_t off)
 
 	return lf_blob_read_file(f->blob, f->e, buf, len, off, f->err);
 }
-
-struct tname {
-	const char *name;	/* not NUL-terminated */
-	size_t len;
-	uint64_t ino;
-};
 
 static int cmp_tname(const void *a, const void *b)
 {
@@ -744,7 +944,7 @@ static int tree_entry(struct writer *w, uint64_t ino)
 
 	if ((ret = lf_tree_getattr(t, ino, &a)))
 		return lf_err_set(w->err, ret, "'%s': no inode %llu",
-				  w->path.data, (unsigned long long)ino);
+				  shown(w), (unsigned long long)ino);
 	e.st.st_mode = a.mode;
 	e.st.st_ino = a.ino;
 	e.st.st_nlink = a.nlink;
@@ -773,7 +973,7 @@ static int tree_entry(struct writer *w, uint64_t ino)
 	if (S_ISREG(a.mode)) {
 		if ((ret = lf_tree_data(t, ino, &layer, &f.e))) {
 			lf_err_set(w->err, ret, "'%s': no data in the tree",
-				   w->path.data);
+				   shown(w));
 			goto out;
 		}
 		f.blob = w->src->blobs[layer];
@@ -784,30 +984,58 @@ out:
 	return ret;
 }
 
-static int walk_tree(struct writer *w, uint64_t dir)
+/* Push tree directory `dir` with its names sorted. */
+static int tree_push(struct writer *w, struct stack *s, uint64_t dir)
 {
 	const struct lf_tree *t = w->src->tree;
-	size_t plen = w->path.len, n = lf_tree_dir_count(t, dir), i;
-	struct tname *names = calloc(n ? n : 1, sizeof(*names));
-	struct lf_tree_attr a;
-	int ret = 0;
+	struct frame *f = frame_push(s, w->path.len);
+	size_t n = lf_tree_dir_count(t, dir), i;
 
-	if (!names)
+	if (!f || !(f->tnames = calloc(n ? n : 1, sizeof(*f->tnames))))
 		return lf_err_set(w->err, -ENOMEM, "out of memory");
+	f->n = n;
+	f->node = dir;
 	for (i = 0; i < n; i++)
-		lf_tree_dir_entry(t, dir, i, &names[i].name, &names[i].len,
-				  &names[i].ino);
-	qsort(names, n, sizeof(*names), cmp_tname);
-	for (i = 0; i < n && !ret; i++) {
-		if ((ret = path_push(w, names[i].name, names[i].len)))
+		lf_tree_dir_entry(t, dir, i, &f->tnames[i].name,
+				  &f->tnames[i].len, &f->tnames[i].ino);
+	qsort(f->tnames, n, sizeof(*f->tnames), cmp_tname);
+	return 0;
+}
+
+static void tree_pop(struct writer *w, struct stack *s)
+{
+	struct frame *f = &s->f[--s->n];
+
+	lf_buf_setlen(&w->path, f->plen);
+	free(f->tnames);
+}
+
+static int walk_tree(struct writer *w)
+{
+	const struct lf_tree *t = w->src->tree;
+	struct stack s = { 0 };
+	struct lf_tree_attr a;
+	int ret = tree_push(w, &s, LF_TREE_ROOT);
+
+	while (!ret && s.n) {
+		struct frame *f = &s.f[s.n - 1];
+		const struct tname *tn;
+
+		if (f->i == f->n) {
+			tree_pop(w, &s);
+			continue;
+		}
+		tn = &f->tnames[f->i++];
+		lf_buf_setlen(&w->path, f->plen);
+		if ((ret = path_push(w, tn->name, tn->len)) ||
+		    (ret = tree_entry(w, tn->ino)))
 			break;
-		ret = tree_entry(w, names[i].ino);
-		if (!ret && !lf_tree_getattr(t, names[i].ino, &a) &&
-		    S_ISDIR(a.mode))
-			ret = walk_tree(w, names[i].ino);
-		lf_buf_setlen(&w->path, plen);
+		if (!lf_tree_getattr(t, tn->ino, &a) && S_ISDIR(a.mode))
+			ret = tree_push(w, &s, tn->ino);
 	}
-	free(names);
+	while (s.n)
+		tree_pop(w, &s);
+	free(s.f);
 	return ret;
 }
 
@@ -825,21 +1053,19 @@ static int walk(struct writer *w)
 			return lf_err_set(w->err, -errno, "cannot open upper "
 					  "directory '%s': %s", src->upper_dir,
 					  strerror(errno));
-		ret = walk_host(w, fd);
-		close(fd);
-		return ret;
+		return walk_host(w, fd);
 	case COMMIT_SRC_UPPER:
 		/* read-only use: lookups and reads never copy anything up */
 		ret = lf_upper_new(src->upper_dir, src->tree, src->blobs,
 				   &w->up, w->err);
 		if (ret)
 			return ret;
-		ret = walk_upper(w, LF_UPPER_ROOT);
+		ret = walk_upper(w);
 		lf_upper_free(w->up);
 		w->up = NULL;
 		return ret;
 	case COMMIT_SRC_TREE:
-		return walk_tree(w, LF_TREE_ROOT);
+		return walk_tree(w);
 	}
 	return lf_err_set(w->err, -EINVAL, "unknown layer source");
 }

@@ -249,23 +249,59 @@ static int hash_obj(struct walk *w, const struct lf_diff_view *v,
 	return ret;
 }
 
+/* Compare two symlink targets.  Tree targets are compared in place (a tar
+ * target may be any length); an upper target is read into a buffer that
+ * grows until the target fits, so a long one is never cut. */
 static int read_link(const struct lf_diff_view *v, const struct obj *o,
-		     char *buf, size_t size)
+		     char **buf, const char **out)
 {
-	const char *t;
+	size_t size = 4096;
+	char *p;
+	int ret;
 
-	if (v->upper)
-		return lf_upper_readlink(v->upper, o->id, buf, size);
-	t = lf_tree_readlink(v->tree, o->id);
-	snprintf(buf, size, "%s", t ? t : "");
+	if (!v->upper) {
+		*out = lf_tree_readlink(v->tree, o->id);
+		if (!*out)
+			*out = "";
+		return 0;
+	}
+	for (;;) {
+		if (!(p = realloc(*buf, size)))
+			return -ENOMEM;
+		*buf = p;
+		if ((ret = lf_upper_readlink(v->upper, o->id, p, size)))
+			return ret;
+		if (strlen(p) < size - 1)
+			break;
+		if (size >= (size_t)1 << 30)
+			return -ENAMETOOLONG;
+		size *= 2;
+	}
+	*out = p;
 	return 0;
+}
+
+static int same_link(struct walk *w, const struct obj *a, const struct obj *b,
+		     bool *out)
+{
+	char *ba = NULL, *bb = NULL;
+	const char *la, *lb;
+	int ret;
+
+	if (!(ret = read_link(w->a, a, &ba, &la)) &&
+	    !(ret = read_link(w->b, b, &bb, &lb)))
+		*out = strcmp(la, lb) == 0;
+	free(ba);
+	free(bb);
+	return ret;
 }
 
 static int changed(struct walk *w, const struct obj *a, const struct obj *b,
 		   bool *out)
 {
 	const struct stat *x = &a->st, *y = &b->st;
-	char la[PATH_MAX], lb[PATH_MAX], ha[LF_DIGEST_LEN], hb[LF_DIGEST_LEN];
+	char ha[LF_DIGEST_LEN], hb[LF_DIGEST_LEN];
+	bool same;
 	int ret;
 
 	*out = true;
@@ -283,10 +319,9 @@ static int changed(struct walk *w, const struct obj *a, const struct obj *b,
 	if (!same_xattrs(w, a, b))
 		return 0;
 	if (S_ISLNK(x->st_mode)) {
-		if ((ret = read_link(w->a, a, la, sizeof(la))) ||
-		    (ret = read_link(w->b, b, lb, sizeof(lb))))
+		if ((ret = same_link(w, a, b, &same)))
 			return ret;
-		*out = strcmp(la, lb) != 0;
+		*out = !same;
 		return 0;
 	}
 	*out = false;
@@ -319,63 +354,150 @@ static int push(struct walk *w, const char *name, size_t *old)
 	return 0;
 }
 
-/* Bytes of regular files in a subtree of view v (for D of a dir). */
-static uint64_t subtree_bytes(const struct lf_diff_view *v, uint64_t dir)
+/*
+ * The walk is iterative: a directory being compared (or listed because it
+ * was added) is a frame on a heap stack, so a 20,000-level chain costs
+ * heap, not C stack.  A frame holds the sorted names of its directory on
+ * each side and the node references its directories hold (upper views).
+ */
+enum frame_kind { F_DIFF, F_ADDED, F_BYTES };
+
+struct frame {
+	enum frame_kind kind;
+	uint64_t da, db;	/* the directory on each side (F_ADDED: db;
+				 * F_BYTES: da) */
+	char **na, **nb;	/* sorted names (F_ADDED: nb only) */
+	size_t ca, cb, i, j;	/* counts, next index into na / nb */
+	size_t plen;		/* w->path length to restore on pop */
+	bool put_a, put_b;	/* da / db hold a reference to drop on pop */
+};
+
+struct stack {
+	struct frame *f;
+	size_t n, cap;
+};
+
+/* Push a frame for directory da (view a) and/or db (view b), reading and
+ * sorting its names; popping it restores w->path to plen.  Takes the
+ * references (put_a/put_b) in all cases. */
+static int frame_push(struct walk *w, struct stack *s, enum frame_kind kind,
+		      uint64_t da, uint64_t db, bool put_a, bool put_b,
+		      size_t plen)
 {
-	char **names;
-	size_t n, i;
-	uint64_t sum = 0;
+	struct frame *f;
+	int ret = 0;
 
-	if (list(v, dir, &names, &n))
-		return 0;
-	for (i = 0; i < n; i++) {
-		struct obj o;
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 64;
+		struct frame *p = realloc(s->f, nc * sizeof(*p));
 
-		if (obj_get(v, dir, names[i], &o))
-			continue;
-		if (S_ISDIR(o.st.st_mode))
-			sum += subtree_bytes(v, o.id);
-		else if (S_ISREG(o.st.st_mode))
-			sum += (uint64_t)o.st.st_size;
-		obj_put(v, &o);
+		if (!p) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		s->f = p;
+		s->cap = nc;
 	}
-	free_names(names, n);
-	return sum;
-}
-
-static int added_tree(struct walk *w, uint64_t dir)
-{
-	char **names;
-	size_t n, i, old;
-	int ret = list(w->b, dir, &names, &n);
-
-	for (i = 0; !ret && i < n; i++) {
-		struct obj o;
-
-		if (obj_get(w->b, dir, names[i], &o))
-			continue;
-		ret = push(w, names[i], &old);
-		if (!ret)
-			ret = emit(w, 'A', &o, S_ISREG(o.st.st_mode) ?
-				   (uint64_t)o.st.st_size : 0);
-		if (!ret && S_ISDIR(o.st.st_mode))
-			ret = added_tree(w, o.id);
-		lf_buf_setlen(&w->path, old);
-		obj_put(w->b, &o);
-	}
-	free_names(names, n);
+	f = &s->f[s->n++];
+	*f = (struct frame){ kind, da, db, NULL, NULL, 0, 0, 0, 0, plen,
+			     put_a, put_b };
+	if (kind != F_ADDED)
+		ret = list(w->a, da, &f->na, &f->ca);
+	if (!ret && kind != F_BYTES)
+		ret = list(w->b, db, &f->nb, &f->cb);
+	return ret;
+fail:
+	if (put_a)
+		lf_upper_forget(w->a->upper, da, 1);
+	if (put_b)
+		lf_upper_forget(w->b->upper, db, 1);
 	return ret;
 }
 
-static int diff_dir(struct walk *w, uint64_t da, uint64_t db);
+static void frame_pop(struct walk *w, struct stack *s)
+{
+	struct frame *f = &s->f[--s->n];
 
-static int diff_one(struct walk *w, uint64_t da, uint64_t db,
+	lf_buf_setlen(&w->path, f->plen);
+	free_names(f->na, f->ca);
+	free_names(f->nb, f->cb);
+	if (f->put_a)
+		lf_upper_forget(w->a->upper, f->da, 1);
+	if (f->put_b)
+		lf_upper_forget(w->b->upper, f->db, 1);
+}
+
+/* Bytes of regular files in a subtree of view a (for D of a dir): its own
+ * walk, on its own stack, done before the D line is emitted. */
+static int subtree_bytes(struct walk *w, uint64_t dir, uint64_t *sum)
+{
+	struct stack s = { 0 };
+	size_t plen = w->path.len;
+	int ret = frame_push(w, &s, F_BYTES, dir, 0, false, false, plen);
+
+	*sum = 0;
+	while (!ret && s.n) {
+		struct frame *f = &s.f[s.n - 1];
+		struct obj o;
+
+		if (f->i == f->ca) {
+			frame_pop(w, &s);
+			continue;
+		}
+		if (obj_get(w->a, f->da, f->na[f->i++], &o))
+			continue;
+		if (S_ISREG(o.st.st_mode))
+			*sum += (uint64_t)o.st.st_size;
+		if (S_ISDIR(o.st.st_mode))
+			ret = frame_push(w, &s, F_BYTES, o.id, 0,
+					 w->a->upper != NULL, false, plen);
+		else
+			obj_put(w->a, &o);
+	}
+	while (s.n)
+		frame_pop(w, &s);
+	free(s.f);
+	lf_buf_setlen(&w->path, plen);
+	return ret;
+}
+
+static uint64_t file_bytes(const struct obj *o)
+{
+	return S_ISREG(o->st.st_mode) ? (uint64_t)o->st.st_size : 0;
+}
+
+/* One name of an added directory: A, and its subtree if it is a dir. */
+static int added_one(struct walk *w, struct stack *s, struct frame *f)
+{
+	const char *name = f->nb[f->i++];
+	uint64_t db = f->db;
+	struct obj o;
+	size_t old;
+	int ret;
+
+	if (obj_get(w->b, db, name, &o))
+		return 0;
+	ret = push(w, name, &old);
+	if (!ret)
+		ret = emit(w, 'A', &o, file_bytes(&o));
+	if (!ret && S_ISDIR(o.st.st_mode))
+		/* the frame restores the path and drops o on pop */
+		return frame_push(w, s, F_ADDED, 0, o.id, false,
+				  w->b->upper != NULL, old);
+	lf_buf_setlen(&w->path, old);
+	obj_put(w->b, &o);
+	return ret;
+}
+
+/* One name present on either side of a compared directory. */
+static int diff_one(struct walk *w, struct stack *s, uint64_t da, uint64_t db,
 		    const char *name)
 {
 	struct obj a, b;
 	bool ha = !obj_get(w->a, da, name, &a);
 	bool hb = !obj_get(w->b, db, name, &b);
-	bool ch = false;
+	bool ch = false, up_a = w->a->upper != NULL, up_b = w->b->upper != NULL;
+	uint64_t bytes;
 	size_t old;
 	int ret = push(w, name, &old);
 
@@ -383,28 +505,32 @@ static int diff_one(struct walk *w, uint64_t da, uint64_t db,
 		goto out;
 	if (ha && !hb) {
 		/* bytes: of regular files only (not symlink target lengths) */
-		ret = emit(w, 'D', &a, S_ISDIR(a.st.st_mode) ?
-			   subtree_bytes(w->a, a.id) : S_ISREG(a.st.st_mode) ?
-			   (uint64_t)a.st.st_size : 0);
+		bytes = file_bytes(&a);
+		if (S_ISDIR(a.st.st_mode))
+			ret = subtree_bytes(w, a.id, &bytes);
+		if (!ret)
+			ret = emit(w, 'D', &a, bytes);
 	} else if (!ha && hb) {
-		ret = emit(w, 'A', &b, S_ISREG(b.st.st_mode) ?
-			   (uint64_t)b.st.st_size : 0);
-		if (!ret && S_ISDIR(b.st.st_mode))
-			ret = added_tree(w, b.id);
+		ret = emit(w, 'A', &b, file_bytes(&b));
+		if (!ret && S_ISDIR(b.st.st_mode)) {
+			/* the frame restores the path and drops b */
+			return frame_push(w, s, F_ADDED, 0, b.id, false, up_b,
+					  old);
+		}
 	} else if (ha && hb) {
 		/* with an upper dir, what it does not hold is the image */
 		if (w->b->upper && !b.in_upper)
 			goto out;
 		ret = changed(w, &a, &b, &ch);
 		if (!ret && ch)
-			ret = emit(w, 'C', &b, S_ISREG(b.st.st_mode) ?
-				   (uint64_t)b.st.st_size : 0);
+			ret = emit(w, 'C', &b, file_bytes(&b));
 		if (ret || !S_ISDIR(b.st.st_mode))
 			goto out;
 		if (S_ISDIR(a.st.st_mode))
-			ret = diff_dir(w, a.id, b.id);
-		else
-			ret = added_tree(w, b.id);
+			return frame_push(w, s, F_DIFF, a.id, b.id, up_a, up_b,
+					  old);
+		obj_put(w->a, &a);
+		return frame_push(w, s, F_ADDED, 0, b.id, false, up_b, old);
 	}
 out:
 	lf_buf_setlen(&w->path, old);
@@ -415,44 +541,52 @@ out:
 	return ret;
 }
 
-static int diff_dir(struct walk *w, uint64_t da, uint64_t db)
+/* The next name of a compared directory: the two sorted lists merged. */
+static int diff_next(struct walk *w, struct stack *s, struct frame *f)
 {
-	char **na = NULL, **nb = NULL;
-	size_t ca = 0, cb = 0, i = 0, j = 0;
-	int ret = list(w->a, da, &na, &ca);
+	int c = f->i == f->ca ? 1 : f->j == f->cb ? -1
+			      : strcmp(f->na[f->i], f->nb[f->j]);
+	const char *name = c <= 0 ? f->na[f->i] : f->nb[f->j];
 
-	if (!ret)
-		ret = list(w->b, db, &nb, &cb);
-	/* merge the two sorted name lists */
-	while (!ret && (i < ca || j < cb)) {
-		int c = i == ca ? 1 : j == cb ? -1 : strcmp(na[i], nb[j]);
-		const char *name = c <= 0 ? na[i] : nb[j];
-
-		ret = diff_one(w, da, db, name);
-		if (c <= 0)
-			i++;
-		if (c >= 0)
-			j++;
-	}
-	free_names(na, ca);
-	free_names(nb, cb);
-	return ret;
+	if (c <= 0)
+		f->i++;
+	if (c >= 0)
+		f->j++;
+	/* frame_push may move the stack: f is not used after this call */
+	return diff_one(w, s, f->da, f->db, name);
 }
 
 int lf_diff_run(const struct lf_diff_view *a, const struct lf_diff_view *b,
 		lf_diff_fn fn, void *ctx, struct lf_err *err)
 {
 	struct walk w = { a, b, fn, ctx, err, { 0 }, NULL };
+	struct stack s = { 0 };
 	int ret;
 
 	lf_buf_init(&w.path);
 	w.buf = malloc(READ_CHUNK);
 	if (!w.buf)
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	ret = diff_dir(&w, LF_TREE_ROOT, LF_TREE_ROOT);
+	ret = frame_push(&w, &s, F_DIFF, LF_TREE_ROOT, LF_TREE_ROOT, false,
+			 false, 0);
+	while (!ret && s.n) {
+		struct frame *f = &s.f[s.n - 1];
+
+		if (f->kind == F_DIFF && (f->i < f->ca || f->j < f->cb))
+			ret = diff_next(&w, &s, f);
+		else if (f->kind == F_ADDED && f->i < f->cb)
+			ret = added_one(&w, &s, f);
+		else
+			frame_pop(&w, &s);
+	}
+	/* only long paths are cut, and the message says so by its "..." */
 	if (ret && err && !err->code)
-		lf_err_set(err, ret, "diff failed at '%s': %s",
-			   w.path.len ? w.path.data : "/", strerror(-ret));
+		lf_err_set(err, ret, "diff failed at '%.200s%s': %s",
+			   w.path.len ? w.path.data : "/",
+			   w.path.len > 200 ? "..." : "", strerror(-ret));
+	while (s.n)
+		frame_pop(&w, &s);
+	free(s.f);
 	free(w.buf);
 	lf_buf_release(&w.path);
 	return ret;

@@ -61,9 +61,16 @@ static void fsop_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct lf_fs *fs = fs_of(req);
 	struct fuse_entry_param e;
 	uint64_t ino;
+	size_t len = strlen(name);
 	int ret;
 
-	ret = lf_tree_lookup(fs->tree, parent, name, strlen(name), &ino);
+	/* the kernel passes names up to 1024 bytes; no Linux program can
+	 * use one past NAME_MAX, and readdir never lists them */
+	if (len > NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	ret = lf_tree_lookup(fs->tree, parent, name, len, &ino);
 	if (ret == -ENOENT) {
 		/* a negative entry, cached as long as positive ones */
 		memset(&e, 0, sizeof(e));
@@ -115,7 +122,11 @@ static void fsop_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	const char *t = lf_tree_readlink(fs_of(req)->tree, ino);
 
-	if (t)
+	/* the kernel takes at most PATH_MAX - 1 bytes (one page) and answers
+	 * EIO past that; a tar target may be longer: say what it is */
+	if (t && strlen(t) >= PATH_MAX)
+		fuse_reply_err(req, ENAMETOOLONG);
+	else if (t)
 		fuse_reply_readlink(req, t);
 	else
 		fuse_reply_err(req, EINVAL);

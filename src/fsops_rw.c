@@ -59,8 +59,14 @@ static void rw_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct stat st;
 	uint64_t id = 0;
-	int ret = lf_upper_lookup(up_of(req), parent, name, &id, &st);
+	int ret;
 
+	/* as fsop_lookup: readdir never lists such a name */
+	if (strlen(name) > NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	ret = lf_upper_lookup(up_of(req), parent, name, &id, &st);
 	if (ret == -ENOENT) {
 		struct fuse_entry_param e = { 0 };
 
@@ -135,6 +141,10 @@ static void rw_readlink(fuse_req_t req, fuse_ino_t ino)
 	char buf[PATH_MAX + 1];
 	int ret = lf_upper_readlink(up_of(req), ino, buf, sizeof(buf));
 
+	/* a lower target longer than the kernel takes comes back cut at
+	 * sizeof(buf) - 1 bytes: never serve it cut (see fsop_readlink) */
+	if (!ret && strlen(buf) >= PATH_MAX)
+		ret = -ENAMETOOLONG;
 	if (ret)
 		fuse_reply_err(req, -ret);
 	else

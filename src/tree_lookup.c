@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
 
@@ -136,60 +137,59 @@ static bool is_symlink(const struct lf_tree *t, uint64_t ino)
 }
 
 /*
- * Resolution with a fixed-size work list instead of recursion: `rest` holds
- * the path still to walk; a symlink's target is put in front of it.
+ * Resolution without recursion and without a length limit: `p` walks the
+ * path; following a symlink makes a new work string (the target, then what
+ * is left of the path) on the heap, at most MAX_SYMLINKS times, so a path
+ * or target of any length costs memory in proportion, never stack.
  */
 int lf_tree_resolve(const struct lf_tree *t, const char *path, int flags,
 		    uint64_t *ino)
 {
-	char rest[8192], tmp[8192];
 	uint64_t cur = LF_TREE_ROOT, next;
-	int links = 0, ret;
+	const char *p = path, *comp;
+	char *work = NULL;
+	int links = 0, ret = 0;
+	size_t len;
 
-	if (strlen(path) >= sizeof(rest))
-		return -ENAMETOOLONG;
-	strcpy(rest, path);
-	while (1) {
-		const char *p = rest, *comp;
-		size_t len;
-
-		if (!lf_path_next(&p, &comp, &len))
-			break;
-		memmove(tmp, p, strlen(p) + 1);
-		if (len == 1 && comp[0] == '.') {
-			strcpy(rest, tmp);
+	while (!ret && lf_path_next(&p, &comp, &len)) {
+		if (len == 1 && comp[0] == '.')
 			continue;
-		}
 		if (len == 2 && comp[0] == '.' && comp[1] == '.') {
 			cur = lf_tree_parent(t, cur);
-			strcpy(rest, tmp);
 			continue;
 		}
-		ret = lf_tree_lookup(t, cur, comp, len, &next);
-		if (ret)
-			return ret;
+		if ((ret = lf_tree_lookup(t, cur, comp, len, &next)))
+			break;
 		if (is_symlink(t, next) &&
-		    (tmp[strspn(tmp, "/")] || (flags & LF_TREE_FOLLOW))) {
+		    (p[strspn(p, "/")] || (flags & LF_TREE_FOLLOW))) {
 			const char *target = lf_tree_readlink(t, next);
+			size_t tl = strlen(target), rl = strlen(p);
+			char *nw;
 
-			if (++links > MAX_SYMLINKS)
-				return -ELOOP;
-			if (strlen(target) + strlen(tmp) + 2 > sizeof(rest))
-				return -ENAMETOOLONG;
+			if (++links > MAX_SYMLINKS) {
+				ret = -ELOOP;
+				break;
+			}
+			if (!(nw = malloc(tl + rl + 2))) {
+				ret = -ENOMEM;
+				break;
+			}
+			memcpy(nw, target, tl);
+			nw[tl] = '/';
+			memcpy(nw + tl + 1, p, rl + 1);
+			free(work);
+			p = work = nw;
 			/* absolute targets restart at the image root */
 			if (target[0] == '/')
 				cur = LF_TREE_ROOT;
-			len = strlen(target);
-			memcpy(rest, target, len);
-			rest[len] = '/';
-			memcpy(rest + len + 1, tmp, strlen(tmp) + 1);
 			continue;
 		}
 		cur = next;
-		strcpy(rest, tmp);
 	}
-	*ino = cur;
-	return 0;
+	free(work);
+	if (!ret)
+		*ino = cur;
+	return ret;
 }
 
 size_t lf_tree_dir_count(const struct lf_tree *t, uint64_t dir)

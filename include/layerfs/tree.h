@@ -102,7 +102,8 @@ uint64_t lf_tree_parent(const struct lf_tree *t, uint64_t dir);
  * relative to the image root; the walk never leaves it: ".." at the root
  * stays there, absolute symlink targets restart at the image root).
  * Symlinks in the middle are followed; the last component only with
- * LF_TREE_FOLLOW.  -ENOENT, -ENOTDIR, -ELOOP (more than 40 links).
+ * LF_TREE_FOLLOW.  No limit on the length of the path or of a target.
+ * -ENOENT, -ENOTDIR, -ELOOP (more than 40 links), -ENOMEM.
  */
 #define LF_TREE_FOLLOW 1
 int lf_tree_resolve(const struct lf_tree *t, const char *path, int flags,
