@@ -45,8 +45,8 @@ static int set_meta(struct lf_upper *up, int fd, int dirfd, const char *name,
 		if (fchmod(fd, a->mode & 07777) < 0)
 			return -errno;
 	} else if (!S_ISLNK(a->mode) &&
-		   fchmodat(dirfd, name, a->mode & 07777, 0) < 0) {
-		return -errno;
+		   (ret = lf_upper_chmod_at(dirfd, name, a->mode & 07777))) {
+		return ret;
 	}
 	ret = fd >= 0 ? futimens(fd, ts)
 		      : utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
@@ -288,9 +288,14 @@ int lf_upper_clear_whiteouts(int dirfd)
 			close(fd);
 		return -errno;
 	}
+	/* a whiteout is a name: whatever has one goes (an empty directory
+	 * too, one with contents is an error) */
 	while ((de = readdir(dp)))
 		if (lf_upper_reserved(de->d_name) &&
-		    unlinkat(dirfd, de->d_name, 0) < 0 && errno != ENOENT)
+		    unlinkat(dirfd, de->d_name, 0) < 0 &&
+		    (errno != EISDIR ||
+		     unlinkat(dirfd, de->d_name, AT_REMOVEDIR) < 0) &&
+		    errno != ENOENT)
 			ret = -errno;
 	closedir(dp);
 	return ret;
@@ -303,10 +308,11 @@ int lf_upper_make_whiteout(int dirfd, const char *name)
 
 	if (snprintf(wh, sizeof(wh), WH_PREFIX "%s", name) >= (int)sizeof(wh))
 		return -ENAMETOOLONG;
-	fd = openat(dirfd, wh, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-		    0644);
+	/* anything already named .wh.NAME is the whiteout: never open it */
+	fd = openat(dirfd, wh, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW |
+		    O_NONBLOCK | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return -errno;
+		return errno == EEXIST ? 0 : -errno;
 	close(fd);
 	return 0;
 }
