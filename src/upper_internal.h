@@ -72,7 +72,7 @@ struct node *lf_upper_node(struct lf_upper *up, uint64_t id);
  * upper dir made from outside can be deeper; every operation opens its
  * object's directory from the root, so the cost grows with the depth.
  */
-#define LF_UPPER_MAX_DEPTH 4096
+#define LF_UPPER_MAX_DEPTH 2048
 
 /* Path of a node relative to the upper root ("" for the root). */
 int lf_upper_path(struct node *n, struct lf_buf *out);
