@@ -133,6 +133,15 @@ int lf_upper_dir_empty(struct lf_upper *up, struct node *dir, bool *empty);
 int lf_upper_copyup(struct lf_upper *up, struct node *n);
 /* Copy a directory and its whole merged subtree up (rename of a dir). */
 int lf_upper_copyup_tree(struct lf_upper *up, struct node *n);
+/*
+ * Copy the data of node id (a lower regular file) up with the lock released
+ * meanwhile; called and returning with it held.  The node may be gone or
+ * changed afterwards: look it up again.  0 also when nothing was copied.
+ */
+int lf_upper_copyup_unlocked(struct lf_upper *up, uint64_t id);
+struct tmpcopy;
+/* Discard a temp copy not put in place. */
+void lf_upper_drop_tmp(int pfd, struct tmpcopy *t);
 /* Make sure the upper dir of `dir` exists (copying up parents); *fd. */
 int lf_upper_parent_fd(struct lf_upper *up, struct node *dir, int *fd);
 /* Remove every whiteout and the opaque marker inside an upper dir. */

@@ -71,6 +71,11 @@ int lf_upper_open(struct lf_upper *up, uint64_t id, int flags, uint64_t *fh)
 		ret = new_ofile(-1, v.lower, fh);
 		goto out;
 	}
+	/* the data without the lock, then whatever is left under it */
+	if (writing && (ret = lf_upper_copyup_unlocked(up, id)))
+		goto out;
+	if (writing && (ret = node_view(up, id, &n, &v)))
+		goto out;
 	if (writing && (ret = lf_upper_copyup(up, n)))
 		goto out;
 	ret = open_upper(up, n, flags, &fd);
@@ -267,7 +272,10 @@ int lf_upper_setattr(struct lf_upper *up, uint64_t id, uint64_t fh,
 	if (!ret && (what & LF_SET_SIZE) &&
 	    S_ISDIR(v.upper ? v.ust.st_mode : v.lat.mode))
 		ret = -EISDIR;
-	/* metadata-only changes copy up too (overlayfs without metacopy) */
+	/* metadata-only changes copy up too (overlayfs without metacopy);
+	 * file data is copied without the lock */
+	if (!ret && !(ret = lf_upper_copyup_unlocked(up, id)))
+		ret = node_view(up, id, &n, &v);
 	if (!ret)
 		ret = lf_upper_copyup(up, n);
 	if (!ret)
