@@ -315,6 +315,8 @@ static int xattr_change(struct lf_upper *up, uint64_t id, const char *name,
 	 * copy-up, just ENODATA (overlayfs checks the same way) */
 	if (!ret && remove && !v.upper && !lower_has_xattr(up, v.lower, name))
 		ret = -ENODATA;
+	if (!ret && !(ret = lf_upper_copyup_unlocked(up, id)))
+		ret = node_view(up, id, &n, &v);
 	if (!ret)
 		ret = lf_upper_copyup(up, n);
 	if (!ret)
