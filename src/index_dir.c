@@ -152,22 +152,69 @@ static int walk_dir(struct walker *w, int fd, const char *path,
 	return ret;
 }
 
+/*
+ * Open what fstatat() saw, never following a symlink and never blocking (a
+ * FIFO or device swapped in meanwhile is refused, not opened for long).
+ */
+static int open_seen(struct walker *w, int dfd, const char *name,
+		     const char *path, const struct stat *st, struct lf_err *err)
+{
+	struct stat st2;
+	int fd = openat(dfd, name[0] ? name : ".", O_RDONLY | O_NOFOLLOW |
+			O_NONBLOCK | O_CLOEXEC |
+			(S_ISDIR(st->st_mode) ? O_DIRECTORY : 0));
+
+	if (fd < 0)
+		return lf_err_set(err, -errno, "%s: cannot open '%s': %s",
+				  w->label, path, strerror(errno));
+	if (fstat(fd, &st2) < 0 || st2.st_ino != st->st_ino ||
+	    st2.st_dev != st->st_dev) {
+		close(fd);
+		return lf_err_set(err, -EIO, "%s: '%s' changed while it was "
+				  "read", w->label, path);
+	}
+	return fd;
+}
+
+/* Per-entry buffers, on the heap: a deep directory must not exhaust the
+ * stack (the walk recurses once per level, at most PATH_MAX / 2 levels). */
+struct frame {
+	struct lf_tar_xattr x[MAX_XATTRS];
+	char path[PATH_MAX], target[PATH_MAX];
+};
+
+static int visit_in(struct walker *w, struct frame *f, int dfd,
+		    const char *dir, const char *name, struct lf_err *err);
+
 static int visit(struct walker *w, int dfd, const char *dir, const char *name,
 		 struct lf_err *err)
 {
-	struct lf_tar_xattr x[MAX_XATTRS];
+	struct frame *f = malloc(sizeof(*f));
+	int ret;
+
+	if (!f)
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	ret = visit_in(w, f, dfd, dir, name, err);
+	free(f);
+	return ret;
+}
+
+static int visit_in(struct walker *w, struct frame *f, int dfd,
+		    const char *dir, const char *name, struct lf_err *err)
+{
+	struct lf_tar_xattr *x = f->x;
 	struct lf_tar_entry e = { 0 };
-	char path[PATH_MAX], target[PATH_MAX];
+	char *path = f->path, *target = f->target;
 	const char *first;
 	bool opaque = false;
 	struct stat st;
 	int fd = -1, ret = 0;
 	ssize_t n;
 
-	if (snprintf(path, sizeof(path), "%s%s%s", dir, dir[0] && name[0] ?
-		     "/" : "", name) >= (int)sizeof(path))
-		return lf_err_set(err, -ENAMETOOLONG, "%s: path too long: %s",
-				  w->label, path);
+	if (snprintf(path, PATH_MAX, "%s%s%s", dir, dir[0] && name[0] ?
+		     "/" : "", name) >= PATH_MAX)
+		return lf_err_set(err, -ENAMETOOLONG, "%s: path too long: "
+				  "%.200s...", w->label, path);
 	if (fstatat(dfd, name[0] ? name : ".", &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return lf_err_set(err, -errno, "%s: '%s': %s", w->label, path,
 				  strerror(errno));
@@ -180,11 +227,8 @@ static int visit(struct walker *w, int dfd, const char *dir, const char *name,
 	e.mtime = st.st_mtim.tv_sec;
 	e.mtime_nsec = (uint32_t)st.st_mtim.tv_nsec;
 	if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
-		fd = openat(dfd, name[0] ? name : ".", O_RDONLY | O_NOFOLLOW |
-			    O_NONBLOCK | O_CLOEXEC);
-		if (fd < 0)
-			return lf_err_set(err, -errno, "%s: cannot open '%s': %s",
-					  w->label, path, strerror(errno));
+		if ((fd = open_seen(w, dfd, name, path, &st, err)) < 0)
+			return fd;
 		if ((ret = read_xattrs(w, fd, x, &e.nxattrs, &opaque)))
 			goto out;
 		e.xattrs = x;
@@ -206,7 +250,7 @@ static int visit(struct walker *w, int dfd, const char *dir, const char *name,
 		w->data_off += e.size;
 		ret = add(w, path, &e, err);
 	} else if (S_ISLNK(st.st_mode)) {
-		n = readlinkat(dfd, name, target, sizeof(target) - 1);
+		n = readlinkat(dfd, name, target, PATH_MAX - 1);
 		if (n < 0)
 			return lf_err_set(err, -errno, "%s: '%s': %s", w->label,
 					  path, strerror(errno));

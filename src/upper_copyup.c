@@ -45,8 +45,8 @@ static int set_meta(struct lf_upper *up, int fd, int dirfd, const char *name,
 		if (fchmod(fd, a->mode & 07777) < 0)
 			return -errno;
 	} else if (!S_ISLNK(a->mode) &&
-		   fchmodat(dirfd, name, a->mode & 07777, 0) < 0) {
-		return -errno;
+		   (ret = lf_upper_chmod_at(dirfd, name, a->mode & 07777))) {
+		return ret;
 	}
 	ret = fd >= 0 ? futimens(fd, ts)
 		      : utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
@@ -106,32 +106,42 @@ out:
  * A regular file: data into an unnamed temp file (O_TMPFILE) linked into
  * place when complete, or, where the filesystem has no O_TMPFILE, a temp
  * name the merged view never shows, renamed into place.  A crash at any
- * point leaves the old state or the whole copy.
+ * point leaves the old state or the whole copy.  fill_tmp() makes the
+ * complete copy (the slow part: it may run without the lock), place_tmp()
+ * gives it its name.
  */
-static int copy_file(struct lf_upper *up, int pfd, const char *name,
-		     const struct lf_tree_attr *a, uint64_t ino)
-{
-	char tmp[64], proc[64];
-	int fd, ret;
-	bool named = false;
+struct tmpcopy {
+	int fd;
+	bool named;
+	char tmp[64];
+};
 
-	fd = openat(pfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(tmp, sizeof(tmp), TMP_PREFIX "%d.%llu", (int)getpid(),
-			 (unsigned long long)ino);
-		fd = openat(pfd, tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC |
-			    O_NOFOLLOW, 0600);
-		if (fd < 0)
+static int fill_tmp(struct lf_upper *up, int pfd, uint64_t ino,
+		    struct tmpcopy *t)
+{
+	struct lf_tree_attr a;
+	int ret;
+
+	t->named = false;
+	if ((ret = lf_tree_getattr(up->tree, ino, &a)))
+		return ret;
+	t->fd = openat(pfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (t->fd < 0) {
+		snprintf(t->tmp, sizeof(t->tmp), TMP_PREFIX "%d.%llu",
+			 (int)getpid(), (unsigned long long)ino);
+		t->fd = openat(pfd, t->tmp, O_CREAT | O_EXCL | O_RDWR |
+			       O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (t->fd < 0)
 			return -errno;
-		named = true;
+		t->named = true;
 	}
-	ret = copy_data(up, ino, fd);
+	ret = copy_data(up, ino, t->fd);
 	if (!ret) {
-		struct timespec ts[2] = { { a->mtime, a->mtime_nsec },
-					  { a->mtime, a->mtime_nsec } };
+		struct timespec ts[2] = { { a.mtime, a.mtime_nsec },
+					  { a.mtime, a.mtime_nsec } };
 		size_t k;
 
-		if (fchown(fd, a->uid, a->gid) < 0 && errno != EPERM)
+		if (fchown(t->fd, a.uid, a.gid) < 0 && errno != EPERM)
 			ret = -errno;
 		for (k = 0; !ret && k < lf_tree_xattr_count(up->tree, ino);
 		     k++) {
@@ -140,26 +150,55 @@ static int copy_file(struct lf_upper *up, int pfd, const char *name,
 			size_t len;
 
 			lf_tree_xattr(up->tree, ino, k, &xn, &v, &len);
-			if (fsetxattr(fd, xn, v, len, 0) < 0 &&
+			if (fsetxattr(t->fd, xn, v, len, 0) < 0 &&
 			    errno != EPERM && errno != ENOTSUP)
 				ret = -errno;
 		}
-		if (!ret && fchmod(fd, a->mode & 07777) < 0)
+		if (!ret && fchmod(t->fd, a.mode & 07777) < 0)
 			ret = -errno;
-		if (!ret && futimens(fd, ts) < 0)
+		if (!ret && futimens(t->fd, ts) < 0)
 			ret = -errno;
 	}
-	if (!ret && !named) {
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (ret)
+		lf_upper_drop_tmp(pfd, t);
+	return ret;
+}
+
+void lf_upper_drop_tmp(int pfd, struct tmpcopy *t)
+{
+	if (t->fd < 0)
+		return;
+	if (t->named)
+		unlinkat(pfd, t->tmp, 0);
+	close(t->fd);
+	t->fd = -1;
+}
+
+static int place_tmp(int pfd, const char *name, struct tmpcopy *t)
+{
+	char proc[64];
+	int ret = 0;
+
+	if (!t->named) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", t->fd);
 		if (linkat(AT_FDCWD, proc, pfd, name, AT_SYMLINK_FOLLOW) < 0)
 			ret = -errno;
-	} else if (!ret && renameat(pfd, tmp, pfd, name) < 0) {
+	} else if (renameat(pfd, t->tmp, pfd, name) < 0) {
 		ret = -errno;
+	} else {
+		t->named = false; /* nothing left to unlink */
 	}
-	if (ret && named)
-		unlinkat(pfd, tmp, 0);
-	close(fd);
+	lf_upper_drop_tmp(pfd, t);
 	return ret;
+}
+
+static int copy_file(struct lf_upper *up, int pfd, const char *name,
+		     uint64_t ino)
+{
+	struct tmpcopy t;
+	int ret = fill_tmp(up, pfd, ino, &t);
+
+	return ret ? ret : place_tmp(pfd, name, &t);
 }
 
 static int copy_one(struct lf_upper *up, int pfd, const char *name,
@@ -173,7 +212,7 @@ static int copy_one(struct lf_upper *up, int pfd, const char *name,
 		return ret;
 	switch (a.mode & S_IFMT) {
 	case S_IFREG:
-		return copy_file(up, pfd, name, &a, ino);
+		return copy_file(up, pfd, name, ino);
 	case S_IFDIR:
 		if (mkdirat(pfd, name, 0700) < 0)
 			return -errno;
@@ -197,10 +236,29 @@ static int copy_one(struct lf_upper *up, int pfd, const char *name,
 	}
 }
 
+/* After an object was made in pfd: its inode number, the parent's times. */
+static int copied(struct lf_upper *up, int pfd, const char *name,
+		  const struct view *v, const struct stat *pst)
+{
+	struct timespec ts[2] = { pst->st_atim, pst->st_mtim };
+	struct stat st;
+
+	/* the copy keeps the lower inode number, unless the lower file had
+	 * other links: those stay behind, and one number for two different
+	 * files would be a lie (overlayfs without index=on does the same) */
+	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		lf_upper_map_ino(up, &st, S_ISDIR(v->lat.mode) ||
+				 v->lat.nlink <= 1 ? v->lower
+				 : UPPER_INO_BIT | (uint64_t)st.st_ino);
+	/* copy-up is not a change of the parent: keep its times (overlayfs
+	 * does the same) */
+	return futimens(pfd, ts) < 0 ? -errno : 0;
+}
+
 int lf_upper_copyup(struct lf_upper *up, struct node *n)
 {
 	struct view v;
-	struct stat st, pst;
+	struct stat pst;
 	int pfd, ret;
 
 	if (!n->parent)
@@ -213,25 +271,65 @@ int lf_upper_copyup(struct lf_upper *up, struct node *n)
 		return -ENOENT;
 	if ((ret = lf_upper_parent_fd(up, n->parent, &pfd)))
 		return ret;
-	/* copy-up is not a change of the parent: keep its times (overlayfs
-	 * does the same) */
 	if (fstat(pfd, &pst) < 0)
 		ret = -errno;
 	if (!ret)
 		ret = copy_one(up, pfd, n->name, v.lower);
-	/* the copy keeps the lower inode number, unless the lower file had
-	 * other links: those stay behind, and one number for two different
-	 * files would be a lie (overlayfs without index=on does the same) */
-	if (!ret && fstatat(pfd, n->name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		lf_upper_map_ino(up, &st, S_ISDIR(v.lat.mode) ||
-				 v.lat.nlink <= 1 ? v.lower
-				 : UPPER_INO_BIT | (uint64_t)st.st_ino);
-	if (!ret) {
-		struct timespec ts[2] = { pst.st_atim, pst.st_mtim };
+	if (!ret)
+		ret = copied(up, pfd, n->name, &v, &pst);
+	close(pfd);
+	return ret;
+}
 
-		if (futimens(pfd, ts) < 0)
-			ret = -errno;
+/*
+ * Copy the data of a lower regular file without holding the lock (a huge
+ * file takes long, and every other operation on the mount waits for the
+ * lock): parents are copied up under the lock, the data goes into a temp
+ * file with the lock released, and the copy is linked into place under the
+ * lock again if the node still falls through to the same lower file in the
+ * same directory.  Otherwise the copy is dropped (lf_upper_copyup() then
+ * does whatever is left).  Called and returns with the lock held.
+ */
+int lf_upper_copyup_unlocked(struct lf_upper *up, uint64_t id)
+{
+	struct node *n = lf_upper_node(up, id);
+	struct stat pst, now;
+	struct tmpcopy t;
+	struct view v;
+	uint64_t lower;
+	int pfd, dfd, ret;
+
+	if (!n || !n->parent || lf_upper_node_view(up, n, &v) || v.upper ||
+	    !v.lower || !S_ISREG(v.lat.mode))
+		return 0;
+	lower = v.lower;
+	if ((ret = lf_upper_parent_fd(up, n->parent, &pfd)))
+		return ret;
+	pthread_mutex_unlock(&up->lock);
+	ret = fill_tmp(up, pfd, lower, &t);
+	pthread_mutex_lock(&up->lock);
+	if (ret)
+		goto out;
+	/* the same node, lower file and parent directory as before? */
+	n = lf_upper_node(up, id);
+	if (!n || !n->parent || lf_upper_node_view(up, n, &v) || v.upper ||
+	    v.lower != lower || lf_upper_dirfd(up, n->parent, &dfd)) {
+		lf_upper_drop_tmp(pfd, &t);
+		goto out;
 	}
+	ret = fstat(dfd, &now) < 0 || fstat(pfd, &pst) < 0 ? -errno : 0;
+	close(dfd);
+	if (!ret && (now.st_ino != pst.st_ino || now.st_dev != pst.st_dev)) {
+		lf_upper_drop_tmp(pfd, &t);
+		goto out;
+	}
+	if (!ret)
+		ret = place_tmp(pfd, n->name, &t);
+	else
+		lf_upper_drop_tmp(pfd, &t);
+	if (!ret)
+		ret = copied(up, pfd, n->name, &v, &pst);
+out:
 	close(pfd);
 	return ret;
 }
@@ -288,9 +386,14 @@ int lf_upper_clear_whiteouts(int dirfd)
 			close(fd);
 		return -errno;
 	}
+	/* a whiteout is a name: whatever has one goes (an empty directory
+	 * too, one with contents is an error) */
 	while ((de = readdir(dp)))
 		if (lf_upper_reserved(de->d_name) &&
-		    unlinkat(dirfd, de->d_name, 0) < 0 && errno != ENOENT)
+		    unlinkat(dirfd, de->d_name, 0) < 0 &&
+		    (errno != EISDIR ||
+		     unlinkat(dirfd, de->d_name, AT_REMOVEDIR) < 0) &&
+		    errno != ENOENT)
 			ret = -errno;
 	closedir(dp);
 	return ret;
@@ -303,10 +406,11 @@ int lf_upper_make_whiteout(int dirfd, const char *name)
 
 	if (snprintf(wh, sizeof(wh), WH_PREFIX "%s", name) >= (int)sizeof(wh))
 		return -ENAMETOOLONG;
-	fd = openat(dirfd, wh, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-		    0644);
+	/* anything already named .wh.NAME is the whiteout: never open it */
+	fd = openat(dirfd, wh, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW |
+		    O_NONBLOCK | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return -errno;
+		return errno == EEXIST ? 0 : -errno;
 	close(fd);
 	return 0;
 }

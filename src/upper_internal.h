@@ -67,6 +67,13 @@ struct ofile {
 
 /* upper.c */
 struct node *lf_upper_node(struct lf_upper *up, uint64_t id);
+/*
+ * How deep below the upper root a node may be (deeper: -ENAMETOOLONG).  An
+ * upper dir made from outside can be deeper; every operation opens its
+ * object's directory from the root, so the cost grows with the depth.
+ */
+#define LF_UPPER_MAX_DEPTH 2048
+
 /* Path of a node relative to the upper root ("" for the root). */
 int lf_upper_path(struct node *n, struct lf_buf *out);
 /*
@@ -75,6 +82,16 @@ int lf_upper_path(struct node *n, struct lf_buf *out);
  * a plain directory.
  */
 int lf_upper_dirfd(struct lf_upper *up, struct node *n, int *fd);
+/*
+ * Open `name` in an upper directory fd for `flags`, never following a
+ * symlink and never blocking: only a regular file or a directory is opened
+ * (-EIO for anything else, which can only have been swapped in from outside;
+ * -ELOOP for a symlink); O_NONBLOCK is cleared again unless asked for.
+ */
+int lf_upper_open_at(int dirfd, const char *name, int flags, int *fd);
+/* chmod of `name` in an upper directory fd, never through a symlink
+ * (-EOPNOTSUPP for a symlink itself). */
+int lf_upper_chmod_at(int dirfd, const char *name, mode_t mode);
 /* The merged view of `name` in directory node `dir`. */
 int lf_upper_view(struct lf_upper *up, struct node *dir, const char *name,
 		  struct view *v);
@@ -116,6 +133,15 @@ int lf_upper_dir_empty(struct lf_upper *up, struct node *dir, bool *empty);
 int lf_upper_copyup(struct lf_upper *up, struct node *n);
 /* Copy a directory and its whole merged subtree up (rename of a dir). */
 int lf_upper_copyup_tree(struct lf_upper *up, struct node *n);
+/*
+ * Copy the data of node id (a lower regular file) up with the lock released
+ * meanwhile; called and returning with it held.  The node may be gone or
+ * changed afterwards: look it up again.  0 also when nothing was copied.
+ */
+int lf_upper_copyup_unlocked(struct lf_upper *up, uint64_t id);
+struct tmpcopy;
+/* Discard a temp copy not put in place. */
+void lf_upper_drop_tmp(int pfd, struct tmpcopy *t);
 /* Make sure the upper dir of `dir` exists (copying up parents); *fd. */
 int lf_upper_parent_fd(struct lf_upper *up, struct node *dir, int *fd);
 /* Remove every whiteout and the opaque marker inside an upper dir. */

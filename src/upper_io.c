@@ -27,14 +27,11 @@ static int open_upper(struct lf_upper *up, struct node *n, int flags, int *fd)
 {
 	int pfd, ret;
 
-	if (!n->parent) {
-		*fd = openat(up->root, ".", flags | O_CLOEXEC);
-		return *fd < 0 ? -errno : 0;
-	}
+	if (!n->parent)
+		return lf_upper_open_at(up->root, ".", flags, fd);
 	if ((ret = lf_upper_dirfd(up, n->parent, &pfd)))
 		return ret;
-	*fd = openat(pfd, n->name, flags | O_NOFOLLOW | O_CLOEXEC);
-	ret = *fd < 0 ? -errno : 0;
+	ret = lf_upper_open_at(pfd, n->name, flags, fd);
 	close(pfd);
 	return ret;
 }
@@ -74,6 +71,11 @@ int lf_upper_open(struct lf_upper *up, uint64_t id, int flags, uint64_t *fh)
 		ret = new_ofile(-1, v.lower, fh);
 		goto out;
 	}
+	/* the data without the lock, then whatever is left under it */
+	if (writing && (ret = lf_upper_copyup_unlocked(up, id)))
+		goto out;
+	if (writing && (ret = node_view(up, id, &n, &v)))
+		goto out;
 	if (writing && (ret = lf_upper_copyup(up, n)))
 		goto out;
 	ret = open_upper(up, n, flags, &fd);
@@ -205,16 +207,25 @@ static int set_times(int dirfd, const char *name, const struct stat *attr,
 		ts[0].tv_nsec = UTIME_NOW;
 	if (what & LF_SET_MTIME_NOW)
 		ts[1].tv_nsec = UTIME_NOW;
+	if (!name) /* dirfd is the object itself */
+		return futimens(dirfd, ts) < 0 ? -errno : 0;
 	return utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0 ? -errno
 								    : 0;
 }
 
+/*
+ * Change an upper object's attributes: through the open file when there is
+ * one, else through an fd of the object itself (never a second lookup of a
+ * name that could have become a symlink meanwhile).
+ */
 static int apply_attrs(struct lf_upper *up, struct node *n, uint64_t fh,
 		       const struct stat *attr, int what)
 {
 	struct ofile *of = (struct ofile *)(uintptr_t)fh;
 	const char *name = n->parent ? n->name : ".";
-	int dfd, fd, ret = 0;
+	uid_t uid = (what & LF_SET_UID) ? attr->st_uid : (uid_t)-1;
+	gid_t gid = (what & LF_SET_GID) ? attr->st_gid : (gid_t)-1;
+	int dfd, fd = -1, ret = 0;
 
 	if (n->parent) {
 		if ((ret = lf_upper_dirfd(up, n->parent, &dfd)))
@@ -222,29 +233,29 @@ static int apply_attrs(struct lf_upper *up, struct node *n, uint64_t fh,
 	} else if ((dfd = fcntl(up->root, F_DUPFD_CLOEXEC, 0)) < 0) {
 		return -errno;
 	}
-	if (what & LF_SET_SIZE) {
-		if (of && of->fd >= 0) {
-			ret = ftruncate(of->fd, attr->st_size) < 0 ? -errno : 0;
-		} else {
-			fd = openat(dfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-			ret = fd < 0 ? -errno : 0;
-			if (!ret && ftruncate(fd, attr->st_size) < 0)
-				ret = -errno;
-			if (fd >= 0)
-				close(fd);
-		}
-	}
+	if (of && of->fd >= 0)
+		fd = of->fd;
+	else if (what & LF_SET_SIZE)
+		ret = lf_upper_open_at(dfd, name, O_WRONLY, &fd);
+	if (!ret && (what & LF_SET_SIZE) && ftruncate(fd, attr->st_size) < 0)
+		ret = -errno;
 	if (!ret && (what & (LF_SET_UID | LF_SET_GID)) &&
-	    fchownat(dfd, name, (what & LF_SET_UID) ? attr->st_uid : (uid_t)-1,
-		     (what & LF_SET_GID) ? attr->st_gid : (gid_t)-1,
-		     AT_SYMLINK_NOFOLLOW) < 0)
+	    (fd >= 0 ? fchown(fd, uid, gid)
+		     : fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW)) < 0)
 		ret = -errno;
-	if (!ret && (what & LF_SET_MODE) &&
-	    fchmodat(dfd, name, attr->st_mode & 07777, 0) < 0)
-		ret = -errno;
+	if (!ret && (what & LF_SET_MODE)) {
+		if (fd >= 0)
+			ret = fchmod(fd, attr->st_mode & 07777) < 0 ? -errno : 0;
+		else
+			ret = lf_upper_chmod_at(dfd, name,
+						attr->st_mode & 07777);
+	}
 	if (!ret && (what & (LF_SET_ATIME | LF_SET_MTIME | LF_SET_ATIME_NOW |
 			     LF_SET_MTIME_NOW)))
-		ret = set_times(dfd, name, attr, what);
+		ret = set_times(fd >= 0 ? fd : dfd, fd >= 0 ? NULL : name,
+				attr, what);
+	if (fd >= 0 && !(of && of->fd == fd))
+		close(fd);
 	close(dfd);
 	return ret;
 }
@@ -261,7 +272,10 @@ int lf_upper_setattr(struct lf_upper *up, uint64_t id, uint64_t fh,
 	if (!ret && (what & LF_SET_SIZE) &&
 	    S_ISDIR(v.upper ? v.ust.st_mode : v.lat.mode))
 		ret = -EISDIR;
-	/* metadata-only changes copy up too (overlayfs without metacopy) */
+	/* metadata-only changes copy up too (overlayfs without metacopy);
+	 * file data is copied without the lock */
+	if (!ret && !(ret = lf_upper_copyup_unlocked(up, id)))
+		ret = node_view(up, id, &n, &v);
 	if (!ret)
 		ret = lf_upper_copyup(up, n);
 	if (!ret)
@@ -301,6 +315,8 @@ static int xattr_change(struct lf_upper *up, uint64_t id, const char *name,
 	 * copy-up, just ENODATA (overlayfs checks the same way) */
 	if (!ret && remove && !v.upper && !lower_has_xattr(up, v.lower, name))
 		ret = -ENODATA;
+	if (!ret && !(ret = lf_upper_copyup_unlocked(up, id)))
+		ret = node_view(up, id, &n, &v);
 	if (!ret)
 		ret = lf_upper_copyup(up, n);
 	if (!ret)

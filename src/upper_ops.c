@@ -117,8 +117,8 @@ static int finish_create(struct lf_upper *up, struct node *dir, int pfd,
 	/* chown clears set-id bits; the object keeps the mode it was made
 	 * with (including a setgid inherited from its directory) */
 	if ((mode & 07000 || pst.st_mode & 07000) && !S_ISLNK(mode) &&
-	    fchmodat(pfd, name, pst.st_mode & 07777, 0) < 0)
-		return -errno;
+	    (ret = lf_upper_chmod_at(pfd, name, pst.st_mode & 07777)))
+		return ret;
 	if (whiteout && (ret = lf_upper_remove_whiteout(pfd, name)))
 		return ret;
 	if ((ret = lf_upper_view(up, dir, name, &v)))
@@ -178,9 +178,11 @@ static int make_opaque(int pfd, const char *name)
 		return -errno;
 	if (fstat(fd, &st) < 0)
 		ret = -errno;
-	m = ret ? -1 : openat(fd, WH_OPAQUE, O_CREAT | O_WRONLY | O_CLOEXEC,
-			      0644);
-	if (!ret && m < 0)
+	/* whatever already has the name marks it opaque (only names count
+	 * in an OCI layer); never open it, it may be a FIFO */
+	m = ret ? -1 : openat(fd, WH_OPAQUE, O_CREAT | O_EXCL | O_WRONLY |
+			      O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+	if (!ret && m < 0 && errno != EEXIST)
 		ret = -errno;
 	if (m >= 0)
 		close(m);

@@ -14,9 +14,11 @@
  * are never shown and cannot be created.
  *
  * Every host access is relative to a directory fd of the upper directory,
- * walked one component at a time with O_NOFOLLOW, and done with *at() calls
- * that do not follow symlinks: nothing in the image or in the upper
- * directory can make layerfs read or write outside it.
+ * opened beneath it without following symlinks, and done with *at() calls
+ * that do not follow symlinks; objects are opened without blocking and only
+ * when they are regular files or directories: nothing in the image or in
+ * the upper directory, even changed from outside meanwhile, can make
+ * layerfs read or write outside it or block the mount.
  *
  * Objects are "nodes" with stable 64-bit ids (the FUSE node ids; 1 = root),
  * created by lookup and dropped by forget.  Functions return 0 or a negative
@@ -26,7 +28,8 @@
  *
  * Ownership: the tree and blobs are borrowed and must outlive the upper.
  * Thread safety: every function may be called from many threads; one mutex
- * (upper->lock) serialises the node table and every namespace change.
+ * (upper->lock) serialises the node table and every namespace change; file
+ * I/O and the data copy of a file's copy-up run outside it.
  */
 #ifndef LAYERFS_UPPER_H
 #define LAYERFS_UPPER_H
