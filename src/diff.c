@@ -66,6 +66,20 @@ static int obj_get(const struct lf_diff_view *v, uint64_t dir, const char *name,
 	return 0;
 }
 
+/*
+ * obj_get() for a walk: a name that is gone (-ENOENT) is not there; any
+ * other failure (a limit of the upper dir, an I/O error) is an error, so a
+ * walk never reports a shorter tree than there is without saying so.
+ */
+static int obj_find(const struct lf_diff_view *v, uint64_t dir,
+		    const char *name, struct obj *o, bool *found)
+{
+	int ret = obj_get(v, dir, name, o);
+
+	*found = !ret;
+	return ret == -ENOENT ? 0 : ret;
+}
+
 static void obj_put(const struct lf_diff_view *v, struct obj *o)
 {
 	if (v->upper && o->id)
@@ -439,12 +453,14 @@ static int subtree_bytes(struct walk *w, uint64_t dir, uint64_t *sum)
 	while (!ret && s.n) {
 		struct frame *f = &s.f[s.n - 1];
 		struct obj o;
+		bool found;
 
 		if (f->i == f->ca) {
 			frame_pop(w, &s);
 			continue;
 		}
-		if (obj_get(w->a, f->da, f->na[f->i++], &o))
+		ret = obj_find(w->a, f->da, f->na[f->i++], &o, &found);
+		if (ret || !found)
 			continue;
 		if (S_ISREG(o.st.st_mode))
 			*sum += (uint64_t)o.st.st_size;
@@ -473,13 +489,18 @@ static int added_one(struct walk *w, struct stack *s, struct frame *f)
 	uint64_t db = f->db;
 	struct obj o;
 	size_t old;
-	int ret;
+	bool found;
+	int ret = push(w, name, &old);
 
-	if (obj_get(w->b, db, name, &o))
-		return 0;
-	ret = push(w, name, &old);
 	if (!ret)
-		ret = emit(w, 'A', &o, file_bytes(&o));
+		ret = obj_find(w->b, db, name, &o, &found);
+	if (ret || !found) {
+		/* the path names the failed entry in the message */
+		if (!ret)
+			lf_buf_setlen(&w->path, old);
+		return ret;
+	}
+	ret = emit(w, 'A', &o, file_bytes(&o));
 	if (!ret && S_ISDIR(o.st.st_mode))
 		/* the frame restores the path and drops o on pop */
 		return frame_push(w, s, F_ADDED, 0, o.id, false,
@@ -494,15 +515,23 @@ static int diff_one(struct walk *w, struct stack *s, uint64_t da, uint64_t db,
 		    const char *name)
 {
 	struct obj a, b;
-	bool ha = !obj_get(w->a, da, name, &a);
-	bool hb = !obj_get(w->b, db, name, &b);
+	bool ha = false, hb = false;
 	bool ch = false, up_a = w->a->upper != NULL, up_b = w->b->upper != NULL;
 	uint64_t bytes;
 	size_t old;
 	int ret = push(w, name, &old);
 
 	if (ret)
-		goto out;
+		return ret;
+	ret = obj_find(w->a, da, name, &a, &ha);
+	if (!ret)
+		ret = obj_find(w->b, db, name, &b, &hb);
+	if (ret) {
+		/* the path names the failed entry in the message */
+		if (ha)
+			obj_put(w->a, &a);
+		return ret;
+	}
 	if (ha && !hb) {
 		/* bytes: of regular files only (not symlink target lengths) */
 		bytes = file_bytes(&a);

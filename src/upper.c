@@ -435,14 +435,18 @@ int lf_upper_view(struct lf_upper *up, struct node *dir, const char *name,
 	bool dopaque = false;
 
 	memset(v, 0, sizeof(*v));
-	if ((ret = wh_name(name, wh, sizeof(wh))))
-		return ret;
+	/* a name the host cannot hold (a long lower name) has neither an upper
+	 * object nor a whiteout: it is the lower one */
+	bool fits = strlen(name) <= NAME_MAX;
+	bool wh_fits = !wh_name(name, wh, sizeof(wh)) && strlen(wh) <= NAME_MAX;
+
 	ret = lf_upper_dirfd(up, dir, &fd);
 	if (ret && ret != -ENOENT)
 		return ret;
 	if (!ret) {
-		v->upper = fstatat(fd, name, &v->ust, AT_SYMLINK_NOFOLLOW) == 0;
-		v->whiteout = exists_at(fd, wh);
+		v->upper = fits && fstatat(fd, name, &v->ust,
+					   AT_SYMLINK_NOFOLLOW) == 0;
+		v->whiteout = wh_fits && exists_at(fd, wh);
 		dopaque = exists_at(fd, WH_OPAQUE);
 		if (v->upper && S_ISDIR(v->ust.st_mode))
 			v->opaque = dir_is_opaque(fd, name);
@@ -732,12 +736,12 @@ static int scan_upper(int fd, char ***names, size_t *nn, char ***wh,
 			char **p = realloc(*arr, nc * sizeof(*p));
 
 			if (!p)
-				break;
+				goto nomem;
 			*arr = p;
 			*cap = nc;
 		}
 		if (!((*arr)[*cnt] = strdup(nm)))
-			break;
+			goto nomem;
 		(*cnt)++;
 	}
 	closedir(dp);
@@ -746,6 +750,10 @@ static int scan_upper(int fd, char ***names, size_t *nn, char ***wh,
 	if (*nw)
 		qsort(*wh, *nw, sizeof(char *), cmp_str);
 	return 0;
+nomem:
+	/* a listing cut short would show lower names its whiteouts hide */
+	closedir(dp);
+	return -ENOMEM;
 }
 
 static void free_strs(char **a, size_t n)
@@ -765,11 +773,25 @@ static int build_snap(struct lf_upper *up, struct node *dir,
 	struct stat st;
 	int fd, ret = 0;
 
-	if (!lf_upper_dirfd(up, dir, &fd) &&
-	    (ret = scan_upper(fd, &names, &nn, &wh, &nw, &opaque)))
+	/* no upper dir (-ENOENT): a lower directory only; any other failure
+	 * (too deep, I/O) must not pass for an empty upper */
+	ret = lf_upper_dirfd(up, dir, &fd);
+	if (!ret)
+		ret = scan_upper(fd, &names, &nn, &wh, &nw, &opaque);
+	if (ret && ret != -ENOENT) {
+		free_strs(names, nn);
+		free_strs(wh, nw);
 		return ret;
+	}
+	ret = 0;
 	for (i = 0; i < nn && !ret; i++) {
-		if (lf_upper_view(up, dir, names[i], &v) || !v.upper)
+		int vr = lf_upper_view(up, dir, names[i], &v);
+
+		if (vr && vr != -ENOENT) {
+			ret = vr;
+			break;
+		}
+		if (vr || !v.upper)
 			continue; /* vanished meanwhile */
 		lf_upper_fill_stat(up, NULL, &v, &st);
 		ret = snap_add(d, names[i], st.st_ino, st.st_mode & S_IFMT);

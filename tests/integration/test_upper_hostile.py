@@ -315,10 +315,6 @@ def test_deep_upper_diff(image, deep_upper, work):
         assert b"A /d\n" in p.stdout
 
 
-# the raw walk of the upper dir in commit_tar.c recursed per level; it is
-# iterative once the walks of diff.c/commit_tar.c are (not this change)
-@pytest.mark.xfail(reason="commit_tar.c walk_host recurses per level",
-                   strict=False)
 def test_deep_upper_commit(image, deep_upper, work):
     p = O.layerfs("commit", "--cache", str(work / "cache"), image,
                   "--upper", deep_upper, "-o", str(work / "out"),
