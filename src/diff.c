@@ -489,7 +489,7 @@ static int added_one(struct walk *w, struct stack *s, struct frame *f)
 	uint64_t db = f->db;
 	struct obj o;
 	size_t old;
-	bool found;
+	bool found = false;
 	int ret = push(w, name, &old);
 
 	if (!ret)
