@@ -10,7 +10,11 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* Plain and zstd layers are read and checked in chunks of this size. */
+#define FLAT_CHUNK (4 * (uint64_t)LF_SPAN_SIZE)
 
 struct lf_blob {
 	const struct lf_vfile *vf;	/* borrowed */
@@ -21,7 +25,28 @@ struct lf_blob {
 	int tar_fd;			/* zstd copy (owned by idx) or -1 */
 	uint64_t id;			/* chunk cache key */
 	uint64_t tar_size;
+	/* the blob file as opened; a change answers EIO, never other bytes */
+	bool has_id;
+	struct stat st;
+	atomic_bool changed;		/* latched once seen */
 };
+
+static const char *blob_name(const struct lf_blob *b)
+{
+	return b->vf ? lf_vfile_name(b->vf) : "?";
+}
+
+/* Every layer but a directory has a hash for each block of its stream. */
+static int check_sums(const struct lf_blob *b, struct lf_err *err)
+{
+	uint64_t sum;
+
+	if (!b->tar_size || lf_index_dir_fd(b->idx) >= 0 ||
+	    !lf_index_span_sum(b->idx, (b->tar_size - 1) / LF_SPAN_SIZE, &sum))
+		return 0;
+	return lf_err_set(err, -EINVAL, "'%s': the index has no checksums",
+			  blob_name(b));
+}
 
 int lf_blob_open(const struct lf_vfile *blob, const struct lf_index *idx,
 		 struct lf_chunk_cache *cc, struct lf_blob **out,
@@ -29,6 +54,7 @@ int lf_blob_open(const struct lf_vfile *blob, const struct lf_index *idx,
 {
 	/* blob is NULL for directory layers (lf_index_open_dir) */
 	struct lf_blob *b = calloc(1, sizeof(*b));
+	int ret;
 
 	if (!b)
 		return lf_err_set(err, -ENOMEM, "out of memory");
@@ -39,11 +65,17 @@ int lf_blob_open(const struct lf_vfile *blob, const struct lf_index *idx,
 	b->tar_fd = lf_index_tar_fd(idx);
 	b->tar_size = lf_index_tar_size(idx);
 	b->id = cc ? lf_chunk_cache_new_id(cc) : 0;
+	b->has_id = blob && !lf_vfile_stat(blob, &b->st);
+	atomic_init(&b->changed, false);
 	if (lf_index_compression(idx) == LF_COMP_ZSTD && b->tar_fd < 0) {
 		free(b);
 		return lf_err_set(err, -EINVAL,
 				  "'%s': no decompressed copy of zstd layer",
 				  blob ? lf_vfile_name(blob) : "?");
+	}
+	if ((ret = check_sums(b, err))) {
+		free(b);
+		return ret;
 	}
 	*out = b;
 	return 0;
@@ -79,6 +111,127 @@ static ssize_t fd_pread(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)done;
 }
 
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	       a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * Has the blob file been written since the blob was opened?  Called after
+ * the bytes are read: a write that could have reached them has already
+ * moved mtime and ctime.  A fstat per chunk, not per byte.
+ */
+static int check_blob(struct lf_blob *b, struct lf_err *err)
+{
+	struct stat st;
+
+	if (!b->has_id)
+		return 0;
+	if (!atomic_load(&b->changed) &&
+	    (lf_vfile_stat(b->vf, &st) || !same_file(&st, &b->st)))
+		atomic_store(&b->changed, true);
+	if (!atomic_load(&b->changed))
+		return 0;
+	lf_err_set(err, -EIO, "'%s': the blob file changed since it was "
+		   "opened", blob_name(b));
+	return err->code;
+}
+
+/*
+ * Check the blocks of [start, start+len) (data) that lie wholly inside it
+ * against the hashes taken while indexing.
+ */
+static int check_spans(struct lf_blob *b, const unsigned char *data,
+		       uint64_t start, size_t len, struct lf_err *err)
+{
+	uint64_t end = start + len, k = (start + LF_SPAN_SIZE - 1) / LF_SPAN_SIZE;
+	char copy[4096];
+
+	for (; k * LF_SPAN_SIZE < end; k++) {
+		uint64_t bs = k * LF_SPAN_SIZE;
+		uint64_t be = LF_MIN(bs + LF_SPAN_SIZE, b->tar_size), want;
+
+		if (be > end)
+			break;
+		if (lf_index_span_sum(b->idx, k, &want))
+			want = ~lf_cache_hash64(data + (bs - start),
+						(size_t)(be - bs));
+		if (lf_cache_hash64(data + (bs - start), (size_t)(be - bs)) ==
+		    want)
+			continue;
+		if (b->tar_fd >= 0) {
+			lf_index_drop_copy(b->idx, copy, sizeof(copy));
+			lf_err_set(err, -EIO, "'%s': its decompressed copy "
+				   "'%s' is damaged at offset %llu (removed: "
+				   "the next run rebuilds it)", blob_name(b),
+				   copy, (unsigned long long)bs);
+		} else {
+			lf_err_set(err, -EIO, "'%s': bytes at offset %llu of "
+				   "the layer differ from when it was indexed",
+				   blob_name(b), (unsigned long long)bs);
+		}
+		return err->code;
+	}
+	return 0;
+}
+
+static struct lf_chunk *chunk_new(struct lf_blob *b, uint64_t no, size_t len)
+{
+	struct lf_chunk *c = malloc(sizeof(*c) + len);
+
+	if (!c)
+		return NULL;
+	atomic_init(&c->refs, 1);
+	c->blob_id = b->id;
+	c->no = no;
+	c->len = len;
+	c->hnext = c->prev = c->next = NULL;
+	return c;
+}
+
+/* Chunk `no` of a plain or zstd layer, read and checked, referenced. */
+static int flat_chunk(struct lf_blob *b, uint64_t no, struct lf_chunk **out,
+		      struct lf_err *err)
+{
+	uint64_t start = no * FLAT_CHUNK;
+	size_t len = (size_t)LF_MIN(FLAT_CHUNK, b->tar_size - start);
+	struct lf_chunk *c;
+	ssize_t n;
+	int ret;
+
+	if (b->cc && (c = lf_chunk_get(b->cc, b->id, no))) {
+		*out = c;
+		return 0;
+	}
+	if (!(c = chunk_new(b, no, len)))
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	if (b->tar_fd >= 0)
+		n = fd_pread(b->tar_fd, c->data, len, start);
+	else
+		n = lf_vfile_pread(b->vf, c->data, len, start);
+	if (n < 0)
+		ret = lf_err_set(err, (int)n, "'%s': read error at offset "
+				 "%llu: %s", blob_name(b),
+				 (unsigned long long)start, strerror((int)-n));
+	else if ((size_t)n < len)
+		ret = lf_err_set(err, -EIO, "'%s': blob is shorter than its "
+				 "index (offset %llu)", blob_name(b),
+				 (unsigned long long)(start + (uint64_t)n));
+	else if (!(ret = check_blob(b, err)))
+		ret = check_spans(b, c->data, start, len, err);
+	if (ret) {
+		free(c);
+		return ret;
+	}
+	*out = b->cc ? lf_chunk_put(b->cc, c) : c;
+	return 0;
+}
+
 /* The decompressed span of checkpoint i, referenced (lf_chunk_unref). */
 static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 		     size_t i, bool worker, struct lf_chunk **out,
@@ -109,20 +262,25 @@ static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 	}
 	if (end - start > SIZE_MAX - sizeof(*c))
 		return lf_err_set(err, -EFBIG, "chunk too large");
-	c = malloc(sizeof(*c) + (size_t)(end - start));
-	if (!c)
+	if (!(c = chunk_new(b, i, (size_t)(end - start))))
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	atomic_init(&c->refs, 1);
-	c->blob_id = b->id;
-	c->no = i;
-	c->len = (size_t)(end - start);
-	c->hnext = c->prev = c->next = NULL;
 	ret = lf_gzidx_extract(gz, i, b->vf, c->data, c->len, &got, err);
 	if (!ret && got != c->len)
 		ret = lf_err_set(err, -EIO,
 				 "'%s': gzip stream ends early at offset %llu",
 				 lf_vfile_name(b->vf),
 				 (unsigned long long)(start + got));
+	/* inflating a changed blob often fails or runs short: say why */
+	if (!ret || ret == -EIO || ret == -EINVAL) {
+		struct lf_err cerr;
+
+		if (check_blob(b, &cerr)) {
+			*err = cerr;
+			ret = -EIO;
+		}
+	}
+	if (!ret)
+		ret = check_spans(b, c->data, start, c->len, err);
 	if (ret) {
 		free(c);
 		return ret;
@@ -175,29 +333,38 @@ static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
 	return (ssize_t)done;
 }
 
+static ssize_t flat_pread(struct lf_blob *b, void *buf, size_t len,
+			  uint64_t off, struct lf_err *err)
+{
+	size_t done = 0;
+	int ret;
+
+	while (done < len) {
+		uint64_t no = off / FLAT_CHUNK, skip = off % FLAT_CHUNK;
+		struct lf_chunk *c = NULL;
+		size_t n;
+
+		if ((ret = flat_chunk(b, no, &c, err)))
+			return ret;
+		n = LF_MIN(len - done, c->len - (size_t)skip);
+		memcpy((char *)buf + done, c->data + skip, n);
+		lf_chunk_unref(c);
+		done += n;
+		off += n;
+	}
+	return (ssize_t)done;
+}
+
 ssize_t lf_blob_pread(struct lf_blob *b, void *buf, size_t len, uint64_t off,
 		      struct lf_err *err)
 {
-	ssize_t n;
 
 	if (off >= b->tar_size)
 		return 0;
 	len = (size_t)LF_MIN((uint64_t)len, b->tar_size - off);
 	if (b->is_gz)
 		return gz_pread(b, buf, len, off, err);
-	if (b->tar_fd >= 0)
-		n = fd_pread(b->tar_fd, buf, len, off);
-	else
-		n = lf_vfile_pread(b->vf, buf, len, off);
-	if (n < 0)
-		return lf_err_set(err, (int)n, "'%s': read error at offset "
-				  "%llu: %s", lf_vfile_name(b->vf),
-				  (unsigned long long)off, strerror((int)-n));
-	if ((size_t)n < len)
-		return lf_err_set(err, -EIO, "'%s': blob is shorter than its "
-				  "index (offset %llu)", lf_vfile_name(b->vf),
-				  (unsigned long long)(off + (uint64_t)n));
-	return n;
+	return flat_pread(b, buf, len, off, err);
 }
 
 /* Sparse files: holes read as zeros, data regions are stored back to back. */

@@ -120,6 +120,12 @@ int lf_index_attach(struct lf_index *idx, const char **why)
 	idx->nxattrs = len / sizeof(struct lf_idx_xattr);
 	idx->sparse = sect(idx, LF_SECT_SPARSE, &len);
 	idx->nsparse = len / sizeof(struct lf_idx_sparse);
+	idx->sums = sect(idx, LF_SECT_SPANSUMS, &len);
+	idx->nsums = len / sizeof(uint64_t);
+	/* none (directory layers) or one per block */
+	if (len % sizeof(uint64_t) || (idx->nsums && idx->nsums !=
+	    tar_size / LF_SPAN_SIZE + !!(tar_size % LF_SPAN_SIZE)))
+		goto bad;
 	idx->gz.points = sect(idx, LF_SECT_GZPOINTS, &len);
 	idx->gz.npoints = len / sizeof(struct lf_gzidx_point);
 	idx->gz.windows = sect(idx, LF_SECT_GZWINDOWS, &idx->gz.windows_len);
@@ -358,9 +364,26 @@ int lf_index_gzidx_checked(const struct lf_index *cidx,
 	return ret;
 }
 
+int lf_index_span_sum(const struct lf_index *idx, uint64_t block,
+		      uint64_t *sum)
+{
+	if (block >= idx->nsums)
+		return -ENOENT;
+	*sum = lf_le64(idx->sums[block]);
+	return 0;
+}
+
 int lf_index_tar_fd(const struct lf_index *idx)
 {
 	return idx->tar_fd;
+}
+
+void lf_index_drop_copy(const struct lf_index *idx, char *path, size_t len)
+{
+	snprintf(path, len, "%s.tar", idx->cache_path ? idx->cache_path
+			    : "(temporary file)");
+	if (idx->cache_path)
+		unlink(path);
 }
 
 int lf_index_dir_fd(const struct lf_index *idx)

@@ -14,6 +14,10 @@
  *     XATTRS    struct lf_idx_xattr[]
  *     SPARSE    struct lf_idx_sparse[]
  *     GZPOINTS  struct lf_gzidx_point[] (gzip layers only)
+ *     SPANSUMS  uint64_t[]: lf_cache_hash64() of every LF_SPAN_SIZE block of
+ *               the uncompressed tar stream (the last one may be short), so
+ *               that bytes read later (the zstd copy, a blob that changed
+ *               since) are checked against what was indexed
  *     GZWINDOWS deflated 32 KiB windows (gzip layers only)
  *
  * The header ends with a checksum: 64-bit XXH64-style hashes of the header
@@ -40,8 +44,12 @@
 #include "layerfs/digest.h"
 
 #define LF_CACHE_MAGIC "LFIDX\r\n\032"	/* 8 bytes, like PNG's: catches text mangling */
-#define LF_CACHE_VERSION 4	/* 2: XXH64-style checksums, 3: windows apart,
-				 * 4: names as stored, symlinks 0777 */
+#define LF_CACHE_VERSION 5	/* 2: XXH64-style checksums, 3: windows apart,
+				 * 4: names as stored, symlinks 0777,
+				 * 5: SPANSUMS */
+
+/* Block of the uncompressed stream one SPANSUMS hash covers. */
+#define LF_SPAN_SIZE (64u << 10)
 
 enum lf_cache_section {
 	LF_SECT_ENTRIES,
@@ -49,7 +57,8 @@ enum lf_cache_section {
 	LF_SECT_XATTRS,
 	LF_SECT_SPARSE,
 	LF_SECT_GZPOINTS,
-	LF_SECT_GZWINDOWS,
+	LF_SECT_SPANSUMS,
+	LF_SECT_GZWINDOWS,	/* last in the file */
 	LF_SECT_COUNT,
 };
 
@@ -81,7 +90,7 @@ struct lf_cache_header {
 	uint32_t compression;	/* enum lf_compression */
 	uint32_t flags;		/* LF_CACHE_VERIFIED */
 	struct lf_cache_sect sect[LF_SECT_COUNT];
-	uint8_t reserved[64];	/* zero */
+	uint8_t reserved[48];	/* zero */
 	uint8_t checksum[32];	/* two LE 64-bit hashes, then zero; last */
 };
 _Static_assert(sizeof(struct lf_cache_header) == 472, "cache header size");
