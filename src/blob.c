@@ -39,10 +39,12 @@ static const char *blob_name(const struct lf_blob *b)
 /* Every layer but a directory has a hash for each block of its stream. */
 static int check_sums(const struct lf_blob *b, struct lf_err *err)
 {
-	uint64_t sum;
+	const struct lf_gzidx_view *gz = lf_index_gzidx(b->idx);
+	uint64_t sum, last = gz ? gz->npoints - 1
+				: (b->tar_size - 1) / LF_SPAN_SIZE;
 
 	if (!b->tar_size || lf_index_dir_fd(b->idx) >= 0 ||
-	    !lf_index_span_sum(b->idx, (b->tar_size - 1) / LF_SPAN_SIZE, &sum))
+	    !lf_index_span_sum(b->idx, last, &sum))
 		return 0;
 	return lf_err_set(err, -EINVAL, "'%s': the index has no checksums",
 			  blob_name(b));
@@ -142,40 +144,51 @@ static int check_blob(struct lf_blob *b, struct lf_err *err)
 	return err->code;
 }
 
+static int span_damaged(struct lf_blob *b, uint64_t off, struct lf_err *err)
+{
+	char copy[4096];
+
+	if (b->tar_fd >= 0) {
+		lf_index_drop_copy(b->idx, copy, sizeof(copy));
+		return lf_err_set(err, -EIO, "'%s': its decompressed copy '%s' "
+				  "is damaged at offset %llu (removed: the "
+				  "next run rebuilds it)", blob_name(b), copy,
+				  (unsigned long long)off);
+	}
+	return lf_err_set(err, -EIO, "'%s': bytes at offset %llu of the "
+			  "layer differ from when it was indexed",
+			  blob_name(b), (unsigned long long)off);
+}
+
+/* A gzip chunk: checkpoint span i, hashed whole while indexing. */
+static int check_gz_span(struct lf_blob *b, size_t i, uint64_t start,
+			 const struct lf_chunk *c, struct lf_err *err)
+{
+	uint64_t want;
+
+	if (!lf_index_span_sum(b->idx, i, &want) &&
+	    lf_cache_hash64(c->data, c->len) == want)
+		return 0;
+	return span_damaged(b, start, err);
+}
+
 /*
- * Check the blocks of [start, start+len) (data) that lie wholly inside it
- * against the hashes taken while indexing.
+ * Check the blocks of [start, start+len) (data) against the hashes taken
+ * while indexing: plain and zstd chunks are whole blocks.
  */
 static int check_spans(struct lf_blob *b, const unsigned char *data,
 		       uint64_t start, size_t len, struct lf_err *err)
 {
-	uint64_t end = start + len, k = (start + LF_SPAN_SIZE - 1) / LF_SPAN_SIZE;
-	char copy[4096];
+	uint64_t end = start + len, k = start / LF_SPAN_SIZE;
 
 	for (; k * LF_SPAN_SIZE < end; k++) {
 		uint64_t bs = k * LF_SPAN_SIZE;
 		uint64_t be = LF_MIN(bs + LF_SPAN_SIZE, b->tar_size), want;
 
-		if (be > end)
-			break;
-		if (lf_index_span_sum(b->idx, k, &want))
-			want = ~lf_cache_hash64(data + (bs - start),
-						(size_t)(be - bs));
-		if (lf_cache_hash64(data + (bs - start), (size_t)(be - bs)) ==
+		if (be > end || lf_index_span_sum(b->idx, k, &want) ||
+		    lf_cache_hash64(data + (bs - start), (size_t)(be - bs)) !=
 		    want)
-			continue;
-		if (b->tar_fd >= 0) {
-			lf_index_drop_copy(b->idx, copy, sizeof(copy));
-			lf_err_set(err, -EIO, "'%s': its decompressed copy "
-				   "'%s' is damaged at offset %llu (removed: "
-				   "the next run rebuilds it)", blob_name(b),
-				   copy, (unsigned long long)bs);
-		} else {
-			lf_err_set(err, -EIO, "'%s': bytes at offset %llu of "
-				   "the layer differ from when it was indexed",
-				   blob_name(b), (unsigned long long)bs);
-		}
-		return err->code;
+			return span_damaged(b, bs, err);
 	}
 	return 0;
 }
@@ -280,7 +293,7 @@ static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 		}
 	}
 	if (!ret)
-		ret = check_spans(b, c->data, start, c->len, err);
+		ret = check_gz_span(b, i, start, c, err);
 	if (ret) {
 		free(c);
 		return ret;

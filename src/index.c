@@ -98,6 +98,52 @@ static int span_flush(struct index_builder *b)
 }
 
 /*
+ * gzip: one hash per checkpoint span, [point k, point k+1), closed as the
+ * builder records the points; `end`: the last span, up to the end.
+ */
+static int gz_spans(struct index_builder *b, bool end)
+{
+	size_t n = lf_gzidx_builder_npoints(b->gz);
+
+	for (;;) {
+		bool last = b->next_point >= n;
+		uint64_t p = last ? b->out_total
+				  : lf_gzidx_builder_point_out(b->gz,
+							       b->next_point);
+		size_t len = (size_t)(p - b->span_start);
+		uint64_t h;
+
+		if ((last && !end) || p > b->out_total)
+			return 0;
+		h = lf_le64(lf_cache_hash64(b->gzspan.data, len));
+		if (lf_buf_add(&b->sums, &h, sizeof(h)))
+			return lf_err_set(&b->inner, -ENOMEM, "out of memory");
+		memmove(b->gzspan.data, b->gzspan.data + len,
+			b->gzspan.len - len);
+		lf_buf_setlen(&b->gzspan, b->gzspan.len - len);
+		b->span_start = p;
+		if (last)
+			return 0;
+		b->next_point++;
+	}
+}
+
+static int gz_account(struct index_builder *b, const void *buf, size_t len)
+{
+	int ret;
+
+	if (lf_buf_add(&b->gzspan, buf, len))
+		return lf_err_set(&b->inner, -ENOMEM, "out of memory");
+	if ((ret = gz_spans(b, false)))
+		return ret;
+	if (b->gzspan.len > LF_GZ_MAX_SPAN)
+		return lf_err_set(&b->inner, -EFBIG, "'%s': a deflate block "
+				  "longer than %u MiB (no checkpoint possible)",
+				  b->layer->source, LF_GZ_MAX_SPAN >> 20);
+	return 0;
+}
+
+/*
  * Every uncompressed byte passes here once, in order: count it against the
  * limits (a bomb stops before it fills the disk or memory) and hash it.
  */
@@ -121,6 +167,8 @@ static int account(struct index_builder *b, const void *buf, size_t len)
 				  (unsigned long long)l->max_ratio,
 				  (unsigned long long)b->out_total,
 				  (unsigned long long)b->in_pos);
+	if (b->comp == LF_COMP_GZIP)
+		return gz_account(b, buf, len);
 	while (len) {
 		size_t n = LF_MIN(len, LF_SPAN_SIZE - b->span_fill);
 
@@ -416,6 +464,8 @@ void lf_index_builder_init(struct index_builder *b)
 	lf_buf_init(&b->points);
 	lf_buf_init(&b->windows);
 	lf_buf_init(&b->sums);
+	lf_buf_init(&b->gzspan);
+	b->next_point = 1;
 	lf_buf_init(&b->path);
 	lf_buf_init(&b->link);
 }
@@ -580,6 +630,10 @@ static int run(struct index_builder *b, struct lf_index *idx, const char *key,
 		return ret;
 	if ((ret = drain(b, err)))
 		return ret;
+	if (b->comp == LF_COMP_GZIP && gz_spans(b, true)) {
+		*err = b->inner;
+		return err->code;
+	}
 	if (b->span_fill && (ret = span_flush(b)))
 		return lf_err_set(err, ret, "out of memory");
 	if ((ret = lf_index_assemble(b, key, idx)))
@@ -618,6 +672,7 @@ void lf_index_builder_release(struct index_builder *b)
 	lf_buf_release(&b->points);
 	lf_buf_release(&b->windows);
 	lf_buf_release(&b->sums);
+	lf_buf_release(&b->gzspan);
 	free(b->span);
 	lf_buf_release(&b->path);
 	lf_buf_release(&b->link);

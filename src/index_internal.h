@@ -60,6 +60,10 @@ struct index_builder {
 	/* the uncompressed block being hashed into `sums` */
 	unsigned char *span;	/* LF_SPAN_SIZE bytes */
 	size_t span_fill;
+	/* gzip: the bytes since checkpoint next_point - 1 (at span_start) */
+	struct lf_buf gzspan;
+	uint64_t span_start;
+	size_t next_point;
 	/* the sections being built */
 	struct lf_buf entries, strings, xattrs, sparse, points, windows, sums;
 	struct lf_buf path, link;

@@ -100,11 +100,38 @@ static bool gz_ok(const struct lf_index *idx)
 	return true;
 }
 
+/* SPANSUMS: none (directory layers), one per gzip checkpoint span no
+ * longer than LF_GZ_MAX_SPAN, or one per LF_SPAN_SIZE block. */
+static bool sums_ok(const struct lf_index *idx, size_t len)
+{
+	const struct lf_gzidx_view *gz = &idx->gz;
+	uint64_t size = gz->total_out;
+	size_t i;
+
+	if (len % sizeof(uint64_t))
+		return false;
+	if (!idx->nsums)
+		return true;
+	if (lf_le32(idx->hdr->compression) != LF_COMP_GZIP)
+		return idx->nsums == size / LF_SPAN_SIZE +
+				     !!(size % LF_SPAN_SIZE);
+	if (idx->nsums != gz->npoints)
+		return false;
+	for (i = 0; i < gz->npoints; i++) {
+		uint64_t end = i + 1 < gz->npoints ? gz->points[i + 1].out
+						   : size;
+
+		if (end - gz->points[i].out > LF_GZ_MAX_SPAN)
+			return false;
+	}
+	return true;
+}
+
 int lf_index_attach(struct lf_index *idx, const char **why)
 {
 	const struct lf_cache_header *h = idx->map;
 	uint64_t tar_size = lf_le64(h->tar_size);
-	size_t len, i;
+	size_t len, sums_len, i;
 
 	idx->hdr = h;
 	idx->entries = sect(idx, LF_SECT_ENTRIES, &len);
@@ -120,12 +147,8 @@ int lf_index_attach(struct lf_index *idx, const char **why)
 	idx->nxattrs = len / sizeof(struct lf_idx_xattr);
 	idx->sparse = sect(idx, LF_SECT_SPARSE, &len);
 	idx->nsparse = len / sizeof(struct lf_idx_sparse);
-	idx->sums = sect(idx, LF_SECT_SPANSUMS, &len);
-	idx->nsums = len / sizeof(uint64_t);
-	/* none (directory layers) or one per block */
-	if (len % sizeof(uint64_t) || (idx->nsums && idx->nsums !=
-	    tar_size / LF_SPAN_SIZE + !!(tar_size % LF_SPAN_SIZE)))
-		goto bad;
+	idx->sums = sect(idx, LF_SECT_SPANSUMS, &sums_len);
+	idx->nsums = sums_len / sizeof(uint64_t);
 	idx->gz.points = sect(idx, LF_SECT_GZPOINTS, &len);
 	idx->gz.npoints = len / sizeof(struct lf_gzidx_point);
 	idx->gz.windows = sect(idx, LF_SECT_GZWINDOWS, &idx->gz.windows_len);
@@ -134,7 +157,7 @@ int lf_index_attach(struct lf_index *idx, const char **why)
 	if (lf_le32(h->compression) > LF_COMP_ZSTD ||
 	    (lf_le32(h->compression) == LF_COMP_GZIP && !idx->gz.npoints))
 		goto bad;
-	if (!gz_ok(idx))
+	if (!gz_ok(idx) || !sums_ok(idx, sums_len))
 		goto bad;
 	for (i = 0; i < idx->nentries; i++)
 		if (!entry_ok(idx, &idx->entries[i], tar_size))

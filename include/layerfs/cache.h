@@ -14,10 +14,12 @@
  *     XATTRS    struct lf_idx_xattr[]
  *     SPARSE    struct lf_idx_sparse[]
  *     GZPOINTS  struct lf_gzidx_point[] (gzip layers only)
- *     SPANSUMS  uint64_t[]: lf_cache_hash64() of every LF_SPAN_SIZE block of
- *               the uncompressed tar stream (the last one may be short), so
- *               that bytes read later (the zstd copy, a blob that changed
- *               since) are checked against what was indexed
+ *     SPANSUMS  uint64_t[]: lf_cache_hash64() of the uncompressed tar
+ *               stream, so that bytes read later (the zstd copy, a blob
+ *               that changed since) are checked against what was indexed:
+ *               gzip layers one per checkpoint span (GZPOINTS[k].out to the
+ *               next point's or the end), others one per LF_SPAN_SIZE
+ *               block (the last one may be short); none for directories
  *     GZWINDOWS deflated 32 KiB windows (gzip layers only)
  *
  * The header ends with a checksum: 64-bit XXH64-style hashes of the header
@@ -48,8 +50,11 @@
 				 * 4: names as stored, symlinks 0777,
 				 * 5: SPANSUMS */
 
-/* Block of the uncompressed stream one SPANSUMS hash covers. */
+/* Block of the uncompressed stream one SPANSUMS hash covers (not gzip). */
 #define LF_SPAN_SIZE (64u << 10)
+/* The longest gzip checkpoint span an index accepts (a deflate block
+ * longer than that is refused, and a read never allocates more). */
+#define LF_GZ_MAX_SPAN (64u << 20)
 
 enum lf_cache_section {
 	LF_SECT_ENTRIES,

@@ -138,9 +138,10 @@ int lf_index_gzidx_checked(const struct lf_index *idx,
 			   const struct lf_vfile *blob,
 			   const struct lf_gzidx_view **out, struct lf_err *err);
 /*
- * The hash (lf_cache_hash64()) of block `block` of the uncompressed stream,
- * bytes [block * LF_SPAN_SIZE, +LF_SPAN_SIZE) clipped to the tar size, as
- * seen while indexing.  -ENOENT past the end or for directory layers.
+ * The hash (lf_cache_hash64()) of span `block` of the uncompressed stream
+ * as seen while indexing: gzip layers, checkpoint span `block`; others,
+ * bytes [block * LF_SPAN_SIZE, +LF_SPAN_SIZE) clipped to the tar size.
+ * -ENOENT past the end or for directory layers.
  */
 int lf_index_span_sum(const struct lf_index *idx, uint64_t block,
 		      uint64_t *sum);

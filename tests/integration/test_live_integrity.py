@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -337,3 +338,31 @@ def test_malformed_limit(var, value, tmp_path, layerfs_bin):
     live.write_entries(img, 3)
     p = O.layerfs("ls", "--no-cache", img, env={var: value}, timeout=60)
     assert p.returncode == 1 and var in _err(p), _err(p)
+
+
+def _gz_points(idx):
+    """(in, out) of every checkpoint of a gzip layer's index file: GZPOINTS
+    is section 4, its descriptor at 280 + 4 * 16 in the header."""
+    with open(idx, "rb") as f:
+        b = f.read()
+    off, ln = struct.unpack_from("<QQ", b, 280 + 4 * 16)
+    return [struct.unpack_from("<QQ", b, off + k) for k in
+            range(0, ln, 32)]
+
+
+@pytest.mark.parametrize("before", [1, 2, 40])
+def test_gzip_changed_next_to_a_checkpoint(before, tmp_path, layerfs_bin):
+    """The bytes just before a checkpoint inflate from the previous one:
+    changed there (same size, between runs) they are caught by the hash of
+    that checkpoint's whole span, not served."""
+    img = _image(tmp_path)
+    cache = str(tmp_path / "cache")
+    assert _cat_all(img, cache) == WANT
+    gz = [i for i in glob.glob(os.path.join(cache, "*.idx"))
+          if len(_gz_points(i)) > 2]
+    assert len(gz) == 1
+    pin, _ = _gz_points(gz[0])[2]
+    path, off, _ = _blob_ranges(img)[0]
+    _flip(path, off + pin - before)
+    right, eio = _tally(_cat_all(img, cache))
+    assert eio >= 1, (right, eio)
