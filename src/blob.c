@@ -13,8 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Plain and zstd layers are read and checked in chunks of this size. */
-#define FLAT_CHUNK (4 * (uint64_t)LF_SPAN_SIZE)
+/* Plain and zstd layers are checked block by block: whole blocks are read
+ * straight into the caller's buffer, the blocks at the edges of a read go
+ * through the chunk LRU (so small sequential reads read each block once). */
+#define FLAT_CHUNK ((uint64_t)LF_SPAN_SIZE)
 
 struct lf_blob {
 	const struct lf_vfile *vf;	/* borrowed */
@@ -207,14 +209,38 @@ static struct lf_chunk *chunk_new(struct lf_blob *b, uint64_t no, size_t len)
 	return c;
 }
 
-/* Chunk `no` of a plain or zstd layer, read and checked, referenced. */
+/* Read [start, start+len) of a plain or zstd layer into dst, and check
+ * it: len ends at a block boundary or at the end of the stream. */
+static int flat_read(struct lf_blob *b, void *dst, uint64_t start, size_t len,
+		     struct lf_err *err)
+{
+	ssize_t n;
+	int ret;
+
+	if (b->tar_fd >= 0)
+		n = fd_pread(b->tar_fd, dst, len, start);
+	else
+		n = lf_vfile_pread(b->vf, dst, len, start);
+	if (n < 0)
+		return lf_err_set(err, (int)n, "'%s': read error at offset "
+				  "%llu: %s", blob_name(b),
+				  (unsigned long long)start, strerror((int)-n));
+	if ((size_t)n < len)
+		return lf_err_set(err, -EIO, "'%s': blob is shorter than its "
+				  "index (offset %llu)", blob_name(b),
+				  (unsigned long long)(start + (uint64_t)n));
+	if ((ret = check_blob(b, err)))
+		return ret;
+	return check_spans(b, dst, start, len, err);
+}
+
+/* Block `no` of a plain or zstd layer, read and checked, referenced. */
 static int flat_chunk(struct lf_blob *b, uint64_t no, struct lf_chunk **out,
 		      struct lf_err *err)
 {
 	uint64_t start = no * FLAT_CHUNK;
 	size_t len = (size_t)LF_MIN(FLAT_CHUNK, b->tar_size - start);
 	struct lf_chunk *c;
-	ssize_t n;
 	int ret;
 
 	if (b->cc && (c = lf_chunk_get(b->cc, b->id, no))) {
@@ -223,21 +249,7 @@ static int flat_chunk(struct lf_blob *b, uint64_t no, struct lf_chunk **out,
 	}
 	if (!(c = chunk_new(b, no, len)))
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	if (b->tar_fd >= 0)
-		n = fd_pread(b->tar_fd, c->data, len, start);
-	else
-		n = lf_vfile_pread(b->vf, c->data, len, start);
-	if (n < 0)
-		ret = lf_err_set(err, (int)n, "'%s': read error at offset "
-				 "%llu: %s", blob_name(b),
-				 (unsigned long long)start, strerror((int)-n));
-	else if ((size_t)n < len)
-		ret = lf_err_set(err, -EIO, "'%s': blob is shorter than its "
-				 "index (offset %llu)", blob_name(b),
-				 (unsigned long long)(start + (uint64_t)n));
-	else if (!(ret = check_blob(b, err)))
-		ret = check_spans(b, c->data, start, len, err);
-	if (ret) {
+	if ((ret = flat_read(b, c->data, start, len, err))) {
 		free(c);
 		return ret;
 	}
@@ -349,23 +361,35 @@ static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
 static ssize_t flat_pread(struct lf_blob *b, void *buf, size_t len,
 			  uint64_t off, struct lf_err *err)
 {
-	size_t done = 0;
+	uint64_t pos = off, end = off + len;
 	int ret;
 
-	while (done < len) {
-		uint64_t no = off / FLAT_CHUNK, skip = off % FLAT_CHUNK;
+	while (pos < end) {
+		/* whole blocks from pos: the last boundary <= end, or the end
+		 * of the stream */
+		uint64_t run = end == b->tar_size ? end
+						  : end - end % FLAT_CHUNK;
 		struct lf_chunk *c = NULL;
+		uint64_t skip;
 		size_t n;
 
-		if ((ret = flat_chunk(b, no, &c, err)))
+		if (pos % FLAT_CHUNK == 0 && run > pos) {
+			ret = flat_read(b, (char *)buf + (pos - off), pos,
+					(size_t)(run - pos), err);
+			if (ret)
+				return ret;
+			pos = run;
+			continue;
+		}
+		if ((ret = flat_chunk(b, pos / FLAT_CHUNK, &c, err)))
 			return ret;
-		n = LF_MIN(len - done, c->len - (size_t)skip);
-		memcpy((char *)buf + done, c->data + skip, n);
+		skip = pos % FLAT_CHUNK;
+		n = (size_t)LF_MIN(end - pos, c->len - skip);
+		memcpy((char *)buf + (pos - off), c->data + skip, n);
 		lf_chunk_unref(c);
-		done += n;
-		off += n;
+		pos += n;
 	}
-	return (ssize_t)done;
+	return (ssize_t)len;
 }
 
 ssize_t lf_blob_pread(struct lf_blob *b, void *buf, size_t len, uint64_t off,
