@@ -317,7 +317,8 @@ int lf_cache_load(const char *path, const char *key, void **map, size_t *len,
 	void *p;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+		  O_NONBLOCK);
 	if (fd < 0) {
 		ret = -errno;
 		if (ret == -ENOENT)

@@ -94,7 +94,9 @@ enum {
 	"      --no-verify      do not check layer digests and diff_ids\n"     \
 	"      --json           machine-readable output\n"                     \
 	"  -q, --quiet          no progress line\n"                            \
-	"      --help           show this help\n"
+	"      --help           show this help\n"                             \
+	"Layer limits (environment): LAYERFS_MAX_LAYER_SIZE (default 1T),\n"  \
+	"LAYERFS_MAX_RATIO (1000:4G), LAYERFS_MAX_ENTRIES (4000000).\n"
 
 int cli_common_opt(int c, const char *arg, struct cli_opts *o);
 

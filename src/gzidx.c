@@ -476,6 +476,18 @@ int lf_gzidx_builder_finish(struct lf_gzidx_builder *b, struct lf_buf *points,
 	return 0;
 }
 
+size_t lf_gzidx_builder_npoints(const struct lf_gzidx_builder *b)
+{
+	return b->points.len / sizeof(struct lf_gzidx_point);
+}
+
+uint64_t lf_gzidx_builder_point_out(const struct lf_gzidx_builder *b,
+				    size_t k)
+{
+	return ((const struct lf_gzidx_point *)(const void *)
+		b->points.data)[k].out;
+}
+
 void lf_gzidx_builder_free(struct lf_gzidx_builder *b)
 {
 	if (!b)

@@ -18,6 +18,170 @@
 
 #define PROGRESS_STEP (4u << 20)
 
+/* "123", "64K", "4G" (binary multiples); false when malformed or 0. */
+static bool parse_size(const char *s, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	const char *u;
+	char *end;
+	unsigned long long v;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return false;
+	if (*end && (u = strchr(units, *end)) && !end[1]) {
+		int shift = 10 * (int)(u - units + 1);
+
+		if (v > UINT64_MAX >> shift)
+			return false;
+		v <<= shift;
+	} else if (*end) {
+		return false;
+	}
+	*out = v;
+	return v != 0;
+}
+
+static int env_size(const char *name, uint64_t *dst, struct lf_err *err)
+{
+	const char *v = getenv(name);
+
+	if (*dst || !v || !*v)
+		return 0;
+	if (!parse_size(v, dst))
+		return lf_err_set(err, -EINVAL, "%s: '%s' is not a positive "
+				  "size (e.g. 8G)", name, v);
+	return 0;
+}
+
+int lf_index_limits_resolve(struct lf_index_limits *l, struct lf_err *err)
+{
+	const char *v = getenv("LAYERFS_MAX_RATIO");
+	char buf[64], *colon;
+	int ret;
+
+	if ((ret = env_size("LAYERFS_MAX_LAYER_SIZE", &l->max_size, err)) ||
+	    (ret = env_size("LAYERFS_MAX_ENTRIES", &l->max_entries, err)))
+		return ret;
+	if (!l->max_ratio && v && *v) {
+		snprintf(buf, sizeof(buf), "%s", v);
+		colon = strchr(buf, ':');
+		if (colon)
+			*colon = '\0';
+		if (!parse_size(buf, &l->max_ratio) ||
+		    (colon && !l->ratio_floor &&
+		     !parse_size(colon + 1, &l->ratio_floor)))
+			return lf_err_set(err, -EINVAL, "LAYERFS_MAX_RATIO: "
+					  "'%s' is not N or N:FLOOR", v);
+	}
+	if (!l->max_size)
+		l->max_size = LF_MAX_LAYER_SIZE;
+	if (!l->max_ratio)
+		l->max_ratio = LF_MAX_LAYER_RATIO;
+	if (!l->ratio_floor)
+		l->ratio_floor = LF_MAX_RATIO_FLOOR;
+	if (!l->max_entries)
+		l->max_entries = LF_MAX_LAYER_ENTRIES;
+	return 0;
+}
+
+/* Hash the uncompressed bytes block by block into the SPANSUMS section. */
+static int span_flush(struct index_builder *b)
+{
+	uint64_t h = lf_le64(lf_cache_hash64(b->span, b->span_fill));
+
+	b->span_fill = 0;
+	return lf_buf_add(&b->sums, &h, sizeof(h));
+}
+
+/*
+ * gzip: one hash per checkpoint span, [point k, point k+1), closed as the
+ * builder records the points; `end`: the last span, up to the end.
+ */
+static int gz_spans(struct index_builder *b, bool end)
+{
+	size_t n = lf_gzidx_builder_npoints(b->gz);
+
+	for (;;) {
+		bool last = b->next_point >= n;
+		uint64_t p = last ? b->out_total
+				  : lf_gzidx_builder_point_out(b->gz,
+							       b->next_point);
+		size_t len = (size_t)(p - b->span_start);
+		uint64_t h;
+
+		if ((last && !end) || p > b->out_total)
+			return 0;
+		h = lf_le64(lf_cache_hash64(b->gzspan.data, len));
+		if (lf_buf_add(&b->sums, &h, sizeof(h)))
+			return lf_err_set(&b->inner, -ENOMEM, "out of memory");
+		memmove(b->gzspan.data, b->gzspan.data + len,
+			b->gzspan.len - len);
+		lf_buf_setlen(&b->gzspan, b->gzspan.len - len);
+		b->span_start = p;
+		if (last)
+			return 0;
+		b->next_point++;
+	}
+}
+
+static int gz_account(struct index_builder *b, const void *buf, size_t len)
+{
+	int ret;
+
+	if (lf_buf_add(&b->gzspan, buf, len))
+		return lf_err_set(&b->inner, -ENOMEM, "out of memory");
+	if ((ret = gz_spans(b, false)))
+		return ret;
+	if (b->gzspan.len > LF_GZ_MAX_SPAN)
+		return lf_err_set(&b->inner, -EFBIG, "'%s': a deflate block "
+				  "longer than %u MiB (no checkpoint possible)",
+				  b->layer->source, LF_GZ_MAX_SPAN >> 20);
+	return 0;
+}
+
+/*
+ * Every uncompressed byte passes here once, in order: count it against the
+ * limits (a bomb stops before it fills the disk or memory) and hash it.
+ */
+static int account(struct index_builder *b, const void *buf, size_t len)
+{
+	const struct lf_index_limits *l = &b->lim;
+	const char *p = buf;
+
+	b->out_total += len;
+	if (l->max_size && b->out_total > l->max_size)
+		return lf_err_set(&b->inner, -EFBIG, "'%s': the uncompressed "
+				  "layer exceeds the limit of %llu bytes "
+				  "(LAYERFS_MAX_LAYER_SIZE)", b->layer->source,
+				  (unsigned long long)l->max_size);
+	if (l->max_ratio && b->out_total > l->ratio_floor &&
+	    b->out_total / l->max_ratio > b->in_pos)
+		return lf_err_set(&b->inner, -EFBIG, "'%s': the layer expands "
+				  "more than %llu times (%llu bytes from %llu "
+				  "compressed; LAYERFS_MAX_RATIO)",
+				  b->layer->source,
+				  (unsigned long long)l->max_ratio,
+				  (unsigned long long)b->out_total,
+				  (unsigned long long)b->in_pos);
+	if (b->comp == LF_COMP_GZIP)
+		return gz_account(b, buf, len);
+	while (len) {
+		size_t n = LF_MIN(len, LF_SPAN_SIZE - b->span_fill);
+
+		memcpy(b->span + b->span_fill, p, n);
+		b->span_fill += n;
+		p += n;
+		len -= n;
+		if (b->span_fill == LF_SPAN_SIZE && span_flush(b))
+			return lf_err_set(&b->inner, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
 
 static ssize_t read_compressed(void *ctx, void *buf, size_t len)
 {
@@ -69,14 +233,18 @@ static ssize_t read_tar(void *ctx, void *buf, size_t len)
 		if (n < 0)
 			lf_err_set(&b->inner, (int)n, "'%s': read error: %s",
 				   b->layer->source, strerror((int)-n));
-		if (n > 0)
-			b->out_total += (uint64_t)n;
+		if (n > 0 && (ret = account(b, buf, (size_t)n)))
+			return ret;
 		return n;
 	case LF_COMP_GZIP:
 		ret = lf_gzidx_builder_read(b->gz, buf, len, &got, &b->inner);
+		if (!ret)
+			ret = account(b, buf, got);
 		break;
 	case LF_COMP_ZSTD:
 		ret = lf_zstdec_read(b->zd, buf, len, &got, &b->inner);
+		if (!ret)
+			ret = account(b, buf, got);
 		if (!ret && got)
 			ret = write_copy(b, buf, got);
 		break;
@@ -86,7 +254,6 @@ static ssize_t read_tar(void *ctx, void *buf, size_t len)
 	if (ret)
 		return ret;
 	lf_sha256_update(b->hu, buf, got);
-	b->out_total += got;
 	return (ssize_t)got;
 }
 
@@ -200,6 +367,10 @@ int lf_index_add_entry(void *ctx, const struct lf_tar_entry *e,
 	const char *base;
 	int ret;
 
+	if (b->lim.max_entries && b->nentries >= b->lim.max_entries)
+		return lf_err_set(err, -EFBIG, "more than %llu tar members "
+				  "(the limit; LAYERFS_MAX_ENTRIES)",
+				  (unsigned long long)b->lim.max_entries);
 	if (!e->path[0])
 		return lf_err_set(err, -EINVAL, "member %llu has an empty name",
 				  (unsigned long long)e->index);
@@ -292,6 +463,9 @@ void lf_index_builder_init(struct index_builder *b)
 	lf_buf_init(&b->sparse);
 	lf_buf_init(&b->points);
 	lf_buf_init(&b->windows);
+	lf_buf_init(&b->sums);
+	lf_buf_init(&b->gzspan);
+	b->next_point = 1;
 	lf_buf_init(&b->path);
 	lf_buf_init(&b->link);
 }
@@ -301,7 +475,7 @@ int lf_index_assemble(struct index_builder *b, const char *key,
 {
 	const struct lf_buf *parts[LF_SECT_COUNT] = {
 		&b->entries, &b->strings, &b->xattrs,
-		&b->sparse, &b->points, &b->windows,
+		&b->sparse, &b->points, &b->sums, &b->windows,
 	};
 	struct lf_cache_header *h;
 	size_t total = sizeof(*h), off;
@@ -394,7 +568,15 @@ static int open_copy(struct index_builder *b, const char *cache_path,
 
 static int start(struct index_builder *b, const char *cache_path, struct lf_err *err)
 {
-	int ret = lf_sha256_new(&b->hc);
+	int ret;
+
+	b->lim = b->opts->limits;
+	if ((ret = lf_index_limits_resolve(&b->lim, err)))
+		return ret;
+	b->span = malloc(LF_SPAN_SIZE);
+	if (!b->span)
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	ret = lf_sha256_new(&b->hc);
 
 	if (!ret && b->comp != LF_COMP_NONE)
 		ret = lf_sha256_new(&b->hu);
@@ -448,6 +630,12 @@ static int run(struct index_builder *b, struct lf_index *idx, const char *key,
 		return ret;
 	if ((ret = drain(b, err)))
 		return ret;
+	if (b->comp == LF_COMP_GZIP && gz_spans(b, true)) {
+		*err = b->inner;
+		return err->code;
+	}
+	if (b->span_fill && (ret = span_flush(b)))
+		return lf_err_set(err, ret, "out of memory");
 	if ((ret = lf_index_assemble(b, key, idx)))
 		return lf_err_set(err, ret, "out of memory");
 	h = idx->map;
@@ -483,6 +671,9 @@ void lf_index_builder_release(struct index_builder *b)
 	lf_buf_release(&b->sparse);
 	lf_buf_release(&b->points);
 	lf_buf_release(&b->windows);
+	lf_buf_release(&b->sums);
+	lf_buf_release(&b->gzspan);
+	free(b->span);
 	lf_buf_release(&b->path);
 	lf_buf_release(&b->link);
 }
@@ -509,6 +700,8 @@ static int keep_copy(struct index_builder *b, struct lf_index *idx,
 		lf_buf_reset(&b->copy_tmp);
 		idx->tar_fd = b->copy_fd;
 		b->copy_fd = -1;
+		/* to drop the copy if it is damaged later (NULL: kept) */
+		idx->cache_path = strdup(cache_path);
 	}
 	lf_buf_release(&final);
 	return ret;
@@ -577,11 +770,13 @@ static int load(const struct lf_image_layer *layer,
 		why = NULL;
 	if (!why && comp == LF_COMP_ZSTD) {
 		lf_buf_init(&copy);
+		/* never block on a FIFO or follow a link planted there */
 		if (!lf_buf_addf(&copy, "%s.tar", cache_path))
-			idx->tar_fd = open(copy.data,
-					   O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			idx->tar_fd = open(copy.data, O_RDONLY | O_CLOEXEC |
+					   O_NOFOLLOW | O_NONBLOCK);
 		lf_buf_release(&copy);
 		if (idx->tar_fd < 0 || fstat(idx->tar_fd, &st) < 0 ||
+		    !S_ISREG(st.st_mode) ||
 		    (uint64_t)st.st_size != lf_le64(h->tar_size))
 			why = "the decompressed copy of the layer is missing";
 	}

@@ -24,6 +24,8 @@ struct lf_index {
 	size_t nxattrs;
 	const struct lf_idx_sparse *sparse;
 	size_t nsparse;
+	const uint64_t *sums;	/* SPANSUMS, one per LF_SPAN_SIZE block */
+	size_t nsums;
 	struct lf_gzidx_view gz;
 	int tar_fd;		/* owned, zstd copy; -1 otherwise */
 	int dir_fd;		/* owned, directory layers; -1 otherwise */
@@ -54,8 +56,16 @@ struct index_builder {
 	int copy_fd;		/* zstd copy being written, else -1 */
 	struct lf_buf copy_tmp;	/* its temp name ("" when unlinked) */
 	struct lf_err inner;	/* error raised below tarscan */
+	struct lf_index_limits lim;	/* resolved opts->limits */
+	/* the uncompressed block being hashed into `sums` */
+	unsigned char *span;	/* LF_SPAN_SIZE bytes */
+	size_t span_fill;
+	/* gzip: the bytes since checkpoint next_point - 1 (at span_start) */
+	struct lf_buf gzspan;
+	uint64_t span_start;
+	size_t next_point;
 	/* the sections being built */
-	struct lf_buf entries, strings, xattrs, sparse, points, windows;
+	struct lf_buf entries, strings, xattrs, sparse, points, windows, sums;
 	struct lf_buf path, link;
 	uint64_t nentries, nwhiteouts;
 };

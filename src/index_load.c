@@ -100,11 +100,38 @@ static bool gz_ok(const struct lf_index *idx)
 	return true;
 }
 
+/* SPANSUMS: none (directory layers), one per gzip checkpoint span no
+ * longer than LF_GZ_MAX_SPAN, or one per LF_SPAN_SIZE block. */
+static bool sums_ok(const struct lf_index *idx, size_t len)
+{
+	const struct lf_gzidx_view *gz = &idx->gz;
+	uint64_t size = gz->total_out;
+	size_t i;
+
+	if (len % sizeof(uint64_t))
+		return false;
+	if (!idx->nsums)
+		return true;
+	if (lf_le32(idx->hdr->compression) != LF_COMP_GZIP)
+		return idx->nsums == size / LF_SPAN_SIZE +
+				     !!(size % LF_SPAN_SIZE);
+	if (idx->nsums != gz->npoints)
+		return false;
+	for (i = 0; i < gz->npoints; i++) {
+		uint64_t end = i + 1 < gz->npoints ? gz->points[i + 1].out
+						   : size;
+
+		if (end - gz->points[i].out > LF_GZ_MAX_SPAN)
+			return false;
+	}
+	return true;
+}
+
 int lf_index_attach(struct lf_index *idx, const char **why)
 {
 	const struct lf_cache_header *h = idx->map;
 	uint64_t tar_size = lf_le64(h->tar_size);
-	size_t len, i;
+	size_t len, sums_len, i;
 
 	idx->hdr = h;
 	idx->entries = sect(idx, LF_SECT_ENTRIES, &len);
@@ -120,6 +147,8 @@ int lf_index_attach(struct lf_index *idx, const char **why)
 	idx->nxattrs = len / sizeof(struct lf_idx_xattr);
 	idx->sparse = sect(idx, LF_SECT_SPARSE, &len);
 	idx->nsparse = len / sizeof(struct lf_idx_sparse);
+	idx->sums = sect(idx, LF_SECT_SPANSUMS, &sums_len);
+	idx->nsums = sums_len / sizeof(uint64_t);
 	idx->gz.points = sect(idx, LF_SECT_GZPOINTS, &len);
 	idx->gz.npoints = len / sizeof(struct lf_gzidx_point);
 	idx->gz.windows = sect(idx, LF_SECT_GZWINDOWS, &idx->gz.windows_len);
@@ -128,7 +157,7 @@ int lf_index_attach(struct lf_index *idx, const char **why)
 	if (lf_le32(h->compression) > LF_COMP_ZSTD ||
 	    (lf_le32(h->compression) == LF_COMP_GZIP && !idx->gz.npoints))
 		goto bad;
-	if (!gz_ok(idx))
+	if (!gz_ok(idx) || !sums_ok(idx, sums_len))
 		goto bad;
 	for (i = 0; i < idx->nentries; i++)
 		if (!entry_ok(idx, &idx->entries[i], tar_size))
@@ -358,9 +387,26 @@ int lf_index_gzidx_checked(const struct lf_index *cidx,
 	return ret;
 }
 
+int lf_index_span_sum(const struct lf_index *idx, uint64_t block,
+		      uint64_t *sum)
+{
+	if (block >= idx->nsums)
+		return -ENOENT;
+	*sum = lf_le64(idx->sums[block]);
+	return 0;
+}
+
 int lf_index_tar_fd(const struct lf_index *idx)
 {
 	return idx->tar_fd;
+}
+
+void lf_index_drop_copy(const struct lf_index *idx, char *path, size_t len)
+{
+	snprintf(path, len, "%s.tar", idx->cache_path ? idx->cache_path
+			    : "(temporary file)");
+	if (idx->cache_path)
+		unlink(path);
 }
 
 int lf_index_dir_fd(const struct lf_index *idx)

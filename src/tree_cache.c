@@ -149,7 +149,7 @@ static int load(const char *path, const char *key, struct lf_tree *t,
 	size_t len;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		*why = strerror(errno);
 		return errno == ENOENT ? -ENOENT : -EINVAL;

@@ -14,6 +14,12 @@
  *     XATTRS    struct lf_idx_xattr[]
  *     SPARSE    struct lf_idx_sparse[]
  *     GZPOINTS  struct lf_gzidx_point[] (gzip layers only)
+ *     SPANSUMS  uint64_t[]: lf_cache_hash64() of the uncompressed tar
+ *               stream, so that bytes read later (the zstd copy, a blob
+ *               that changed since) are checked against what was indexed:
+ *               gzip layers one per checkpoint span (GZPOINTS[k].out to the
+ *               next point's or the end), others one per LF_SPAN_SIZE
+ *               block (the last one may be short); none for directories
  *     GZWINDOWS deflated 32 KiB windows (gzip layers only)
  *
  * The header ends with a checksum: 64-bit XXH64-style hashes of the header
@@ -40,8 +46,15 @@
 #include "layerfs/digest.h"
 
 #define LF_CACHE_MAGIC "LFIDX\r\n\032"	/* 8 bytes, like PNG's: catches text mangling */
-#define LF_CACHE_VERSION 4	/* 2: XXH64-style checksums, 3: windows apart,
-				 * 4: names as stored, symlinks 0777 */
+#define LF_CACHE_VERSION 5	/* 2: XXH64-style checksums, 3: windows apart,
+				 * 4: names as stored, symlinks 0777,
+				 * 5: SPANSUMS */
+
+/* Block of the uncompressed stream one SPANSUMS hash covers (not gzip). */
+#define LF_SPAN_SIZE (64u << 10)
+/* The longest gzip checkpoint span an index accepts (a deflate block
+ * longer than that is refused, and a read never allocates more). */
+#define LF_GZ_MAX_SPAN (64u << 20)
 
 enum lf_cache_section {
 	LF_SECT_ENTRIES,
@@ -49,7 +62,8 @@ enum lf_cache_section {
 	LF_SECT_XATTRS,
 	LF_SECT_SPARSE,
 	LF_SECT_GZPOINTS,
-	LF_SECT_GZWINDOWS,
+	LF_SECT_SPANSUMS,
+	LF_SECT_GZWINDOWS,	/* last in the file */
 	LF_SECT_COUNT,
 };
 
@@ -81,7 +95,7 @@ struct lf_cache_header {
 	uint32_t compression;	/* enum lf_compression */
 	uint32_t flags;		/* LF_CACHE_VERIFIED */
 	struct lf_cache_sect sect[LF_SECT_COUNT];
-	uint8_t reserved[64];	/* zero */
+	uint8_t reserved[48];	/* zero */
 	uint8_t checksum[32];	/* two LE 64-bit hashes, then zero; last */
 };
 _Static_assert(sizeof(struct lf_cache_header) == 472, "cache header size");

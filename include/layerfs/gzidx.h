@@ -97,6 +97,16 @@ int lf_gzidx_builder_finish(struct lf_gzidx_builder *b, struct lf_buf *points,
 			    struct lf_buf *windows, uint64_t *total_in,
 			    uint64_t *total_out, struct lf_err *err);
 
+/*
+ * The checkpoints recorded so far (the first is at out 0): their number,
+ * and the uncompressed offset of point k < that number.  A point is
+ * recorded before any output past it is returned; index.c hashes each span
+ * between two points as the stream goes.
+ */
+size_t lf_gzidx_builder_npoints(const struct lf_gzidx_builder *b);
+uint64_t lf_gzidx_builder_point_out(const struct lf_gzidx_builder *b,
+				    size_t k);
+
 void lf_gzidx_builder_free(struct lf_gzidx_builder *b);
 
 /*

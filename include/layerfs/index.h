@@ -38,12 +38,41 @@ struct lf_index;
  * indexing thread, at most every few MiB. */
 typedef void (*lf_index_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
+/*
+ * Bounds on what one layer may cost, so that a decompression bomb stops
+ * with an error naming the layer instead of filling memory or the disk:
+ *   max_size   uncompressed bytes (default LF_MAX_LAYER_SIZE);
+ *   max_ratio  uncompressed / compressed bytes, checked once the layer has
+ *              produced more than ratio_floor bytes (defaults 1000, 4 GiB:
+ *              deflate cannot exceed ~1032, zstd of zeros exceeds 10000);
+ *   max_entries tar members (default LF_MAX_LAYER_ENTRIES).
+ * A zero field takes its default, or the environment's value:
+ * LAYERFS_MAX_LAYER_SIZE=SIZE, LAYERFS_MAX_RATIO=N[:FLOOR],
+ * LAYERFS_MAX_ENTRIES=N (SIZE and FLOOR take K, M, G, T suffixes).
+ */
+#define LF_MAX_LAYER_SIZE (1ull << 40)
+#define LF_MAX_LAYER_RATIO 1000u
+#define LF_MAX_RATIO_FLOOR (4ull << 30)
+#define LF_MAX_LAYER_ENTRIES 4000000u
+
+struct lf_index_limits {
+	uint64_t max_size;
+	uint64_t max_ratio;
+	uint64_t ratio_floor;
+	uint64_t max_entries;
+};
+
+/* Fill the zero fields of *l from the environment, then the defaults.
+ * -EINVAL with a message for a malformed variable. */
+int lf_index_limits_resolve(struct lf_index_limits *l, struct lf_err *err);
+
 struct lf_index_opts {
 	const char *cache_dir;	/* NULL: no cache (build in memory only) */
 	bool verify;		/* check digest and diff_id (default on) */
 	const char *label;	/* names the layer in messages, e.g. "layer 2" */
 	lf_index_progress_fn progress;	/* may be NULL */
 	void *progress_ctx;
+	struct lf_index_limits limits;	/* zero fields: environment/default */
 };
 
 /*
@@ -52,6 +81,7 @@ struct lf_index_opts {
  *   "layer 2: blob blobs/sha256/ab..: digest mismatch: manifest says X, blob is Y"
  *   "layer 2: diff_id mismatch: config says X, uncompressed content is Y"
  *   "layer 2: entry '../escape' has a '..' component"
+ *   "layer 2: blob X: uncompressed size exceeds the limit of N bytes ..."
  * plus those of gzidx.h, zstdec.h and tarscan.h.
  */
 int lf_index_open(const struct lf_image_layer *layer,
@@ -108,11 +138,25 @@ int lf_index_gzidx_checked(const struct lf_index *idx,
 			   const struct lf_vfile *blob,
 			   const struct lf_gzidx_view **out, struct lf_err *err);
 /*
+ * The hash (lf_cache_hash64()) of span `block` of the uncompressed stream
+ * as seen while indexing: gzip layers, checkpoint span `block`; others,
+ * bytes [block * LF_SPAN_SIZE, +LF_SPAN_SIZE) clipped to the tar size.
+ * -ENOENT past the end or for directory layers.
+ */
+int lf_index_span_sum(const struct lf_index *idx, uint64_t block,
+		      uint64_t *sum);
+/*
  * Read-only fd of the decompressed copy of a zstd layer (owned by the index:
  * do not close), or -1 for other layers.  Without a cache directory the copy
  * is an unlinked temp file that disappears with the index.
  */
 int lf_index_tar_fd(const struct lf_index *idx);
+/*
+ * The decompressed copy failed its check: remove it from the cache, so the
+ * next run rebuilds it (this one keeps its fd and answers EIO).  The
+ * copy's path goes to `path` (size `len`) for the message.
+ */
+void lf_index_drop_copy(const struct lf_index *idx, char *path, size_t len);
 /*
  * A plain host directory as a layer (an extracted layer, as overlayfs and
  * fuse-overlayfs take them), walked now into the same entry table; never

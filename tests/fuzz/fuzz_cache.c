@@ -4,8 +4,10 @@
  * The hashes catch accidents; everything behind them must hold against any
  * bytes, so the target fixes magic, version and key and seals the input with
  * the right hashes, then loads it:
- *   first byte even: as a layer index (cache.h), then merges it, stores the
- *                    tree, maps it back and walks both;
+ *   first byte even: as a layer index (cache.h), reads a plain layer's
+ *                    stream through blob.c (the SPANSUMS checks), then
+ *                    merges it, stores the tree, maps it back and walks
+ *                    both;
  *   first byte odd:  as a tree file (tree_cache.h) of a small fixed layer,
  *                    then walks whatever validate() let through.
  * A walk that loops or a tree that differs after a round trip abort()s.
@@ -19,6 +21,7 @@
 
 #include "fuzz.h"
 #include "index_internal.h"
+#include "layerfs/blob.h"
 #include "layerfs/cache.h"
 #include "layerfs/log.h"
 #include "layerfs/tree_cache.h"
@@ -122,6 +125,34 @@ static bool same(const struct lf_tree *x, const struct lf_tree *y)
 	return true;
 }
 
+/* Read a plain layer's whole stream (zeros) and every file through blob.c,
+ * which checks each block against SPANSUMS. */
+static void read_blob(const struct lf_index *idx)
+{
+	uint64_t size = lf_index_tar_size(idx), off;
+	struct lf_vfile *vf = NULL;
+	struct lf_blob *b = NULL;
+	struct lf_err err;
+	char *zeros, buf[4096];
+	size_t i;
+
+	if (lf_index_compression(idx) != LF_COMP_NONE || size > (1u << 20))
+		return;
+	zeros = calloc(1, (size_t)size + 1);
+	if (!zeros || lf_vfile_from_mem(zeros, (size_t)size, "fuzz", &vf))
+		abort();
+	if (!lf_blob_open(vf, idx, NULL, &b, &err)) {
+		for (off = 0; off < size; off += sizeof(buf))
+			lf_blob_pread(b, buf, sizeof(buf), off, &err);
+		for (i = 0; i < lf_index_count(idx); i++)
+			lf_blob_read_file(b, lf_index_entry(idx, i), buf,
+					  sizeof(buf), 0, &err);
+		lf_blob_close(b);
+	}
+	lf_vfile_close(vf);
+	free(zeros);
+}
+
 static void as_index(const uint8_t *data, size_t size)
 {
 	struct lf_cache_header *h;
@@ -161,6 +192,7 @@ static void as_index(const uint8_t *data, size_t size)
 		return;
 	}
 	lf_cache_check_windows(map, len);
+	read_blob(idx);
 	for (i = 0; i < lf_index_count(idx); i++) {
 		const struct lf_idx_entry *e = lf_index_entry(idx, i);
 		const char *l = lf_index_link(idx, e);
