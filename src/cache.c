@@ -65,24 +65,6 @@ static int mkdirs(const char *dir)
 	return ret;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int lf_cache_mkdir(const char *dir, struct lf_err *err)
 {
 	struct stat st;
@@ -133,7 +115,7 @@ int lf_cache_store(const char *path, const void *data, size_t len,
 		lf_buf_release(&tmp);
 		return fd;
 	}
-	ret = write_all(fd, data, len);
+	ret = lf_write_all(fd, data, len);
 	if (!ret && fchmod(fd, 0644) < 0)
 		ret = -errno;
 	if (close(fd) < 0 && !ret)

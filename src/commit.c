@@ -36,23 +36,6 @@ struct job {
 
 /* --- host helpers -------------------------------------------------------- */
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* rm -r of a directory we made ourselves (dirfd-relative, no following). */
 static void remove_tree(int dfd, const char *name)
 {
@@ -136,7 +119,7 @@ static int put_blob(struct job *j, const struct lf_buf *b,
 
 	if ((ret = new_blob_fd(j, &fd)))
 		return ret;
-	if ((ret = write_all(fd, b->data, b->len))) {
+	if ((ret = lf_write_all(fd, b->data, b->len))) {
 		close(fd);
 		return lf_err_set(j->err, ret, "'%s': cannot write a blob: %s",
 				  j->stage.data, strerror(-ret));
@@ -156,7 +139,7 @@ static int put_file(struct job *j, const char *name, const struct lf_buf *b)
 	if (fd < 0)
 		return lf_err_set(j->err, -errno, "'%s': cannot create %s: %s",
 				  j->stage.data, name, strerror(errno));
-	ret = write_all(fd, b->data, b->len);
+	ret = lf_write_all(fd, b->data, b->len);
 	if (!ret && fsync(fd) < 0)
 		ret = -errno;
 	close(fd);
@@ -210,7 +193,7 @@ static int copy_layer(struct job *j, const struct lf_image_layer *l,
 		if (!off)
 			d->media_type = sniff_media_type(buf, (size_t)n);
 		lf_sha256_update(h, buf, (size_t)n);
-		if ((ret = write_all(fd, buf, (size_t)n))) {
+		if ((ret = lf_write_all(fd, buf, (size_t)n))) {
 			lf_err_set(j->err, ret, "'%s': cannot write layer %zu:"
 				   " %s", j->stage.data, i + 1,
 				   strerror(-ret));

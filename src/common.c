@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
-/* common.c - the error record (struct lf_err). */
+/* common.c - the error record (struct lf_err), a whole write(2). */
 #include "layerfs/common.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 int lf_err_set(struct lf_err *err, int code, const char *fmt, ...)
 {
@@ -45,4 +46,21 @@ void lf_err_clear(struct lf_err *err)
 		return;
 	err->code = 0;
 	err->msg[0] = '\0';
+}
+
+int lf_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }

@@ -291,26 +291,11 @@ const struct lf_gzidx_view *lf_index_gzidx(const struct lf_index *idx)
 	return lf_index_compression(idx) == LF_COMP_GZIP ? &idx->gz : NULL;
 }
 
-struct rebuild_src {
-	const struct lf_vfile *blob;
-	uint64_t pos;
-};
-
-static ssize_t rebuild_read(void *ctx, void *buf, size_t len)
-{
-	struct rebuild_src *r = ctx;
-	ssize_t n = lf_vfile_pread(r->blob, buf, len, r->pos);
-
-	if (n > 0)
-		r->pos += (uint64_t)n;
-	return n;
-}
-
 /* Checkpoints anew from the blob, in memory (a damaged cache file). */
 static int rebuild_points(struct lf_index *idx, const struct lf_vfile *blob,
 			  struct lf_err *err)
 {
-	struct rebuild_src r = { blob, 0 };
+	struct lf_vfile_cursor r = { blob, 0 };
 	struct lf_gzidx_builder *gb;
 	uint64_t tin, tout;
 	size_t got;
@@ -322,7 +307,7 @@ static int rebuild_points(struct lf_index *idx, const struct lf_vfile *blob,
 	buf = malloc(1 << 20);
 	if (!buf)
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	ret = lf_gzidx_builder_new(0, rebuild_read, &r, lf_vfile_name(blob),
+	ret = lf_gzidx_builder_new(0, lf_vfile_cursor_read, &r, lf_vfile_name(blob),
 				   &gb);
 	if (ret) {
 		free(buf);

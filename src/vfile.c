@@ -239,3 +239,13 @@ void lf_vfile_close(struct lf_vfile *vf)
 	free(vf->path);
 	free(vf);
 }
+
+ssize_t lf_vfile_cursor_read(void *ctx, void *buf, size_t len)
+{
+	struct lf_vfile_cursor *c = ctx;
+	ssize_t n = lf_vfile_pread(c->file, buf, len, c->pos);
+
+	if (n > 0)
+		c->pos += (uint64_t)n;
+	return n;
+}

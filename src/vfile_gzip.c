@@ -208,21 +208,6 @@ static const struct lf_vfile_ops gzv_ops = {
 	.check = gzv_check,
 };
 
-struct pull {
-	const struct lf_vfile *file;
-	uint64_t pos;
-};
-
-static ssize_t pull_read(void *ctx, void *buf, size_t len)
-{
-	struct pull *p = ctx;
-	ssize_t n = lf_vfile_pread(p->file, buf, len, p->pos);
-
-	if (n > 0)
-		p->pos += (uint64_t)n;
-	return n;
-}
-
 
 /* ---- the checkpoint file ------------------------------------------------ */
 
@@ -374,21 +359,6 @@ out:
 	return why;
 }
 
-static int write_all(int fd, const void *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p = (const char *)p + n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Temp file + rename; a cache we cannot write costs time, not data. */
 static void store_saved(const struct gzv *g, const char *path,
 			const char *key)
@@ -415,7 +385,7 @@ static void store_saved(const struct gzv *g, const char *path,
 		memcpy(all.data + offsetof(struct saved_header, sum), h.sum,
 		       sizeof(h.sum));
 		fd = mkostemp(tmp.data, O_CLOEXEC);
-		ret = fd < 0 ? -errno : write_all(fd, all.data, all.len);
+		ret = fd < 0 ? -errno : lf_write_all(fd, all.data, all.len);
 	}
 	if (!ret && rename(tmp.data, path) < 0)
 		ret = -errno;
@@ -434,7 +404,7 @@ static void store_saved(const struct gzv *g, const char *path,
 /* The one pass: inflate everything, keep the checkpoints. */
 static int build(struct gzv *g, struct lf_err *err)
 {
-	struct pull p = { .file = g->file };
+	struct lf_vfile_cursor p = { .file = g->file };
 	struct lf_gzidx_builder *b;
 	unsigned char *scratch = malloc(SCRATCH);
 	size_t got, i;
@@ -442,7 +412,7 @@ static int build(struct gzv *g, struct lf_err *err)
 
 	if (!scratch)
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	ret = lf_gzidx_builder_new(0, pull_read, &p, lf_vfile_name(g->file),
+	ret = lf_gzidx_builder_new(0, lf_vfile_cursor_read, &p, lf_vfile_name(g->file),
 				   &b);
 	if (ret) {
 		free(scratch);

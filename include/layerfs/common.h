@@ -54,6 +54,10 @@ int lf_err_prefix(struct lf_err *err, const char *fmt, ...) LF_PRINTF(2, 3);
 /* Clear an error record before reuse. */
 void lf_err_clear(struct lf_err *err);
 
+/* write(2) all of [data, data+len) to fd, retrying EINTR and short writes:
+ * 0 or -errno. */
+int lf_write_all(int fd, const void *data, size_t len);
+
 /* Checked arithmetic: return true on overflow, leaving *r unspecified. */
 static inline bool lf_add_overflow(uint64_t a, uint64_t b, uint64_t *r)
 {

@@ -78,6 +78,17 @@ int lf_vfile_from_mem(const void *mem, size_t size, const char *name,
 ssize_t lf_vfile_pread(const struct lf_vfile *vf, void *buf, size_t len,
 		       uint64_t off);
 
+/*
+ * A sequential reader over a vfile, for stream consumers (the gzidx builder):
+ * lf_vfile_cursor_read(ctx = struct lf_vfile_cursor *) reads at pos and
+ * advances it; 0 at the end, -errno on failure.
+ */
+struct lf_vfile_cursor {
+	const struct lf_vfile *file;
+	uint64_t pos;
+};
+ssize_t lf_vfile_cursor_read(void *ctx, void *buf, size_t len);
+
 uint64_t lf_vfile_size(const struct lf_vfile *vf);
 /* The name used in messages (valid while vf is open). */
 const char *lf_vfile_name(const struct lf_vfile *vf);
