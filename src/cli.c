@@ -435,7 +435,9 @@ int lf_cli_main(int argc, char **argv)
 {
 	size_t i;
 
-	/* PAX names are UTF-8; let libarchive hand them over unchanged */
+	/* names are read from the tar headers' bytes (tarscan); the locale only
+	 * tells commit's libarchive writer how to store them: UTF-8 names as
+	 * they are, others as PAX hdrcharset=BINARY */
 	if (!setlocale(LC_CTYPE, "C.UTF-8"))
 		setlocale(LC_CTYPE, "");
 	cli_set_progress(isatty(STDERR_FILENO));
