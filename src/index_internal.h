@@ -56,7 +56,7 @@ struct index_builder {
 	int copy_fd;		/* zstd copy being written, else -1 */
 	struct lf_buf copy_tmp;	/* its temp name ("" when unlinked) */
 	struct lf_err inner;	/* error raised below tarscan */
-	struct lf_index_limits lim;	/* resolved opts->limits */
+	struct lf_limits lim;	/* resolved opts->limits */
 	/* the uncompressed block being hashed into `sums` */
 	unsigned char *span;	/* LF_SPAN_SIZE bytes */
 	size_t span_fill;

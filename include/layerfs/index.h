@@ -31,6 +31,7 @@
 #include "layerfs/common.h"
 #include "layerfs/gzidx.h"
 #include "layerfs/image.h"
+#include "layerfs/limits.h"
 
 struct lf_index;
 
@@ -38,33 +39,6 @@ struct lf_index;
  * indexing thread, at most every few MiB. */
 typedef void (*lf_index_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
-/*
- * Bounds on what one layer may cost, so that a decompression bomb stops
- * with an error naming the layer instead of filling memory or the disk:
- *   max_size   uncompressed bytes (default LF_MAX_LAYER_SIZE);
- *   max_ratio  uncompressed / compressed bytes, checked once the layer has
- *              produced more than ratio_floor bytes (defaults 1000, 4 GiB:
- *              deflate cannot exceed ~1032, zstd of zeros exceeds 10000);
- *   max_entries tar members (default LF_MAX_LAYER_ENTRIES).
- * A zero field takes its default, or the environment's value:
- * LAYERFS_MAX_LAYER_SIZE=SIZE, LAYERFS_MAX_RATIO=N[:FLOOR],
- * LAYERFS_MAX_ENTRIES=N (SIZE and FLOOR take K, M, G, T suffixes).
- */
-#define LF_MAX_LAYER_SIZE (1ull << 40)
-#define LF_MAX_LAYER_RATIO 1000u
-#define LF_MAX_RATIO_FLOOR (4ull << 30)
-#define LF_MAX_LAYER_ENTRIES 4000000u
-
-struct lf_index_limits {
-	uint64_t max_size;
-	uint64_t max_ratio;
-	uint64_t ratio_floor;
-	uint64_t max_entries;
-};
-
-/* Fill the zero fields of *l from the environment, then the defaults.
- * -EINVAL with a message for a malformed variable. */
-int lf_index_limits_resolve(struct lf_index_limits *l, struct lf_err *err);
 
 struct lf_index_opts {
 	const char *cache_dir;	/* NULL: no cache (build in memory only) */
@@ -72,7 +46,7 @@ struct lf_index_opts {
 	const char *label;	/* names the layer in messages, e.g. "layer 2" */
 	lf_index_progress_fn progress;	/* may be NULL */
 	void *progress_ctx;
-	struct lf_index_limits limits;	/* zero fields: environment/default */
+	struct lf_limits limits;	/* zero fields: environment/default */
 };
 
 /*
