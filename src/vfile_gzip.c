@@ -15,6 +15,7 @@
 #include "layerfs/buf.h"
 #include "layerfs/digest.h"
 #include "layerfs/gzidx.h"
+#include "layerfs/limits.h"
 #include "layerfs/log.h"
 
 /* Largest span between two checkpoints we agree to hold in memory. */
@@ -401,26 +402,53 @@ static void store_saved(const struct gzv *g, const char *path,
 	lf_buf_release(&tmp);
 }
 
+/* The archive is bounded like a layer: a gzip bomb given as the image
+ * stops here, before its checkpoints fill memory. */
+static int over_limits(const struct lf_limits *l, const struct lf_vfile *f,
+		       uint64_t out, uint64_t in, struct lf_err *err)
+{
+	if (out > l->max_size)
+		return lf_err_set(err, -EFBIG, "'%s': the uncompressed archive "
+				  "exceeds the limit of %llu bytes "
+				  "(LAYERFS_MAX_LAYER_SIZE)", lf_vfile_name(f),
+				  (unsigned long long)l->max_size);
+	if (out > l->ratio_floor && out / l->max_ratio > in)
+		return lf_err_set(err, -EFBIG, "'%s': the archive expands more "
+				  "than %llu times (LAYERFS_MAX_RATIO)",
+				  lf_vfile_name(f),
+				  (unsigned long long)l->max_ratio);
+	return 0;
+}
+
 /* The one pass: inflate everything, keep the checkpoints. */
 static int build(struct gzv *g, struct lf_err *err)
 {
 	struct lf_vfile_cursor p = { .file = g->file };
 	struct lf_gzidx_builder *b;
 	unsigned char *scratch = malloc(SCRATCH);
+	struct lf_limits lim = { 0 };
+	uint64_t total = 0;
 	size_t got, i;
 	int ret;
 
 	if (!scratch)
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	ret = lf_gzidx_builder_new(0, lf_vfile_cursor_read, &p, lf_vfile_name(g->file),
-				   &b);
+	if ((ret = lf_limits_resolve(&lim, err))) {
+		free(scratch);
+		return ret;
+	}
+	ret = lf_gzidx_builder_new(0, lf_vfile_cursor_read, &p,
+				   lf_vfile_name(g->file), &b);
 	if (ret) {
 		free(scratch);
 		return lf_err_set(err, ret, "out of memory");
 	}
-	do
+	do {
 		ret = lf_gzidx_builder_read(b, scratch, SCRATCH, &got, err);
-	while (!ret && got);
+		total += got;
+		if (!ret)
+			ret = over_limits(&lim, g->file, total, p.pos, err);
+	} while (!ret && got);
 	if (!ret)
 		ret = lf_gzidx_builder_finish(b, &g->points, &g->windows,
 					      &g->view.total_in,

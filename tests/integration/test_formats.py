@@ -426,3 +426,41 @@ def test_commit_on_top(fmt, fimages, tmp_path, layerfs_bin):
     got, _ = O.layerfs_ls(out, None, str(tmp_path / "c"))
     diffs = O.compare(O.walk_rootfs(rootfs, 0), got)
     assert not [d for d in diffs if "mtime" not in d], diffs
+
+
+# -- a gzip bomb given as the archive ----------------------------------------
+
+def _gzip_bomb(path, zeros=64 << 20):
+    """A gzip'd tar holding one member of `zeros` zero bytes, written
+    streaming (about 64 KiB of gzip per 64 MiB)."""
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb",
+                                                mtime=0) as gz:
+        ti = tarfile.TarInfo("zeros")
+        ti.size = zeros
+        gz.write(ti.tobuf(format=tarfile.USTAR_FORMAT))
+        block = bytes(1 << 20)
+        for _ in range(zeros >> 20):
+            gz.write(block)
+        gz.write(bytes(1024))
+
+
+@pytest.mark.parametrize("env,why", [
+    ({"LAYERFS_MAX_LAYER_SIZE": "16M"}, "LAYERFS_MAX_LAYER_SIZE"),
+    ({"LAYERFS_MAX_RATIO": "50:1M"}, "expands more than 50 times"),
+], ids=["size", "ratio"])
+def test_gzip_bomb_archive_stops(tmp_path, layerfs_bin, env, why):
+    img = str(tmp_path / "bomb.tar.gz")
+    _gzip_bomb(img)
+    cache = str(tmp_path / "c")
+    p = O.layerfs("ls", "--cache", cache, img, env=env, timeout=TIMEOUT)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 1, err
+    assert why in err and "bomb.tar.gz" in err, err
+    # nothing of the stopped pass is kept
+    kept = os.listdir(cache) if os.path.isdir(cache) else []
+    assert not [f for f in kept if f.startswith("gzouter")], kept
+    # within the default limits the same file is read to its end and is
+    # then refused for what it is: a tar that holds no image
+    p = O.layerfs("ls", "--cache", cache, img, timeout=TIMEOUT)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 1 and why not in err, err
