@@ -13,7 +13,7 @@
 #include "layerfs/index.h"
 #include "layerfs/tree.h"
 
-/* Exit codes (DESIGN section 7). */
+/* Exit codes (design.md section 7). */
 #define CLI_OK 0
 #define CLI_ERR 1
 #define CLI_USAGE 2

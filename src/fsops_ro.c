@@ -406,7 +406,7 @@ static void fsop_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	struct lf_tree_attr a;
 	int ret = lf_tree_getattr(fs_of(req)->tree, ino, &a);
 
-	/* DESIGN 3.11: no permission checks of our own (default_permissions
+	/* design.md 3.11: no permission checks of our own (default_permissions
 	 * does them when other users may enter); writes are refused, and
 	 * like root on a local disk, X_OK needs some execute bit */
 	if (ret)

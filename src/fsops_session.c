@@ -83,10 +83,10 @@ static int build_args(const struct lf_fs_opts *o, struct fuse_args *args,
 {
 	int ret;
 
-	/* nodev (DESIGN 3.10) and nosuid: an image is data to look at */
+	/* nodev (design.md 3.10) and nosuid: an image is data to look at */
 	ret = lf_buf_addf(opts, "%snodev,nosuid,subtype=layerfs",
 			  o->upper ? "" : "ro,");
-	/* DESIGN 3.11: without allow_other only the mounting user enters, and
+	/* design.md 3.11: without allow_other only the mounting user enters, and
 	 * may read what the image gives to root; with it, the kernel checks */
 	if (!ret && o->allow_other)
 		ret = lf_buf_adds(opts, ",allow_other,default_permissions");

@@ -37,7 +37,7 @@ static bool entry_ok(const struct lf_index *idx, const struct lf_idx_entry *e,
 	if (!str_ok(idx, e->path) ||
 	    (e->link != UINT32_MAX && !str_ok(idx, e->link)))
 		return false;
-	/* what the merge and the upper dir rely on (DESIGN 3 rule 1): paths
+	/* what the merge and the upper dir rely on (design.md 3 rule 1): paths
 	 * as normalised at indexing, links where the kind needs one, and the
 	 * whiteout flags only on ".wh." names */
 	if (!lf_path_is_normal(idx->strings + e->path))

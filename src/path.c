@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* path.c - tar path normalisation (DESIGN section 3 rule 1). */
+/* path.c - tar path normalisation (design.md section 3 rule 1). */
 #include "layerfs/path.h"
 
 #include <errno.h>

@@ -493,7 +493,7 @@ static bool tail_zero(struct scan *s, uint64_t from)
 }
 
 /*
- * libarchive failed while looking for the next header.  DESIGN section 3
+ * libarchive failed while looking for the next header.  design.md section 3
  * rule 6: if the last member's data is complete and what follows it is at
  * most its padding plus a partial zero block, the writer merely left out the
  * padding or the end blocks (umoci does): a clean end.  Data cut short is a

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* tree.c - build the merged view of layers 1..N (DESIGN section 3). */
+/* tree.c - build the merged view of layers 1..N (design.md section 3). */
 #include "tree_internal.h"
 
 #include <errno.h>

@@ -6,7 +6,7 @@
  * 0 success, 1 error (the message says which file and why), 2 usage error.
  * Library errors arrive as struct lf_err and are printed as
  * "layerfs: <message>".  The command set and output shapes are the public
- * interface (DESIGN section 1): extend, never rename.
+ * interface (design.md section 1): extend, never rename.
  */
 #ifndef LAYERFS_CLI_H
 #define LAYERFS_CLI_H

@@ -8,7 +8,7 @@
  * and attribute timeouts are long, forget is a no-op, and file data may be
  * kept in the page cache across opens (FOPEN_KEEP_CACHE).  Every request
  * that would modify answers EROFS.  A read that cannot be served answers EIO
- * and logs the cause once per mount (DESIGN section 7); nothing aborts.
+ * and logs the cause once per mount (design.md section 7); nothing aborts.
  *
  * Lifecycle: lf_fs_mount() creates the session and mounts, so every mount
  * error (mountpoint missing, not a directory, already a mount we cannot stack
@@ -39,7 +39,7 @@ struct lf_fs_opts {
 	const char *fsname;	/* source shown in /proc/mounts */
 	const char *fuse_opts;	/* extra comma-separated -o options, or NULL */
 	bool foreground;	/* do not detach */
-	bool allow_other;	/* implies default_permissions (DESIGN 3.11) */
+	bool allow_other;	/* implies default_permissions (design.md 3.11) */
 	bool debug;		/* libfuse request tracing (implies foreground) */
 	/* copy-on-write: changes go to this upper (borrowed); NULL: ro */
 	struct lf_upper *upper;

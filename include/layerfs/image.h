@@ -2,7 +2,7 @@
 /*
  * image.h - detect and open a container image, list its layers.
  *
- * IMAGE is a path, auto-detected (DESIGN section 1):
+ * IMAGE is a path, auto-detected (design.md section 1):
  *   - a directory with `oci-layout` and `index.json` (OCI image layout);
  *   - a tar holding such a layout (OCI archive), or holding
  *     `manifest.json` (docker-archive: legacy `<id>/layer.tar` members or the

@@ -13,7 +13,7 @@
  * foreign cache file is reported with lf_log(WARN), ignored and rebuilt.
  * Compression is detected from magic bytes, never from names or media types.
  * Entry paths are normalised (path.h); an entry with a ".." component or an
- * empty name fails the whole layer (DESIGN section 3 rule 1).
+ * empty name fails the whole layer (design.md section 3 rule 1).
  *
  * This module knows nothing of trees or FUSE.  Ownership: a struct lf_index
  * owns its mapping; every pointer it returns is valid until lf_index_close().

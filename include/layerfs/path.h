@@ -2,7 +2,7 @@
 /*
  * path.h - normalise the paths found in tar entries and image references.
  *
- * DESIGN section 3 rule 1: strip leading "./" and "/", collapse "//" and
+ * design.md section 3 rule 1: strip leading "./" and "/", collapse "//" and
  * "." components, drop a trailing "/"; a ".." component or an empty name is
  * refused.  The root directory normalises to the empty string ("." or "./"
  * entries name the root).  Nothing here touches the host filesystem.

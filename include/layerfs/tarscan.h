@@ -13,7 +13,7 @@
  * xattrs, high-resolution mtimes, GNU sparse 0.x/1.0), GNU (long names and
  * links, old sparse).  Compression is never handled here.
  *
- * DESIGN section 3 rule 6: a tar that ends without its two zero blocks, or
+ * design.md section 3 rule 6: a tar that ends without its two zero blocks, or
  * without padding after its last member whose data is complete, is read to
  * its last byte and is not an error; a member whose data is cut short is
  * ("truncated tar stream: member 'x' needs N bytes, M left").

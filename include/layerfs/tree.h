@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tree.h - the merged view of layers 1..N (DESIGN section 3).
+ * tree.h - the merged view of layers 1..N (design.md section 3).
  *
  * lf_tree_build() applies the layers' index entries bottom to top, on
  * metadata only, with the OCI/OverlayFS rules: whiteouts and opaque markers

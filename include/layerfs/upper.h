@@ -2,7 +2,7 @@
 /*
  * upper.h - the copy-on-write view: a host upper directory over the tree.
  *
- * DESIGN section 4.  The upper directory is a plain directory that uses OCI
+ * design.md section 4.  The upper directory is a plain directory that uses OCI
  * whiteouts (`.wh.NAME`, `.wh..wh..opq`), so it is itself a valid unpacked
  * layer.  Lookup goes upper first: an upper `.wh.NAME` hides NAME below, an
  * upper directory holding `.wh..wh..opq` hides the lower children of that

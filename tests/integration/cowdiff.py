@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """cowdiff.py - differential tester of the copy-on-write upper directory
-(DESIGN section 4) against the kernel overlayfs.
+(design.md section 4) against the kernel overlayfs.
 
 The reference is `mount -t overlay` with lowerdir = the image's layers
 extracted by tests/fixtures/extract_layers.py (top first), a fresh upperdir
@@ -223,7 +223,7 @@ def normalize_implicit_dirs(spec, key, layers_dir):
     """GNU tar makes a missing parent directory with its own mode and the
     time of the extraction, and overlayfs shows the topmost layer's copy of
     a directory: give each implicit directory of an extracted layer the
-    metadata DESIGN rule 2 gives it (the directory's metadata in the layers
+    metadata design.md rule 3.2 gives it (the directory's metadata in the layers
     below if it is one there, else 0755 root:root mtime 0), so the kernel
     reference does not carry the extraction time."""
     import io
@@ -1369,7 +1369,7 @@ DATA_OPS = (Create, Write, Truncate, Fallocate, Read, Fsync, Open)
 
 def _on_device(side, op):
     """True when a data op targets a device node on the reference side.
-    layerfs mounts are nodev (DESIGN 3.10): opening a device there gives
+    layerfs mounts are nodev (design.md 3.10): opening a device there gives
     EACCES where the kernel overlay (mounted dev) opens the device.  Such
     ops change nothing in the tree, so they are not applied to the
     candidate; test_cow checks layerfs's EACCES on its own."""
@@ -1419,7 +1419,7 @@ ALLOWED = {
     "dir_rename_exdev": (
         _is_exdev_dir_rename,
         "directory rename with lower content: the kernel (redirect_dir=off) "
-        "answers EXDEV, layerfs performs the rename (DESIGN 4)"),
+        "answers EXDEV, layerfs performs the rename (design.md 4)"),
     "wh_names": (
         _has_wh_name,
         "names starting with .wh. are plain names to the kernel overlayfs; "

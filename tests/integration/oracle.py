@@ -2,7 +2,7 @@
 """oracle.py - shared helpers: fixture generation, the umoci oracle, layerfs.
 
 The oracle for "what layers 1..N look like" is `umoci unpack` of an image
-whose manifest lists only those N layers (DESIGN section 3).  docker-archive
+whose manifest lists only those N layers (design.md section 3).  docker-archive
 fixtures go through `skopeo copy docker-archive:X oci:DIR:TAG` first, so the
 docker-archive reader is checked against an independent tool too.
 """
@@ -110,7 +110,7 @@ def walk_rootfs(rootfs, unpack_start=None):
     """path -> attribute dict for everything below rootfs (root excluded).
 
     mtime is None for directories umoci made up itself (implicit parents get
-    the time of the unpack: DESIGN rule 2 says 0; not comparable)."""
+    the time of the unpack: design.md rule 3.2 says 0; not comparable)."""
     out = {}
     for dirpath, dirs, files in os.walk(rootfs):
         for name in dirs + files:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Copy-on-write upper directory (DESIGN section 4): layerfs mount --upper
+"""Copy-on-write upper directory (design.md section 4): layerfs mount --upper
 against the kernel overlayfs, with the engine in cowdiff.py.
 
 Seeds: CI=true runs 20 seeds x 500 ops per image; locally 6 seeds.
@@ -798,7 +798,7 @@ def test_ino_across_remount(layerfs_upper, cow_image, runs):
 
 
 def test_nodev_layerfs(layerfs_upper, cow_image, runs):
-    """Allowed difference "nodev": layerfs mounts are nodev (DESIGN 3.10),
+    """Allowed difference "nodev": layerfs mounts are nodev (design.md 3.10),
     so a device node of the image cannot be opened as a device (EACCES),
     while its metadata can still be read and changed."""
     img = cow_image("cow_mix")

@@ -28,7 +28,7 @@ be listed.  The only undetermined paths are directories whose metadata
 reliably on either side (umoci gives implicit parents, and directories
 whose children a later layer changed, the unpack time: walk_rootfs sets
 their mtime to None): such a directory may or may not be listed as C.
-Fixtures in specs.UMOCI_DIFFERS (umoci disagrees with DESIGN 3) run as
+Fixtures in specs.UMOCI_DIFFERS (umoci disagrees with design.md 3) run as
 non-strict xfail from the first prefix that differs.
 
 `--json` must list the same changes as the text output, with the type of
@@ -44,7 +44,7 @@ overlayfs over the extracted layers (cowdiff.KernelSide); after unmounting,
 `layerfs diff IMG --upper U` must equal the changes between the image's
 merged view (umoci rootfs of the full image; directory mtimes umoci does not
 report are taken from the pristine kernel overlay, which
-cowdiff.normalize_implicit_dirs gives the metadata of DESIGN rule 2, after
+cowdiff.normalize_implicit_dirs gives the metadata of design.md rule 3.2, after
 checking that both agree on everything else) and the kernel's merged view
 after the script, with the rules above and no undetermined paths.  The
 oracle's answer for the script is itself checked against a hand-written
@@ -346,8 +346,8 @@ def test_prefix_diff_matches_umoci(name, a, b, images, oracles,
 
 
 def test_symlink_parent_per_design(images, session_caches, diff_bin):
-    """umoci disagrees with DESIGN on symlink_parent (UMOCI_DIFFERS), so
-    the expectation is written from DESIGN rules 2/5 by hand: layer 2's
+    """umoci disagrees with design.md on symlink_parent (UMOCI_DIFFERS), so
+    the expectation is written from design.md rules 3.2/5 by hand: layer 2's
     lnk/b turns the symlink lnk into an implicit directory."""
     img = images("symlink_parent", "oci")
     cache = session_caches("symlink_parent", "oci")

@@ -883,7 +883,7 @@ def shared(lftest_user):
 
 def test_user_reads_root_only_file(user_can_mount, shared, layerfs_bin):
     """Without allow_other layerfs checks no permissions: the mounting user
-    reads a root-owned 0600 file of the image (DESIGN 3.11)."""
+    reads a root-owned 0600 file of the image (design.md 3.11)."""
     s = shared
     p = _as_user(user_can_mount,
                  "{b} mount --cache {c} {i} {m} && cat {m}/secret && "

@@ -3,7 +3,7 @@
 
 One test per (fixture, format, prefix).  The expected values all come from
 umoci's unpacked rootfs (docker-archive fixtures through skopeo first);
-nothing here is a hard-coded expectation.  What is compared (DESIGN 3):
+nothing here is a hard-coded expectation.  What is compared (design.md 3):
 type, mode incl. suid/sgid/sticky, uid, gid, size, mtime (+nsec) of files,
 symlinks and explicitly created dirs, symlink target, content sha256,
 rdev, xattrs (user.*, security.capability), hardlink partition, file nlink.
@@ -16,7 +16,7 @@ import pytest
 import oracle as O
 
 def _case(name, fmt, n):
-    # fixtures where umoci and DESIGN disagree run as (non-strict) xfail,
+    # fixtures where umoci and design.md disagree run as (non-strict) xfail,
     # so the report shows them and any change of behaviour
     first, reason = O.specs.UMOCI_DIFFERS.get(name, (None, None))
     marks = []

@@ -401,7 +401,7 @@ def _visible_nlink(tree):
     """Replace st_nlink of non-directories by the number of names of the
     same inode in the tree.  The kernel overlayfs reports the nlink of the
     underlying layer inode, which still counts names that an upper layer
-    whited out (overlayfs.rst: hardlinks in lower layers); DESIGN rule 7
+    whited out (overlayfs.rst: hardlinks in lower layers); design.md rule 3.7
     and umoci count the names that are visible."""
     count = {}
     for e in tree.values():

@@ -7,7 +7,7 @@ Expected values come from two independent places that must agree:
     the spec's file sizes, see WASTE_MIX below);
   * a small Python model (model_layers / model_dive below) run over the
     spec's ops, not over anything layerfs produced:
-      - per layer (OCI semantics, DESIGN 3): added = sizes of the layer's
+      - per layer (OCI semantics, design.md 3): added = sizes of the layer's
         regular-file entries (hardlinks carry none, whiteouts are empty);
         each such entry's fate is the first later event that touches it:
         a later entry at its path in the same layer, or in a later layer

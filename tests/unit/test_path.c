@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* test_path.c - tar path normalisation (DESIGN section 3 rule 1). */
+/* test_path.c - tar path normalisation (design.md section 3 rule 1). */
 #include <errno.h>
 
 #include "layerfs/path.h"
