@@ -299,18 +299,15 @@ int lf_cache_load(const char *path, const char *key, void **map, size_t *len,
 	void *p;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
-		  O_NONBLOCK);
-	if (fd < 0) {
-		ret = -errno;
-		if (ret == -ENOENT)
-			return ret;
-		return lf_err_set(err, ret, "cannot open '%s': %s", path,
-				  strerror(-ret));
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size < (off_t)sizeof(struct lf_cache_header)) {
-		close(fd);
+	fd = lf_open_own_file(path, &st);
+	if (fd == -ENOENT)
+		return fd;
+	if (fd < 0 && fd != -EINVAL)
+		return lf_err_set(err, fd, "cannot open '%s': %s", path,
+				  strerror(-fd));
+	if (fd < 0 || st.st_size < (off_t)sizeof(struct lf_cache_header)) {
+		if (fd >= 0)
+			close(fd);
 		return lf_err_set(err, -EINVAL, "'%s': %s", path,
 				  "not a layerfs index");
 	}

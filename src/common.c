@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
-/* common.c - the error record (struct lf_err), a whole write(2). */
+/* common.c - the error record (struct lf_err), a whole write(2), a safe
+ * open of our own files. */
 #include "layerfs/common.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int lf_err_set(struct lf_err *err, int code, const char *fmt, ...)
@@ -63,4 +66,19 @@ int lf_write_all(int fd, const void *data, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int lf_open_own_file(const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	int ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = fstat(fd, st) < 0 ? -errno : S_ISREG(st->st_mode) ? 0 : -EINVAL;
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
 }

@@ -700,13 +700,12 @@ static int load(const struct lf_image_layer *layer,
 		why = NULL;
 	if (!why && comp == LF_COMP_ZSTD) {
 		lf_buf_init(&copy);
-		/* never block on a FIFO or follow a link planted there */
 		if (!lf_buf_addf(&copy, "%s.tar", cache_path))
-			idx->tar_fd = open(copy.data, O_RDONLY | O_CLOEXEC |
-					   O_NOFOLLOW | O_NONBLOCK);
+			idx->tar_fd = lf_open_own_file(copy.data, &st);
 		lf_buf_release(&copy);
-		if (idx->tar_fd < 0 || fstat(idx->tar_fd, &st) < 0 ||
-		    !S_ISREG(st.st_mode) ||
+		if (idx->tar_fd < 0)
+			idx->tar_fd = -1;
+		if (idx->tar_fd < 0 ||
 		    (uint64_t)st.st_size != lf_le64(h->tar_size))
 			why = "the decompressed copy of the layer is missing";
 	}

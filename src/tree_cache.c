@@ -149,14 +149,14 @@ static int load(const char *path, const char *key, struct lf_tree *t,
 	size_t len;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0) {
-		*why = strerror(errno);
-		return errno == ENOENT ? -ENOENT : -EINVAL;
+	fd = lf_open_own_file(path, &st);
+	if (fd < 0 && fd != -EINVAL) {
+		*why = strerror(-fd);
+		return fd == -ENOENT ? -ENOENT : -EINVAL;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size < (off_t)sizeof(*h)) {
-		close(fd);
+	if (fd < 0 || st.st_size < (off_t)sizeof(*h)) {
+		if (fd >= 0)
+			close(fd);
 		*why = "not a layerfs tree";
 		return -EINVAL;
 	}

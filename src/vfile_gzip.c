@@ -303,17 +303,17 @@ static const char *load_saved(struct gzv *g, const char *path,
 	uint64_t plen;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0)
-		return errno == ENOENT ? "" : "cannot be opened";
+	fd = lf_open_own_file(path, &st);
+	if (fd < 0 && fd != -EINVAL)
+		return fd == -ENOENT ? "" : "cannot be opened";
 	lf_buf_init(&all);
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size < sizeof(h) ||
+	if (fd < 0 || (uint64_t)st.st_size < sizeof(h) ||
 	    (uint64_t)st.st_size > SAVED_MAX)
 		why = "not a regular file of a plausible size";
 	else if (read_all(fd, &all, (size_t)st.st_size))
 		why = "cannot be read";
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	if (why)
 		goto out;
 	memcpy(&h, all.data, sizeof(h));

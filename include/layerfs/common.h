@@ -58,6 +58,15 @@ void lf_err_clear(struct lf_err *err);
  * 0 or -errno. */
 int lf_write_all(int fd, const void *data, size_t len);
 
+struct stat;
+/*
+ * Open a file layerfs wrote itself (a cache file) for reading: no symlink
+ * followed, never blocking on a FIFO planted there, anything but a regular
+ * file refused.  The fd (st filled), or -errno: -ENOENT no such file,
+ * -EINVAL not a regular file.
+ */
+int lf_open_own_file(const char *path, struct stat *st);
+
 /* Checked arithmetic: return true on overflow, leaving *r unspecified. */
 static inline bool lf_add_overflow(uint64_t a, uint64_t b, uint64_t *r)
 {
