@@ -72,14 +72,11 @@ def run(*args, check=True):
     return p
 
 
-def stream(*args):
-    """Run layerfs with stdout as a stream; yield its lines (bytes, without
+def _lines(argv, env=None):
+    """Run argv with stdout as a stream; yield its lines (bytes, without
     the newline), then check the exit status."""
-    e = dict(os.environ)
-    e.pop("LAYERFS_CACHE", None)
-    proc = subprocess.Popen([O.LAYERFS] + [str(a) for a in args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=e)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
     try:
         for line in proc.stdout:
             yield line.rstrip(b"\n")
@@ -89,8 +86,15 @@ def stream(*args):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert rc == 0, "layerfs %s: exit %d: %s" % (
-        " ".join(str(a)[:80] for a in args), rc, err[:2000])
+    assert rc == 0, "%s: exit %d: %s" % (
+        " ".join(str(a)[:80] for a in argv), rc, err[:2000])
+
+
+def stream(*args):
+    """layerfs ARGS as a stream of lines (see _lines)."""
+    e = dict(os.environ)
+    e.pop("LAYERFS_CACHE", None)
+    return _lines([O.LAYERFS] + [str(a) for a in args], e)
 
 
 def want(n, drop=()):
@@ -308,18 +312,7 @@ def test_diff_deep_upper(image, cache, upper):
 def find_lines(mnt):
     """`find MNT -printf '%y %P\\n'` as a stream (find walks with fts, no
     path longer than PATH_MAX is ever passed to the kernel)."""
-    proc = subprocess.Popen(["find", mnt, "-printf", "%y %P\\n"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        for line in proc.stdout:
-            yield line.rstrip(b"\n")
-        err = proc.stderr.read()
-        rc = proc.wait(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert rc == 0, err[:2000]
+    return _lines(["find", mnt, "-printf", "%y %P\\n"])
 
 
 def open_deep(mnt, path):
