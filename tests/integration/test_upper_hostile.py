@@ -33,6 +33,17 @@ pytestmark = fh.fuse_marker()
 T = 60  # seconds: every command and every mount finishes well within this
 
 
+def _wait_unfrozen(proc, daemon, why):
+    """Wait for a process working through the mount; if it hangs, the mount
+    is frozen: killing the daemon is the only way to free it, then fail."""
+    try:
+        proc.wait(timeout=T / 3)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        proc.wait()
+        pytest.fail(why)
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     if not O.have_layerfs():
@@ -126,12 +137,8 @@ def test_fifo_swapped_in_blocks_nobody(mounted, flags):
         reader = subprocess.Popen([sys.executable, "-c", READER, "",
                                    m("etc/passwd"), m("etc/shadow"),
                                    m("usr/bin/su")], stdout=subprocess.PIPE)
-        try:
-            reader.wait(timeout=T / 3)
-        except subprocess.TimeoutExpired:
-            daemon.kill()  # the mount is frozen: only this frees the reader
-            reader.wait()
-            pytest.fail("a FIFO open through the mount froze other readers")
+        _wait_unfrozen(reader, daemon,
+                       "a FIFO open through the mount froze other readers")
         assert reader.returncode == 0
         want = 200 * (len(open(m("etc/passwd"), "rb").read()) +
                       len(b"root:*::::::\n") + 3000)
@@ -459,11 +466,6 @@ print(len(res))
 """
     p = subprocess.Popen([sys.executable, "-c", code, mnt],
                          stdout=subprocess.PIPE)
-    try:
-        p.wait(timeout=T / 3)
-    except subprocess.TimeoutExpired:
-        daemon.kill()  # the mount is frozen: only this frees the threads
-        p.wait()
-        pytest.fail("FIFO opens through the mount froze it")
+    _wait_unfrozen(p, daemon, "FIFO opens through the mount froze it")
     assert p.returncode == 0
     assert p.stdout.read() == b"8\n"
