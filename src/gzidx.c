@@ -740,3 +740,12 @@ size_t lf_gzidx_find(const struct lf_gzidx_view *view, uint64_t off)
 	}
 	return lo ? lo - 1 : 0;
 }
+
+void lf_gzidx_view_set(struct lf_gzidx_view *v, const struct lf_buf *points,
+		       const struct lf_buf *windows)
+{
+	v->points = (const void *)points->data;
+	v->npoints = points->len / sizeof(struct lf_gzidx_point);
+	v->windows = (const void *)windows->data;
+	v->windows_len = windows->len;
+}

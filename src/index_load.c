@@ -329,10 +329,7 @@ static int rebuild_points(struct lf_index *idx, const struct lf_vfile *blob,
 				 "was indexed", lf_vfile_name(blob));
 	if (ret)
 		return ret;
-	idx->gz.points = (const void *)idx->gz_points.data;
-	idx->gz.npoints = idx->gz_points.len / sizeof(struct lf_gzidx_point);
-	idx->gz.windows = (const void *)idx->gz_windows.data;
-	idx->gz.windows_len = idx->gz_windows.len;
+	lf_gzidx_view_set(&idx->gz, &idx->gz_points, &idx->gz_windows);
 	return 0;
 }
 

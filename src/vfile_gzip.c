@@ -344,10 +344,7 @@ static const char *load_saved(struct gzv *g, const char *path,
 	}
 	g->view.total_in = lf_le64(h.total_in);
 	g->view.total_out = lf_le64(h.total_out);
-	g->view.points = (const void *)g->points.data;
-	g->view.npoints = (size_t)lf_le64(h.npoints);
-	g->view.windows = (const void *)g->windows.data;
-	g->view.windows_len = g->windows.len;
+	lf_gzidx_view_set(&g->view, &g->points, &g->windows);
 	if (g->view.total_in != lf_vfile_size(g->file) || !points_ok(g))
 		why = "a checkpoint is impossible for this file";
 out:
@@ -457,10 +454,7 @@ static int build(struct gzv *g, struct lf_err *err)
 	free(scratch);
 	if (ret)
 		return ret;
-	g->view.points = (const void *)g->points.data;
-	g->view.npoints = g->points.len / sizeof(struct lf_gzidx_point);
-	g->view.windows = (const void *)g->windows.data;
-	g->view.windows_len = g->windows.len;
+	lf_gzidx_view_set(&g->view, &g->points, &g->windows);
 	for (i = 0; i < g->view.npoints; i++)
 		if (span_end(g, i) - lf_le64(g->view.points[i].out) > SPAN_MAX)
 			return lf_err_set(err, -EFBIG,

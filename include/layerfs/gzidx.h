@@ -87,6 +87,11 @@ int lf_gzidx_builder_new(uint64_t span, lf_gzidx_read_fn rd, void *ctx,
 int lf_gzidx_builder_read(struct lf_gzidx_builder *b, void *buf, size_t len,
 			  size_t *got, struct lf_err *err);
 
+/* Point a view at the point array and windows blob held in two buffers
+ * (as lf_gzidx_builder_finish() fills them); totals are left as they are. */
+void lf_gzidx_view_set(struct lf_gzidx_view *v, const struct lf_buf *points,
+		       const struct lf_buf *windows);
+
 /*
  * After the end: append the point array and the windows blob to `points` and
  * `windows` (both caller-owned buffers), and report totals.  window_off
