@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lf_test.h - the tiny unit-test harness (STYLE section 9).
+ * lf_test.h - the tiny unit-test harness.
  *
  *   LF_TEST(name) { CHECK(x); CHECK_EQ_INT(a, b); ... }
  *   int main(int argc, char **argv) { return lf_test_main(argc, argv); }

@@ -11,7 +11,7 @@
 
 #include "layerfs/tarscan.h"
 #include "lf_test.h"
-#include "../../src/tarscan_internal.h"
+#include "tarscan_internal.h"
 
 #define MAXE 64
 

@@ -3,7 +3,7 @@
 #ifndef LAYERFS_FSOPS_INTERNAL_H
 #define LAYERFS_FSOPS_INTERNAL_H
 
-/* Debian 12 ships libfuse 3.14: pin the API there (STYLE section 8). */
+/* Debian 12 ships libfuse 3.14: pin the API there. */
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
