@@ -22,6 +22,9 @@ grep -r).  Ratios are against the kernel overlayfs of the same run.
 times and prints, for each size, the cached commands (layers, ls -R, diff,
 waste), the warm mount and the daemon's RSS after find -ls; the RSS slope
 between the smallest and the largest is the per-entry memory figure.
+
+--compare BINARY measures another layerfs build (an older commit, say) in the
+same run, on the same image, and prints this build's figures over its.
 """
 
 import argparse
@@ -284,6 +287,10 @@ def main():
                     help="K[,K...]: also build K times larger images and "
                          "print the cached-command and warm-mount figures "
                          "of each (e.g. 2,4: about 47k and 93k entries)")
+    ap.add_argument("--compare", metavar="BINARY",
+                    help="also measure this other layerfs binary (e.g. a "
+                         "build of an older commit) in the same run, "
+                         "with its own cold cache, and print new/old")
     a = ap.parse_args()
     work = os.path.abspath(a.workdir)
     os.makedirs(work, exist_ok=True)
@@ -315,6 +322,11 @@ def main():
     results["layerfs"] = measure(
         Layerfs(a.layerfs, img, cache), mnt, a.runs,
         cold_setup=lambda: shutil.rmtree(cache, ignore_errors=True))
+    if a.compare:
+        ocache = os.path.join(work, "cache-compare")
+        results["layerfs (compare)"] = measure(
+            Layerfs(os.path.abspath(a.compare), img, ocache), mnt, a.runs,
+            cold_setup=lambda: shutil.rmtree(ocache, ignore_errors=True))
     results["kernel overlayfs"] = measure(KernelOverlay(lower), mnt, a.runs)
     results["fuse-overlayfs"] = measure(FuseOverlay(lower), mnt, a.runs)
     results["extract-then-grep"] = extract_then_grep(img, work)
@@ -329,9 +341,14 @@ def main():
 
     scaled = {}
     scales = sorted({int(k) for k in a.scale.split(",") if k.strip()} - {1})
-    if scales:
+    if scales or a.compare:
         scaled["x1"] = dict(command_figures(a.layerfs, img, cache, a.runs),
                             entries=entries)
+    if a.compare:
+        scaled["x1 (compare)"] = dict(
+            command_figures(os.path.abspath(a.compare), img,
+                            os.path.join(work, "cache-compare"), a.runs),
+            entries=entries)
     for k in scales:
         big = os.path.join(work, "image-x%d" % k)
         if not os.path.exists(os.path.join(big, "index.json")):
@@ -382,18 +399,31 @@ def main():
             print("%-14s" % k + "".join(
                 "%16s" % (scaled[c][k] if k == "entries"
                           else "%.3f s" % scaled[c][k]) for c in cols))
-    if len(scaled) >= 2:
-        by_size = sorted(scaled.items(), key=lambda kv: kv[1]["entries"])
+    sizes = {c: v for c, v in scaled.items() if "compare" not in c}
+    if len(sizes) >= 2:
+        by_size = sorted(sizes.items(), key=lambda kv: kv[1]["entries"])
         (c1, s1), (c4, s4) = by_size[0], by_size[-1]
         de = s4["entries"] - s1["entries"]
         dr = s4["RSS after find"] - s1["RSS after find"]
         print("%-14s" % "RSS after find" + "".join(
             "%16s" % fmt_val("RSS after find", scaled[c]["RSS after find"])
-            for c in cols))
+            for c in sizes))
         print("layerfs daemon, %s -> %s: %.0f bytes of RSS per added entry "
               "after find -ls; names average %.1f bytes per entry" % (
                   c1, c4, dr / max(de, 1),
                   s4["name bytes"] / max(s4["entries"], 1)))
+    if a.compare:
+        print("\nlayerfs / layerfs (compare), same run (above 1.00: this "
+              "build is slower):")
+        new, old = results["layerfs"], results["layerfs (compare)"]
+        for k in keys:
+            if new.get(k) and old.get(k):
+                print("  %-16s %.2f" % (k, new[k] / old[k]))
+        new, old = scaled["x1"], scaled["x1 (compare)"]
+        for k in ("warm mount", "layers", "ls -R", "diff", "waste",
+                  "RSS after find"):
+            if new.get(k) and old.get(k):
+                print("  %-16s %.2f (cached command)" % (k, new[k] / old[k]))
     meta = results["layerfs"].get("RSS after find")
     if meta:
         print("layerfs daemon: RSS after find -ls / entries = %.0f bytes "
