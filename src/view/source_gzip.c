@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+/* source_gzip.c - gzip layers: inflate from the nearest checkpoint, through
+ * the chunk LRU. */
+#include "blob_internal.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A gzip chunk: checkpoint span i, hashed whole while indexing. */
+static int check_gz_span(struct lf_blob *b, size_t i, uint64_t start,
+			 const struct lf_chunk *c, struct lf_err *err)
+{
+	uint64_t want;
+
+	if (!lf_index_span_sum(b->idx, i, &want) &&
+	    lf_cache_hash64(c->data, c->len) == want)
+		return 0;
+	return lf_blob_span_damaged(b, start, err);
+}
+
+/* The decompressed span of checkpoint i, referenced (lf_chunk_unref). */
+static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
+		     size_t i, bool worker, struct lf_chunk **out,
+		     struct lf_err *err)
+{
+	uint64_t start = gz->points[i].out;
+	uint64_t end = i + 1 < gz->npoints ? gz->points[i + 1].out
+					   : gz->total_out;
+	struct lf_chunk *c;
+	size_t got = 0;
+	int ret;
+
+	if (b->cc && (c = lf_chunk_get(b->cc, b->id, i))) {
+		*out = c;
+		return 0;
+	}
+	/* the read-ahead worker may be inflating this very chunk */
+	if (b->cc && !worker) {
+		lf_chunk_wait_inflight(b->cc, b->id, i);
+		if ((c = lf_chunk_get(b->cc, b->id, i))) {
+			*out = c;
+			return 0;
+		}
+		/* a sequential reader wants the next one soon: start it now,
+		 * on the other core, while this one inflates here */
+		if (i + 1 < gz->npoints)
+			lf_chunk_prefetch(b->cc, b, i + 1);
+	}
+	if (end - start > SIZE_MAX - sizeof(*c))
+		return lf_err_set(err, -EFBIG, "chunk too large");
+	if (!(c = lf_blob_chunk_new(b, i, (size_t)(end - start))))
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	ret = lf_gzidx_extract(gz, i, b->vf, c->data, c->len, &got, err);
+	if (!ret && got != c->len)
+		ret = lf_err_set(err, -EIO,
+				 "'%s': gzip stream ends early at offset %llu",
+				 lf_vfile_name(b->vf),
+				 (unsigned long long)(start + got));
+	/* inflating a changed blob often fails or runs short: say why */
+	if (!ret || ret == -EIO || ret == -EINVAL) {
+		struct lf_err cerr;
+
+		if (lf_blob_check_file(b, &cerr)) {
+			*err = cerr;
+			ret = -EIO;
+		}
+	}
+	if (!ret)
+		ret = check_gz_span(b, i, start, c, err);
+	if (ret) {
+		free(c);
+		return ret;
+	}
+	*out = b->cc ? lf_chunk_put(b->cc, c) : c;
+	return 0;
+}
+
+void lf_blob_fill_chunk(struct lf_blob *b, uint64_t no)
+{
+	struct lf_chunk *c = NULL;
+	struct lf_err err;
+
+	const struct lf_gzidx_view *gz;
+
+	/* errors surface again, with a message, when a reader asks */
+	if (!lf_index_gzidx_checked(b->idx, b->vf, &gz, &err) && gz &&
+	    no < gz->npoints && !get_chunk(b, gz, (size_t)no, true, &c, &err))
+		lf_chunk_unref(c);
+}
+
+ssize_t lf_gz_pread(struct lf_blob *b, void *buf, size_t len,
+		    uint64_t off, struct lf_err *err)
+{
+	const struct lf_gzidx_view *gz;
+	size_t done = 0;
+	int ret = lf_index_gzidx_checked(b->idx, b->vf, &gz, err);
+
+	if (ret)
+		return ret;
+	while (done < len && off < b->tar_size) {
+		size_t i = lf_gzidx_find(gz, off), n;
+		struct lf_chunk *c = NULL;
+		uint64_t skip;
+
+		if ((ret = get_chunk(b, gz, i, false, &c, err)))
+			return ret;
+		skip = off - gz->points[i].out;
+		if (skip >= c->len) { /* cannot happen with a checked index */
+			lf_chunk_unref(c);
+			return lf_err_set(err, -EIO, "'%s': bad checkpoint",
+					  lf_vfile_name(b->vf));
+		}
+		n = LF_MIN(len - done, c->len - (size_t)skip);
+		memcpy((char *)buf + done, c->data + skip, n);
+		lf_chunk_unref(c);
+		done += n;
+		off += n;
+	}
+	return (ssize_t)done;
+}
