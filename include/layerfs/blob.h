@@ -23,22 +23,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "layerfs/chunk_cache.h"
 #include "layerfs/common.h"
 #include "layerfs/index.h"
 #include "layerfs/vfile.h"
 
-struct lf_chunk_cache;
 struct lf_blob;
-
-/* Default chunk cache capacity (bytes of decompressed data). */
-#define LF_CHUNK_CACHE_DEFAULT (64u << 20)
-
-/* A cache holding at most `capacity` bytes of chunks (LRU eviction). */
-int lf_chunk_cache_new(size_t capacity, struct lf_chunk_cache **out);
-void lf_chunk_cache_free(struct lf_chunk_cache *cc);
-/* Hits and misses so far (for statistics and tests). */
-void lf_chunk_cache_stats(const struct lf_chunk_cache *cc, uint64_t *hits,
-			  uint64_t *misses);
 
 /*
  * Open random access over `blob` described by `idx`.  `cc` may be NULL for

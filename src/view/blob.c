@@ -61,13 +61,8 @@ int lf_blob_open(const struct lf_vfile *blob, const struct lf_index *idx,
 void lf_blob_close(struct lf_blob *b)
 {
 	if (b && b->cc)
-		lf_chunk_forget_blob(b->cc, b);
+		lf_chunk_forget(b->cc, b->id);
 	free(b);
-}
-
-uint64_t lf_blob_id(const struct lf_blob *b)
-{
-	return b->id;
 }
 
 ssize_t lf_blob_pread(struct lf_blob *b, void *buf, size_t len, uint64_t off,

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /* blob_lru.c - the LRU of decompressed chunks shared by all blobs. */
-#include "blob_internal.h"
+#include "blob_lru.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #define NBUCKETS 4096
@@ -11,8 +12,9 @@
 #define PREFETCH_QUEUE 32
 
 struct prefetch_req {
-	struct lf_blob *b;
-	uint64_t no;
+	lf_chunk_fill_fn fill;	/* NULL: none (busy: the worker is idle) */
+	void *ctx;
+	uint64_t id, no;
 };
 
 struct lf_chunk_cache {
@@ -23,7 +25,7 @@ struct lf_chunk_cache {
 	bool started, stop;
 	struct prefetch_req q[PREFETCH_QUEUE];
 	size_t qhead, qlen;
-	struct prefetch_req busy;	/* b == NULL when idle */
+	struct prefetch_req busy;	/* fill == NULL when idle */
 	size_t capacity;		/* bytes */
 	size_t used;			/* protected by lock */
 	struct lf_chunk *head, *tail;	/* most recent first; lock */
@@ -216,17 +218,17 @@ static void *prefetch_worker(void *arg)
 		cc->qlen--;
 		cc->busy = r;
 		pthread_mutex_unlock(&cc->lock);
-		lf_blob_fill_chunk(r.b, r.no);
+		r.fill(r.ctx, r.no);
 		pthread_mutex_lock(&cc->lock);
-		cc->busy.b = NULL;
+		cc->busy.fill = NULL;
 		pthread_cond_broadcast(&cc->done);
 	}
 	pthread_mutex_unlock(&cc->lock);
 	return NULL;
 }
 
-void lf_chunk_prefetch(struct lf_chunk_cache *cc, struct lf_blob *b,
-		       uint64_t no)
+void lf_chunk_prefetch(struct lf_chunk_cache *cc, lf_chunk_fill_fn fill,
+		       void *ctx, uint64_t blob_id, uint64_t no)
 {
 	size_t i;
 
@@ -237,18 +239,18 @@ void lf_chunk_prefetch(struct lf_chunk_cache *cc, struct lf_blob *b,
 					      prefetch_worker, cc);
 	}
 	if (!cc->started || cc->qlen == PREFETCH_QUEUE ||
-	    find(cc, lf_blob_id(b), no) ||
-	    (cc->busy.b == b && cc->busy.no == no))
+	    find(cc, blob_id, no) ||
+	    (cc->busy.fill && cc->busy.id == blob_id && cc->busy.no == no))
 		goto out;
 	for (i = 0; i < cc->qlen; i++) {
 		struct prefetch_req *r = &cc->q[(cc->qhead + i) %
 						PREFETCH_QUEUE];
 
-		if (r->b == b && r->no == no)
+		if (r->id == blob_id && r->no == no)
 			goto out;
 	}
 	cc->q[(cc->qhead + cc->qlen++) % PREFETCH_QUEUE] =
-		(struct prefetch_req){ b, no };
+		(struct prefetch_req){ fill, ctx, blob_id, no };
 	pthread_cond_signal(&cc->work);
 out:
 	pthread_mutex_unlock(&cc->lock);
@@ -258,13 +260,12 @@ void lf_chunk_wait_inflight(struct lf_chunk_cache *cc, uint64_t blob_id,
 			    uint64_t no)
 {
 	pthread_mutex_lock(&cc->lock);
-	while (cc->busy.b && lf_blob_id(cc->busy.b) == blob_id &&
-	       cc->busy.no == no)
+	while (cc->busy.fill && cc->busy.id == blob_id && cc->busy.no == no)
 		pthread_cond_wait(&cc->done, &cc->lock);
 	pthread_mutex_unlock(&cc->lock);
 }
 
-void lf_chunk_forget_blob(struct lf_chunk_cache *cc, struct lf_blob *b)
+void lf_chunk_forget(struct lf_chunk_cache *cc, uint64_t blob_id)
 {
 	size_t i, kept = 0;
 
@@ -272,11 +273,11 @@ void lf_chunk_forget_blob(struct lf_chunk_cache *cc, struct lf_blob *b)
 	for (i = 0; i < cc->qlen; i++) {
 		struct prefetch_req r = cc->q[(cc->qhead + i) % PREFETCH_QUEUE];
 
-		if (r.b != b)
+		if (r.id != blob_id)
 			cc->q[(cc->qhead + kept++) % PREFETCH_QUEUE] = r;
 	}
 	cc->qlen = kept;
-	while (cc->busy.b == b)
+	while (cc->busy.fill && cc->busy.id == blob_id)
 		pthread_cond_wait(&cc->done, &cc->lock);
 	pthread_mutex_unlock(&cc->lock);
 }

@@ -20,6 +20,8 @@ static int check_gz_span(struct lf_blob *b, size_t i, uint64_t start,
 	return lf_blob_span_damaged(b, start, err);
 }
 
+static void fill_chunk(void *ctx, uint64_t no);
+
 /* The decompressed span of checkpoint i, referenced (lf_chunk_unref). */
 static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 		     size_t i, bool worker, struct lf_chunk **out,
@@ -46,7 +48,8 @@ static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 		/* a sequential reader wants the next one soon: start it now,
 		 * on the other core, while this one inflates here */
 		if (i + 1 < gz->npoints)
-			lf_chunk_prefetch(b->cc, b, i + 1);
+			lf_chunk_prefetch(b->cc, fill_chunk, b, b->id,
+					  i + 1);
 	}
 	if (end - start > SIZE_MAX - sizeof(*c))
 		return lf_err_set(err, -EFBIG, "chunk too large");
@@ -77,8 +80,10 @@ static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 	return 0;
 }
 
-void lf_blob_fill_chunk(struct lf_blob *b, uint64_t no)
+/* The read-ahead worker's fill callback (blob_lru.h); ctx is the blob. */
+static void fill_chunk(void *ctx, uint64_t no)
 {
+	struct lf_blob *b = ctx;
 	struct lf_chunk *c = NULL;
 	struct lf_err err;
 
