@@ -1,16 +1,46 @@
 // SPDX-License-Identifier: MIT
-/* source.c - what the plain, gzip and zstd readers share: the blob file's
- * identity, damaged spans, chunks. */
-#include "blob_internal.h"
+/* source.c - what the backends share: the blob file's identity, the
+ * checksums, damaged spans, chunks. */
+#include "layerfs/source.h"
+
+#include "blob_lru.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-ssize_t lf_fd_pread(int fd, void *buf, size_t len, uint64_t off)
+void lf_source_init(struct lf_blob *b, const struct lf_source_ops *ops,
+		    const struct lf_source_loc *loc)
+{
+	b->ops = ops;
+	b->vf = loc->blob;
+	b->idx = loc->idx;
+	b->cc = loc->cc;
+	b->tar_size = lf_index_tar_size(loc->idx);
+	b->id = loc->cc ? lf_chunk_cache_new_id(loc->cc) : 0;
+	b->has_id = loc->blob && !lf_vfile_stat(loc->blob, &b->st);
+	atomic_init(&b->changed, false);
+}
+
+const char *lf_source_name(const struct lf_blob *b)
+{
+	return b->vf ? lf_vfile_name(b->vf) : "?";
+}
+
+int lf_source_need_sums(const struct lf_blob *b, uint64_t last,
+			struct lf_err *err)
+{
+	uint64_t sum;
+
+	if (!b->tar_size || !lf_index_span_sum(b->idx, last, &sum))
+		return 0;
+	return lf_err_set(err, -EINVAL, "'%s': the index has no checksums",
+			  lf_source_name(b));
+}
+
+ssize_t lf_source_fd_pread(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 
@@ -43,7 +73,7 @@ static bool same_file(const struct stat *a, const struct stat *b)
  * the bytes are read: a write that could have reached them has already
  * moved mtime and ctime.  A fstat per chunk, not per byte.
  */
-int lf_blob_check_file(struct lf_blob *b, struct lf_err *err)
+int lf_source_check_file(struct lf_blob *b, struct lf_err *err)
 {
 	struct stat st;
 
@@ -55,29 +85,20 @@ int lf_blob_check_file(struct lf_blob *b, struct lf_err *err)
 	if (!atomic_load(&b->changed))
 		return 0;
 	lf_err_set(err, -EIO, "'%s': the blob file changed since it was "
-		   "opened", lf_blob_name(b));
+		   "opened", lf_source_name(b));
 	return err->code;
 }
 
-int lf_blob_span_damaged(struct lf_blob *b, uint64_t off,
-			 struct lf_err *err)
+int lf_source_differs(const struct lf_blob *b, uint64_t off,
+		      struct lf_err *err)
 {
-	char copy[4096];
-
-	if (b->tar_fd >= 0) {
-		lf_index_drop_copy(b->idx, copy, sizeof(copy));
-		return lf_err_set(err, -EIO, "'%s': its decompressed copy '%s' "
-				  "is damaged at offset %llu (removed: the "
-				  "next run rebuilds it)", lf_blob_name(b), copy,
-				  (unsigned long long)off);
-	}
 	return lf_err_set(err, -EIO, "'%s': bytes at offset %llu of the "
 			  "layer differ from when it was indexed",
-			  lf_blob_name(b), (unsigned long long)off);
+			  lf_source_name(b), (unsigned long long)off);
 }
 
-struct lf_chunk *lf_blob_chunk_new(struct lf_blob *b, uint64_t no,
-				   size_t len)
+struct lf_chunk *lf_source_chunk_new(const struct lf_blob *b, uint64_t no,
+				     size_t len)
 {
 	struct lf_chunk *c = malloc(sizeof(*c) + len);
 

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
-/* source_dir.c - directory layers: a file's bytes from the host file. */
-#include "blob_internal.h"
+/* source_dir.c - directory layers: a file's bytes from the host file (a
+ * directory layer has no tar stream). */
+#include "layerfs/source.h"
 
 #include "layerfs/path.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,9 +16,9 @@
  * Directory layers: open the file by its path below the layer directory,
  * one component at a time and never through a symlink, then pread.
  */
-ssize_t lf_dir_read_file(struct lf_blob *b, const struct lf_idx_entry *e,
-			 void *buf, size_t len, uint64_t off,
-			 struct lf_err *err)
+static ssize_t dir_read_file(struct lf_blob *b,
+			     const struct lf_idx_entry *e, void *buf,
+			     size_t len, uint64_t off, struct lf_err *err)
 {
 	const char *path = lf_index_path(b->idx, e), *p = path, *comp;
 	char name[NAME_MAX + 1];
@@ -44,10 +46,51 @@ ssize_t lf_dir_read_file(struct lf_blob *b, const struct lf_idx_entry *e,
 	if (fd < 0)
 		return lf_err_set(err, -EIO, "cannot open '%s' of directory "
 				  "layer: %s", path, strerror(errno));
-	n = lf_fd_pread(fd, buf, len, off);
+	n = lf_source_fd_pread(fd, buf, len, off);
 	close(fd);
 	if (n < 0)
 		return lf_err_set(err, (int)n, "cannot read '%s' of directory "
 				  "layer: %s", path, strerror((int)-n));
 	return n;
 }
+
+static ssize_t dir_pread(struct lf_blob *b, void *buf, size_t len,
+			 uint64_t off, struct lf_err *err)
+{
+	(void)b;
+	(void)buf;
+	(void)len;
+	(void)off;
+	return lf_err_set(err, -EINVAL, "a directory layer has no tar stream");
+}
+
+static bool dir_match(const struct lf_source_loc *loc)
+{
+	return lf_index_dir_fd(loc->idx) >= 0;
+}
+
+static int dir_open(const struct lf_source_loc *loc, struct lf_blob **out,
+		    struct lf_err *err)
+{
+	struct lf_blob *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	lf_source_init(b, &lf_source_dir, loc);
+	*out = b;
+	return 0;
+}
+
+static void dir_close(struct lf_blob *b)
+{
+	free(b);
+}
+
+const struct lf_source_ops lf_source_dir = {
+	.name = "dir",
+	.match = dir_match,
+	.open = dir_open,
+	.pread = dir_pread,
+	.read_file = dir_read_file,
+	.close = dir_close,
+};

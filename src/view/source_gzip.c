@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* source_gzip.c - gzip layers: inflate from the nearest checkpoint, through
- * the chunk LRU. */
-#include "blob_internal.h"
+ * the chunk LRU, with read-ahead; each span checked against SPANSUMS. */
+#include "layerfs/source.h"
+
+#include "blob_lru.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -17,7 +19,7 @@ static int check_gz_span(struct lf_blob *b, size_t i, uint64_t start,
 	if (!lf_index_span_sum(b->idx, i, &want) &&
 	    lf_cache_hash64(c->data, c->len) == want)
 		return 0;
-	return lf_blob_span_damaged(b, start, err);
+	return lf_source_differs(b, start, err);
 }
 
 static void fill_chunk(void *ctx, uint64_t no);
@@ -53,7 +55,7 @@ static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 	}
 	if (end - start > SIZE_MAX - sizeof(*c))
 		return lf_err_set(err, -EFBIG, "chunk too large");
-	if (!(c = lf_blob_chunk_new(b, i, (size_t)(end - start))))
+	if (!(c = lf_source_chunk_new(b, i, (size_t)(end - start))))
 		return lf_err_set(err, -ENOMEM, "out of memory");
 	ret = lf_gzidx_extract(gz, i, b->vf, c->data, c->len, &got, err);
 	if (!ret && got != c->len)
@@ -65,7 +67,7 @@ static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 	if (!ret || ret == -EIO || ret == -EINVAL) {
 		struct lf_err cerr;
 
-		if (lf_blob_check_file(b, &cerr)) {
+		if (lf_source_check_file(b, &cerr)) {
 			*err = cerr;
 			ret = -EIO;
 		}
@@ -80,7 +82,7 @@ static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 	return 0;
 }
 
-/* The read-ahead worker's fill callback (blob_lru.h); ctx is the blob. */
+/* The read-ahead worker's fill callback (blob_lru.h); ctx is the source. */
 static void fill_chunk(void *ctx, uint64_t no)
 {
 	struct lf_blob *b = ctx;
@@ -95,8 +97,8 @@ static void fill_chunk(void *ctx, uint64_t no)
 		lf_chunk_unref(c);
 }
 
-ssize_t lf_gz_pread(struct lf_blob *b, void *buf, size_t len,
-		    uint64_t off, struct lf_err *err)
+static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
+			uint64_t off, struct lf_err *err)
 {
 	const struct lf_gzidx_view *gz;
 	size_t done = 0;
@@ -125,3 +127,39 @@ ssize_t lf_gz_pread(struct lf_blob *b, void *buf, size_t len,
 	}
 	return (ssize_t)done;
 }
+
+static bool gz_match(const struct lf_source_loc *loc)
+{
+	return lf_index_compression(loc->idx) == LF_COMP_GZIP;
+}
+
+static int gz_open(const struct lf_source_loc *loc, struct lf_blob **out,
+		   struct lf_err *err)
+{
+	struct lf_blob *b = calloc(1, sizeof(*b));
+	int ret;
+
+	if (!b)
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	lf_source_init(b, &lf_source_gzip, loc);
+	if ((ret = lf_source_need_sums(b, lf_index_gzidx(loc->idx)->npoints - 1,
+				       err))) {
+		free(b);
+		return ret;
+	}
+	*out = b;
+	return 0;
+}
+
+static void gz_close(struct lf_blob *b)
+{
+	free(b);
+}
+
+const struct lf_source_ops lf_source_gzip = {
+	.name = "gzip",
+	.match = gz_match,
+	.open = gz_open,
+	.pread = gz_pread,
+	.close = gz_close,
+};
