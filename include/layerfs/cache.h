@@ -26,7 +26,8 @@
  * before the checksum field, of every byte after the header up to the
  * GZWINDOWS section (which is last), and of that section.  The first two are
  * checked at load; the windows on first use (lf_cache_check_windows(),
- * through lf_index_gzidx_checked()), so a mount does not read them.  The
+ * through lf_index_check_windows() by the gzip source), so a mount does not
+ * read them.  The
  * hashes catch corruption; lf_index_attach() checks every offset
  * regardless.  Files are written to a temp file in the cache
  * directory and renamed into place, so readers see a whole file or none; a

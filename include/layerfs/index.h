@@ -17,6 +17,11 @@
  *
  * This module knows nothing of trees or FUSE.  Ownership: a struct lf_index
  * owns its mapping; every pointer it returns is valid until lf_index_close().
+ * It is the immutable description of a layer: reading the layer's bytes,
+ * with the state that needs (the checked checkpoint windows, the fds they
+ * are read through), is the layer sources' (source.h).  The index only
+ * hands over what indexing opened (the zstd copy, the directory) as fds
+ * that it keeps open until lf_index_close() and a source dups.
  * Thread safety: read-only after open; any number of readers.  Distinct layers
  * may be opened concurrently from different threads.
  */
@@ -99,18 +104,17 @@ const uint8_t *lf_index_checksum(const struct lf_index *idx);
 /* true when loaded from the cache rather than built now. */
 bool lf_index_cached(const struct lf_index *idx);
 /* Checkpoints of a gzip layer (NULL for others), unchecked: their windows
- * are not covered by the load-time checksum. */
+ * are not covered by the load-time checksum (lf_index_check_windows). */
 const struct lf_gzidx_view *lf_index_gzidx(const struct lf_index *idx);
 /*
- * The checkpoints, their windows checked against the cache file's checksum
- * on the first call (later calls cost an atomic load).  Damaged windows are
- * rebuilt in memory from `blob` (one pass, a warning, and the cache file is
- * removed so the next run rebuilds it).  *out is NULL for non-gzip layers.
- * Thread-safe.
+ * Check the checkpoint windows against the cache file's checksum: 0, or
+ * -EIO when they are damaged (the gzip source then rebuilds them in memory
+ * and removes lf_index_cache_path()).  0 for an index built now.  Reads the
+ * whole section: call it once.
  */
-int lf_index_gzidx_checked(const struct lf_index *idx,
-			   const struct lf_vfile *blob,
-			   const struct lf_gzidx_view **out, struct lf_err *err);
+int lf_index_check_windows(const struct lf_index *idx);
+/* The cache file the index was loaded from, or NULL (built now). */
+const char *lf_index_cache_path(const struct lf_index *idx);
 /*
  * The hash (lf_cache_hash64()) of span `block` of the uncompressed stream
  * as seen while indexing: gzip layers, checkpoint span `block`; others,
@@ -120,17 +124,16 @@ int lf_index_gzidx_checked(const struct lf_index *idx,
 int lf_index_span_sum(const struct lf_index *idx, uint64_t block,
 		      uint64_t *sum);
 /*
- * Read-only fd of the decompressed copy of a zstd layer (owned by the index:
- * do not close), or -1 for other layers.  Without a cache directory the copy
- * is an unlinked temp file that disappears with the index.
+ * Read-only fd of the decompressed copy of a zstd layer, or -1 for other
+ * layers: opened (and its size checked) when the index was built or loaded,
+ * owned by the index until lf_index_close(); the zstd source reads through
+ * its own dup.  Without a cache directory the copy is an unlinked temp file
+ * that disappears with the last fd.
  */
 int lf_index_tar_fd(const struct lf_index *idx);
-/*
- * The decompressed copy failed its check: remove it from the cache, so the
- * next run rebuilds it (this one keeps its fd and answers EIO).  The
- * copy's path goes to `path` (size `len`) for the message.
- */
-void lf_index_drop_copy(const struct lf_index *idx, char *path, size_t len);
+/* The copy's path in the cache (the zstd source removes it when a block
+ * fails its check, so the next run rebuilds it), or NULL (temp file). */
+const char *lf_index_copy_path(const struct lf_index *idx);
 /*
  * A plain host directory as a layer (an extracted layer, as overlayfs and
  * fuse-overlayfs take them), walked now into the same entry table; never
@@ -138,11 +141,13 @@ void lf_index_drop_copy(const struct lf_index *idx, char *path, size_t len);
  * `.wh.NAME` files, and overlayfs's 0/0 character devices and
  * trusted.overlay.opaque / user.overlay.opaque = "y" on directories (turned
  * into `.wh.` entries here).  Symlinks are never followed; file data is read
- * later through lf_index_dir_fd().  `label` names the layer in messages.
+ * later by the directory source, through a dup of lf_index_dir_fd().
+ * `label` names the layer in messages.
  */
 int lf_index_open_dir(const char *dir, const char *label,
 		      struct lf_index **out, struct lf_err *err);
-/* O_PATH-like directory fd of a directory layer (owned), else -1. */
+/* The directory fd of a directory layer (owned by the index until
+ * lf_index_close(); the directory source dups it), else -1. */
 int lf_index_dir_fd(const struct lf_index *idx);
 
 /* "gzip", "none" or "zstd". */

@@ -631,7 +631,7 @@ static int keep_copy(struct index_builder *b, struct lf_index *idx,
 		idx->tar_fd = b->copy_fd;
 		b->copy_fd = -1;
 		/* to drop the copy if it is damaged later (NULL: kept) */
-		idx->cache_path = strdup(cache_path);
+		idx->copy_path = strdup(final.data);
 	}
 	lf_buf_release(&final);
 	return ret;
@@ -702,6 +702,9 @@ static int load(const struct lf_image_layer *layer,
 		lf_buf_init(&copy);
 		if (!lf_buf_addf(&copy, "%s.tar", cache_path))
 			idx->tar_fd = lf_open_own_file(copy.data, &st);
+		/* to drop the copy if it is damaged later (NULL: kept) */
+		if (idx->tar_fd >= 0)
+			idx->copy_path = strdup(copy.data);
 		lf_buf_release(&copy);
 		if (idx->tar_fd < 0)
 			idx->tar_fd = -1;
@@ -719,6 +722,8 @@ static int load(const struct lf_image_layer *layer,
 		if (idx->tar_fd >= 0)
 			close(idx->tar_fd);
 		idx->tar_fd = -1;
+		free(idx->copy_path);
+		idx->copy_path = NULL;
 		idx->map = NULL;
 		idx->mapped = false;
 		return -EINVAL;

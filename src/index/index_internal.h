@@ -3,9 +3,6 @@
 #ifndef LAYERFS_INDEX_INTERNAL_H
 #define LAYERFS_INDEX_INTERNAL_H
 
-#include <pthread.h>
-#include <stdatomic.h>
-
 #include "layerfs/index.h"
 #include "layerfs/tarscan.h"
 #include "layerfs/zstdec.h"
@@ -26,15 +23,12 @@ struct lf_index {
 	size_t nsparse;
 	const uint64_t *sums;	/* SPANSUMS, one per LF_SPAN_SIZE block */
 	size_t nsums;
-	struct lf_gzidx_view gz;
+	struct lf_gzidx_view gz;	/* as stored; windows unchecked */
+	/* what the index hands over to the layer sources (index.h) */
 	int tar_fd;		/* owned, zstd copy; -1 otherwise */
 	int dir_fd;		/* owned, directory layers; -1 otherwise */
-	/* gzip checkpoint windows are checked on first use, not at load
-	 * (they are three quarters of a cache file): lf_index_gzidx_checked() */
-	pthread_mutex_t gz_lock;
-	atomic_bool gz_checked;
-	char *cache_path;	/* the file loaded, to drop it when damaged */
-	struct lf_buf gz_points, gz_windows;	/* rebuilt checkpoints */
+	char *cache_path;	/* the file loaded, NULL if built now */
+	char *copy_path;	/* the zstd copy in the cache, or NULL */
 };
 
 /* The state of one index build (index.c: blobs; index_dir.c: dirs). */
@@ -79,7 +73,7 @@ int lf_index_add_entry(void *ctx, const struct lf_tar_entry *e,
 int lf_index_assemble(struct index_builder *b, const char *key,
 		      struct lf_index *idx);
 
-/* A zeroed index with its fds at -1 and its lock ready; NULL if no memory. */
+/* A zeroed index with its fds at -1; NULL if no memory. */
 struct lf_index *lf_index_alloc(void);
 
 /*

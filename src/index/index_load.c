@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "layerfs/cache.h"
-#include "layerfs/log.h"
 #include "layerfs/path.h"
 
 static const void *sect(const struct lf_index *idx, int i, size_t *len)
@@ -176,10 +175,6 @@ struct lf_index *lf_index_alloc(void)
 		return NULL;
 	idx->tar_fd = -1;
 	idx->dir_fd = -1;
-	pthread_mutex_init(&idx->gz_lock, NULL);
-	atomic_init(&idx->gz_checked, false);
-	lf_buf_init(&idx->gz_points);
-	lf_buf_init(&idx->gz_windows);
 	return idx;
 }
 
@@ -187,10 +182,8 @@ void lf_index_close(struct lf_index *idx)
 {
 	if (!idx)
 		return;
-	pthread_mutex_destroy(&idx->gz_lock);
 	free(idx->cache_path);
-	lf_buf_release(&idx->gz_points);
-	lf_buf_release(&idx->gz_windows);
+	free(idx->copy_path);
 	if (idx->mapped)
 		lf_cache_unmap(idx->map, idx->maplen);
 	else
@@ -291,82 +284,14 @@ const struct lf_gzidx_view *lf_index_gzidx(const struct lf_index *idx)
 	return lf_index_compression(idx) == LF_COMP_GZIP ? &idx->gz : NULL;
 }
 
-/* Checkpoints anew from the blob, in memory (a damaged cache file). */
-static int rebuild_points(struct lf_index *idx, const struct lf_vfile *blob,
-			  struct lf_err *err)
+int lf_index_check_windows(const struct lf_index *idx)
 {
-	struct lf_vfile_cursor r = { blob, 0 };
-	struct lf_gzidx_builder *gb;
-	uint64_t tin, tout;
-	size_t got;
-	char *buf;
-	int ret;
-
-	if (!blob)
-		return lf_err_set(err, -EIO, "no blob to rebuild checkpoints");
-	buf = malloc(1 << 20);
-	if (!buf)
-		return lf_err_set(err, -ENOMEM, "out of memory");
-	ret = lf_gzidx_builder_new(0, lf_vfile_cursor_read, &r, lf_vfile_name(blob),
-				   &gb);
-	if (ret) {
-		free(buf);
-		return lf_err_set(err, ret, "out of memory");
-	}
-	do
-		ret = lf_gzidx_builder_read(gb, buf, 1 << 20, &got, err);
-	while (!ret && got);
-	lf_buf_reset(&idx->gz_points);
-	lf_buf_reset(&idx->gz_windows);
-	if (!ret)
-		ret = lf_gzidx_builder_finish(gb, &idx->gz_points,
-					      &idx->gz_windows, &tin, &tout,
-					      err);
-	lf_gzidx_builder_free(gb);
-	free(buf);
-	if (!ret && tout != idx->gz.total_out)
-		ret = lf_err_set(err, -EIO, "'%s': the blob changed since it "
-				 "was indexed", lf_vfile_name(blob));
-	if (ret)
-		return ret;
-	lf_gzidx_view_set(&idx->gz, &idx->gz_points, &idx->gz_windows);
-	return 0;
+	return idx->cached ? lf_cache_check_windows(idx->map, idx->maplen) : 0;
 }
 
-int lf_index_gzidx_checked(const struct lf_index *cidx,
-			   const struct lf_vfile *blob,
-			   const struct lf_gzidx_view **out, struct lf_err *err)
+const char *lf_index_cache_path(const struct lf_index *idx)
 {
-	/* the lazily checked part is the one mutable piece of an index */
-	struct lf_index *idx = (struct lf_index *)cidx;
-	int ret = 0;
-
-	*out = NULL;
-	if (lf_index_compression(idx) != LF_COMP_GZIP)
-		return 0;
-	if (atomic_load(&idx->gz_checked)) {
-		*out = &idx->gz;
-		return 0;
-	}
-	pthread_mutex_lock(&idx->gz_lock);
-	if (!atomic_load(&idx->gz_checked)) {
-		if (idx->cached &&
-		    lf_cache_check_windows(idx->map, idx->maplen)) {
-			lf_log(LF_LOG_WARN, "index cache file '%s': checkpoint "
-			       "windows damaged; rebuilding them from the "
-			       "blob (the next run rebuilds the file)",
-			       idx->cache_path ? idx->cache_path : "?");
-			if (idx->cache_path)
-				unlink(idx->cache_path);
-			ret = rebuild_points(idx, blob, err);
-		}
-		if (!ret)
-			atomic_store(&idx->gz_checked, true);
-	}
-	pthread_mutex_unlock(&idx->gz_lock);
-	if (!ret)
-		*out = &idx->gz;
-	return ret;
+	return idx->cached ? idx->cache_path : NULL;
 }
 
 int lf_index_span_sum(const struct lf_index *idx, uint64_t block,
@@ -383,12 +308,9 @@ int lf_index_tar_fd(const struct lf_index *idx)
 	return idx->tar_fd;
 }
 
-void lf_index_drop_copy(const struct lf_index *idx, char *path, size_t len)
+const char *lf_index_copy_path(const struct lf_index *idx)
 {
-	snprintf(path, len, "%s.tar", idx->cache_path ? idx->cache_path
-			    : "(temporary file)");
-	if (idx->cache_path)
-		unlink(path);
+	return idx->copy_path;
 }
 
 int lf_index_dir_fd(const struct lf_index *idx)

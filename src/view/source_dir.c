@@ -3,6 +3,11 @@
  * directory layer has no tar stream). */
 #include "layerfs/source.h"
 
+struct dir_source {
+	struct lf_blob b;
+	int fd;			/* owned: a dup of the index's directory fd */
+};
+
 #include "layerfs/path.h"
 
 #include <errno.h>
@@ -22,8 +27,8 @@ static ssize_t dir_read_file(struct lf_blob *b,
 {
 	const char *path = lf_index_path(b->idx, e), *p = path, *comp;
 	char name[NAME_MAX + 1];
-	int fd = openat(lf_index_dir_fd(b->idx), ".", O_RDONLY | O_DIRECTORY |
-			O_CLOEXEC), next;
+	int fd = openat(((struct dir_source *)b)->fd, ".", O_RDONLY |
+			O_DIRECTORY | O_CLOEXEC), next;
 	size_t clen;
 	ssize_t n;
 
@@ -72,18 +77,29 @@ static bool dir_match(const struct lf_source_loc *loc)
 static int dir_open(const struct lf_source_loc *loc, struct lf_blob **out,
 		    struct lf_err *err)
 {
-	struct lf_blob *b = calloc(1, sizeof(*b));
+	struct dir_source *s = calloc(1, sizeof(*s));
+	int ret;
 
-	if (!b)
+	if (!s)
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	lf_source_init(b, &lf_source_dir, loc);
-	*out = b;
+	lf_source_init(&s->b, &lf_source_dir, loc);
+	s->fd = fcntl(lf_index_dir_fd(loc->idx), F_DUPFD_CLOEXEC, 0);
+	if (s->fd < 0) {
+		ret = lf_err_set(err, -errno, "directory layer: dup: %s",
+				 strerror(errno));
+		free(s);
+		return ret;
+	}
+	*out = &s->b;
 	return 0;
 }
 
 static void dir_close(struct lf_blob *b)
 {
-	free(b);
+	struct dir_source *s = (struct dir_source *)b;
+
+	close(s->fd);
+	free(s);
 }
 
 const struct lf_source_ops lf_source_dir = {

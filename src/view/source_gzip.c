@@ -1,14 +1,110 @@
 // SPDX-License-Identifier: MIT
-/* source_gzip.c - gzip layers: inflate from the nearest checkpoint, through
- * the chunk LRU, with read-ahead; each span checked against SPANSUMS. */
+/*
+ * source_gzip.c - gzip layers: inflate from the nearest checkpoint, through
+ * the chunk LRU, with read-ahead; each span checked against SPANSUMS.  The
+ * checkpoint windows (three quarters of a cache file) are checked on first
+ * use, not at load; damaged ones are rebuilt here, in memory, from the blob.
+ */
 #include "layerfs/source.h"
+
+#include "layerfs/buf.h"
+#include "layerfs/log.h"
 
 #include "blob_lru.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+struct gz_source {
+	struct lf_blob b;
+	struct lf_gzidx_view gz;	/* the index's, or the rebuilt ones */
+	pthread_mutex_t lock;		/* for the first check */
+	atomic_bool checked;		/* gz's windows are good */
+	struct lf_buf points, windows;	/* rebuilt checkpoints */
+};
+
+/* Checkpoints anew from the blob, in memory (a damaged cache file). */
+static int rebuild_points(struct gz_source *s, struct lf_err *err)
+{
+	const struct lf_vfile *blob = s->b.vf;
+	struct lf_vfile_cursor r = { blob, 0 };
+	struct lf_gzidx_builder *gb;
+	uint64_t tin, tout;
+	size_t got;
+	char *buf;
+	int ret;
+
+	if (!blob)
+		return lf_err_set(err, -EIO, "no blob to rebuild checkpoints");
+	buf = malloc(1 << 20);
+	if (!buf)
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	ret = lf_gzidx_builder_new(0, lf_vfile_cursor_read, &r, lf_vfile_name(blob),
+				   &gb);
+	if (ret) {
+		free(buf);
+		return lf_err_set(err, ret, "out of memory");
+	}
+	do
+		ret = lf_gzidx_builder_read(gb, buf, 1 << 20, &got, err);
+	while (!ret && got);
+	lf_buf_reset(&s->points);
+	lf_buf_reset(&s->windows);
+	if (!ret)
+		ret = lf_gzidx_builder_finish(gb, &s->points, &s->windows,
+					      &tin, &tout, err);
+	lf_gzidx_builder_free(gb);
+	free(buf);
+	if (!ret && tout != s->gz.total_out)
+		ret = lf_err_set(err, -EIO, "'%s': the blob changed since it "
+				 "was indexed", lf_vfile_name(blob));
+	if (ret)
+		return ret;
+	lf_gzidx_view_set(&s->gz, &s->points, &s->windows);
+	return 0;
+}
+
+/*
+ * The checkpoints, their windows checked against the cache file's checksum
+ * on the first call (later calls cost an atomic load).  Damaged windows are
+ * rebuilt in memory from the blob (one pass, a warning, and the cache file
+ * is removed so the next run rebuilds it).
+ */
+static int gz_checked(struct gz_source *s, const struct lf_gzidx_view **out,
+		      struct lf_err *err)
+{
+	const char *path;
+	int ret = 0;
+
+	*out = NULL;
+	if (atomic_load(&s->checked)) {
+		*out = &s->gz;
+		return 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (!atomic_load(&s->checked)) {
+		if (lf_index_check_windows(s->b.idx)) {
+			path = lf_index_cache_path(s->b.idx);
+			lf_log(LF_LOG_WARN, "index cache file '%s': checkpoint "
+			       "windows damaged; rebuilding them from the "
+			       "blob (the next run rebuilds the file)",
+			       path ? path : "?");
+			if (path)
+				unlink(path);
+			ret = rebuild_points(s, err);
+		}
+		if (!ret)
+			atomic_store(&s->checked, true);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!ret)
+		*out = &s->gz;
+	return ret;
+}
 
 /* A gzip chunk: checkpoint span i, hashed whole while indexing. */
 static int check_gz_span(struct lf_blob *b, size_t i, uint64_t start,
@@ -85,15 +181,15 @@ static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 /* The read-ahead worker's fill callback (blob_lru.h); ctx is the source. */
 static void fill_chunk(void *ctx, uint64_t no)
 {
-	struct lf_blob *b = ctx;
+	struct gz_source *s = ctx;
 	struct lf_chunk *c = NULL;
 	struct lf_err err;
 
 	const struct lf_gzidx_view *gz;
 
 	/* errors surface again, with a message, when a reader asks */
-	if (!lf_index_gzidx_checked(b->idx, b->vf, &gz, &err) && gz &&
-	    no < gz->npoints && !get_chunk(b, gz, (size_t)no, true, &c, &err))
+	if (!gz_checked(s, &gz, &err) && no < gz->npoints &&
+	    !get_chunk(&s->b, gz, (size_t)no, true, &c, &err))
 		lf_chunk_unref(c);
 }
 
@@ -102,7 +198,7 @@ static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
 {
 	const struct lf_gzidx_view *gz;
 	size_t done = 0;
-	int ret = lf_index_gzidx_checked(b->idx, b->vf, &gz, err);
+	int ret = gz_checked((struct gz_source *)b, &gz, err);
 
 	if (ret)
 		return ret;
@@ -128,6 +224,16 @@ static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
 	return (ssize_t)done;
 }
 
+static void gz_close(struct lf_blob *b)
+{
+	struct gz_source *s = (struct gz_source *)b;
+
+	pthread_mutex_destroy(&s->lock);
+	lf_buf_release(&s->points);
+	lf_buf_release(&s->windows);
+	free(s);
+}
+
 static bool gz_match(const struct lf_source_loc *loc)
 {
 	return lf_index_compression(loc->idx) == LF_COMP_GZIP;
@@ -136,24 +242,23 @@ static bool gz_match(const struct lf_source_loc *loc)
 static int gz_open(const struct lf_source_loc *loc, struct lf_blob **out,
 		   struct lf_err *err)
 {
-	struct lf_blob *b = calloc(1, sizeof(*b));
+	struct gz_source *s = calloc(1, sizeof(*s));
 	int ret;
 
-	if (!b)
+	if (!s)
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	lf_source_init(b, &lf_source_gzip, loc);
-	if ((ret = lf_source_need_sums(b, lf_index_gzidx(loc->idx)->npoints - 1,
-				       err))) {
-		free(b);
+	lf_source_init(&s->b, &lf_source_gzip, loc);
+	s->gz = *lf_index_gzidx(loc->idx);
+	pthread_mutex_init(&s->lock, NULL);
+	atomic_init(&s->checked, false);
+	lf_buf_init(&s->points);
+	lf_buf_init(&s->windows);
+	if ((ret = lf_source_need_sums(&s->b, s->gz.npoints - 1, err))) {
+		gz_close(&s->b);
 		return ret;
 	}
-	*out = b;
+	*out = &s->b;
 	return 0;
-}
-
-static void gz_close(struct lf_blob *b)
-{
-	free(b);
 }
 
 const struct lf_source_ops lf_source_gzip = {

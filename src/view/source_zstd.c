@@ -7,11 +7,14 @@
 #include "layerfs/source.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 struct zstd_source {
 	struct lf_flat f;
-	int fd;			/* the copy: the index's */
+	int fd;			/* owned: a dup of the index's copy fd */
 };
 
 static ssize_t zstd_raw(struct lf_flat *f, void *buf, size_t len,
@@ -23,12 +26,15 @@ static ssize_t zstd_raw(struct lf_flat *f, void *buf, size_t len,
 
 static int zstd_damaged(struct lf_flat *f, uint64_t off, struct lf_err *err)
 {
-	char copy[4096];
+	const char *copy = lf_index_copy_path(f->b.idx);
 
-	lf_index_drop_copy(f->b.idx, copy, sizeof(copy));
+	/* this run keeps its fd and answers EIO; the next one rebuilds it */
+	if (copy)
+		unlink(copy);
 	return lf_err_set(err, -EIO, "'%s': its decompressed copy '%s' "
 			  "is damaged at offset %llu (removed: the "
-			  "next run rebuilds it)", lf_source_name(&f->b), copy,
+			  "next run rebuilds it)", lf_source_name(&f->b),
+			  copy ? copy : "(temporary file)",
 			  (unsigned long long)off);
 }
 
@@ -48,8 +54,8 @@ static int zstd_open(const struct lf_source_loc *loc, struct lf_blob **out,
 	lf_source_init(&s->f.b, &lf_source_zstd, loc);
 	s->f.raw = zstd_raw;
 	s->f.damaged = zstd_damaged;
-	s->fd = lf_index_tar_fd(loc->idx);
-	if (s->fd < 0) {
+	s->fd = -1;
+	if (lf_index_tar_fd(loc->idx) < 0) {
 		free(s);
 		return lf_err_set(err, -EINVAL,
 				  "'%s': no decompressed copy of zstd layer",
@@ -60,13 +66,24 @@ static int zstd_open(const struct lf_source_loc *loc, struct lf_blob **out,
 		free(s);
 		return ret;
 	}
+	s->fd = fcntl(lf_index_tar_fd(loc->idx), F_DUPFD_CLOEXEC, 0);
+	if (s->fd < 0) {
+		ret = lf_err_set(err, -errno, "'%s': dup of its decompressed "
+				 "copy: %s", lf_source_name(&s->f.b),
+				 strerror(errno));
+		free(s);
+		return ret;
+	}
 	*out = &s->f.b;
 	return 0;
 }
 
 static void zstd_close(struct lf_blob *b)
 {
-	free(b);
+	struct zstd_source *s = (struct zstd_source *)b;
+
+	close(s->fd);
+	free(s);
 }
 
 const struct lf_source_ops lf_source_zstd = {
