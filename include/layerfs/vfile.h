@@ -66,6 +66,11 @@ struct lf_vfile_ops {
  * (dropped with ops->unref on failure too). */
 int lf_vfile_from_ops(const struct lf_vfile_ops *ops, void *ctx,
 		      uint64_t size, const char *name, struct lf_vfile **out);
+/* The backend serving vf and (if ctx) its ctx, or NULL for files and
+ * memory: how a layer source recognises a blob its transport made
+ * (source.h). */
+const struct lf_vfile_ops *lf_vfile_backend(const struct lf_vfile *vf,
+					    void **ctx);
 
 /* A vfile over borrowed memory; `mem` must outlive it. */
 int lf_vfile_from_mem(const void *mem, size_t size, const char *name,

@@ -152,6 +152,14 @@ int lf_vfile_from_ops(const struct lf_vfile_ops *ops, void *ctx,
 	return 0;
 }
 
+const struct lf_vfile_ops *lf_vfile_backend(const struct lf_vfile *vf,
+					    void **ctx)
+{
+	if (ctx)
+		*ctx = vf->ops_ctx;
+	return vf->ops;
+}
+
 ssize_t lf_vfile_pread(const struct lf_vfile *vf, void *buf, size_t len,
 		       uint64_t off)
 {

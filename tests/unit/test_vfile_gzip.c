@@ -93,10 +93,13 @@ LF_TEST(sequential_and_random_reads_are_exact_and_linear)
 	struct lf_vfile *file = NULL, *vf = NULL, *sub = NULL;
 	struct lf_err err = { 0 };
 	uint64_t s = 7;
+	void *ctx = NULL;
 
 	CHECK(data && gz && buf);
 	CHECK_EQ_INT(lf_vfile_from_ops(&counted_ops, &c, gzlen, "t.gz", &file),
 		     0);
+	/* what a layer source matches its transport's blobs by */
+	CHECK(lf_vfile_backend(file, &ctx) == &counted_ops && ctx == &c);
 	CHECK(lf_vfile_is_gzip(file));
 	CHECK_EQ_INT(lf_vfile_gzip_open(file, NULL, &vf, &err), 0);
 	CHECK_EQ_INT(lf_vfile_size(vf), DATA_SIZE);
@@ -172,6 +175,7 @@ LF_TEST(concurrent_readers_get_the_right_bytes)
 
 	CHECK(data && gz);
 	CHECK_EQ_INT(lf_vfile_from_mem(gz, gzlen, "mt.gz", &file), 0);
+	CHECK(lf_vfile_backend(file, NULL) == NULL);
 	CHECK_EQ_INT(lf_vfile_gzip_open(file, NULL, &vf, &err), 0);
 	for (i = 0; i < 6; i++) {
 		r[i] = (struct reader){ vf, data, 1000 + i, 0 };
