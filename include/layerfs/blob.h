@@ -2,13 +2,12 @@
 /*
  * blob.h - random access to the uncompressed bytes of a layer.
  *
- * A struct lf_blob serves reads of the layer's tar stream at any offset:
- *   plain tar  pread from the blob (a file, or its range in an outer tar);
- *   gzip       inflate from the nearest checkpoint (gzidx.h); decompressed
- *              spans between checkpoints ("chunks") go to a struct
- *              lf_chunk_cache shared by all blobs of a mount, so neighbouring
- *              reads do not inflate the same span twice;
- *   zstd       pread from the decompressed copy the index keeps.
+ * A struct lf_blob is an open layer source (source.h): lf_blob_open()
+ * picks the backend for the layer (plain tar: pread from the blob; gzip:
+ * inflate from the nearest checkpoint, decompressed spans shared by all
+ * blobs of a mount through a struct lf_chunk_cache (chunk_cache.h); zstd:
+ * pread from the decompressed copy; a directory layer: the host files).
+ * lf_blob_pread() reads the layer's tar stream at any offset;
  * lf_blob_read_file() reads a file entry's contents, mapping sparse files'
  * holes to zeros.
  *

@@ -14,8 +14,8 @@
  * in total_in); any other trailing data is an error.  Points have strictly
  * increasing `out`.
  *
- * This is the only zlib user: the LRU of decompressed chunks lives in blob.c,
- * which calls lf_gzidx_extract().
+ * This is the only zlib user: the gzip layer source (src/view/source_gzip.c)
+ * keeps decompressed spans in the chunk LRU and calls lf_gzidx_extract().
  *
  * Ownership: the builder owns its buffers until lf_gzidx_builder_free().  A
  * struct lf_gzidx_view borrows memory (usually the mmapped cache file).
@@ -117,8 +117,9 @@ void lf_gzidx_builder_free(struct lf_gzidx_builder *b);
 /*
  * Decompress `len` bytes of output starting exactly at checkpoint `i` of
  * `view`, reading compressed bytes from `blob`.  Reading stops early only at
- * the end of the stream (*got < len).  Callers (blob.c) choose i as the last
- * point <= the wanted offset and discard the head they do not need.
+ * the end of the stream (*got < len).  Callers (the gzip source) choose i
+ * as the last point <= the wanted offset and discard the head they do not
+ * need.
  * Returns 0 or -EIO/-EINVAL with a message naming the blob and offset.
  */
 int lf_gzidx_extract(const struct lf_gzidx_view *view, size_t i,

@@ -7,7 +7,7 @@
  * through a read callback (index.c hashes them there), decompressed bytes go
  * out through lf_zstdec_read().  zstd frames have no cheap random access
  * points, so index.c keeps a decompressed copy of such layers in the cache
- * directory (design.md section 5) and blob.c reads that with pread.
+ * directory (design.md section 5) and the zstd source reads that with pread.
  * Concatenated frames are decoded in sequence; skippable frames are skipped.
  *
  * Ownership: the decoder owns its buffers.  Thread safety: one thread.

@@ -5,7 +5,7 @@
  * bytes, so the target fixes magic, version and key and seals the input with
  * the right hashes, then loads it:
  *   first byte even: as a layer index (cache.h), reads a plain layer's
- *                    stream through blob.c (the SPANSUMS checks), then
+ *                    stream through the plain source (SPANSUMS checks), then
  *                    merges it, stores the tree, maps it back and walks
  *                    both;
  *   first byte odd:  as a tree file (tree_cache.h) of a small fixed layer,
