@@ -208,6 +208,76 @@ LF_TEST(plain_and_zstd_layers)
 	}
 }
 
+/* A blob that is no host file: bytes a transport serves (lf_vfile_from_ops),
+ * as a registry reader would give them. */
+static ssize_t mem_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	const struct shared *m = ctx;
+
+	if (off >= m->tar_len)
+		return 0;
+	len = LF_MIN(len, (size_t)(m->tar_len - off));
+	memcpy(buf, m->tar + off, len);
+	return (ssize_t)len;
+}
+
+static void mem_ref(void *ctx)
+{
+	(void)ctx;
+}
+
+static const struct lf_vfile_ops mem_ops = { mem_pread, mem_ref, mem_ref,
+					     NULL };
+
+/* The sources read a layer from wherever its transport keeps it, and two
+ * sources over one index are independent (each has its own fd). */
+LF_TEST(sources_over_a_transport_blob)
+{
+	static const char *kinds[] = { "cat", "gzip -c", "zstd -q -c" };
+	int k;
+
+	CHECK(system("mkdir -p t && seq 1 200000 > t/numbers && "
+		     "tar -cf t.tar -C t .") == 0);
+	for (k = 0; k < 3; k++) {
+		struct lf_image_layer layer = { .source = "t" };
+		struct lf_index_opts io = { .verify = true };
+		struct lf_index *idx = NULL;
+		struct lf_blob *b1 = NULL, *b2 = NULL;
+		struct lf_err err = { 0 };
+		struct shared m = { 0 };
+		char cmd[128], buf[8];
+		size_t i;
+
+		snprintf(cmd, sizeof(cmd), "%s t.tar > t.blob", kinds[k]);
+		CHECK(system(cmd) == 0);
+		m.tar = slurp("t.blob", &m.tar_len);
+		CHECK(m.tar != NULL);
+		CHECK_EQ_INT(lf_vfile_from_ops(&mem_ops, &m, m.tar_len, "t",
+					       &layer.blob), 0);
+		CHECK_EQ_INT(lf_index_open(&layer, &io, &idx, &err), 0);
+		if (!idx)
+			continue;
+		/* LF_COMP_NONE, _GZIP, _ZSTD */
+		CHECK_EQ_INT(lf_index_compression(idx), k);
+		CHECK_EQ_INT(lf_blob_open(layer.blob, idx, NULL, &b1, &err), 0);
+		CHECK_EQ_INT(lf_blob_open(layer.blob, idx, NULL, &b2, &err), 0);
+		lf_blob_close(b1);
+		for (i = 0; b2 && i < lf_index_count(idx); i++) {
+			const struct lf_idx_entry *e = lf_index_entry(idx, i);
+
+			if (strcmp(lf_index_path(idx, e), "numbers"))
+				continue;
+			CHECK_EQ_INT(lf_blob_read_file(b2, e, buf, 7, 588888,
+						       &err), 7);
+			CHECK_EQ_MEM(buf, "100000\n", 7);
+		}
+		lf_blob_close(b2);
+		lf_index_close(idx);
+		lf_vfile_close(layer.blob);
+		free((void *)m.tar);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	return lf_test_main(argc, argv);
