@@ -126,3 +126,23 @@ def cache_dir(tmp_path):
     d = tmp_path / "cache"
     d.mkdir()
     return str(d)
+
+
+@pytest.fixture(autouse=True)
+def _no_tsan_report():
+    """Under ThreadSanitizer, scripts/test sets LAYERFS_TSAN_LOGS to the
+    directory TSAN_OPTIONS's log_path writes into: a report from any process
+    the test ran (a daemon, a CLI command) fails the test, even when the
+    process's own exit status went unnoticed."""
+    logs = os.environ.get("LAYERFS_TSAN_LOGS")
+    if not logs:
+        yield
+        return
+    before = set(os.listdir(logs))
+    yield
+    new = sorted(set(os.listdir(logs)) - before)
+    if new:
+        with open(os.path.join(logs, new[0]), errors="replace") as f:
+            text = f.read(8000)
+        pytest.fail("ThreadSanitizer report(s) %s:\n%s" % (
+            ", ".join(new), text), pytrace=False)
