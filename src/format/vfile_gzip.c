@@ -17,6 +17,7 @@
 #include "layerfs/gzidx.h"
 #include "layerfs/limits.h"
 #include "layerfs/log.h"
+#include "layerfs/whiteout.h"
 
 /* Largest span between two checkpoints we agree to hold in memory. */
 #define SPAN_MAX (64u << 20)
@@ -377,7 +378,7 @@ static void store_saved(const struct gzv *g, const char *path,
 	ret = lf_buf_add(&all, &h, sizeof(h)) ||
 	      lf_buf_add(&all, g->points.data, g->points.len) ||
 	      lf_buf_add(&all, g->windows.data, g->windows.len) ||
-	      lf_buf_addf(&tmp, "%s.tmp.XXXXXX", path) ||
+	      lf_buf_addf(&tmp, "%s" LF_TMP_SUFFIX, path) ||
 	      saved_sum((const void *)all.data, all.len, h.sum) ? -ENOMEM : 0;
 	if (!ret) {
 		memcpy(all.data + offsetof(struct saved_header, sum), h.sum,

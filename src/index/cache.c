@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "layerfs/path.h"
+#include "layerfs/whiteout.h"
 
 int lf_cache_dir(const char *override, struct lf_buf *out)
 {
@@ -88,7 +89,7 @@ int lf_cache_mkstemp(const char *path, const char *suffix, struct lf_buf *tmp,
 	lf_buf_reset(tmp);
 	ret = lf_buf_add(&dir, path, lf_path_dirlen(path));
 	if (!ret)
-		ret = lf_buf_addf(tmp, "%s%s.tmp.XXXXXX", path, suffix);
+		ret = lf_buf_addf(tmp, "%s%s" LF_TMP_SUFFIX, path, suffix);
 	if (ret) {
 		fd = lf_err_set(err, ret, "out of memory");
 	} else if (dir.len && (fd = lf_cache_mkdir(dir.data, err)) < 0) {

@@ -15,6 +15,7 @@
 #include "layerfs/path.h"
 #include "layerfs/tarscan.h"
 #include "layerfs/zstdec.h"
+#include "layerfs/whiteout.h"
 
 #define PROGRESS_STEP (4u << 20)
 
@@ -330,9 +331,9 @@ int lf_index_add_entry(void *ctx, const struct lf_tar_entry *e,
 	if (ret)
 		return lf_err_set(err, ret, "index too large");
 	base = lf_path_basename(b->path.data);
-	if (!strncmp(base, ".wh.", 4)) {
+	if (lf_is_whiteout_name(base)) {
 		ie.flags |= LF_IDX_WHITEOUT;
-		if (!strcmp(base, ".wh..wh..opq"))
+		if (lf_is_opaque_marker(base))
 			ie.flags |= LF_IDX_OPAQUE;
 		b->nwhiteouts++;
 	}

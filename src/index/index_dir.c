@@ -13,6 +13,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "layerfs/whiteout.h"
+
 #define MAX_XATTRS 64
 
 /* Hardlinked files seen so far: (dev, ino) -> first path. */
@@ -72,8 +74,8 @@ static int read_xattrs(struct walker *w, int fd, struct lf_tar_xattr *x,
 		len = fgetxattr(fd, p, at, room);
 		if (len < 0)
 			continue;
-		if ((!strcmp(p, "trusted.overlay.opaque") ||
-		     !strcmp(p, "user.overlay.opaque")) &&
+		if ((!strcmp(p, LF_XATTR_OPAQUE_TRUSTED) ||
+		     !strcmp(p, LF_XATTR_OPAQUE_USER)) &&
 		    len == 1 && at[0] == 'y')
 			*opaque = true;
 		if (is_overlay_xattr(p) || *nx == MAX_XATTRS)
@@ -100,7 +102,7 @@ static int add_whiteout(struct walker *w, const char *dir, const char *name,
 	struct lf_tar_entry e = { .type = LF_TAR_REG, .mode = 0644 };
 	char path[PATH_MAX + 8];
 
-	snprintf(path, sizeof(path), "%s%s.wh.%s", dir, dir[0] ? "/" : "",
+	snprintf(path, sizeof(path), "%s%s" LF_WH_PREFIX "%s", dir, dir[0] ? "/" : "",
 		 name);
 	return add(w, path, &e, err);
 }
@@ -238,7 +240,7 @@ static int visit_in(struct walker *w, struct frame *f, int dfd,
 		ret = add(w, path, &e, err);
 		/* overlayfs opaque directory: the OCI marker inside it */
 		if (!ret && opaque)
-			ret = add_whiteout(w, path, ".wh..opq", err);
+			ret = add_whiteout(w, path, LF_WH_OPAQUE + LF_WH_PREFIX_LEN, err);
 		if (!ret)
 			ret = walk_dir(w, fd, path, err);
 	} else if (S_ISREG(st.st_mode)) {

@@ -10,6 +10,7 @@
 
 #include "layerfs/cache.h"
 #include "layerfs/path.h"
+#include "layerfs/whiteout.h"
 
 static const void *sect(const struct lf_index *idx, int i, size_t *len)
 {
@@ -50,10 +51,10 @@ static bool entry_ok(const struct lf_index *idx, const struct lf_idx_entry *e,
 		return false;
 	if (e->flags & (LF_IDX_WHITEOUT | LF_IDX_OPAQUE)) {
 		base = lf_path_basename(idx->strings + e->path);
-		if (!(e->flags & LF_IDX_WHITEOUT) || strncmp(base, ".wh.", 4))
+		if (!(e->flags & LF_IDX_WHITEOUT) ||
+		    !lf_is_whiteout_name(base))
 			return false;
-		if ((e->flags & LF_IDX_OPAQUE) &&
-		    strcmp(base, ".wh..wh..opq"))
+		if ((e->flags & LF_IDX_OPAQUE) && !lf_is_opaque_marker(base))
 			return false;
 	}
 	if ((uint64_t)e->xattr_first + e->xattr_count > idx->nxattrs ||
