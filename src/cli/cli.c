@@ -5,16 +5,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <locale.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "layerfs/log.h"
-#include "layerfs/tree_cache.h"
 
 static const struct {
 	const char *name;
@@ -133,283 +130,51 @@ int cli_common_opt(int c, const char *arg, struct cli_opts *o)
 	return 0;
 }
 
-struct progress {
-	pthread_mutex_t lock;
-	size_t n;
-	_Atomic uint64_t *done;	/* [n] bytes read per layer */
-	uint64_t total;
-	atomic_size_t finished;
-};
-
-struct slot {
-	struct progress *pg;
-	size_t i;
-};
-
-static void on_progress(void *ctx, uint64_t done, uint64_t total)
+static void on_progress(void *ctx, size_t layers, uint64_t done,
+			uint64_t total)
 {
-	struct slot *s = ctx;
-	struct progress *pg = s->pg;
-	uint64_t sum = 0;
-	size_t i;
-
-	(void)total;
-	atomic_store(&pg->done[s->i], done);
-	if (!cli_progress_enabled() || pthread_mutex_trylock(&pg->lock))
+	(void)ctx;
+	if (!cli_progress_enabled())
 		return;
-	for (i = 0; i < pg->n; i++)
-		sum += atomic_load(&pg->done[i]);
-	cli_progress("indexing %zu layer%s: %3d%% of %llu MB", pg->n,
-		     pg->n == 1 ? "" : "s",
-		     pg->total ? (int)(sum * 100 / pg->total) : 100,
-		     (unsigned long long)(pg->total >> 20));
-	pthread_mutex_unlock(&pg->lock);
-}
-
-struct job {
-	struct cli_image *ci;
-	const struct cli_opts *o;
-	struct progress *pg;
-	struct slot *slots;
-	struct lf_err *errs;	/* [n] */
-	int *rets;		/* [n] */
-	atomic_size_t next;
-};
-
-static void *index_worker(void *arg)
-{
-	struct job *j = arg;
-	size_t i;
-
-	while ((i = atomic_fetch_add(&j->next, 1)) < j->ci->n) {
-		struct lf_index_opts io = { 0 };
-		char label[64];
-
-		snprintf(label, sizeof(label), "layer %zu", i + 1);
-		io.cache_dir = cli_cache_dir(j->ci);
-		io.verify = !j->o->no_verify;
-		io.label = label;
-		io.progress = on_progress;
-		io.progress_ctx = &j->slots[i];
-		if (j->ci->src[i].dir)
-			j->rets[i] = lf_index_open_dir(j->ci->src[i].dir, label,
-						       &j->ci->idx[i],
-						       &j->errs[i]);
-		else
-			j->rets[i] = lf_index_open(j->ci->src[i].layer, &io,
-						   &j->ci->idx[i],
-						   &j->errs[i]);
-	}
-	return NULL;
-}
-
-/* Index layers 0..n-1 on all cores; the first failing layer is reported. */
-static int index_layers(struct cli_image *ci, const struct cli_opts *o)
-{
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t nthreads = ncpu > 0 ? (size_t)ncpu : 1, i, t;
-	struct progress pg = { .n = ci->n };
-	struct job j = { .ci = ci, .o = o, .pg = &pg };
-	pthread_t *th = NULL;
-	int ret = CLI_ERR;
-
-	pthread_mutex_init(&pg.lock, NULL);
-	pg.done = calloc(ci->n ? ci->n : 1, sizeof(*pg.done));
-	j.slots = calloc(ci->n ? ci->n : 1, sizeof(*j.slots));
-	j.errs = calloc(ci->n ? ci->n : 1, sizeof(*j.errs));
-	j.rets = calloc(ci->n ? ci->n : 1, sizeof(*j.rets));
-	if (nthreads > ci->n)
-		nthreads = ci->n;
-	th = calloc(nthreads ? nthreads : 1, sizeof(*th));
-	if (!pg.done || !j.slots || !j.errs || !j.rets || !th) {
-		cli_error("out of memory");
-		goto out;
-	}
-	for (i = 0; i < ci->n; i++) {
-		j.slots[i] = (struct slot){ &pg, i };
-		pg.total += ci->src[i].layer ? ci->src[i].layer->size : 0;
-	}
-	for (t = 0; t < nthreads; t++)
-		if (pthread_create(&th[t], NULL, index_worker, &j))
-			break;
-	if (t == 0)
-		index_worker(&j); /* no threads: do it here */
-	for (i = 0; i < t; i++)
-		pthread_join(th[i], NULL);
-	cli_progress_done();
-	ret = CLI_OK;
-	for (i = 0; i < ci->n; i++) {
-		if (j.rets[i]) {
-			cli_error("%s: %s", ci->name, j.errs[i].msg);
-			ret = CLI_ERR;
-			break;
-		}
-	}
-out:
-	pthread_mutex_destroy(&pg.lock);
-	free(pg.done);
-	free(j.slots);
-	free(j.errs);
-	free(j.rets);
-	free(th);
-	return ret;
-}
-
-/* A lowerdir element: an image (archive file or OCI layout) or a dir? */
-static bool is_image(const char *path)
-{
-	struct stat st;
-	char buf[4096];
-
-	if (stat(path, &st) < 0)
-		return false;
-	if (S_ISREG(st.st_mode))
-		return true;
-	snprintf(buf, sizeof(buf), "%s/oci-layout", path);
-	return access(buf, F_OK) == 0;
-}
-
-static int add_src(struct cli_image *ci, size_t *cap, struct cli_src s)
-{
-	if (ci->n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 16;
-		struct cli_src *p = realloc(ci->src, nc * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		ci->src = p;
-		*cap = nc;
-	}
-	ci->src[ci->n++] = s;
-	return 0;
-}
-
-/* The layers of IMAGE's prefix, then each lower (bottom first). */
-static int gather(const struct cli_opts *o, const char *path,
-		  bool all_layers, struct cli_image *ci)
-{
-	struct lf_image_opts io = { o->ref, o->platform, cli_cache_dir(ci) };
-	struct lf_err err = { 0 };
-	size_t cap = 0, count, n, i, k;
-
-	if (path) {
-		if (lf_image_open(path, &io, &ci->img, &err)) {
-			cli_error("%s", err.msg);
-			return CLI_ERR;
-		}
-		count = n = lf_image_layer_count(ci->img);
-		if (o->has_layers && !all_layers) {
-			long want = o->layers > 0 ? o->layers
-						  : (long)count + o->layers;
-
-			if (o->layers > (long)count || want < 1) {
-				fprintf(stderr, "layerfs: --layers %ld: '%s' "
-						"has %zu layer%s\n", o->layers,
-					path, count, count == 1 ? "" : "s");
-				return CLI_USAGE;
-			}
-			n = (size_t)want;
-		}
-		for (i = 0; i < n; i++)
-			if (add_src(ci, &cap, (struct cli_src){
-				    lf_image_layer(ci->img, i), NULL }))
-				goto nomem;
-	}
-	ci->imgs = calloc(o->nlowers ? o->nlowers : 1, sizeof(*ci->imgs));
-	if (!ci->imgs)
-		goto nomem;
-	/* lowerdir order: the first one is the top */
-	for (k = o->nlowers; k-- > 0;) {
-		const char *l = o->lowers[k];
-
-		if (!is_image(l)) {
-			if (add_src(ci, &cap, (struct cli_src){ NULL, l }))
-				goto nomem;
-			continue;
-		}
-		if (lf_image_open(l, &io, &ci->imgs[ci->nimgs], &err)) {
-			cli_error("%s", err.msg);
-			return CLI_ERR;
-		}
-		n = lf_image_layer_count(ci->imgs[ci->nimgs]);
-		for (i = 0; i < n; i++)
-			if (add_src(ci, &cap, (struct cli_src){
-				    lf_image_layer(ci->imgs[ci->nimgs], i),
-				    NULL }))
-				goto nomem;
-		ci->nimgs++;
-	}
-	return CLI_OK;
-nomem:
-	cli_error("out of memory");
-	return CLI_ERR;
+	cli_progress("indexing %zu layer%s: %3d%% of %llu MB", layers,
+		     layers == 1 ? "" : "s",
+		     total ? (int)(done * 100 / total) : 100,
+		     (unsigned long long)(total >> 20));
 }
 
 int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
-	     bool want_tree, struct cli_image *ci)
+	     bool want_tree, struct lf_stack **out)
 {
+	struct lf_stack_opts so = {
+		.ref = o->ref,
+		.platform = o->platform,
+		.verify = !o->no_verify,
+		.layers = o->has_layers && !all_layers ? o->layers : 0,
+		.lowers = o->lowers,
+		.nlowers = o->nlowers,
+		.want_tree = want_tree,
+		.progress = on_progress,
+	};
+	struct lf_buf cache_dir;
 	struct lf_err err = { 0 };
 	int ret;
 
-	memset(ci, 0, sizeof(*ci));
-	lf_buf_init(&ci->cache_dir);
-	ci->name = path ? path : "lowerdir";
-	if (!o->no_cache && lf_cache_dir(o->cache, &ci->cache_dir))
-		lf_buf_reset(&ci->cache_dir); /* no HOME: work uncached */
-	if (ci->cache_dir.len && lf_cache_mkdir(ci->cache_dir.data, &err)) {
-		/* one warning, not one per layer: speed is lost, not data */
-		lf_log(LF_LOG_WARN, "%s; working without a cache", err.msg);
-		lf_buf_reset(&ci->cache_dir);
+	lf_buf_init(&cache_dir);
+	if (!o->no_cache && lf_cache_dir(o->cache, &cache_dir))
+		lf_buf_reset(&cache_dir); /* no HOME: work uncached */
+	so.cache_dir = cache_dir.len ? cache_dir.data : NULL;
+	ret = lf_stack_open(path, &so, out, &err);
+	lf_buf_release(&cache_dir);
+	cli_progress_done();
+	if (ret == -ERANGE && !strncmp(err.msg, "--layers ", 9)) {
+		fprintf(stderr, "layerfs: %s\n", err.msg);
+		return CLI_USAGE;
 	}
-	/* after the cache dir: a gzip'd archive keeps its checkpoints there */
-	if ((ret = gather(o, path, all_layers, ci)))
-		return ret;
-	ci->idx = calloc(ci->n ? ci->n : 1, sizeof(*ci->idx));
-	ci->blobs = calloc(ci->n ? ci->n : 1, sizeof(*ci->blobs));
-	if (!ci->idx || !ci->blobs ||
-	    lf_chunk_cache_new(LF_CHUNK_CACHE_DEFAULT, &ci->cc)) {
-		cli_error("out of memory");
-		return CLI_ERR;
-	}
-	if ((ret = index_layers(ci, o)))
-		return ret;
-	if (want_tree && lf_tree_open(ci->idx, ci->n, cli_cache_dir(ci),
-				      &ci->tree, &err)) {
-		cli_error("%s: %s", ci->name, err.msg);
+	if (ret) {
+		cli_error("%s", err.msg);
 		return CLI_ERR;
 	}
 	return CLI_OK;
-}
-
-struct lf_blob *cli_blob(struct cli_image *ci, size_t i, struct lf_err *err)
-{
-	if (!ci->blobs[i] &&
-	    lf_blob_open(ci->src[i].layer ? ci->src[i].layer->blob : NULL,
-			 ci->idx[i], ci->cc, &ci->blobs[i], err))
-		return NULL;
-	return ci->blobs[i];
-}
-
-void cli_close(struct cli_image *ci)
-{
-	size_t i;
-
-	lf_tree_free(ci->tree);
-	for (i = 0; ci->idx && i < ci->n; i++) {
-		if (ci->blobs)
-			lf_blob_close(ci->blobs[i]);
-		lf_index_close(ci->idx[i]);
-	}
-	free(ci->idx);
-	free(ci->blobs);
-	lf_chunk_cache_free(ci->cc);
-	lf_image_close(ci->img);
-	for (i = 0; i < ci->nimgs; i++)
-		lf_image_close(ci->imgs[i]);
-	free(ci->imgs);
-	free(ci->src);
-	lf_buf_release(&ci->cache_dir);
-	memset(ci, 0, sizeof(*ci));
 }
 
 /* An overlayfs-style "-o ...lowerdir=..." among the arguments: then the

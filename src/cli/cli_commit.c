@@ -149,7 +149,7 @@ int cli_cmd_commit(int argc, char **argv)
 	struct commit_args a = { 0 };
 	struct lf_commit_result r = { 0 };
 	struct lf_err err = { 0 };
-	struct cli_image ci;
+	struct lf_stack *ci = NULL;
 	size_t i;
 	int ret;
 
@@ -161,14 +161,14 @@ int cli_cmd_commit(int argc, char **argv)
 	ret = cli_open(&a.o, argv[optind], false, a.co.squash, &ci);
 	if (ret)
 		goto out;
-	for (i = 0; a.co.squash && i < ci.n; i++) {
-		if (!cli_blob(&ci, i, &err)) {
-			cli_error("%s: %s", ci.name, err.msg);
+	for (i = 0; a.co.squash && i < lf_stack_count(ci); i++) {
+		if (!lf_stack_blob(ci, i, &err)) {
+			cli_error("%s: %s", lf_stack_name(ci), err.msg);
 			ret = CLI_ERR;
 			goto out;
 		}
 	}
-	if (lf_commit(ci.img, ci.n, a.upper, ci.tree, ci.blobs, &a.co, &r,
+	if (lf_commit(lf_stack_image(ci), lf_stack_count(ci), a.upper, lf_stack_tree(ci), lf_stack_blobs(ci), &a.co, &r,
 		      &err)) {
 		cli_error("%s", err.msg);
 		ret = CLI_ERR;
@@ -176,6 +176,6 @@ int cli_cmd_commit(int argc, char **argv)
 	}
 	print_result(&a, &r);
 out:
-	cli_close(&ci);
+	lf_stack_close(ci);
 	return cli_flush(ret);
 }

@@ -83,7 +83,7 @@ static int parse_count(const char *arg, const char *what, long *out)
 	return 0;
 }
 
-static int run_prefixes(struct cli_image *ci, long from, long to,
+static int run_prefixes(const struct lf_stack *ci, long from, long to,
 			struct out *out)
 {
 	struct lf_tree *ta = NULL, *tb = NULL;
@@ -92,21 +92,20 @@ static int run_prefixes(struct cli_image *ci, long from, long to,
 	int ret = CLI_OK;
 
 	for (i = 0; i < (size_t)to; i++)
-		if (!cli_blob(ci, i, &err)) {
-			cli_error("%s: %s", ci->name, err.msg);
+		if (!lf_stack_blob(ci, i, &err)) {
+			cli_error("%s: %s", lf_stack_name(ci), err.msg);
 			return CLI_ERR;
 		}
-	if (lf_tree_open(ci->idx, (size_t)from, cli_cache_dir(ci), &ta,
-			 &err) ||
-	    lf_tree_open(ci->idx, (size_t)to, cli_cache_dir(ci), &tb, &err)) {
-		cli_error("%s: %s", ci->name, err.msg);
+	if (lf_stack_tree_prefix(ci, (size_t)from, &ta, &err) ||
+	    lf_stack_tree_prefix(ci, (size_t)to, &tb, &err)) {
+		cli_error("%s: %s", lf_stack_name(ci), err.msg);
 		ret = CLI_ERR;
 	} else {
-		struct lf_diff_view a = { ta, ci->blobs, NULL };
-		struct lf_diff_view b = { tb, ci->blobs, NULL };
+		struct lf_diff_view a = { ta, lf_stack_blobs(ci), NULL };
+		struct lf_diff_view b = { tb, lf_stack_blobs(ci), NULL };
 
 		if (lf_diff_run(&a, &b, on_change, out, &err)) {
-			cli_error("%s: %s", ci->name, err.msg);
+			cli_error("%s: %s", lf_stack_name(ci), err.msg);
 			ret = CLI_ERR;
 		}
 	}
@@ -115,7 +114,8 @@ static int run_prefixes(struct cli_image *ci, long from, long to,
 	return ret;
 }
 
-static int run_upper(struct cli_image *ci, const char *dir, struct out *out)
+static int run_upper(const struct lf_stack *ci, const char *dir,
+		     struct out *out)
 {
 	struct lf_upper *up = NULL;
 	struct lf_err err = { 0 };
@@ -129,17 +129,17 @@ static int run_upper(struct cli_image *ci, const char *dir, struct out *out)
 			  : "not a directory");
 		return CLI_ERR;
 	}
-	for (i = 0; i < ci->n; i++)
-		if (!cli_blob(ci, i, &err)) {
-			cli_error("%s: %s", ci->name, err.msg);
+	for (i = 0; i < lf_stack_count(ci); i++)
+		if (!lf_stack_blob(ci, i, &err)) {
+			cli_error("%s: %s", lf_stack_name(ci), err.msg);
 			return CLI_ERR;
 		}
-	if (lf_upper_new(dir, ci->tree, ci->blobs, &up, &err)) {
+	if (lf_upper_new(dir, lf_stack_tree(ci), lf_stack_blobs(ci), &up, &err)) {
 		cli_error("%s", err.msg);
 		return CLI_ERR;
 	} else {
-		struct lf_diff_view a = { ci->tree, ci->blobs, NULL };
-		struct lf_diff_view b = { ci->tree, ci->blobs, up };
+		struct lf_diff_view a = { lf_stack_tree(ci), lf_stack_blobs(ci), NULL };
+		struct lf_diff_view b = { lf_stack_tree(ci), lf_stack_blobs(ci), up };
 
 		if (lf_diff_run(&a, &b, on_change, out, &err)) {
 			cli_error("%s: %s", dir, err.msg);
@@ -164,7 +164,7 @@ int cli_cmd_diff(int argc, char **argv)
 	struct out out = { &o, false, { 0 }, { 0 }, true };
 	const char *upper = NULL;
 	long from = -1, to = -1, count;
-	struct cli_image ci;
+	struct lf_stack *ci = NULL;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, ":q", longopts, NULL)) != -1) {
@@ -203,7 +203,7 @@ int cli_cmd_diff(int argc, char **argv)
 	ret = cli_open(&o, argv[optind], !upper, upper != NULL, &ci);
 	if (ret)
 		goto out;
-	count = (long)ci.n;
+	count = (long)lf_stack_count(ci);
 	if (!upper) {
 		if (to < 0)
 			to = count;
@@ -219,8 +219,8 @@ int cli_cmd_diff(int argc, char **argv)
 	}
 	if (o.json && !out.stat)
 		fputs("{\"changes\": [\n", stdout);
-	ret = upper ? run_upper(&ci, upper, &out)
-		    : run_prefixes(&ci, from, to, &out);
+	ret = upper ? run_upper(ci, upper, &out)
+		    : run_prefixes(ci, from, to, &out);
 	if (ret == CLI_OK && o.json) {
 		if (!out.stat)
 			fputs(out.first ? "]" : "\n]", stdout);
@@ -231,6 +231,6 @@ int cli_cmd_diff(int argc, char **argv)
 		print_stat(&out);
 	}
 out:
-	cli_close(&ci);
+	lf_stack_close(ci);
 	return cli_flush(ret);
 }

@@ -11,6 +11,7 @@
 #include "layerfs/cli.h"
 #include "layerfs/image.h"
 #include "layerfs/index.h"
+#include "layerfs/stack.h"
 #include "layerfs/tree.h"
 
 /* Exit codes (design.md section 7). */
@@ -35,27 +36,6 @@ struct cli_opts {
 	 * an image (all its layers) or a plain directory (one layer) */
 	const char **lowers;
 	size_t nlowers;
-};
-
-/* Where layer i of an opened stack comes from. */
-struct cli_src {
-	const struct lf_image_layer *layer;	/* an image's layer, or */
-	const char *dir;			/* a directory layer */
-};
-
-/* An image opened for reading: its first `n` layers indexed and merged. */
-struct cli_image {
-	struct lf_image *img;		/* the IMAGE argument (may be NULL) */
-	const char *name;		/* how messages name the stack */
-	struct lf_image **imgs;		/* images opened for lowers */
-	size_t nimgs;
-	struct cli_src *src;		/* [n] */
-	size_t n;			/* layers in use (the prefix) */
-	struct lf_index **idx;		/* [n] */
-	struct lf_tree *tree;		/* NULL unless asked for */
-	struct lf_chunk_cache *cc;
-	struct lf_blob **blobs;		/* [n], opened lazily */
-	struct lf_buf cache_dir;
 };
 
 /*
@@ -111,22 +91,19 @@ void cli_error(const char *fmt, ...) LF_PRINTF(1, 2);
 int cli_usage(const char *cmd, const char *fmt, ...) LF_PRINTF(2, 3);
 
 /*
- * Open the image, index the layers of the prefix (in parallel, with a
- * progress line on a terminal) and, if want_tree, merge them.  Returns
- * CLI_OK, CLI_ERR (message printed) or CLI_USAGE (bad --layers).
+ * Open the stack of IMAGE (path) and o's lowers: its first --layers layers
+ * (all of them if all_layers), indexed in parallel with a progress line on
+ * a terminal, and merged if want_tree.  Returns CLI_OK, CLI_ERR (message
+ * printed) or CLI_USAGE (bad --layers).  Close with lf_stack_close().
  */
-/* The cache directory of an opened stack, or NULL (--no-cache, no HOME). */
-static inline const char *cli_cache_dir(const struct cli_image *ci)
-{
-	return ci->cache_dir.len ? ci->cache_dir.data : NULL;
-}
-
 int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
-	     bool want_tree, struct cli_image *ci);
-void cli_close(struct cli_image *ci);
+	     bool want_tree, struct lf_stack **out);
 
-/* The blob of layer i (opened on first use) or NULL with err set. */
-struct lf_blob *cli_blob(struct cli_image *ci, size_t i, struct lf_err *err);
+/* The path of the stack's image, as messages name it. */
+static inline const char *cli_image_path(const struct lf_stack *s)
+{
+	return lf_image_path(lf_stack_image(s));
+}
 
 /* Output (cli_output.c). */
 void cli_progress(const char *fmt, ...) LF_PRINTF(1, 2);
@@ -139,7 +116,7 @@ const char *cli_type_name(uint32_t mode);
 /* Human-readable size ("12.3 MB") into out. */
 void cli_human_size(uint64_t n, char out[16]);
 /* One JSON object describing an inode (ls --json, stat --json). */
-int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
+int cli_json_inode(FILE *f, const struct lf_stack *ci, const char *path,
 		   uint64_t ino);
 /* One CI gate of `waste --ci`. */
 struct cli_gate_result {
@@ -158,7 +135,8 @@ int cli_json_change(FILE *f, const struct lf_diff_change *c);
 int cli_json_diff_stat(FILE *f, const uint64_t paths[3],
 		       const uint64_t bytes[3]);
 /* `layers --json` (w: the waste columns). */
-int cli_json_layers(FILE *f, struct cli_image *ci, const struct lf_waste *w);
+int cli_json_layers(FILE *f, const struct lf_stack *ci,
+		    const struct lf_waste *w);
 
 /* Subcommands. */
 int cli_cmd_layers(int argc, char **argv);

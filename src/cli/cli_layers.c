@@ -15,16 +15,16 @@ static const char layers_help[] =
 	"Indexes every layer (once: the index is cached by blob digest).\n\n"
 	"options:\n" CLI_COMMON_HELP;
 
-static void print_table(struct cli_image *ci, const struct lf_waste *w)
+static void print_table(const struct lf_stack *ci, const struct lf_waste *w)
 {
 	size_t i;
 
 	printf("%-3s %-19s %-6s %10s %10s %8s %5s %10s %10s  %s\n", "#",
 	       "DIGEST", "COMP", "SIZE", "UNPACKED", "ENTRIES", "WH",
 	       "OVERWRITN", "DELETED", "CREATED BY");
-	for (i = 0; i < ci->n; i++) {
-		const struct lf_image_layer *l = lf_image_layer(ci->img, i);
-		const struct lf_index *x = ci->idx[i];
+	for (i = 0; i < lf_stack_count(ci); i++) {
+		const struct lf_image_layer *l = lf_stack_layer(ci, i);
+		const struct lf_index *x = lf_stack_index(ci, i);
 		const char *d = l->digest[0] ? l->digest
 					     : lf_index_blob_digest(x);
 		char cs[16], us[16], os[16], ds[16];
@@ -48,7 +48,7 @@ int cli_cmd_layers(int argc, char **argv)
 	struct cli_opts o = { 0 };
 	struct lf_waste *w = NULL;
 	struct lf_err err = { 0 };
-	struct cli_image ci;
+	struct lf_stack *ci = NULL;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, ":q", longopts, NULL)) != -1) {
@@ -70,17 +70,18 @@ int cli_cmd_layers(int argc, char **argv)
 		       &ci);
 	/* the waste columns: bytes each layer ships that later ones hide */
 	if (ret == CLI_OK &&
-	    lf_waste_per_layer(ci.idx, ci.n, &w, &err)) {
-		cli_error("%s: %s", ci.name, err.msg);
+	    lf_waste_per_layer(lf_stack_indexes(ci), lf_stack_count(ci), &w,
+			       &err)) {
+		cli_error("%s: %s", lf_stack_name(ci), err.msg);
 		ret = CLI_ERR;
 	}
 	if (ret == CLI_OK) {
 		if (o.json)
-			cli_json_layers(stdout, &ci, w);
+			cli_json_layers(stdout, ci, w);
 		else
-			print_table(&ci, w);
+			print_table(ci, w);
 	}
 	lf_waste_free(w);
-	cli_close(&ci);
+	lf_stack_close(ci);
 	return cli_flush(ret);
 }

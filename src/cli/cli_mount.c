@@ -167,7 +167,7 @@ static int parse_o(struct mount_args *m, const char *arg)
 
 static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 {
-	struct cli_image ci;
+	struct lf_stack *ci = NULL;
 	struct lf_err err = { 0 };
 	struct lf_fs *fs = NULL;
 	char *absmnt = NULL;
@@ -177,9 +177,9 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 	if (m->o.quiet)
 		cli_set_progress(false);
 	ret = cli_open(&m->o, image, false, true, &ci);
-	for (i = 0; ret == CLI_OK && i < ci.n; i++)
-		if (!cli_blob(&ci, i, &err)) {
-			cli_error("%s: %s", ci.name, err.msg);
+	for (i = 0; ret == CLI_OK && i < lf_stack_count(ci); i++)
+		if (!lf_stack_blob(ci, i, &err)) {
+			cli_error("%s: %s", lf_stack_name(ci), err.msg);
 			ret = CLI_ERR;
 		}
 	/* the daemon runs in "/": libfuse must know the mountpoint absolutely */
@@ -188,12 +188,12 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 	m->fo.fsname = image ? image : m->label ? m->label : "layerfs";
 	m->fo.fuse_opts = m->fuse_opts.len ? m->fuse_opts.data : NULL;
 	if (ret == CLI_OK && m->upper &&
-	    lf_upper_new(m->upper, ci.tree, ci.blobs, &m->fo.upper, &err)) {
+	    lf_upper_new(m->upper, lf_stack_tree(ci), lf_stack_blobs(ci), &m->fo.upper, &err)) {
 		cli_error("%s", err.msg);
 		ret = CLI_ERR;
 	}
 	if (ret == CLI_OK &&
-	    lf_fs_mount(ci.tree, ci.blobs, ci.n, &m->fo, &fs, &err)) {
+	    lf_fs_mount(lf_stack_tree(ci), lf_stack_blobs(ci), lf_stack_count(ci), &m->fo, &fs, &err)) {
 		cli_error("%s", err.msg);
 		ret = CLI_ERR;
 	}
@@ -204,7 +204,7 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 	lf_fs_free(fs);
 	lf_upper_free(m->fo.upper);
 	m->fo.upper = NULL;
-	cli_close(&ci);
+	lf_stack_close(ci);
 	free(absmnt);
 	return ret;
 }

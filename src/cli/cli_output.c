@@ -191,7 +191,7 @@ static void set_name(json_t *o, const char *key, const char *s)
 	lf_buf_release(&hkey);
 }
 
-int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
+int cli_json_inode(FILE *f, const struct lf_stack *ci, const char *path,
 		   uint64_t ino)
 {
 	struct lf_tree_attr a;
@@ -199,7 +199,7 @@ int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
 	size_t k, n;
 	int ret;
 
-	if (lf_tree_getattr(ci->tree, ino, &a))
+	if (lf_tree_getattr(lf_stack_tree(ci), ino, &a))
 		return -1;
 	o = json_object();
 	x = json_object();
@@ -217,18 +217,18 @@ int cli_json_inode(FILE *f, struct cli_image *ci, const char *path,
 	json_object_set_new(o, "nlink", json_integer(a.nlink));
 	json_object_set_new(o, "blocks", json_integer((json_int_t)a.blocks));
 	if (S_ISLNK(a.mode))
-		set_name(o, "target", lf_tree_readlink(ci->tree, ino));
+		set_name(o, "target", lf_tree_readlink(lf_stack_tree(ci), ino));
 	if (S_ISCHR(a.mode) || S_ISBLK(a.mode)) {
 		json_object_set_new(o, "rdev_major", json_integer(a.rdev_major));
 		json_object_set_new(o, "rdev_minor", json_integer(a.rdev_minor));
 	}
-	n = lf_tree_xattr_count(ci->tree, ino);
+	n = lf_tree_xattr_count(lf_stack_tree(ci), ino);
 	for (k = 0; k < n; k++) {
 		const char *name;
 		const void *v;
 		size_t len;
 
-		lf_tree_xattr(ci->tree, ino, k, &name, &v, &len);
+		lf_tree_xattr(lf_stack_tree(ci), ino, k, &name, &v, &len);
 		json_object_set_new(x, name, hex_value(v, len));
 	}
 	json_object_set_new(o, "xattrs", x);
@@ -248,23 +248,25 @@ static void add_waste_fields(json_t *e, const struct lf_waste_layer *l)
 	json_object_set_new(e, "deleted", json_integer((json_int_t)l->deleted));
 }
 
-int cli_json_layers(FILE *f, struct cli_image *ci, const struct lf_waste *w)
+int cli_json_layers(FILE *f, const struct lf_stack *ci,
+		    const struct lf_waste *w)
 {
+	const struct lf_image *img = lf_stack_image(ci);
 	json_t *o = json_object(), *arr = json_array();
 	size_t i;
 	int ret;
 
 	if (!o || !arr)
 		return -1;
-	set_name(o, "image", lf_image_path(ci->img));
-	json_object_set_new(o, "format", json_string(lf_image_format(ci->img)));
+	set_name(o, "image", lf_image_path(img));
+	json_object_set_new(o, "format", json_string(lf_image_format(img)));
 	json_object_set_new(o, "manifest_digest",
-			    json_string(lf_image_manifest_digest(ci->img)));
+			    json_string(lf_image_manifest_digest(img)));
 	json_object_set_new(o, "config_digest",
-			    json_string(lf_image_config_digest(ci->img)));
-	for (i = 0; i < ci->n; i++) {
-		const struct lf_image_layer *l = lf_image_layer(ci->img, i);
-		const struct lf_index *x = ci->idx[i];
+			    json_string(lf_image_config_digest(img)));
+	for (i = 0; i < lf_stack_count(ci); i++) {
+		const struct lf_image_layer *l = lf_stack_layer(ci, i);
+		const struct lf_index *x = lf_stack_index(ci, i);
 		json_t *e = json_object();
 
 		json_object_set_new(e, "index", json_integer((json_int_t)i + 1));

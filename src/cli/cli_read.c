@@ -71,25 +71,26 @@ static int parse(const char *cmd, const char *help, const char *shortopts,
 #define SHOWN_FMT "'%.200s%s'"
 #define SHOWN_ARGS(p) (p), strlen(p) > SHOWN ? "..." : ""
 
-static int resolve(struct cli_image *ci, const char *path, int flags,
+static int resolve(const struct lf_stack *ci, const char *path, int flags,
 		   uint64_t *ino)
 {
-	int ret = lf_tree_resolve(ci->tree, path, flags, ino);
+	int ret = lf_tree_resolve(lf_stack_tree(ci), path, flags, ino);
 
 	if (ret)
-		cli_error("%s: " SHOWN_FMT ": %s", lf_image_path(ci->img),
+		cli_error("%s: " SHOWN_FMT ": %s", cli_image_path(ci),
 			  SHOWN_ARGS(path), strerror(-ret));
 	return ret;
 }
 
-static void print_long(struct cli_image *ci, const char *name, uint64_t ino)
+static void print_long(const struct lf_stack *ci,
+		       const char *name, uint64_t ino)
 {
 	struct lf_tree_attr a;
 	char mode[11], when[32];
 	time_t t;
 	struct tm tm;
 
-	lf_tree_getattr(ci->tree, ino, &a);
+	lf_tree_getattr(lf_stack_tree(ci), ino, &a);
 	cli_mode_string(a.mode, mode);
 	t = (time_t)a.mtime;
 	if (!gmtime_r(&t, &tm) ||
@@ -102,12 +103,12 @@ static void print_long(struct cli_image *ci, const char *name, uint64_t ino)
 		printf("%s %3u %5u %5u %12llu %s %s", mode, a.nlink, a.uid,
 		       a.gid, (unsigned long long)a.size, when, name);
 	if (S_ISLNK(a.mode))
-		printf(" -> %s", lf_tree_readlink(ci->tree, ino));
+		printf(" -> %s", lf_tree_readlink(lf_stack_tree(ci), ino));
 	putchar('\n');
 }
 
 struct walk {
-	struct cli_image *ci;
+	const struct lf_stack *ci;
 	const struct cli_opts *o;
 	struct lf_buf path;
 	bool first;		/* no JSON object printed yet */
@@ -146,13 +147,13 @@ static int walk_dir(struct walk *w, uint64_t dir)
 		uint64_t ino;
 		struct lf_tree_attr a;
 
-		if (f->i >= lf_tree_dir_count(w->ci->tree, f->dir)) {
+		if (f->i >= lf_tree_dir_count(lf_stack_tree(w->ci), f->dir)) {
 			lf_buf_setlen(&w->path, f->plen);
 			depth--;
 			continue;
 		}
-		lf_tree_dir_entry(w->ci->tree, f->dir, f->i++, &name, &len,
-				  &ino);
+		lf_tree_dir_entry(lf_stack_tree(w->ci), f->dir, f->i++, &name,
+				  &len, &ino);
 		lf_buf_setlen(&w->path, f->plen);
 		if (w->path.len)
 			lf_buf_addch(&w->path, '/');
@@ -160,7 +161,7 @@ static int walk_dir(struct walk *w, uint64_t dir)
 		emit(w, w->o->recursive ? w->path.data
 					: w->path.data + w->path.len - len,
 		     ino);
-		lf_tree_getattr(w->ci->tree, ino, &a);
+		lf_tree_getattr(lf_stack_tree(w->ci), ino, &a);
 		if (!w->o->recursive || !S_ISDIR(a.mode))
 			continue;
 		if (depth == cap) {
@@ -182,7 +183,7 @@ static int walk_dir(struct walk *w, uint64_t dir)
 int cli_cmd_ls(int argc, char **argv)
 {
 	struct cli_opts o = { 0 };
-	struct cli_image ci;
+	struct lf_stack *ci = NULL;
 	struct walk w = { .o = &o, .first = true };
 	const char *path;
 	struct lf_tree_attr a;
@@ -199,30 +200,30 @@ int cli_cmd_ls(int argc, char **argv)
 	ret = cli_open(&o, argv[optind], false, true, &ci);
 	if (ret)
 		goto out;
-	w.ci = &ci;
+	w.ci = ci;
 	lf_buf_init(&w.path);
 	/* like ls(1): a symlink to a directory is listed as the directory */
-	if (resolve(&ci, path, LF_TREE_FOLLOW, &ino)) {
+	if (resolve(ci, path, LF_TREE_FOLLOW, &ino)) {
 		ret = CLI_ERR;
 		goto out;
 	}
-	lf_tree_getattr(ci.tree, ino, &a);
+	lf_tree_getattr(lf_stack_tree(ci), ino, &a);
 	if (S_ISDIR(a.mode)) {
 		if (walk_dir(&w, ino))
 			ret = CLI_ERR;
 	} else {
-		lf_tree_resolve(ci.tree, path, 0, &ino);
+		lf_tree_resolve(lf_stack_tree(ci), path, 0, &ino);
 		emit(&w, path, ino);
 	}
 	if (o.json)
 		fputs(w.first ? "[]\n" : "\n]\n", stdout);
 	lf_buf_release(&w.path);
 out:
-	cli_close(&ci);
+	lf_stack_close(ci);
 	return cli_flush(ret);
 }
 
-static int cat_one(struct cli_image *ci, const char *path)
+static int cat_one(const struct lf_stack *ci, const char *path)
 {
 	const struct lf_idx_entry *e;
 	struct lf_err err = { 0 };
@@ -234,18 +235,18 @@ static int cat_one(struct cli_image *ci, const char *path)
 
 	if (resolve(ci, path, LF_TREE_FOLLOW, &ino))
 		return CLI_ERR;
-	ret = lf_tree_data(ci->tree, ino, &layer, &e);
+	ret = lf_tree_data(lf_stack_tree(ci), ino, &layer, &e);
 	if (ret) {
 		struct lf_tree_attr a;
 
-		lf_tree_getattr(ci->tree, ino, &a);
-		cli_error("%s: " SHOWN_FMT ": %s", lf_image_path(ci->img),
+		lf_tree_getattr(lf_stack_tree(ci), ino, &a);
+		cli_error("%s: " SHOWN_FMT ": %s", cli_image_path(ci),
 			  SHOWN_ARGS(path), S_ISDIR(a.mode) ? "is a directory"
 					  : "not a regular file");
 		return CLI_ERR;
 	}
-	if (!(b = cli_blob(ci, layer, &err))) {
-		cli_error("%s: %s", lf_image_path(ci->img), err.msg);
+	if (!(b = lf_stack_blob(ci, layer, &err))) {
+		cli_error("%s: %s", cli_image_path(ci), err.msg);
 		return CLI_ERR;
 	}
 	while (off < e->size) {
@@ -253,7 +254,7 @@ static int cat_one(struct cli_image *ci, const char *path)
 
 		if (n <= 0) {
 			cli_error("%s: " SHOWN_FMT ": %s",
-				  lf_image_path(ci->img), SHOWN_ARGS(path),
+				  cli_image_path(ci), SHOWN_ARGS(path),
 				  n < 0 ? err.msg : "unexpected end of data");
 			return CLI_ERR;
 		}
@@ -269,7 +270,7 @@ static int cat_one(struct cli_image *ci, const char *path)
 int cli_cmd_cat(int argc, char **argv)
 {
 	struct cli_opts o = { 0 };
-	struct cli_image ci;
+	struct lf_stack *ci = NULL;
 	bool follow = false;
 	int ret, i;
 
@@ -280,22 +281,23 @@ int cli_cmd_cat(int argc, char **argv)
 		return cli_usage("cat", "expected IMAGE PATH...");
 	ret = cli_open(&o, argv[optind], false, true, &ci);
 	for (i = optind + 1; ret == CLI_OK && i < argc; i++)
-		ret = cat_one(&ci, argv[i]);
-	cli_close(&ci);
+		ret = cat_one(ci, argv[i]);
+	lf_stack_close(ci);
 	return cli_flush(ret);
 }
 
-static void print_stat(struct cli_image *ci, const char *path, uint64_t ino)
+static void print_stat(const struct lf_stack *ci,
+		       const char *path, uint64_t ino)
 {
 	struct lf_tree_attr a;
 	char mode[11];
 	size_t k, n;
 
-	lf_tree_getattr(ci->tree, ino, &a);
+	lf_tree_getattr(lf_stack_tree(ci), ino, &a);
 	cli_mode_string(a.mode, mode);
 	printf("  File: %s", path);
 	if (S_ISLNK(a.mode))
-		printf(" -> %s", lf_tree_readlink(ci->tree, ino));
+		printf(" -> %s", lf_tree_readlink(lf_stack_tree(ci), ino));
 	printf("\n  Type: %s\n  Size: %llu\tBlocks: %llu\tInode: %llu\t"
 	       "Links: %u\n",
 	       cli_type_name(a.mode), (unsigned long long)a.size,
@@ -310,14 +312,14 @@ static void print_stat(struct cli_image *ci, const char *path, uint64_t ino)
 		printf(" Layer: none (implicit directory)\n");
 	else
 		printf(" Layer: %d (%s)\n", a.layer + 1,
-		       lf_index_blob_digest(ci->idx[a.layer]));
-	n = lf_tree_xattr_count(ci->tree, ino);
+		       lf_index_blob_digest(lf_stack_index(ci, a.layer)));
+	n = lf_tree_xattr_count(lf_stack_tree(ci), ino);
 	for (k = 0; k < n; k++) {
 		const char *name;
 		const void *v;
 		size_t len, i;
 
-		lf_tree_xattr(ci->tree, ino, k, &name, &v, &len);
+		lf_tree_xattr(lf_stack_tree(ci), ino, k, &name, &v, &len);
 		printf(" Xattr: %s=0x", name);
 		for (i = 0; i < len; i++)
 			printf("%02x", ((const unsigned char *)v)[i]);
@@ -328,7 +330,7 @@ static void print_stat(struct cli_image *ci, const char *path, uint64_t ino)
 int cli_cmd_stat(int argc, char **argv)
 {
 	struct cli_opts o = { 0 };
-	struct cli_image ci;
+	struct lf_stack *ci = NULL;
 	bool follow = false;
 	uint64_t ino;
 	int ret;
@@ -340,16 +342,16 @@ int cli_cmd_stat(int argc, char **argv)
 		return cli_usage("stat", "expected IMAGE PATH");
 	ret = cli_open(&o, argv[optind], false, true, &ci);
 	if (ret == CLI_OK &&
-	    resolve(&ci, argv[optind + 1], follow ? LF_TREE_FOLLOW : 0, &ino))
+	    resolve(ci, argv[optind + 1], follow ? LF_TREE_FOLLOW : 0, &ino))
 		ret = CLI_ERR;
 	if (ret == CLI_OK) {
 		if (o.json) {
-			cli_json_inode(stdout, &ci, argv[optind + 1], ino);
+			cli_json_inode(stdout, ci, argv[optind + 1], ino);
 			putchar('\n');
 		} else {
-			print_stat(&ci, argv[optind + 1], ino);
+			print_stat(ci, argv[optind + 1], ino);
 		}
 	}
-	cli_close(&ci);
+	lf_stack_close(ci);
 	return cli_flush(ret);
 }

@@ -47,7 +47,7 @@ static int parse_double(const char *arg, const char *what, double *out)
 	return 0;
 }
 
-static void print_text(const struct lf_waste *w, struct cli_image *ci,
+static void print_text(const struct lf_waste *w, const struct lf_stack *ci,
 		       const struct cli_gate_result *g, size_t ng)
 {
 	char a[16], o[16], d[16], t[16];
@@ -56,7 +56,7 @@ static void print_text(const struct lf_waste *w, struct cli_image *ci,
 	printf("%-3s %10s %12s %10s  %s\n", "#", "ADDED", "OVERWRITTEN",
 	       "DELETED", "CREATED BY");
 	for (i = 0; i < w->nlayers; i++) {
-		const struct lf_image_layer *l = lf_image_layer(ci->img, i);
+		const struct lf_image_layer *l = lf_stack_layer(ci, i);
 
 		cli_human_size(w->layers[i].added, a);
 		cli_human_size(w->layers[i].overwritten, o);
@@ -147,7 +147,7 @@ int cli_cmd_waste(int argc, char **argv)
 	struct cli_opts o = { 0 };
 	struct lf_waste *w = NULL;
 	struct lf_err err = { 0 };
-	struct cli_image ci;
+	struct lf_stack *ci = NULL;
 	double v;
 	size_t top = 10, i, ng = 0;
 	int c, ret;
@@ -193,14 +193,14 @@ int cli_cmd_waste(int argc, char **argv)
 	if (o.quiet)
 		cli_set_progress(false);
 	ret = cli_open(&o, argv[optind], false, false, &ci);
-	for (i = 0; ret == CLI_OK && i < ci.n; i++)
-		if (!cli_blob(&ci, i, &err)) {
-			cli_error("%s: %s", ci.name, err.msg);
+	for (i = 0; ret == CLI_OK && i < lf_stack_count(ci); i++)
+		if (!lf_stack_blob(ci, i, &err)) {
+			cli_error("%s: %s", lf_stack_name(ci), err.msg);
 			ret = CLI_ERR;
 		}
 	if (ret == CLI_OK &&
-	    lf_waste_compute(ci.idx, ci.blobs, ci.n, top, &w, &err)) {
-		cli_error("%s: %s", ci.name, err.msg);
+	    lf_waste_compute(lf_stack_indexes(ci), lf_stack_blobs(ci), lf_stack_count(ci), top, &w, &err)) {
+		cli_error("%s: %s", lf_stack_name(ci), err.msg);
 		ret = CLI_ERR;
 	}
 	if (ret == CLI_OK) {
@@ -209,12 +209,12 @@ int cli_cmd_waste(int argc, char **argv)
 		if (o.json)
 			cli_json_waste(stdout, w, g, ng, gt.ci);
 		else
-			print_text(w, &ci, g, ng);
+			print_text(w, ci, g, ng);
 		for (i = 0; i < ng; i++)
 			if (!g[i].pass)
 				ret = CLI_ERR;
 	}
 	lf_waste_free(w);
-	cli_close(&ci);
+	lf_stack_close(ci);
 	return cli_flush(ret);
 }
