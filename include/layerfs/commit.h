@@ -34,6 +34,7 @@
 #include "layerfs/common.h"
 #include "layerfs/digest.h"
 #include "layerfs/image.h"
+#include "layerfs/stack.h"
 #include "layerfs/tree.h"
 
 enum lf_commit_format {
@@ -58,14 +59,13 @@ struct lf_commit_result {
 };
 
 /*
- * Commit.  img: the base image (borrowed); nlayers: how many of its layers
- * to keep (the --layers prefix); upper_dir: the upper directory or NULL
- * (squash only); tree/blobs: the merged view of those nlayers layers (used
- * by squash; blobs[i] serves layer i).  Errors name the file and the cause.
+ * Commit.  stack: the base image and the prefix of its layers to keep (the
+ * --layers prefix), with its merged tree for a squash (borrowed);
+ * upper_dir: the upper directory or NULL (squash only).  Errors name the
+ * file and the cause.
  */
-int lf_commit(const struct lf_image *img, size_t nlayers,
-	      const char *upper_dir, struct lf_tree *tree,
-	      struct lf_blob *const *blobs, const struct lf_commit_opts *opts,
+int lf_commit(const struct lf_stack *stack, const char *upper_dir,
+	      const struct lf_commit_opts *opts,
 	      struct lf_commit_result *res, struct lf_err *err);
 
 #endif /* LAYERFS_COMMIT_H */

@@ -24,14 +24,16 @@
 
 #include "layerfs/blob.h"
 #include "layerfs/common.h"
+#include "layerfs/stack.h"
 #include "layerfs/tree.h"
 #include "layerfs/upper.h"
 
-/* A view: the merged tree (blobs[i] serves layer i), or that tree with an
- * upper directory on top when upper is set. */
+/* A view: a merged tree of the stack's first layers (the stack's blob i
+ * serves layer i), or that tree with an upper directory on top when upper
+ * is set. */
 struct lf_diff_view {
+	const struct lf_stack *stack;
 	struct lf_tree *tree;
-	struct lf_blob *const *blobs;
 	struct lf_upper *upper;
 };
 

@@ -29,6 +29,7 @@
 
 #include "layerfs/blob.h"
 #include "layerfs/common.h"
+#include "layerfs/stack.h"
 #include "layerfs/tree.h"
 #include "layerfs/upper.h"
 
@@ -46,12 +47,11 @@ struct lf_fs_opts {
 };
 
 /*
- * Create the session and mount.  `blobs[i]` serves layer i of the tree
- * (borrowed, nblobs == the tree's layer count).  Returns 0 or a negative
- * errno with a message naming the mountpoint and the cause.
+ * Create the session and mount the stack's merged tree (the stack is
+ * borrowed and must have its tree).  Returns 0 or a negative errno with a
+ * message naming the mountpoint and the cause.
  */
-int lf_fs_mount(struct lf_tree *tree, struct lf_blob *const *blobs,
-		size_t nblobs, const struct lf_fs_opts *opts,
+int lf_fs_mount(const struct lf_stack *stack, const struct lf_fs_opts *opts,
 		struct lf_fs **out, struct lf_err *err);
 
 /*

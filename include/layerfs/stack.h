@@ -80,7 +80,9 @@ int lf_stack_tree_prefix(const struct lf_stack *s, size_t n,
 /* Layer i's blob, opened on first use; NULL with err set on failure. */
 struct lf_blob *lf_stack_blob(const struct lf_stack *s, size_t i,
 			      struct lf_err *err);
-/* The blobs opened so far, [lf_stack_count()]. */
-struct lf_blob *const *lf_stack_blobs(const struct lf_stack *s);
+/* lf_blob_read_file() on layer i's blob (opened on first use). */
+ssize_t lf_stack_read_file(const struct lf_stack *s, size_t i,
+			   const struct lf_idx_entry *e, void *buf, size_t len,
+			   uint64_t off, struct lf_err *err);
 
 #endif /* LAYERFS_STACK_H */

@@ -26,7 +26,7 @@
  * docs/architecture.md); struct stat results carry the inode number the
  * object keeps across copy-up (the lower one, as overlayfs does).
  *
- * Ownership: the tree and blobs are borrowed and must outlive the upper.
+ * Ownership: the stack is borrowed and must outlive the upper.
  * Thread safety: every function may be called from many threads; one mutex
  * (upper->lock) serialises the node table and every namespace change; file
  * I/O and the data copy of a file's copy-up run outside it.
@@ -43,6 +43,7 @@
 
 #include "layerfs/blob.h"
 #include "layerfs/common.h"
+#include "layerfs/stack.h"
 #include "layerfs/tree.h"
 
 #define LF_UPPER_ROOT 1
@@ -50,14 +51,13 @@
 struct lf_upper;
 
 /*
- * Open (mkdir if missing) the upper directory `dir` over `tree`, whose layer
- * i is served by blobs[i].  A directory made here takes the image root's
- * owner, mode and times (it is the merged view's root); an existing one is
- * left as it is.  Errors name the directory.
+ * Open (mkdir if missing) the upper directory `dir` over the stack's merged
+ * tree (the stack must have its tree).  A directory made here takes the
+ * image root's owner, mode and times (it is the merged view's root); an
+ * existing one is left as it is.  Errors name the directory.
  */
-int lf_upper_new(const char *dir, struct lf_tree *tree,
-		 struct lf_blob *const *blobs, struct lf_upper **out,
-		 struct lf_err *err);
+int lf_upper_new(const char *dir, const struct lf_stack *stack,
+		 struct lf_upper **out, struct lf_err *err);
 void lf_upper_free(struct lf_upper *up);
 
 /* Name lookup: on success *node has one more lookup reference. */

@@ -35,6 +35,7 @@
 #include "layerfs/blob.h"
 #include "layerfs/common.h"
 #include "layerfs/index.h"
+#include "layerfs/stack.h"
 
 struct lf_waste_layer {
 	uint64_t added, overwritten, deleted;
@@ -71,12 +72,11 @@ struct lf_waste {
 };
 
 /*
- * Account layers[0..n) (bottom first); blobs[i] serves layer i (used to look
- * for private keys in hidden files; blobs NULL: judge by names only).  `top`
- * limits the list of paths.
+ * Account the stack's layers (bottom first), reading hidden files through
+ * the stack's blobs to look for private keys.  `top` limits the list of
+ * paths.
  */
-int lf_waste_compute(struct lf_index *const *layers,
-		     struct lf_blob *const *blobs, size_t n, size_t top,
+int lf_waste_compute(const struct lf_stack *stack, size_t top,
 		     struct lf_waste **out, struct lf_err *err);
 /* Only the per-layer fields (added, overwritten, deleted; the rest is zero,
  * efficiency 0): what `layers` shows, without dive's path accounting. */

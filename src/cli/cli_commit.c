@@ -168,8 +168,7 @@ int cli_cmd_commit(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (lf_commit(lf_stack_image(ci), lf_stack_count(ci), a.upper, lf_stack_tree(ci), lf_stack_blobs(ci), &a.co, &r,
-		      &err)) {
+	if (lf_commit(ci, a.upper, &a.co, &r, &err)) {
 		cli_error("%s", err.msg);
 		ret = CLI_ERR;
 		goto out;

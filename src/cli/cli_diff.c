@@ -101,8 +101,8 @@ static int run_prefixes(const struct lf_stack *ci, long from, long to,
 		cli_error("%s: %s", lf_stack_name(ci), err.msg);
 		ret = CLI_ERR;
 	} else {
-		struct lf_diff_view a = { ta, lf_stack_blobs(ci), NULL };
-		struct lf_diff_view b = { tb, lf_stack_blobs(ci), NULL };
+		struct lf_diff_view a = { ci, ta, NULL };
+		struct lf_diff_view b = { ci, tb, NULL };
 
 		if (lf_diff_run(&a, &b, on_change, out, &err)) {
 			cli_error("%s: %s", lf_stack_name(ci), err.msg);
@@ -134,12 +134,12 @@ static int run_upper(const struct lf_stack *ci, const char *dir,
 			cli_error("%s: %s", lf_stack_name(ci), err.msg);
 			return CLI_ERR;
 		}
-	if (lf_upper_new(dir, lf_stack_tree(ci), lf_stack_blobs(ci), &up, &err)) {
+	if (lf_upper_new(dir, ci, &up, &err)) {
 		cli_error("%s", err.msg);
 		return CLI_ERR;
 	} else {
-		struct lf_diff_view a = { lf_stack_tree(ci), lf_stack_blobs(ci), NULL };
-		struct lf_diff_view b = { lf_stack_tree(ci), lf_stack_blobs(ci), up };
+		struct lf_diff_view a = { ci, lf_stack_tree(ci), NULL };
+		struct lf_diff_view b = { ci, lf_stack_tree(ci), up };
 
 		if (lf_diff_run(&a, &b, on_change, out, &err)) {
 			cli_error("%s: %s", dir, err.msg);

@@ -188,12 +188,12 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 	m->fo.fsname = image ? image : m->label ? m->label : "layerfs";
 	m->fo.fuse_opts = m->fuse_opts.len ? m->fuse_opts.data : NULL;
 	if (ret == CLI_OK && m->upper &&
-	    lf_upper_new(m->upper, lf_stack_tree(ci), lf_stack_blobs(ci), &m->fo.upper, &err)) {
+	    lf_upper_new(m->upper, ci, &m->fo.upper, &err)) {
 		cli_error("%s", err.msg);
 		ret = CLI_ERR;
 	}
 	if (ret == CLI_OK &&
-	    lf_fs_mount(lf_stack_tree(ci), lf_stack_blobs(ci), lf_stack_count(ci), &m->fo, &fs, &err)) {
+	    lf_fs_mount(ci, &m->fo, &fs, &err)) {
 		cli_error("%s", err.msg);
 		ret = CLI_ERR;
 	}

@@ -199,7 +199,7 @@ int cli_cmd_waste(int argc, char **argv)
 			ret = CLI_ERR;
 		}
 	if (ret == CLI_OK &&
-	    lf_waste_compute(lf_stack_indexes(ci), lf_stack_blobs(ci), lf_stack_count(ci), top, &w, &err)) {
+	    lf_waste_compute(ci, top, &w, &err)) {
 		cli_error("%s: %s", lf_stack_name(ci), err.msg);
 		ret = CLI_ERR;
 	}

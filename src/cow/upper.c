@@ -1051,9 +1051,8 @@ static void adopt_root(struct lf_upper *up)
 		       strerror(errno));
 }
 
-int lf_upper_new(const char *dir, struct lf_tree *tree,
-		 struct lf_blob *const *blobs, struct lf_upper **out,
-		 struct lf_err *err)
+int lf_upper_new(const char *dir, const struct lf_stack *stack,
+		 struct lf_upper **out, struct lf_err *err)
 {
 	struct lf_upper *up = calloc(1, sizeof(*up));
 	struct node *root;
@@ -1064,8 +1063,8 @@ int lf_upper_new(const char *dir, struct lf_tree *tree,
 		goto nomem;
 	up->root = -1;
 	pthread_mutex_init(&up->lock, NULL);
-	up->tree = tree;
-	up->blobs = blobs;
+	up->stack = stack;
+	up->tree = lf_stack_tree(stack);
 	if (mkdir(dir, 0755) == 0) {
 		created = true;
 	} else if (errno != EEXIST) {

@@ -68,8 +68,8 @@ static int copy_data(struct lf_upper *up, uint64_t ino, int fd)
 	if (!buf)
 		return -ENOMEM;
 	while (off < e->size) {
-		ssize_t n = lf_blob_read_file(up->blobs[layer], e, buf,
-					      COPY_BUF, off, &err);
+		ssize_t n = lf_stack_read_file(up->stack, layer, e, buf,
+					       COPY_BUF, off, &err);
 		size_t done = 0;
 
 		if (n <= 0) {

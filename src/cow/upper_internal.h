@@ -49,8 +49,8 @@ struct lf_upper {
 				 * namespace changes in the upper dir */
 	int root;		/* O_DIRECTORY fd of the upper dir */
 	dev_t dev;		/* its st_dev */
-	struct lf_tree *tree;	/* borrowed */
-	struct lf_blob *const *blobs;	/* borrowed */
+	const struct lf_stack *stack;	/* borrowed */
+	struct lf_tree *tree;	/* the stack's */
 	struct node **nodes;	/* id -> node, NULL for free ids */
 	uint64_t nnodes, anodes;
 	struct node **hash;	/* (parent id, name) -> node */

@@ -102,8 +102,8 @@ ssize_t lf_upper_read(struct lf_upper *up, uint64_t fh, void *buf,
 	}
 	if (lf_tree_data(up->tree, of->lower, &layer, &e))
 		return -EINVAL;
-	n = lf_blob_read_file(up->blobs[layer], e, buf, size, (uint64_t)off,
-			      &err);
+	n = lf_stack_read_file(up->stack, layer, e, buf, size, (uint64_t)off,
+			       &err);
 	return n < 0 ? -EIO : n;
 }
 

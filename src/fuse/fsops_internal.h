@@ -17,9 +17,8 @@
 #define LF_FS_MAX_READ (1u << 20)
 
 struct lf_fs {
-	struct lf_tree *tree;		/* borrowed, immutable */
-	struct lf_blob *const *blobs;	/* borrowed, [nblobs] */
-	size_t nblobs;
+	const struct lf_stack *stack;	/* borrowed */
+	struct lf_tree *tree;		/* the stack's, immutable */
 	struct lf_fs_opts opts;		/* strings borrowed */
 	struct fuse_session *se;	/* owned */
 	bool mounted;

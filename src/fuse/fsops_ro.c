@@ -291,8 +291,8 @@ static void fsop_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = lf_blob_read_file(fs->blobs[layer], e, buf, size, (uint64_t)off,
-			      &err);
+	n = lf_stack_read_file(fs->stack, layer, e, buf, size, (uint64_t)off,
+			       &err);
 	if (n < 0) {
 		lf_log_once(&fs->eio_logged, LF_LOG_ERR,
 			    "read of inode %llu failed, answering EIO: %s",

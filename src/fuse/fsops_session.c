@@ -129,8 +129,7 @@ static unsigned int user_max_read(const char *opts)
 	return v;
 }
 
-int lf_fs_mount(struct lf_tree *tree, struct lf_blob *const *blobs,
-		size_t nblobs, const struct lf_fs_opts *opts,
+int lf_fs_mount(const struct lf_stack *stack, const struct lf_fs_opts *opts,
 		struct lf_fs **out, struct lf_err *err)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -144,9 +143,8 @@ int lf_fs_mount(struct lf_tree *tree, struct lf_blob *const *blobs,
 	if (!fs)
 		return lf_err_set(err, -ENOMEM, "out of memory");
 	fs->ready_fd = -1;
-	fs->tree = tree;
-	fs->blobs = blobs;
-	fs->nblobs = nblobs;
+	fs->stack = stack;
+	fs->tree = lf_stack_tree(stack);
 	fs->opts = *opts;
 	atomic_init(&fs->total_blocks, UINT64_MAX);
 	fs->max_read = user_max_read(opts->fuse_opts);

@@ -426,8 +426,7 @@ static int parse_tag(struct job *j, const char *tag)
 }
 
 static int check_args(const struct lf_image *img, size_t nlayers,
-		      const char *upper_dir, struct lf_tree *tree,
-		      struct lf_blob *const *blobs,
+		      const char *upper_dir, const struct lf_tree *tree,
 		      const struct lf_commit_opts *opts, struct lf_err *err)
 {
 	struct stat st;
@@ -440,7 +439,7 @@ static int check_args(const struct lf_image *img, size_t nlayers,
 				  lf_image_layer_count(img), nlayers);
 	if (!opts->squash && !upper_dir)
 		return lf_err_set(err, -EINVAL, "no upper directory to commit");
-	if (opts->squash && (!tree || !blobs))
+	if (opts->squash && !tree)
 		return lf_err_set(err, -EINVAL, "squash needs the merged view");
 	if (!lstat(opts->out, &st))
 		return lf_err_set(err, -EEXIST, "'%s' exists", opts->out);
@@ -476,14 +475,16 @@ static int stage(struct job *j)
 	return 0;
 }
 
-int lf_commit(const struct lf_image *img, size_t nlayers,
-	      const char *upper_dir, struct lf_tree *tree,
-	      struct lf_blob *const *blobs, const struct lf_commit_opts *opts,
+int lf_commit(const struct lf_stack *stack, const char *upper_dir,
+	      const struct lf_commit_opts *opts,
 	      struct lf_commit_result *res, struct lf_err *err)
 {
+	const struct lf_image *img = lf_stack_image(stack);
+	size_t nlayers = lf_stack_count(stack);
+	struct lf_tree *tree = lf_stack_tree(stack);
 	struct job j = { .opts = opts, .err = err, .sfd = -1, .bfd = -1 };
-	struct commit_src src = { .upper_dir = upper_dir, .tree = tree,
-				  .blobs = blobs };
+	struct commit_src src = { .upper_dir = upper_dir, .stack = stack,
+				  .tree = tree };
 	struct commit_layer cl = { 0 };
 	size_t nkept = opts->squash ? 0 : nlayers, i;
 	unsigned char *buf = NULL;
@@ -491,8 +492,7 @@ int lf_commit(const struct lf_image *img, size_t nlayers,
 
 	lf_buf_init(&j.stage);
 	lf_buf_init(&j.tarpath);
-	if ((ret = check_args(img, nlayers, upper_dir, tree, blobs, opts,
-			      err)) ||
+	if ((ret = check_args(img, nlayers, upper_dir, tree, opts, err)) ||
 	    (ret = parse_tag(&j, opts->tag)))
 		goto out;
 	j.nlayers = nkept + 1;

@@ -34,8 +34,8 @@ enum commit_src_kind {
 struct commit_src {
 	enum commit_src_kind kind;
 	const char *upper_dir;		/* DIR and UPPER */
-	struct lf_tree *tree;		/* UPPER and TREE (borrowed) */
-	struct lf_blob *const *blobs;	/* UPPER and TREE (borrowed) */
+	const struct lf_stack *stack;	/* UPPER and TREE (borrowed) */
+	struct lf_tree *tree;		/* the stack's, UPPER and TREE */
 };
 
 /* The layer blob written by lf_commit_write_layer(). */

@@ -976,7 +976,11 @@ static int tree_entry(struct writer *w, uint64_t ino)
 				   shown(w));
 			goto out;
 		}
-		f.blob = w->src->blobs[layer];
+		f.blob = lf_stack_blob(w->src->stack, layer, w->err);
+		if (!f.blob) {
+			ret = -EIO;
+			goto out;
+		}
 	}
 	ret = emit(w, &e, tree_read, &f);
 out:
@@ -1056,8 +1060,7 @@ static int walk(struct writer *w)
 		return walk_host(w, fd);
 	case COMMIT_SRC_UPPER:
 		/* read-only use: lookups and reads never copy anything up */
-		ret = lf_upper_new(src->upper_dir, src->tree, src->blobs,
-				   &w->up, w->err);
+		ret = lf_upper_new(src->upper_dir, src->stack, &w->up, w->err);
 		if (ret)
 			return ret;
 		ret = walk_upper(w);

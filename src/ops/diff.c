@@ -247,8 +247,8 @@ static int hash_obj(struct walk *w, const struct lf_diff_view *v,
 			n = lf_upper_read(v->upper, fh, w->buf, READ_CHUNK,
 					  (off_t)off);
 		else
-			n = lf_blob_read_file(v->blobs[layer], ent, w->buf,
-					      READ_CHUNK, off, &e);
+			n = lf_stack_read_file(v->stack, layer, ent, w->buf,
+					       READ_CHUNK, off, &e);
 		if (n < 0)
 			ret = (int)n;
 		if (n <= 0)

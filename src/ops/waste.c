@@ -41,7 +41,7 @@ struct pmap {
 
 struct acc {
 	struct lf_index *const *idx;
-	struct lf_blob *const *blobs;
+	const struct lf_stack *stack;	/* NULL: judge secrets by names */
 	size_t n;
 	size_t *base;		/* flat offset of each layer's entries */
 	uint32_t *hidden_at;	/* per flat entry: 1-based layer, 0 = live */
@@ -296,7 +296,7 @@ static const char *sniff(struct acc *a, size_t l, const struct lf_idx_entry *e)
 
 	if (!buf)
 		return NULL;
-	n = lf_blob_read_file(a->blobs[l], e, buf, SNIFF_BYTES, 0, &err);
+	n = lf_stack_read_file(a->stack, l, e, buf, SNIFF_BYTES, 0, &err);
 	if (n > 0) {
 		buf[n] = '\0';
 		for (p = buf; (p = memmem(p, (size_t)(buf + n - p),
@@ -331,7 +331,7 @@ static int find_secrets(struct acc *a)
 			    (e->flags & LF_IDX_WHITEOUT))
 				continue;
 			why = secret_name(lf_path_basename(path), path);
-			if (!why && e->size && a->blobs)
+			if (!why && e->size && a->stack)
 				why = sniff(a, l, e);
 			if (!why)
 				continue;
@@ -444,10 +444,10 @@ static void acc_release(struct acc *a)
 
 /* full: dive's path accounting and secrets too, else per layer only. */
 static int compute(struct lf_index *const *layers,
-		   struct lf_blob *const *blobs, size_t n, size_t top,
+		   const struct lf_stack *stack, size_t n, size_t top,
 		   bool full, struct lf_waste **out, struct lf_err *err)
 {
-	struct acc a = { .idx = layers, .blobs = blobs, .n = n };
+	struct acc a = { .idx = layers, .stack = stack, .n = n };
 	struct lf_merge *merge = NULL;
 	size_t l, i;
 	int ret = -ENOMEM;
@@ -498,11 +498,11 @@ fail:
 	return ret;
 }
 
-int lf_waste_compute(struct lf_index *const *layers,
-		     struct lf_blob *const *blobs, size_t n, size_t top,
+int lf_waste_compute(const struct lf_stack *stack, size_t top,
 		     struct lf_waste **out, struct lf_err *err)
 {
-	return compute(layers, blobs, n, top, true, out, err);
+	return compute(lf_stack_indexes(stack), stack, lf_stack_count(stack),
+		       top, true, out, err);
 }
 
 int lf_waste_per_layer(struct lf_index *const *layers, size_t n,

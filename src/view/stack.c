@@ -359,9 +359,13 @@ const struct lf_image_layer *lf_stack_layer(const struct lf_stack *s,
 	return s->src[i].layer;
 }
 
-struct lf_blob *const *lf_stack_blobs(const struct lf_stack *s)
+ssize_t lf_stack_read_file(const struct lf_stack *s, size_t i,
+			   const struct lf_idx_entry *e, void *buf, size_t len,
+			   uint64_t off, struct lf_err *err)
 {
-	return s->blobs;
+	struct lf_blob *b = lf_stack_blob(s, i, err);
+
+	return b ? lf_blob_read_file(b, e, buf, len, off, err) : -EIO;
 }
 
 struct lf_tree *lf_stack_tree(const struct lf_stack *s)

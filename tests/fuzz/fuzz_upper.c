@@ -292,7 +292,10 @@ static void walk_upper(struct lf_upper *up)
 static void read_all(const char *lower, const char *upper)
 {
 	struct lf_index *idx[2] = { NULL, NULL };
-	struct lf_blob *blob = NULL;
+	const char *lowers[1] = { lower };
+	struct lf_stack_opts so = { .lowers = lowers, .nlowers = 1,
+				    .want_tree = true };
+	struct lf_stack *stack = NULL;
 	struct lf_tree *tree = NULL;
 	struct lf_upper *up = NULL;
 	struct lf_err err;
@@ -309,20 +312,17 @@ static void read_all(const char *lower, const char *upper)
 		}
 		lf_index_close(idx[1]);
 	}
-	/* the upper API over the lower layer (or the empty view) */
-	if (lf_tree_build(idx, n, &tree, &err))
-		goto out;
-	if (n && lf_blob_open(NULL, idx[0], NULL, &blob, &err))
-		goto out;
-	if (lf_upper_new(upper, tree, &blob, &up, &err))
-		goto out;
-	walk_upper(up);
-	lf_upper_free(up);
-out:
-	lf_blob_close(blob);
-	lf_tree_free(tree);
 	if (idx[0])
 		lf_index_close(idx[0]);
+	/* the upper API over the lower layer (or the empty view) */
+	so.nlowers = n;
+	if (lf_stack_open(NULL, &so, &stack, &err))
+		return;
+	if (!lf_upper_new(upper, stack, &up, &err)) {
+		walk_upper(up);
+		lf_upper_free(up);
+	}
+	lf_stack_close(stack);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
