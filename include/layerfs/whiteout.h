@@ -21,7 +21,8 @@
 #define LF_WH_PREFIX ".wh."
 #define LF_WH_PREFIX_LEN 4
 /* the opaque marker, and the prefix every AUFS-reserved name shares */
-#define LF_WH_OPAQUE ".wh..wh..opq"
+#define LF_WH_OPQ_NAME ".wh..opq" /* what the marker "whites out" */
+#define LF_WH_OPAQUE LF_WH_PREFIX LF_WH_OPQ_NAME
 #define LF_WH_META ".wh..wh."
 /* layerfs's temporary files inside an upper dir (never shown) */
 #define LF_UPPER_TMP_PREFIX LF_WH_META "lftmp."

@@ -240,7 +240,7 @@ static int visit_in(struct walker *w, struct frame *f, int dfd,
 		ret = add(w, path, &e, err);
 		/* overlayfs opaque directory: the OCI marker inside it */
 		if (!ret && opaque)
-			ret = add_whiteout(w, path, LF_WH_OPAQUE + LF_WH_PREFIX_LEN, err);
+			ret = add_whiteout(w, path, LF_WH_OPQ_NAME, err);
 		if (!ret)
 			ret = walk_dir(w, fd, path, err);
 	} else if (S_ISREG(st.st_mode)) {
