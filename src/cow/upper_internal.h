@@ -65,8 +65,17 @@ struct ofile {
 	uint64_t lower;
 };
 
-/* upper.c */
+/* upper_node.c (nodes), upper_fs.c (access beneath the root), upper.c
+ * (the merged view of a name), upper_dir.c (listings) */
+/* Buckets of the (parent, name) hash of nodes. */
+#define NHASH 65536
 struct node *lf_upper_node(struct lf_upper *up, uint64_t id);
+/* A new node (parent, name), not yet hashed, no reference: 0 or -ENOMEM. */
+int lf_upper_new_node(struct lf_upper *up, struct node *parent,
+		      const char *name, struct node **out);
+/* The nodes from n up to (not including) the root, n first (*out
+ * malloc'd); -ENAMETOOLONG past LF_UPPER_MAX_DEPTH. */
+int lf_upper_node_chain(struct node *n, struct node ***out, size_t *depth);
 /*
  * How deep below the upper root a node may be (deeper: -ENAMETOOLONG).  An
  * upper dir made from outside can be deeper; every operation opens its
