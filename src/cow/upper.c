@@ -30,7 +30,7 @@ static bool exists_at(int fd, const char *name)
 
 static int wh_name(const char *name, char *buf, size_t size)
 {
-	if (snprintf(buf, size, WH_PREFIX "%s", name) >= (int)size)
+	if (snprintf(buf, size, LF_WH_PREFIX "%s", name) >= (int)size)
 		return -ENAMETOOLONG;
 	return 0;
 }
@@ -43,7 +43,7 @@ static bool dir_is_opaque(int dirfd, const char *name)
 
 	if (fd < 0)
 		return false;
-	ret = exists_at(fd, WH_OPAQUE);
+	ret = exists_at(fd, LF_WH_OPAQUE);
 	close(fd);
 	return ret;
 }
@@ -69,7 +69,7 @@ int lf_upper_view(struct lf_upper *up, struct node *dir, const char *name,
 		v->upper = fits && fstatat(fd, name, &v->ust,
 					   AT_SYMLINK_NOFOLLOW) == 0;
 		v->whiteout = wh_fits && exists_at(fd, wh);
-		dopaque = exists_at(fd, WH_OPAQUE);
+		dopaque = exists_at(fd, LF_WH_OPAQUE);
 		if (v->upper && S_ISDIR(v->ust.st_mode))
 			v->opaque = dir_is_opaque(fd, name);
 		close(fd);
@@ -102,7 +102,7 @@ int lf_upper_node_view(struct lf_upper *up, struct node *n, struct view *v)
 		return -errno;
 	v->upper = true;
 	if (!lf_upper_dirfd(up, n, &fd)) {
-		v->opaque = exists_at(fd, WH_OPAQUE);
+		v->opaque = exists_at(fd, LF_WH_OPAQUE);
 		close(fd);
 	}
 	v->lower = LF_TREE_ROOT;

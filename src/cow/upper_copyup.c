@@ -127,7 +127,7 @@ static int fill_tmp(struct lf_upper *up, int pfd, uint64_t ino,
 		return ret;
 	t->fd = openat(pfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (t->fd < 0) {
-		snprintf(t->tmp, sizeof(t->tmp), TMP_PREFIX "%d.%llu",
+		snprintf(t->tmp, sizeof(t->tmp), LF_UPPER_TMP_PREFIX "%d.%llu",
 			 (int)getpid(), (unsigned long long)ino);
 		t->fd = openat(pfd, t->tmp, O_CREAT | O_EXCL | O_RDWR |
 			       O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -404,7 +404,7 @@ int lf_upper_make_whiteout(int dirfd, const char *name)
 	char wh[NAME_MAX + 8];
 	int fd;
 
-	if (snprintf(wh, sizeof(wh), WH_PREFIX "%s", name) >= (int)sizeof(wh))
+	if (snprintf(wh, sizeof(wh), LF_WH_PREFIX "%s", name) >= (int)sizeof(wh))
 		return -ENAMETOOLONG;
 	/* anything already named .wh.NAME is the whiteout: never open it */
 	fd = openat(dirfd, wh, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW |
@@ -419,7 +419,7 @@ int lf_upper_remove_whiteout(int dirfd, const char *name)
 {
 	char wh[NAME_MAX + 8];
 
-	if (snprintf(wh, sizeof(wh), WH_PREFIX "%s", name) >= (int)sizeof(wh))
+	if (snprintf(wh, sizeof(wh), LF_WH_PREFIX "%s", name) >= (int)sizeof(wh))
 		return -ENAMETOOLONG;
 	if (unlinkat(dirfd, wh, 0) < 0 && errno != ENOENT)
 		return -errno;

@@ -76,17 +76,17 @@ static int scan_upper(int fd, char ***names, size_t *nn, char ***wh,
 
 		if (!strcmp(nm, ".") || !strcmp(nm, ".."))
 			continue;
-		if (!strcmp(nm, WH_OPAQUE)) {
+		if (!strcmp(nm, LF_WH_OPAQUE)) {
 			*opaque = true;
 			continue;
 		}
-		if (!strncmp(nm, TMP_PREFIX, strlen(TMP_PREFIX)))
+		if (lf_is_upper_tmp(nm))
 			continue;
 		if (lf_upper_reserved(nm)) {
 			arr = wh;
 			cnt = nw;
 			cap = &cw;
-			nm += strlen(WH_PREFIX);
+			nm += strlen(LF_WH_PREFIX);
 		}
 		if (*cnt == *cap) {
 			size_t nc = *cap ? *cap * 2 : 32;

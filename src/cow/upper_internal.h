@@ -7,11 +7,7 @@
 
 #include "layerfs/buf.h"
 #include "layerfs/upper.h"
-
-#define WH_PREFIX ".wh."
-#define WH_OPAQUE ".wh..wh..opq"
-/* A name the merged view can never show: temp files during copy-up. */
-#define TMP_PREFIX ".wh..wh..lftmp."
+#include "layerfs/whiteout.h"
 
 /* Reported inode numbers of upper-only objects live above the tree's. */
 #define UPPER_INO_BIT (1ull << 62)

@@ -24,7 +24,7 @@
 
 bool lf_upper_reserved(const char *name)
 {
-	return !strncmp(name, WH_PREFIX, strlen(WH_PREFIX));
+	return lf_is_whiteout_name(name);
 }
 
 static size_t hash_of(uint64_t parent, const char *name)

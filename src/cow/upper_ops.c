@@ -86,7 +86,7 @@ static int prepare_create(struct lf_upper *up, uint64_t parent,
 	/* a .wh. name in the upper dir would be read as a whiteout */
 	if (lf_upper_reserved(name))
 		return -EINVAL;
-	if (strlen(name) > NAME_MAX - strlen(WH_PREFIX))
+	if (strlen(name) > NAME_MAX - strlen(LF_WH_PREFIX))
 		return -ENAMETOOLONG;
 	if ((ret = lf_upper_view(up, *dirp, name, &v)))
 		return ret;
@@ -180,7 +180,7 @@ static int make_opaque(int pfd, const char *name)
 		ret = -errno;
 	/* whatever already has the name marks it opaque (only names count
 	 * in an OCI layer); never open it, it may be a FIFO */
-	m = ret ? -1 : openat(fd, WH_OPAQUE, O_CREAT | O_EXCL | O_WRONLY |
+	m = ret ? -1 : openat(fd, LF_WH_OPAQUE, O_CREAT | O_EXCL | O_WRONLY |
 			      O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
 	if (!ret && m < 0 && errno != EEXIST)
 		ret = -errno;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "commit_internal.h"
+#include "layerfs/whiteout.h"
 
 #define COPY_CHUNK (1u << 20)
 #define TMP_BLOB ".blob.tmp"
@@ -456,7 +457,7 @@ static int check_args(const struct lf_image *img, size_t nlayers,
 
 static int stage(struct job *j)
 {
-	if (lf_buf_addf(&j->stage, "%s.tmp.XXXXXX", j->opts->out))
+	if (lf_buf_addf(&j->stage, "%s" LF_TMP_SUFFIX, j->opts->out))
 		return lf_err_set(j->err, -ENOMEM, "out of memory");
 	if (!mkdtemp(j->stage.data)) {
 		int e = errno;

@@ -18,10 +18,8 @@
 #include <archive_entry.h>
 
 #include "layerfs/upper.h"
+#include "layerfs/whiteout.h"
 
-/* layerfs's own temp names in an upper dir (upper_internal.h TMP_PREFIX):
- * a half-made copy-up, never part of the view, never committed */
-#define TMP_PREFIX ".wh..wh..lftmp."
 #define DATA_CHUNK (1u << 20)
 
 struct xattr {
@@ -547,7 +545,7 @@ static int dir_names(int dfd, char ***names, size_t *n)
 	errno = 0;
 	while (!ret && (de = readdir(dp))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-		    !strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)))
+		    lf_is_upper_tmp(de->d_name))
 			continue;
 		ret = names_add(names, n, &cap, de->d_name);
 		errno = 0;
