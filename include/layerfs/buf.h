@@ -18,9 +18,9 @@
 #include "layerfs/common.h"
 
 struct lf_buf {
-	char *data;	/* owned; never NULL after init */
-	size_t len;	/* bytes used, not counting the trailing NUL */
-	size_t alloc;	/* bytes allocated; 0 while data is the shared "" */
+	char *data;   /* owned; never NULL after init */
+	size_t len;   /* bytes used, not counting the trailing NUL */
+	size_t alloc; /* bytes allocated; 0 while data is the shared "" */
 };
 
 void lf_buf_init(struct lf_buf *b);

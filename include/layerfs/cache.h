@@ -46,8 +46,10 @@
 #include "layerfs/common.h"
 #include "layerfs/digest.h"
 
-#define LF_CACHE_MAGIC "LFIDX\r\n\032"	/* 8 bytes, like PNG's: catches text mangling */
-#define LF_CACHE_VERSION 5	/* 2: XXH64-style checksums, 3: windows apart,
+#define LF_CACHE_MAGIC                                                         \
+	"LFIDX\r\n\032" /* 8 bytes, like PNG's: catches text mangling */
+#define LF_CACHE_VERSION                                                       \
+	5 /* 2: XXH64-style checksums, 3: windows apart,
 				 * 4: names as stored, symlinks 0777,
 				 * 5: SPANSUMS */
 
@@ -64,7 +66,7 @@ enum lf_cache_section {
 	LF_SECT_SPARSE,
 	LF_SECT_GZPOINTS,
 	LF_SECT_SPANSUMS,
-	LF_SECT_GZWINDOWS,	/* last in the file */
+	LF_SECT_GZWINDOWS, /* last in the file */
 	LF_SECT_COUNT,
 };
 
@@ -78,26 +80,26 @@ enum lf_compression {
 #define LF_CACHE_VERIFIED 1u
 
 struct lf_cache_sect {
-	uint64_t off;		/* from the start of the file, 8-aligned */
-	uint64_t len;		/* bytes */
+	uint64_t off; /* from the start of the file, 8-aligned */
+	uint64_t len; /* bytes */
 };
 
 struct lf_cache_header {
-	char magic[8];		/* LF_CACHE_MAGIC */
-	uint32_t version;	/* LF_CACHE_VERSION */
-	uint32_t header_size;	/* sizeof(struct lf_cache_header) */
-	char key[80];		/* cache key, NUL-padded */
-	char blob_digest[LF_DIGEST_LEN];	/* sha256 of the blob as read */
-	char diff_id[LF_DIGEST_LEN];		/* sha256 of the tar stream */
-	uint64_t blob_size;	/* compressed bytes */
-	uint64_t tar_size;	/* uncompressed bytes */
-	uint64_t nentries;	/* members in ENTRIES */
-	uint64_t nwhiteouts;	/* members named .wh.* (incl. opaque markers) */
-	uint32_t compression;	/* enum lf_compression */
-	uint32_t flags;		/* LF_CACHE_VERIFIED */
+	char magic[8];			 /* LF_CACHE_MAGIC */
+	uint32_t version;		 /* LF_CACHE_VERSION */
+	uint32_t header_size;		 /* sizeof(struct lf_cache_header) */
+	char key[80];			 /* cache key, NUL-padded */
+	char blob_digest[LF_DIGEST_LEN]; /* sha256 of the blob as read */
+	char diff_id[LF_DIGEST_LEN];	 /* sha256 of the tar stream */
+	uint64_t blob_size;		 /* compressed bytes */
+	uint64_t tar_size;		 /* uncompressed bytes */
+	uint64_t nentries;		 /* members in ENTRIES */
+	uint64_t nwhiteouts;  /* members named .wh.* (incl. opaque markers) */
+	uint32_t compression; /* enum lf_compression */
+	uint32_t flags;	      /* LF_CACHE_VERIFIED */
 	struct lf_cache_sect sect[LF_SECT_COUNT];
-	uint8_t reserved[48];	/* zero */
-	uint8_t checksum[32];	/* two LE 64-bit hashes, then zero; last */
+	uint8_t reserved[48]; /* zero */
+	uint8_t checksum[32]; /* two LE 64-bit hashes, then zero; last */
 };
 _Static_assert(sizeof(struct lf_cache_header) == 472, "cache header size");
 
@@ -115,22 +117,22 @@ enum lf_idx_kind {
 
 /* One tar member.  72 bytes, no pointers: it lives in the mmapped file. */
 struct lf_idx_entry {
-	uint64_t data_off;	/* first data byte in the uncompressed stream */
-	uint64_t size;		/* logical size (sparse files: with holes) */
-	int64_t mtime;		/* seconds since the epoch */
-	uint32_t mtime_nsec;	/* nanoseconds */
-	uint32_t path;		/* STRINGS offset: normalised path ("" = root) */
-	uint32_t link;		/* STRINGS offset of symlink/hardlink target,
+	uint64_t data_off;   /* first data byte in the uncompressed stream */
+	uint64_t size;	     /* logical size (sparse files: with holes) */
+	int64_t mtime;	     /* seconds since the epoch */
+	uint32_t mtime_nsec; /* nanoseconds */
+	uint32_t path;	     /* STRINGS offset: normalised path ("" = root) */
+	uint32_t link;	     /* STRINGS offset of symlink/hardlink target,
 				 * normalised for hardlinks; UINT32_MAX if none */
-	uint32_t mode;		/* permission bits (07777) */
+	uint32_t mode;	     /* permission bits (07777) */
 	uint32_t uid, gid;
-	uint32_t rdev;		/* major << 20 | minor (minor < 2^20) */
-	uint32_t xattr_first;	/* first record in XATTRS */
-	uint32_t sparse_first;	/* first record in SPARSE */
-	uint32_t sparse_count;	/* records in SPARSE; 0 = not sparse */
-	uint16_t xattr_count;	/* records in XATTRS */
-	uint8_t kind;		/* enum lf_idx_kind */
-	uint8_t flags;		/* LF_IDX_* */
+	uint32_t rdev;	       /* major << 20 | minor (minor < 2^20) */
+	uint32_t xattr_first;  /* first record in XATTRS */
+	uint32_t sparse_first; /* first record in SPARSE */
+	uint32_t sparse_count; /* records in SPARSE; 0 = not sparse */
+	uint16_t xattr_count;  /* records in XATTRS */
+	uint8_t kind;	       /* enum lf_idx_kind */
+	uint8_t flags;	       /* LF_IDX_* */
 };
 _Static_assert(sizeof(struct lf_idx_entry) == 72, "index entry size");
 
@@ -140,16 +142,16 @@ _Static_assert(sizeof(struct lf_idx_entry) == 72, "index entry size");
 #define LF_IDX_OPAQUE 2
 
 struct lf_idx_xattr {
-	uint32_t name;		/* STRINGS offset, NUL-terminated */
-	uint32_t value;		/* STRINGS offset of the value bytes */
-	uint32_t len;		/* value length */
-	uint32_t pad;		/* zero */
+	uint32_t name;	/* STRINGS offset, NUL-terminated */
+	uint32_t value; /* STRINGS offset of the value bytes */
+	uint32_t len;	/* value length */
+	uint32_t pad;	/* zero */
 };
 _Static_assert(sizeof(struct lf_idx_xattr) == 16, "xattr record size");
 
 struct lf_idx_sparse {
-	uint64_t offset;	/* logical offset of a data region */
-	uint64_t length;	/* its length; data regions are stored back to
+	uint64_t offset; /* logical offset of a data region */
+	uint64_t length; /* its length; data regions are stored back to
 				 * back from the entry's data_off */
 };
 _Static_assert(sizeof(struct lf_idx_sparse) == 16, "sparse record size");

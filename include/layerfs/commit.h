@@ -38,24 +38,24 @@
 #include "layerfs/tree.h"
 
 enum lf_commit_format {
-	LF_COMMIT_OCI = 0,		/* OCI image layout directory */
-	LF_COMMIT_DOCKER_ARCHIVE = 1,	/* docker save style tar */
+	LF_COMMIT_OCI = 0,	      /* OCI image layout directory */
+	LF_COMMIT_DOCKER_ARCHIVE = 1, /* docker save style tar */
 };
 
 struct lf_commit_opts {
-	const char *out;	/* output path (must not exist) */
+	const char *out; /* output path (must not exist) */
 	enum lf_commit_format format;
-	const char *tag;	/* NAME:TAG for the ref / RepoTags, or NULL */
-	const char *message;	/* history created_by; NULL: "layerfs commit" */
-	bool squash;		/* one layer with the whole merged view */
+	const char *tag;     /* NAME:TAG for the ref / RepoTags, or NULL */
+	const char *message; /* history created_by; NULL: "layerfs commit" */
+	bool squash;	     /* one layer with the whole merged view */
 };
 
 struct lf_commit_result {
-	char layer_digest[LF_DIGEST_LEN];	/* the new (or squashed) layer */
+	char layer_digest[LF_DIGEST_LEN]; /* the new (or squashed) layer */
 	char diff_id[LF_DIGEST_LEN];
 	char manifest_digest[LF_DIGEST_LEN];
-	uint64_t layer_size;			/* compressed bytes */
-	size_t nlayers;				/* layers in the new image */
+	uint64_t layer_size; /* compressed bytes */
+	size_t nlayers;	     /* layers in the new image */
 };
 
 /*
@@ -65,7 +65,7 @@ struct lf_commit_result {
  * file and the cause.
  */
 int lf_commit(const struct lf_stack *stack, const char *upper_dir,
-	      const struct lf_commit_opts *opts,
-	      struct lf_commit_result *res, struct lf_err *err);
+	      const struct lf_commit_opts *opts, struct lf_commit_result *res,
+	      struct lf_err *err);
 
 #endif /* LAYERFS_COMMIT_H */

@@ -33,8 +33,8 @@
 #define LF_ERR_MAX 1024
 
 struct lf_err {
-	int code;		/* negative errno, 0 when unset */
-	char msg[LF_ERR_MAX];	/* one line, lowercase, no final period */
+	int code;	      /* negative errno, 0 when unset */
+	char msg[LF_ERR_MAX]; /* one line, lowercase, no final period */
 };
 
 /*

@@ -38,10 +38,10 @@ struct lf_diff_view {
 };
 
 struct lf_diff_change {
-	char kind;		/* 'A', 'C' or 'D' */
-	const char *path;	/* "/etc/passwd"; valid during the callback */
-	uint32_t mode;		/* st_mode of the new object (D: the old) */
-	uint64_t size;		/* regular files: the new size (D: the old);
+	char kind;	  /* 'A', 'C' or 'D' */
+	const char *path; /* "/etc/passwd"; valid during the callback */
+	uint32_t mode;	  /* st_mode of the new object (D: the old) */
+	uint64_t size;	  /* regular files: the new size (D: the old);
 				 * D of a directory: bytes of files below */
 };
 

@@ -37,11 +37,11 @@ struct lf_fs;
 
 struct lf_fs_opts {
 	const char *mountpoint;
-	const char *fsname;	/* source shown in /proc/mounts */
-	const char *fuse_opts;	/* extra comma-separated -o options, or NULL */
-	bool foreground;	/* do not detach */
-	bool allow_other;	/* implies default_permissions (design.md 3.11) */
-	bool debug;		/* libfuse request tracing (implies foreground) */
+	const char *fsname;    /* source shown in /proc/mounts */
+	const char *fuse_opts; /* extra comma-separated -o options, or NULL */
+	bool foreground;       /* do not detach */
+	bool allow_other; /* implies default_permissions (design.md 3.11) */
+	bool debug;	  /* libfuse request tracing (implies foreground) */
 	/* copy-on-write: changes go to this upper (borrowed); NULL: ro */
 	struct lf_upper *upper;
 };

@@ -39,13 +39,15 @@
 
 /* On-disk checkpoint record (little-endian, part of the cache format). */
 struct lf_gzidx_point {
-	uint64_t in;		/* compressed offset of the first full byte */
-	uint64_t out;		/* uncompressed offset of this checkpoint */
-	uint64_t window_off;	/* offset of the deflated window in the windows blob */
-	uint32_t window_len;	/* deflated window length (0: no window, out==member start) */
-	uint8_t bits;		/* bits (0-7) of the byte at in-1 that belong here */
-	uint8_t flags;		/* LF_GZIDX_POINT_* */
-	uint8_t pad[2];		/* zero */
+	uint64_t in;  /* compressed offset of the first full byte */
+	uint64_t out; /* uncompressed offset of this checkpoint */
+	uint64_t
+		window_off; /* offset of the deflated window in the windows blob */
+	uint32_t
+		window_len; /* deflated window length (0: no window, out==member start) */
+	uint8_t bits;	/* bits (0-7) of the byte at in-1 that belong here */
+	uint8_t flags;	/* LF_GZIDX_POINT_* */
+	uint8_t pad[2]; /* zero */
 };
 _Static_assert(sizeof(struct lf_gzidx_point) == 32, "gzidx point size");
 
@@ -54,12 +56,12 @@ _Static_assert(sizeof(struct lf_gzidx_point) == 32, "gzidx point size");
 
 /* A read-only view of an index: borrowed arrays. */
 struct lf_gzidx_view {
-	const struct lf_gzidx_point *points;	/* sorted by out */
+	const struct lf_gzidx_point *points; /* sorted by out */
 	size_t npoints;
-	const unsigned char *windows;		/* deflated windows */
+	const unsigned char *windows; /* deflated windows */
 	size_t windows_len;
-	uint64_t total_out;			/* uncompressed size */
-	uint64_t total_in;			/* compressed size */
+	uint64_t total_out; /* uncompressed size */
+	uint64_t total_in;  /* compressed size */
 };
 
 /* Pull-style source of compressed bytes: returns bytes read, 0 at EOF, or
@@ -109,8 +111,7 @@ int lf_gzidx_builder_finish(struct lf_gzidx_builder *b, struct lf_buf *points,
  * between two points as the stream goes.
  */
 size_t lf_gzidx_builder_npoints(const struct lf_gzidx_builder *b);
-uint64_t lf_gzidx_builder_point_out(const struct lf_gzidx_builder *b,
-				    size_t k);
+uint64_t lf_gzidx_builder_point_out(const struct lf_gzidx_builder *b, size_t k);
 
 void lf_gzidx_builder_free(struct lf_gzidx_builder *b);
 

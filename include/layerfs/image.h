@@ -46,9 +46,9 @@
 struct lf_image;
 
 struct lf_image_opts {
-	const char *ref;	/* NAME:TAG or ref annotation, NULL = the only one */
-	const char *platform;	/* "os/arch[/variant]", NULL = host platform */
-	const char *cache_dir;	/* for a gzip'd archive's checkpoints, or NULL */
+	const char *ref; /* NAME:TAG or ref annotation, NULL = the only one */
+	const char *platform;  /* "os/arch[/variant]", NULL = host platform */
+	const char *cache_dir; /* for a gzip'd archive's checkpoints, or NULL */
 };
 
 struct lf_image_layer {

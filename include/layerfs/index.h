@@ -44,14 +44,13 @@ struct lf_index;
  * indexing thread, at most every few MiB. */
 typedef void (*lf_index_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
-
 struct lf_index_opts {
-	const char *cache_dir;	/* NULL: no cache (build in memory only) */
-	bool verify;		/* check digest and diff_id (default on) */
-	const char *label;	/* names the layer in messages, e.g. "layer 2" */
-	lf_index_progress_fn progress;	/* may be NULL */
+	const char *cache_dir; /* NULL: no cache (build in memory only) */
+	bool verify;	       /* check digest and diff_id (default on) */
+	const char *label;     /* names the layer in messages, e.g. "layer 2" */
+	lf_index_progress_fn progress; /* may be NULL */
 	void *progress_ctx;
-	struct lf_limits limits;	/* zero fields: environment/default */
+	struct lf_limits limits; /* zero fields: environment/default */
 };
 
 /*
@@ -70,8 +69,7 @@ void lf_index_close(struct lf_index *idx);
 
 size_t lf_index_count(const struct lf_index *idx);
 /* Entry i (tar order); i < lf_index_count(). */
-const struct lf_idx_entry *lf_index_entry(const struct lf_index *idx,
-					  size_t i);
+const struct lf_idx_entry *lf_index_entry(const struct lf_index *idx, size_t i);
 /* A string of the STRINGS section (entry paths, link targets). */
 const char *lf_index_str(const struct lf_index *idx, uint32_t off);
 /* Normalised path of an entry ("" = the root directory). */
@@ -144,8 +142,8 @@ const char *lf_index_copy_path(const struct lf_index *idx);
  * later by the directory source, through a dup of lf_index_dir_fd().
  * `label` names the layer in messages.
  */
-int lf_index_open_dir(const char *dir, const char *label,
-		      struct lf_index **out, struct lf_err *err);
+int lf_index_open_dir(const char *dir, const char *label, struct lf_index **out,
+		      struct lf_err *err);
 /* The directory fd of a directory layer (owned by the index until
  * lf_index_close(); the directory source dups it), else -1. */
 int lf_index_dir_fd(const struct lf_index *idx);

@@ -66,9 +66,9 @@ struct lf_chunk;
 
 /* Where a layer's bytes are, as the image parser and the indexer left it. */
 struct lf_source_loc {
-	const struct lf_vfile *blob;	/* the blob; NULL for directories */
-	const struct lf_index *idx;	/* compression, sizes, SPANSUMS */
-	struct lf_chunk_cache *cc;	/* may be NULL (no caching) */
+	const struct lf_vfile *blob; /* the blob; NULL for directories */
+	const struct lf_index *idx;  /* compression, sizes, SPANSUMS */
+	struct lf_chunk_cache *cc;   /* may be NULL (no caching) */
 };
 
 struct lf_source_ops {
@@ -82,8 +82,8 @@ struct lf_source_ops {
 		    struct lf_err *err);
 	/* Bytes [off, off+len) of the tar stream; the caller clips the range
 	 * to b->tar_size.  Returns len or -errno with a message. */
-	ssize_t (*pread)(struct lf_blob *b, void *buf, size_t len,
-			 uint64_t off, struct lf_err *err);
+	ssize_t (*pread)(struct lf_blob *b, void *buf, size_t len, uint64_t off,
+			 struct lf_err *err);
 	/* A file's bytes, for layers whose files are not ranges of the
 	 * stream (directories); NULL: lf_blob_read_file() reads the file's
 	 * range of the stream, sparse holes as zeros. */
@@ -97,21 +97,21 @@ struct lf_source_ops {
 /* The part every open source shares (lf_source_init fills it). */
 struct lf_blob {
 	const struct lf_source_ops *ops;
-	const struct lf_vfile *vf;	/* borrowed, NULL for directories */
-	const struct lf_index *idx;	/* borrowed */
-	struct lf_chunk_cache *cc;	/* borrowed, may be NULL */
-	uint64_t id;			/* its chunks' key in cc */
+	const struct lf_vfile *vf;  /* borrowed, NULL for directories */
+	const struct lf_index *idx; /* borrowed */
+	struct lf_chunk_cache *cc;  /* borrowed, may be NULL */
+	uint64_t id;		    /* its chunks' key in cc */
 	uint64_t tar_size;
 	/* the blob file as opened; a change answers EIO, never other bytes */
 	bool has_id;
 	struct stat st;
-	atomic_bool changed;		/* latched once seen */
+	atomic_bool changed; /* latched once seen */
 };
 
 /* The backends, and the order lf_blob_open() offers them a location. */
-extern const struct lf_source_ops lf_source_dir, lf_source_zstd,
-	lf_source_gzip, lf_source_plain;
-#define LF_SOURCE_BACKENDS \
+extern const struct lf_source_ops lf_source_dir, lf_source_zstd, lf_source_gzip,
+	lf_source_plain;
+#define LF_SOURCE_BACKENDS                                                     \
 	&lf_source_dir, &lf_source_zstd, &lf_source_gzip, &lf_source_plain
 
 /* Helpers for backends (source.c, source_plain.c). */
@@ -147,8 +147,7 @@ ssize_t lf_source_fd_pread(int fd, void *buf, size_t len, uint64_t off);
 struct lf_flat {
 	struct lf_blob b;
 	/* [off, off+len) as stored: bytes read (short at the end) or -errno */
-	ssize_t (*raw)(struct lf_flat *f, void *buf, size_t len,
-		       uint64_t off);
+	ssize_t (*raw)(struct lf_flat *f, void *buf, size_t len, uint64_t off);
 	/* the error for block at off failing its check */
 	int (*damaged)(struct lf_flat *f, uint64_t off, struct lf_err *err);
 };

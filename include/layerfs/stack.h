@@ -32,16 +32,16 @@
 struct lf_stack;
 
 struct lf_stack_opts {
-	const char *ref;	/* image in a multi-image archive, or NULL */
-	const char *platform;	/* OS/ARCH[/VARIANT] in an index or NULL */
-	const char *cache_dir;	/* resolved index cache dir, NULL: none */
-	bool verify;		/* check layer digests and diff_ids */
-	long layers;		/* prefix of IMAGE: N > 0 first N layers,
+	const char *ref;	   /* image in a multi-image archive, or NULL */
+	const char *platform;	   /* OS/ARCH[/VARIANT] in an index or NULL */
+	const char *cache_dir;	   /* resolved index cache dir, NULL: none */
+	bool verify;		   /* check layer digests and diff_ids */
+	long layers;		   /* prefix of IMAGE: N > 0 first N layers,
 				 * N < 0 all but the top -N, 0 all */
-	const char *const *lowers;	/* more layers above IMAGE, top first:
+	const char *const *lowers; /* more layers above IMAGE, top first:
 					 * an image or a plain directory each */
 	size_t nlowers;
-	bool want_tree;		/* build or map the merged tree */
+	bool want_tree; /* build or map the merged tree */
 	/* indexing progress, serialized, from the indexing threads: bytes
 	 * read so far of total, over `layers` layers */
 	void (*progress)(void *ctx, size_t layers, uint64_t done,
@@ -70,8 +70,7 @@ size_t lf_stack_count(const struct lf_stack *s);
 struct lf_index *lf_stack_index(const struct lf_stack *s, size_t i);
 struct lf_index *const *lf_stack_indexes(const struct lf_stack *s);
 /* Layer i's image layer, or NULL for a directory layer. */
-const struct lf_image_layer *lf_stack_layer(const struct lf_stack *s,
-					    size_t i);
+const struct lf_image_layer *lf_stack_layer(const struct lf_stack *s, size_t i);
 /* The merged tree (NULL unless opts->want_tree). */
 struct lf_tree *lf_stack_tree(const struct lf_stack *s);
 /* The merged tree of layers 0..n-1, owned by the caller (lf_tree_free). */

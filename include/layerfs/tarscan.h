@@ -47,34 +47,34 @@ enum lf_tar_type {
 };
 
 struct lf_tar_xattr {
-	const char *name;	/* e.g. "user.foo", "security.capability" */
+	const char *name; /* e.g. "user.foo", "security.capability" */
 	const void *value;
 	size_t len;
 };
 
 struct lf_tar_sparse {
-	uint64_t offset;	/* logical offset in the file */
-	uint64_t length;	/* bytes of data stored for this region */
+	uint64_t offset; /* logical offset in the file */
+	uint64_t length; /* bytes of data stored for this region */
 };
 
 /* One member.  Every pointer is borrowed and valid only during the callback. */
 struct lf_tar_entry {
-	const char *path;	/* member name, the archive's bytes */
-	const char *link;	/* symlink target or hardlink target, else NULL */
+	const char *path; /* member name, the archive's bytes */
+	const char *link; /* symlink target or hardlink target, else NULL */
 	enum lf_tar_type type;
-	uint32_t mode;		/* permission bits (07777); symlinks 0777 */
+	uint32_t mode; /* permission bits (07777); symlinks 0777 */
 	int64_t uid, gid;
 	int64_t mtime;
 	uint32_t mtime_nsec;
-	uint64_t size;		/* logical file size (sparse: with holes) */
-	uint64_t data_offset;	/* offset of the first data byte in the stream */
-	uint64_t data_size;	/* bytes stored in the stream (sparse: no holes) */
+	uint64_t size;	      /* logical file size (sparse: with holes) */
+	uint64_t data_offset; /* offset of the first data byte in the stream */
+	uint64_t data_size; /* bytes stored in the stream (sparse: no holes) */
 	uint32_t rdev_major, rdev_minor;
 	const struct lf_tar_xattr *xattrs;
 	size_t nxattrs;
-	const struct lf_tar_sparse *sparse;	/* NULL unless a sparse file */
+	const struct lf_tar_sparse *sparse; /* NULL unless a sparse file */
 	size_t nsparse;
-	uint64_t index;		/* 0-based member number in the stream */
+	uint64_t index; /* 0-based member number in the stream */
 };
 
 /* Called once per member; return 0 to go on, or a negative errno to stop

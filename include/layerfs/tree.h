@@ -35,16 +35,16 @@ struct lf_tree;
 /* What an inode looks like (a stat-like record; fields are the contract). */
 struct lf_tree_attr {
 	uint64_t ino;
-	uint32_t mode;		/* full st_mode: type | permissions */
-	uint32_t nlink;		/* dirs: 2 + subdirs; others: visible names */
+	uint32_t mode;	/* full st_mode: type | permissions */
+	uint32_t nlink; /* dirs: 2 + subdirs; others: visible names */
 	uint32_t uid, gid;
-	uint64_t size;		/* files: bytes; symlinks: target length */
-	uint64_t blocks;	/* 512-byte blocks of data actually stored */
+	uint64_t size;	 /* files: bytes; symlinks: target length */
+	uint64_t blocks; /* 512-byte blocks of data actually stored */
 	int64_t mtime;
 	uint32_t mtime_nsec;
 	uint32_t rdev_major, rdev_minor;
-	int layer;		/* 0-based layer of the entry, -1 implicit dir */
-	const struct lf_idx_entry *entry;	/* NULL for implicit dirs */
+	int layer; /* 0-based layer of the entry, -1 implicit dir */
+	const struct lf_idx_entry *entry; /* NULL for implicit dirs */
 };
 
 /*

@@ -31,7 +31,7 @@
 
 /* Part of the file name too: bump it whenever the layout or the merge
  * rules (tree.c) change, or old files would keep old answers. */
-#define LF_TREE_FILE_VERSION 3	/* 2: names of its own, 3: link targets */
+#define LF_TREE_FILE_VERSION 3 /* 2: names of its own, 3: link targets */
 
 /*
  * The tree of layers[0..n): loaded from `cache_dir` when a valid file is
@@ -45,7 +45,6 @@ int lf_tree_open(struct lf_index *const *layers, size_t n,
 
 /* The file name ("tree-<hex>", without ".tree") a tree of these layers is
  * stored under; -ENOENT when they cannot be cached (directory layers). */
-int lf_tree_cache_key(struct lf_index *const *layers, size_t n,
-		      char key[72]);
+int lf_tree_cache_key(struct lf_index *const *layers, size_t n, char key[72]);
 
 #endif /* LAYERFS_TREE_CACHE_H */

@@ -112,13 +112,12 @@ int lf_upper_rename(struct lf_upper *up, uint64_t parent, const char *name,
  * handle for read/write/release.  With O_CREAT (create), the file is made
  * first (EEXIST with O_EXCL when present) and *node and *st describe it.
  */
-int lf_upper_open(struct lf_upper *up, uint64_t node, int flags,
-		  uint64_t *fh);
+int lf_upper_open(struct lf_upper *up, uint64_t node, int flags, uint64_t *fh);
 int lf_upper_create(struct lf_upper *up, uint64_t parent, const char *name,
 		    mode_t mode, int flags, uid_t uid, gid_t gid,
 		    uint64_t *node, struct stat *st, uint64_t *fh);
-ssize_t lf_upper_read(struct lf_upper *up, uint64_t fh, void *buf,
-		      size_t size, off_t off);
+ssize_t lf_upper_read(struct lf_upper *up, uint64_t fh, void *buf, size_t size,
+		      off_t off);
 ssize_t lf_upper_write(struct lf_upper *up, uint64_t fh, const void *buf,
 		       size_t size, off_t off);
 int lf_upper_fsync(struct lf_upper *up, uint64_t fh, bool datasync);
@@ -129,8 +128,8 @@ void lf_upper_release(struct lf_upper *up, uint64_t fh);
 /* Directory listing: a snapshot of the merged entries, taken at opendir. */
 struct lf_upper_dirent {
 	const char *name;
-	uint64_t ino;		/* == st_ino of the entry */
-	uint32_t type;		/* S_IF* bits */
+	uint64_t ino;  /* == st_ino of the entry */
+	uint32_t type; /* S_IF* bits */
 };
 int lf_upper_opendir(struct lf_upper *up, uint64_t node, uint64_t *dh);
 /* Entry i of an open listing, or -ENOENT past the end. */
@@ -139,14 +138,13 @@ int lf_upper_readdir(struct lf_upper *up, uint64_t dh, size_t i,
 void lf_upper_releasedir(struct lf_upper *up, uint64_t dh);
 
 /* xattrs (get: size 0 asks for the length). */
-ssize_t lf_upper_getxattr(struct lf_upper *up, uint64_t node,
-			  const char *name, void *buf, size_t size);
+ssize_t lf_upper_getxattr(struct lf_upper *up, uint64_t node, const char *name,
+			  void *buf, size_t size);
 ssize_t lf_upper_listxattr(struct lf_upper *up, uint64_t node, char *buf,
 			   size_t size);
 int lf_upper_setxattr(struct lf_upper *up, uint64_t node, const char *name,
 		      const void *value, size_t size, int flags);
-int lf_upper_removexattr(struct lf_upper *up, uint64_t node,
-			 const char *name);
+int lf_upper_removexattr(struct lf_upper *up, uint64_t node, const char *name);
 
 /* Whether a node's object is in the upper dir (copied up or new). */
 int lf_upper_in_upper(struct lf_upper *up, uint64_t node, bool *in_upper);

@@ -64,8 +64,8 @@ struct lf_vfile_ops {
 
 /* A vfile of `size` bytes served by ops; takes over one reference to ctx
  * (dropped with ops->unref on failure too). */
-int lf_vfile_from_ops(const struct lf_vfile_ops *ops, void *ctx,
-		      uint64_t size, const char *name, struct lf_vfile **out);
+int lf_vfile_from_ops(const struct lf_vfile_ops *ops, void *ctx, uint64_t size,
+		      const char *name, struct lf_vfile **out);
 /* The backend serving vf and (if ctx) its ctx, or NULL for files and
  * memory: how a layer source recognises a blob its transport made
  * (source.h). */

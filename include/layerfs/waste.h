@@ -42,30 +42,30 @@ struct lf_waste_layer {
 };
 
 struct lf_waste_path {
-	char *path;		/* "/x/y" */
-	uint64_t cumulative;	/* dive's cumulative size */
-	uint32_t *layers;	/* 1-based layers where it occurs */
+	char *path;	     /* "/x/y" */
+	uint64_t cumulative; /* dive's cumulative size */
+	uint32_t *layers;    /* 1-based layers where it occurs */
 	size_t nlayers;
-	uint32_t hidden_by;	/* layer hiding the first copy, 0 if none */
+	uint32_t hidden_by; /* layer hiding the first copy, 0 if none */
 };
 
 struct lf_waste_secret {
 	char *path;
-	uint32_t layer;		/* ships it (1-based) */
-	uint32_t hidden_by;	/* hides it */
+	uint32_t layer;	    /* ships it (1-based) */
+	uint32_t hidden_by; /* hides it */
 	uint64_t size;
-	const char *reason;	/* static text */
+	const char *reason; /* static text */
 };
 
 struct lf_waste {
 	size_t nlayers;
-	struct lf_waste_layer *layers;	/* [nlayers] */
+	struct lf_waste_layer *layers; /* [nlayers] */
 	double efficiency;
 	uint64_t wasted_bytes;
-	uint64_t total_size;		/* all layers */
-	uint64_t user_size;		/* all layers but the first */
-	double wasted_user_ratio;	/* wasted / user size (0 if none) */
-	struct lf_waste_path *top;	/* by cumulative size, descending */
+	uint64_t total_size;	   /* all layers */
+	uint64_t user_size;	   /* all layers but the first */
+	double wasted_user_ratio;  /* wasted / user size (0 if none) */
+	struct lf_waste_path *top; /* by cumulative size, descending */
 	size_t ntop;
 	struct lf_waste_secret *secrets;
 	size_t nsecrets;

@@ -22,13 +22,17 @@ static const struct {
 	{ "ls", cli_cmd_ls, "list a directory of the merged view" },
 	{ "cat", cli_cmd_cat, "print files of the merged view" },
 	{ "stat", cli_cmd_stat, "show the metadata of a path" },
-	{ "diff", cli_cmd_diff, "what changes between layer prefixes, or an upper "
+	{ "diff", cli_cmd_diff,
+	  "what changes between layer prefixes, or an upper "
 	  "dir" },
-	{ "waste", cli_cmd_waste, "bytes shipped but hidden, efficiency, hidden "
+	{ "waste", cli_cmd_waste,
+	  "bytes shipped but hidden, efficiency, hidden "
 	  "secrets" },
-	{ "commit", cli_cmd_commit, "write an upper dir as a new layer of a new "
+	{ "commit", cli_cmd_commit,
+	  "write an upper dir as a new layer of a new "
 	  "image" },
-	{ "mount", cli_cmd_mount, "mount an image (or a layer prefix) with FUSE" },
+	{ "mount", cli_cmd_mount,
+	  "mount an image (or a layer prefix) with FUSE" },
 	{ "umount", cli_cmd_umount, "unmount a layerfs mount" },
 };
 
@@ -65,8 +69,8 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "layerfs: %s: %s\nTry 'layerfs %s --help'.\n", cmd,
-		msg, cmd);
+	fprintf(stderr, "layerfs: %s: %s\nTry 'layerfs %s --help'.\n", cmd, msg,
+		cmd);
 	return CLI_USAGE;
 }
 
@@ -120,8 +124,10 @@ int cli_common_opt(int c, const char *arg, struct cli_opts *o)
 		errno = 0;
 		o->layers = strtol(arg, &end, 10);
 		if (errno || !*arg || *end || o->layers == 0) {
-			fprintf(stderr, "layerfs: --layers wants a non-zero "
-					"integer, not '%s'\n", arg);
+			fprintf(stderr,
+				"layerfs: --layers wants a non-zero "
+				"integer, not '%s'\n",
+				arg);
 			return -1;
 		}
 		o->has_layers = true;
@@ -130,8 +136,7 @@ int cli_common_opt(int c, const char *arg, struct cli_opts *o)
 	return 0;
 }
 
-static void on_progress(void *ctx, size_t layers, uint64_t done,
-			uint64_t total)
+static void on_progress(void *ctx, size_t layers, uint64_t done, uint64_t total)
 {
 	(void)ctx;
 	if (!cli_progress_enabled())

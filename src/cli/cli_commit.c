@@ -27,8 +27,8 @@ static const char commit_help[] =
 	"                       default) or docker-archive (docker load)\n"
 	"  -t, --tag NAME:TAG   name the image (ref annotation, RepoTags)\n"
 	"  -m, --message TEXT   history created_by (\"layerfs commit\")\n"
-	"      --squash         one layer with the whole merged view\n"
-	CLI_COMMON_HELP;
+	"      --squash         one layer with the whole merged "
+	"view\n" CLI_COMMON_HELP;
 
 enum {
 	OPT_UPPER = 2000,
@@ -75,7 +75,8 @@ static int parse(int argc, char **argv, struct commit_args *a)
 			else if (!strcmp(optarg, "docker-archive"))
 				a->co.format = LF_COMMIT_DOCKER_ARCHIVE;
 			else
-				return cli_usage("commit", "--format wants oci "
+				return cli_usage("commit",
+						 "--format wants oci "
 						 "or docker-archive, not '%s'",
 						 optarg);
 			continue;
@@ -101,7 +102,7 @@ static int parse(int argc, char **argv, struct commit_args *a)
 		return cli_usage("commit", "no output: give -o OUT");
 	if (!a->upper && !a->co.squash)
 		return cli_usage("commit", "nothing to commit: give --upper "
-				 "DIR, or --squash");
+					   "DIR, or --squash");
 	if (a->o.quiet)
 		cli_set_progress(false);
 	return -1;
@@ -136,9 +137,8 @@ static void print_result(const struct commit_args *a,
 	printf("{\"layer\":\"%s\",\"diff_id\":\"%s\",\"layer_size\":%llu,"
 	       "\"manifest\":\"%s\",\"layers\":%zu,\"format\":\"%s\","
 	       "\"out\":",
-	       r->layer_digest, r->diff_id,
-	       (unsigned long long)r->layer_size, r->manifest_digest,
-	       r->nlayers,
+	       r->layer_digest, r->diff_id, (unsigned long long)r->layer_size,
+	       r->manifest_digest, r->nlayers,
 	       a->co.format == LF_COMMIT_OCI ? "oci" : "docker-archive");
 	json_str(stdout, a->co.out);
 	fputs("}\n", stdout);

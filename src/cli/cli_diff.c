@@ -24,8 +24,8 @@ static const char diff_help[] =
 	"      --from A         the view before (a layer count)\n"
 	"      --to B           the view after (a layer count)\n"
 	"      --upper DIR      compare the view with DIR on top to the view\n"
-	"      --stat           counts and bytes per kind instead of lines\n"
-	CLI_COMMON_HELP;
+	"      --stat           counts and bytes per kind instead of "
+	"lines\n" CLI_COMMON_HELP;
 
 enum { OPT_FROM = 2000, OPT_TO, OPT_UPPER, OPT_STAT };
 
@@ -125,8 +125,9 @@ static int run_upper(const struct lf_stack *ci, const char *dir,
 
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		cli_error("upper directory '%s': %s", dir,
-			  errno == 0 || S_ISDIR(st.st_mode) ? strerror(errno)
-			  : "not a directory");
+			  errno == 0 || S_ISDIR(st.st_mode)
+				  ? strerror(errno)
+				  : "not a directory");
 		return CLI_ERR;
 	}
 	for (i = 0; i < lf_stack_count(ci); i++)
@@ -197,7 +198,7 @@ int cli_cmd_diff(int argc, char **argv)
 		return cli_usage("diff", "expected one IMAGE");
 	if (upper && (from >= 0 || to >= 0))
 		return cli_usage("diff", "--upper compares with --layers N, "
-				 "not --from/--to");
+					 "not --from/--to");
 	if (o.quiet)
 		cli_set_progress(false);
 	ret = cli_open(&o, argv[optind], !upper, upper != NULL, &ci);
@@ -210,10 +211,11 @@ int cli_cmd_diff(int argc, char **argv)
 		if (from < 0)
 			from = to > 0 ? to - 1 : 0;
 		if (to > count || from > to) {
-			ret = cli_usage("diff", "--from %ld --to %ld: '%s' has "
+			ret = cli_usage("diff",
+					"--from %ld --to %ld: '%s' has "
 					"%ld layers (want 0 <= from <= to <= "
-					"%ld)", from, to, argv[optind], count,
-					count);
+					"%ld)",
+					from, to, argv[optind], count, count);
 			goto out;
 		}
 	}

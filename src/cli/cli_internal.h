@@ -23,15 +23,15 @@
 struct cli_opts {
 	const char *ref;
 	const char *platform;
-	const char *cache;	/* --cache DIR */
+	const char *cache; /* --cache DIR */
 	bool no_verify;
-	bool no_cache;		/* --no-cache: index in memory only */
+	bool no_cache; /* --no-cache: index in memory only */
 	bool has_layers;
-	long layers;		/* --layers N as given */
+	long layers; /* --layers N as given */
 	bool json;
 	bool quiet;
-	bool long_fmt;		/* ls -l */
-	bool recursive;		/* ls -R */
+	bool long_fmt;	/* ls -l */
+	bool recursive; /* ls -R */
 	/* mount: more layers above IMAGE, top first (like lowerdir=): each
 	 * an image (all its layers) or a plain directory (one layer) */
 	const char **lowers;
@@ -53,19 +53,22 @@ enum {
 	OPT_JSON,
 	OPT_HELP,
 };
-#define CLI_COMMON_LONGOPTS                                                   \
-	{ "ref", required_argument, NULL, OPT_REF },                          \
-	{ "platform", required_argument, NULL, OPT_PLATFORM },                \
-	{ "cache", required_argument, NULL, OPT_CACHE },                      \
-	{ "no-cache", no_argument, NULL, OPT_NO_CACHE },                      \
-	{ "no-verify", no_argument, NULL, OPT_NO_VERIFY },                    \
-	{ "layers", required_argument, NULL, OPT_LAYERS },                    \
-	{ "json", no_argument, NULL, OPT_JSON },                              \
-	{ "quiet", no_argument, NULL, 'q' },                                  \
-	{ "help", no_argument, NULL, OPT_HELP }
-#define CLI_COMMON_HELP                                                       \
-	"      --layers N       use layers 1..N only (negative: from the top,\n" \
-	"                       -1 = all but the top layer)\n"                \
+#define CLI_COMMON_LONGOPTS                                                    \
+	{ "ref", required_argument, NULL, OPT_REF },                           \
+		{ "platform", required_argument, NULL, OPT_PLATFORM },         \
+		{ "cache", required_argument, NULL, OPT_CACHE },               \
+		{ "no-cache", no_argument, NULL, OPT_NO_CACHE },               \
+		{ "no-verify", no_argument, NULL, OPT_NO_VERIFY },             \
+		{ "layers", required_argument, NULL, OPT_LAYERS },             \
+		{ "json", no_argument, NULL, OPT_JSON },                       \
+		{ "quiet", no_argument, NULL, 'q' },                           \
+	{                                                                      \
+		"help", no_argument, NULL, OPT_HELP                            \
+	}
+#define CLI_COMMON_HELP                                                        \
+	"      --layers N       use layers 1..N only (negative: from the "     \
+	"top,\n"                                                               \
+	"                       -1 = all but the top layer)\n"                 \
 	"      --ref NAME:TAG   choose an image in a multi-image archive\n"    \
 	"      --platform OS/ARCH[/VARIANT]  choose from an image index\n"     \
 	"      --cache DIR      index cache (default $LAYERFS_CACHE,\n"        \
@@ -74,8 +77,8 @@ enum {
 	"      --no-verify      do not check layer digests and diff_ids\n"     \
 	"      --json           machine-readable output\n"                     \
 	"  -q, --quiet          no progress line\n"                            \
-	"      --help           show this help\n"                             \
-	"Layer limits (environment): LAYERFS_MAX_LAYER_SIZE (default 1T),\n"  \
+	"      --help           show this help\n"                              \
+	"Layer limits (environment): LAYERFS_MAX_LAYER_SIZE (default 1T),\n"   \
 	"LAYERFS_MAX_RATIO (1000:4G), LAYERFS_MAX_ENTRIES (4000000).\n"
 
 int cli_common_opt(int c, const char *arg, struct cli_opts *o);
@@ -120,10 +123,10 @@ int cli_json_inode(FILE *f, const struct lf_stack *ci, const char *path,
 		   uint64_t ino);
 /* One CI gate of `waste --ci`. */
 struct cli_gate_result {
-	const char *name;	/* dive's rule name */
+	const char *name; /* dive's rule name */
 	bool pass;
-	char value[32], limit[32];	/* as text */
-	double v, lim;			/* as numbers */
+	char value[32], limit[32]; /* as text */
+	double v, lim;		   /* as numbers */
 };
 struct lf_waste;
 int cli_json_waste(FILE *f, const struct lf_waste *w,

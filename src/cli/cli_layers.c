@@ -69,9 +69,8 @@ int cli_cmd_layers(int argc, char **argv)
 	ret = cli_open(&o, argv[optind], o.has_layers ? false : true, false,
 		       &ci);
 	/* the waste columns: bytes each layer ships that later ones hide */
-	if (ret == CLI_OK &&
-	    lf_waste_per_layer(lf_stack_indexes(ci), lf_stack_count(ci), &w,
-			       &err)) {
+	if (ret == CLI_OK && lf_waste_per_layer(lf_stack_indexes(ci),
+						lf_stack_count(ci), &w, &err)) {
 		cli_error("%s: %s", lf_stack_name(ci), err.msg);
 		ret = CLI_ERR;
 	}

@@ -21,21 +21,24 @@ static const char mount_help[] =
 	"options:\n"
 	"  -f, --foreground     stay in the foreground (Ctrl-C unmounts)\n"
 	"  -d, --debug          trace FUSE requests (implies -f)\n"
-	"  -o OPT[,OPT...]      mount options: allow_other, and the FUSE ones;\n"
+	"  -o OPT[,OPT...]      mount options: allow_other, and the FUSE "
+	"ones;\n"
 	"                       also layers=N, ref=NAME:TAG, platform=P,\n"
 	"                       cache=DIR, no_verify (for mount(8) and fstab)\n"
 	"      --allow-other    let other users in (permissions are then\n"
 	"                       checked as stored in the image)\n"
-	"      --upper DIR      copy-on-write: changes land in DIR (created if\n"
+	"      --upper DIR      copy-on-write: changes land in DIR (created "
+	"if\n"
 	"                       missing; OCI whiteouts), never in the image;\n"
 	"                       mount again with the same DIR to continue\n"
 	"      --lower DIR      one more layer above IMAGE (repeatable; the\n"
 	"                       first --lower is the top, as in lowerdir=): a\n"
 	"                       plain directory (an extracted layer, with OCI\n"
-	"                       or overlayfs whiteouts), or another image\n"
-	CLI_COMMON_HELP
-	"\nAs a mount(8) helper (layerfs installed in /usr/local/bin or /usr/bin,\n"
-	"where mount(8) finds it): mount -t fuse.layerfs IMAGE MNT -o layers=3\n"
+	"                       or overlayfs whiteouts), or another "
+	"image\n" CLI_COMMON_HELP "\nAs a mount(8) helper (layerfs installed "
+	"in /usr/local/bin or /usr/bin,\n"
+	"where mount(8) finds it): mount -t fuse.layerfs IMAGE MNT -o "
+	"layers=3\n"
 	"or in /etc/fstab: IMAGE MNT fuse.layerfs layers=3,allow_other 0 0\n"
 	"The overlayfs syntax works too: mount -t fuse.layerfs none MNT\n"
 	"-o lowerdir=A:B,upperdir=U,workdir=W (leftmost lowerdir is the top;\n"
@@ -59,8 +62,9 @@ static const char umount_help[] =
 static bool ignored_opt(const char *o, size_t len)
 {
 	static const char *const names[] = {
-		"rw", "ro", "dev", "nodev", "suid", "nosuid", "auto", "noauto",
-		"user", "users", "nouser", "defaults", "_netdev", "nofail",
+		"rw",	  "ro",	      "dev",	 "nodev",  "suid",
+		"nosuid", "auto",     "noauto",	 "user",   "users",
+		"nouser", "defaults", "_netdev", "nofail",
 	};
 	size_t i;
 
@@ -75,13 +79,13 @@ static bool ignored_opt(const char *o, size_t len)
 struct mount_args {
 	struct cli_opts o;
 	struct lf_fs_opts fo;
-	struct lf_buf fuse_opts;	/* passed through to FUSE */
-	char *owned[64];		/* the value strings of -o keys */
+	struct lf_buf fuse_opts; /* passed through to FUSE */
+	char *owned[64];	 /* the value strings of -o keys */
 	size_t nowned;
-	const char *upper;		/* --upper DIR */
-	const char *lowers[256];	/* --lower, lowerdir= (top first) */
-	const char *label;		/* mount(8)'s source when not an image */
-	bool lowerdir_opt;		/* -o lowerdir=: the overlayfs syntax */
+	const char *upper;	 /* --upper DIR */
+	const char *lowers[256]; /* --lower, lowerdir= (top first) */
+	const char *label;	 /* mount(8)'s source when not an image */
+	bool lowerdir_opt;	 /* -o lowerdir=: the overlayfs syntax */
 };
 
 static int add_lower(struct mount_args *m, const char *dir)
@@ -123,8 +127,10 @@ static int parse_o(struct mount_args *m, const char *arg)
 			char *dup, *tok, *save = NULL;
 
 			if (kl == len || take_value(m, v, vl, &val))
-				return cli_usage("mount", "-o %.*s wants a "
-						 "value", (int)kl, p);
+				return cli_usage("mount",
+						 "-o %.*s wants a "
+						 "value",
+						 (int)kl, p);
 			if (KEY("upperdir")) {
 				m->upper = val;
 			} else if (KEY("lowerdir")) {
@@ -138,10 +144,12 @@ static int parse_o(struct mount_args *m, const char *arg)
 			}
 			/* workdir: overlayfs needs it, we do not */
 		} else if (KEY("layers") || KEY("ref") || KEY("platform") ||
-		    KEY("cache")) {
+			   KEY("cache")) {
 			if (kl == len || take_value(m, v, vl, &val))
-				return cli_usage("mount", "-o %.*s wants a "
-						 "value", (int)kl, p);
+				return cli_usage("mount",
+						 "-o %.*s wants a "
+						 "value",
+						 (int)kl, p);
 			if (KEY("ref"))
 				m->o.ref = val;
 			else if (KEY("platform"))
@@ -155,7 +163,8 @@ static int parse_o(struct mount_args *m, const char *arg)
 		} else if (KEY("allow_other")) {
 			m->fo.allow_other = true;
 		} else if (len && !ignored_opt(p, len)) {
-			if ((m->fuse_opts.len && lf_buf_addch(&m->fuse_opts, ',')) ||
+			if ((m->fuse_opts.len &&
+			     lf_buf_addch(&m->fuse_opts, ',')) ||
 			    lf_buf_add(&m->fuse_opts, p, len))
 				return -1;
 		}
@@ -192,8 +201,7 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 		cli_error("%s", err.msg);
 		ret = CLI_ERR;
 	}
-	if (ret == CLI_OK &&
-	    lf_fs_mount(ci, &m->fo, &fs, &err)) {
+	if (ret == CLI_OK && lf_fs_mount(ci, &m->fo, &fs, &err)) {
 		cli_error("%s", err.msg);
 		ret = CLI_ERR;
 	}
@@ -263,7 +271,8 @@ static int mount_main(int argc, char **argv, bool helper)
 		}
 		ret = cli_common_opt(c, optarg, &m.o);
 		ret = ret < 0 ? CLI_USAGE
-			      : (ret ? CLI_OK : cli_bad_option("mount", c, argv));
+			      : (ret ? CLI_OK
+				     : cli_bad_option("mount", c, argv));
 	}
 	if (ret != CLI_OK)
 		goto out;

@@ -52,13 +52,26 @@ void cli_mode_string(uint32_t mode, char out[11])
 	int i;
 
 	switch (mode & S_IFMT) {
-	case S_IFDIR: out[0] = 'd'; break;
-	case S_IFLNK: out[0] = 'l'; break;
-	case S_IFCHR: out[0] = 'c'; break;
-	case S_IFBLK: out[0] = 'b'; break;
-	case S_IFIFO: out[0] = 'p'; break;
-	case S_IFSOCK: out[0] = 's'; break;
-	default: out[0] = '-';
+	case S_IFDIR:
+		out[0] = 'd';
+		break;
+	case S_IFLNK:
+		out[0] = 'l';
+		break;
+	case S_IFCHR:
+		out[0] = 'c';
+		break;
+	case S_IFBLK:
+		out[0] = 'b';
+		break;
+	case S_IFIFO:
+		out[0] = 'p';
+		break;
+	case S_IFSOCK:
+		out[0] = 's';
+		break;
+	default:
+		out[0] = '-';
 	}
 	for (i = 0; i < 9; i++)
 		out[1 + i] = (mode & (0400 >> i)) ? rwx[i] : '-';
@@ -74,13 +87,20 @@ void cli_mode_string(uint32_t mode, char out[11])
 const char *cli_type_name(uint32_t mode)
 {
 	switch (mode & S_IFMT) {
-	case S_IFDIR: return "dir";
-	case S_IFLNK: return "symlink";
-	case S_IFCHR: return "chr";
-	case S_IFBLK: return "blk";
-	case S_IFIFO: return "fifo";
-	case S_IFSOCK: return "sock";
-	default: return "file";
+	case S_IFDIR:
+		return "dir";
+	case S_IFLNK:
+		return "symlink";
+	case S_IFCHR:
+		return "chr";
+	case S_IFBLK:
+		return "blk";
+	case S_IFIFO:
+		return "fifo";
+	case S_IFSOCK:
+		return "sock";
+	default:
+		return "file";
 	}
 }
 
@@ -183,7 +203,8 @@ static void set_name(json_t *o, const char *key, const char *s)
 	if (!bad) {
 		json_object_set_new(o, key, json_stringn(s, n));
 	} else {
-		json_object_set_new(o, key, json_stringn(lossy.data, lossy.len));
+		json_object_set_new(o, key,
+				    json_stringn(lossy.data, lossy.len));
 		lf_buf_addf(&hkey, "%s_hex", key);
 		json_object_set_new(o, hkey.data, hex_value(s, n));
 	}
@@ -219,8 +240,10 @@ int cli_json_inode(FILE *f, const struct lf_stack *ci, const char *path,
 	if (S_ISLNK(a.mode))
 		set_name(o, "target", lf_tree_readlink(lf_stack_tree(ci), ino));
 	if (S_ISCHR(a.mode) || S_ISBLK(a.mode)) {
-		json_object_set_new(o, "rdev_major", json_integer(a.rdev_major));
-		json_object_set_new(o, "rdev_minor", json_integer(a.rdev_minor));
+		json_object_set_new(o, "rdev_major",
+				    json_integer(a.rdev_major));
+		json_object_set_new(o, "rdev_minor",
+				    json_integer(a.rdev_minor));
 	}
 	n = lf_tree_xattr_count(lf_stack_tree(ci), ino);
 	for (k = 0; k < n; k++) {
@@ -232,8 +255,9 @@ int cli_json_inode(FILE *f, const struct lf_stack *ci, const char *path,
 		json_object_set_new(x, name, hex_value(v, len));
 	}
 	json_object_set_new(o, "xattrs", x);
-	json_object_set_new(o, "layer", a.layer < 0 ? json_null()
-				: json_integer(a.layer + 1));
+	json_object_set_new(o, "layer",
+			    a.layer < 0 ? json_null()
+					: json_integer(a.layer + 1));
 	ret = json_dumpf(o, f, JSON_COMPACT | JSON_ENSURE_ASCII);
 	json_decref(o);
 	return ret;
@@ -269,27 +293,39 @@ int cli_json_layers(FILE *f, const struct lf_stack *ci,
 		const struct lf_index *x = lf_stack_index(ci, i);
 		json_t *e = json_object();
 
-		json_object_set_new(e, "index", json_integer((json_int_t)i + 1));
-		json_object_set_new(e, "digest", json_string(
-			l->digest[0] ? l->digest : lf_index_blob_digest(x)));
+		json_object_set_new(e, "index",
+				    json_integer((json_int_t)i + 1));
+		json_object_set_new(e, "digest",
+				    json_string(
+					    l->digest[0]
+						    ? l->digest
+						    : lf_index_blob_digest(x)));
 		json_object_set_new(e, "diff_id",
 				    json_string(lf_index_diff_id(x)));
 		json_object_set_new(e, "media_type",
-				    json_string(l->media_type ? l->media_type : ""));
-		json_object_set_new(e, "compression", json_string(
-			lf_compression_name(lf_index_compression(x))));
+				    json_string(l->media_type ? l->media_type
+							      : ""));
+		json_object_set_new(e, "compression",
+				    json_string(lf_compression_name(
+					    lf_index_compression(x))));
 		json_object_set_new(e, "size",
-				    json_integer((json_int_t)lf_index_blob_size(x)));
+				    json_integer(
+					    (json_int_t)lf_index_blob_size(x)));
 		json_object_set_new(e, "uncompressed_size",
-				    json_integer((json_int_t)lf_index_tar_size(x)));
+				    json_integer(
+					    (json_int_t)lf_index_tar_size(x)));
 		json_object_set_new(e, "entries",
-				    json_integer((json_int_t)lf_index_count(x)));
+				    json_integer(
+					    (json_int_t)lf_index_count(x)));
 		json_object_set_new(e, "whiteouts",
-				    json_integer((json_int_t)lf_index_whiteouts(x)));
-		json_object_set_new(e, "created_by", l->created_by ?
-				    json_string(l->created_by) : json_null());
-		json_object_set_new(e, "created", l->created ?
-				    json_string(l->created) : json_null());
+				    json_integer(
+					    (json_int_t)lf_index_whiteouts(x)));
+		json_object_set_new(e, "created_by",
+				    l->created_by ? json_string(l->created_by)
+						  : json_null());
+		json_object_set_new(e, "created",
+				    l->created ? json_string(l->created)
+					       : json_null());
 		add_waste_fields(e, &w->layers[i]);
 		json_array_append_new(arr, e);
 	}
@@ -329,8 +365,10 @@ int cli_json_diff_stat(FILE *f, const uint64_t paths[3],
 	for (k = 0; k < 3; k++) {
 		json_t *e = json_object();
 
-		json_object_set_new(e, "paths", json_integer((json_int_t)paths[k]));
-		json_object_set_new(e, "bytes", json_integer((json_int_t)bytes[k]));
+		json_object_set_new(e, "paths",
+				    json_integer((json_int_t)paths[k]));
+		json_object_set_new(e, "bytes",
+				    json_integer((json_int_t)bytes[k]));
 		json_object_set_new(o, names[k], e);
 	}
 	ret = json_dumpf(o, f, JSON_COMPACT);
@@ -351,7 +389,8 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 	for (i = 0; i < w->nlayers; i++) {
 		json_t *e = json_object();
 
-		json_object_set_new(e, "index", json_integer((json_int_t)i + 1));
+		json_object_set_new(e, "index",
+				    json_integer((json_int_t)i + 1));
 		add_waste_fields(e, &w->layers[i]);
 		json_array_append_new(layers, e);
 	}
@@ -360,14 +399,16 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 
 		for (k = 0; k < w->top[i].nlayers; k++)
 			json_array_append_new(l, json_integer(
-				w->top[i].layers[k]));
+							 w->top[i].layers[k]));
 		set_name(e, "path", w->top[i].path);
-		json_object_set_new(e, "cumulative", json_integer(
-			(json_int_t)w->top[i].cumulative));
+		json_object_set_new(e, "cumulative",
+				    json_integer(
+					    (json_int_t)w->top[i].cumulative));
 		json_object_set_new(e, "layers", l);
-		json_object_set_new(e, "hidden_by", w->top[i].hidden_by ?
-				    json_integer(w->top[i].hidden_by) :
-				    json_null());
+		json_object_set_new(e, "hidden_by",
+				    w->top[i].hidden_by
+					    ? json_integer(w->top[i].hidden_by)
+					    : json_null());
 		json_array_append_new(top, e);
 	}
 	for (i = 0; i < w->nsecrets; i++) {
@@ -378,8 +419,9 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 				    json_integer(w->secrets[i].layer));
 		json_object_set_new(e, "hidden_by",
 				    json_integer(w->secrets[i].hidden_by));
-		json_object_set_new(e, "size", json_integer(
-			(json_int_t)w->secrets[i].size));
+		json_object_set_new(e, "size",
+				    json_integer(
+					    (json_int_t)w->secrets[i].size));
 		json_object_set_new(e, "reason",
 				    json_string(w->secrets[i].reason));
 		json_array_append_new(sec, e);

@@ -16,8 +16,8 @@ static const char ls_help[] =
 	"  -l                   long format: mode, links, uid, gid, size,\n"
 	"                       mtime, name (and symlink target)\n"
 	"  -R                   recursive: every path below PATH, relative\n"
-	"                       to it, parents before children\n"
-	CLI_COMMON_HELP;
+	"                       to it, parents before "
+	"children\n" CLI_COMMON_HELP;
 
 static const char cat_help[] =
 	"usage: layerfs cat [options] IMAGE PATH...\n\n"
@@ -82,8 +82,8 @@ static int resolve(const struct lf_stack *ci, const char *path, int flags,
 	return ret;
 }
 
-static void print_long(const struct lf_stack *ci,
-		       const char *name, uint64_t ino)
+static void print_long(const struct lf_stack *ci, const char *name,
+		       uint64_t ino)
 {
 	struct lf_tree_attr a;
 	char mode[11], when[32];
@@ -111,7 +111,7 @@ struct walk {
 	const struct lf_stack *ci;
 	const struct cli_opts *o;
 	struct lf_buf path;
-	bool first;		/* no JSON object printed yet */
+	bool first; /* no JSON object printed yet */
 };
 
 static void emit(struct walk *w, const char *name, uint64_t ino)
@@ -158,8 +158,9 @@ static int walk_dir(struct walk *w, uint64_t dir)
 		if (w->path.len)
 			lf_buf_addch(&w->path, '/');
 		lf_buf_add(&w->path, name, len);
-		emit(w, w->o->recursive ? w->path.data
-					: w->path.data + w->path.len - len,
+		emit(w,
+		     w->o->recursive ? w->path.data
+				     : w->path.data + w->path.len - len,
 		     ino);
 		lf_tree_getattr(lf_stack_tree(w->ci), ino, &a);
 		if (!w->o->recursive || !S_ISDIR(a.mode))
@@ -241,7 +242,8 @@ static int cat_one(const struct lf_stack *ci, const char *path)
 
 		lf_tree_getattr(lf_stack_tree(ci), ino, &a);
 		cli_error("%s: " SHOWN_FMT ": %s", cli_image_path(ci),
-			  SHOWN_ARGS(path), S_ISDIR(a.mode) ? "is a directory"
+			  SHOWN_ARGS(path),
+			  S_ISDIR(a.mode) ? "is a directory"
 					  : "not a regular file");
 		return CLI_ERR;
 	}
@@ -250,11 +252,12 @@ static int cat_one(const struct lf_stack *ci, const char *path)
 		return CLI_ERR;
 	}
 	while (off < e->size) {
-		ssize_t n = lf_blob_read_file(b, e, buf, sizeof(buf), off, &err);
+		ssize_t n = lf_blob_read_file(b, e, buf, sizeof(buf), off,
+					      &err);
 
 		if (n <= 0) {
-			cli_error("%s: " SHOWN_FMT ": %s",
-				  cli_image_path(ci), SHOWN_ARGS(path),
+			cli_error("%s: " SHOWN_FMT ": %s", cli_image_path(ci),
+				  SHOWN_ARGS(path),
 				  n < 0 ? err.msg : "unexpected end of data");
 			return CLI_ERR;
 		}
@@ -286,8 +289,8 @@ int cli_cmd_cat(int argc, char **argv)
 	return cli_flush(ret);
 }
 
-static void print_stat(const struct lf_stack *ci,
-		       const char *path, uint64_t ino)
+static void print_stat(const struct lf_stack *ci, const char *path,
+		       uint64_t ino)
 {
 	struct lf_tree_attr a;
 	char mode[11];

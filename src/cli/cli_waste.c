@@ -12,7 +12,8 @@
 static const char waste_help[] =
 	"usage: layerfs waste [options] IMAGE\n\n"
 	"Where the image's bytes go: per layer, bytes added and how many of\n"
-	"them a later layer overwrites or deletes; dive's efficiency score and\n"
+	"them a later layer overwrites or deletes; dive's efficiency score "
+	"and\n"
 	"wasted bytes; the paths that waste most, with the layers that ship\n"
 	"and hide them; and files that look like secrets (keys, .env,\n"
 	"credentials, private-key blocks) that are invisible in the final\n"
@@ -21,10 +22,11 @@ static const char waste_help[] =
 	"      --top N          list the N most wasteful paths (default 10)\n"
 	"      --ci             exit 1 when a gate fails (dive's CI rules):\n"
 	"      --min-efficiency F      efficiency below F fails (default 0.9)\n"
-	"      --max-wasted-bytes N    wasted bytes above N fail (default off)\n"
+	"      --max-wasted-bytes N    wasted bytes above N fail (default "
+	"off)\n"
 	"      --max-wasted-percent R  wasted / user bytes above R fails, a\n"
-	"                              ratio as dive takes it (default 0.1)\n"
-	CLI_COMMON_HELP;
+	"                              ratio as dive takes it (default "
+	"0.1)\n" CLI_COMMON_HELP;
 
 enum { OPT_TOP = 3000, OPT_CI, OPT_MIN_EFF, OPT_MAX_BYTES, OPT_MAX_PCT };
 
@@ -67,13 +69,13 @@ static void print_text(const struct lf_waste *w, const struct lf_stack *ci,
 	cli_human_size(w->wasted_bytes, a);
 	cli_human_size(w->user_size, t);
 	printf("\nefficiency: %.4f\nwasted bytes: %llu (%s)\n"
-	       "user bytes: %llu (%s), wasted: %.2f%%\n", w->efficiency,
-	       (unsigned long long)w->wasted_bytes, a,
+	       "user bytes: %llu (%s), wasted: %.2f%%\n",
+	       w->efficiency, (unsigned long long)w->wasted_bytes, a,
 	       (unsigned long long)w->user_size, t,
 	       100.0 * w->wasted_user_ratio);
 	if (w->ntop)
-		printf("\n%12s  %-14s %-9s %s\n", "WASTED", "LAYERS", "HIDDEN BY",
-		       "PATH");
+		printf("\n%12s  %-14s %-9s %s\n", "WASTED", "LAYERS",
+		       "HIDDEN BY", "PATH");
 	for (i = 0; i < w->ntop; i++) {
 		char layers[64] = "";
 		size_t len = 0;
@@ -110,22 +112,32 @@ static size_t run_gates(const struct lf_waste *w, const struct gates *gt,
 	size_t n = 0;
 
 	g[n] = (struct cli_gate_result){ "lowestEfficiency",
-		w->efficiency >= gt->min_eff, "", "", w->efficiency,
-		gt->min_eff };
+					 w->efficiency >= gt->min_eff,
+					 "",
+					 "",
+					 w->efficiency,
+					 gt->min_eff };
 	snprintf(g[n].value, sizeof(g[n].value), "%.4f", w->efficiency);
 	snprintf(g[n++].limit, sizeof(g[n].limit), "%.4f", gt->min_eff);
 	if (gt->has_max_bytes) {
 		g[n] = (struct cli_gate_result){ "highestWastedBytes",
-			w->wasted_bytes <= gt->max_bytes, "", "",
-			(double)w->wasted_bytes, (double)gt->max_bytes };
+						 w->wasted_bytes <=
+							 gt->max_bytes,
+						 "",
+						 "",
+						 (double)w->wasted_bytes,
+						 (double)gt->max_bytes };
 		snprintf(g[n].value, sizeof(g[n].value), "%llu",
 			 (unsigned long long)w->wasted_bytes);
 		snprintf(g[n++].limit, sizeof(g[n].limit), "%llu",
 			 (unsigned long long)gt->max_bytes);
 	}
 	g[n] = (struct cli_gate_result){ "highestUserWastedPercent",
-		w->wasted_user_ratio <= gt->max_ratio, "", "",
-		w->wasted_user_ratio, gt->max_ratio };
+					 w->wasted_user_ratio <= gt->max_ratio,
+					 "",
+					 "",
+					 w->wasted_user_ratio,
+					 gt->max_ratio };
 	snprintf(g[n].value, sizeof(g[n].value), "%.4f", w->wasted_user_ratio);
 	snprintf(g[n++].limit, sizeof(g[n].limit), "%.4f", gt->max_ratio);
 	return n;
@@ -198,8 +210,7 @@ int cli_cmd_waste(int argc, char **argv)
 			cli_error("%s: %s", lf_stack_name(ci), err.msg);
 			ret = CLI_ERR;
 		}
-	if (ret == CLI_OK &&
-	    lf_waste_compute(ci, top, &w, &err)) {
+	if (ret == CLI_OK && lf_waste_compute(ci, top, &w, &err)) {
 		cli_error("%s: %s", lf_stack_name(ci), err.msg);
 		ret = CLI_ERR;
 	}

@@ -38,7 +38,8 @@ int lf_err_prefix(struct lf_err *err, const char *fmt, ...)
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
 	/* truncation is fine: the record holds one bounded line */
-	if (snprintf(err->msg, sizeof(err->msg), "%.400s: %.600s", head, old) < 0)
+	if (snprintf(err->msg, sizeof(err->msg), "%.400s: %.600s", head, old) <
+	    0)
 		err->msg[0] = '\0';
 	return err->code;
 }

@@ -102,10 +102,12 @@ const char *lf_digest_refusal(const char *s)
 	/* OCI: algorithm ":" encoded, encoded = [a-zA-Z0-9=_-]+ */
 	if (!alg || s[alg] != ':' || !*enc ||
 	    enc[strspn(enc, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
-			     "WXYZ0123456789=_-")] ||
+			    "WXYZ0123456789=_-")] ||
 	    (alg == 6 && !strncmp(s, "sha256", 6)))
 		return "is not a valid digest";
-	snprintf(buf, sizeof(buf), "uses the unsupported digest algorithm "
-		 "'%.*s' (layerfs reads sha256 images)", (int)(alg > 20 ? 20 : alg), s);
+	snprintf(buf, sizeof(buf),
+		 "uses the unsupported digest algorithm "
+		 "'%.*s' (layerfs reads sha256 images)",
+		 (int)(alg > 20 ? 20 : alg), s);
 	return buf;
 }

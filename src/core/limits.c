@@ -42,8 +42,10 @@ static int env_size(const char *name, uint64_t *dst, struct lf_err *err)
 	if (*dst || !v || !*v)
 		return 0;
 	if (!parse_size(v, dst))
-		return lf_err_set(err, -EINVAL, "%s: '%s' is not a positive "
-				  "size (e.g. 8G)", name, v);
+		return lf_err_set(err, -EINVAL,
+				  "%s: '%s' is not a positive "
+				  "size (e.g. 8G)",
+				  name, v);
 	return 0;
 }
 
@@ -64,8 +66,10 @@ int lf_limits_resolve(struct lf_limits *l, struct lf_err *err)
 		if (!parse_size(buf, &l->max_ratio) ||
 		    (colon && !l->ratio_floor &&
 		     !parse_size(colon + 1, &l->ratio_floor)))
-			return lf_err_set(err, -EINVAL, "LAYERFS_MAX_RATIO: "
-					  "'%s' is not N or N:FLOOR", v);
+			return lf_err_set(err, -EINVAL,
+					  "LAYERFS_MAX_RATIO: "
+					  "'%s' is not N or N:FLOOR",
+					  v);
 	}
 	if (!l->max_size)
 		l->max_size = LF_MAX_LAYER_SIZE;

@@ -38,8 +38,8 @@ static void vlog(enum lf_log_level level, const char *fmt, va_list ap)
 		return;
 	}
 	/* one fprintf so lines of concurrent threads do not interleave */
-	fprintf(stderr, "layerfs: %s%s\n", level == LF_LOG_WARN ? "warning: " : "",
-		line);
+	fprintf(stderr, "layerfs: %s%s\n",
+		level == LF_LOG_WARN ? "warning: " : "", line);
 }
 
 void lf_log(enum lf_log_level level, const char *fmt, ...)

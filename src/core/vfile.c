@@ -10,14 +10,14 @@
 #include <unistd.h>
 
 struct lf_vfile {
-	int fd;			/* owned, -1 for memory */
-	const unsigned char *mem; /* borrowed, NULL for files */
-	uint64_t base;		/* range start in the backing file */
-	uint64_t size;		/* range length */
-	char *name;		/* owned */
-	char *path;		/* owned, NULL for memory */
-	const struct lf_vfile_ops *ops;	/* a backend, or NULL */
-	void *ops_ctx;		/* one reference, owned */
+	int fd;				/* owned, -1 for memory */
+	const unsigned char *mem;	/* borrowed, NULL for files */
+	uint64_t base;			/* range start in the backing file */
+	uint64_t size;			/* range length */
+	char *name;			/* owned */
+	char *path;			/* owned, NULL for memory */
+	const struct lf_vfile_ops *ops; /* a backend, or NULL */
+	void *ops_ctx;			/* one reference, owned */
 };
 
 static int vfile_alloc(const char *name, const char *path,
@@ -135,8 +135,8 @@ int lf_vfile_from_mem(const void *mem, size_t size, const char *name,
 	return 0;
 }
 
-int lf_vfile_from_ops(const struct lf_vfile_ops *ops, void *ctx,
-		      uint64_t size, const char *name, struct lf_vfile **out)
+int lf_vfile_from_ops(const struct lf_vfile_ops *ops, void *ctx, uint64_t size,
+		      const char *name, struct lf_vfile **out)
 {
 	struct lf_vfile *vf;
 	int ret = vfile_alloc(name, NULL, &vf);
@@ -180,7 +180,7 @@ ssize_t lf_vfile_pread(const struct lf_vfile *vf, void *buf, size_t len,
 	}
 	while (done < len) {
 		n = pread(vf->fd, (char *)buf + done, len - done,
-				  (off_t)(vf->base + off + done));
+			  (off_t)(vf->base + off + done));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

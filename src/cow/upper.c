@@ -37,8 +37,8 @@ static int wh_name(const char *name, char *buf, size_t size)
 
 static bool dir_is_opaque(int dirfd, const char *name)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			O_CLOEXEC);
+	int fd = openat(dirfd, name,
+			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	bool ret;
 
 	if (fd < 0)
@@ -66,8 +66,8 @@ int lf_upper_view(struct lf_upper *up, struct node *dir, const char *name,
 	if (ret && ret != -ENOENT)
 		return ret;
 	if (!ret) {
-		v->upper = fits && fstatat(fd, name, &v->ust,
-					   AT_SYMLINK_NOFOLLOW) == 0;
+		v->upper = fits &&
+			   fstatat(fd, name, &v->ust, AT_SYMLINK_NOFOLLOW) == 0;
 		v->whiteout = wh_fits && exists_at(fd, wh);
 		dopaque = exists_at(fd, LF_WH_OPAQUE);
 		if (v->upper && S_ISDIR(v->ust.st_mode))
@@ -122,8 +122,7 @@ static uint64_t fall_through(const struct view *v)
 	return 0;
 }
 
-void lf_upper_map_ino(struct lf_upper *up, const struct stat *ust,
-		      uint64_t ino)
+void lf_upper_map_ino(struct lf_upper *up, const struct stat *ust, uint64_t ino)
 {
 	size_t i;
 
@@ -142,8 +141,8 @@ void lf_upper_map_ino(struct lf_upper *up, const struct stat *ust,
 		up->imap = p;
 		up->aimap = na;
 	}
-	up->imap[up->nimap++] = (struct ino_map_ent){ ust->st_dev,
-						      ust->st_ino, ino };
+	up->imap[up->nimap++] = (struct ino_map_ent){ ust->st_dev, ust->st_ino,
+						      ino };
 }
 
 static uint64_t mapped_ino(struct lf_upper *up, const struct stat *ust)
@@ -254,8 +253,7 @@ int lf_upper_in_upper(struct lf_upper *up, uint64_t id, bool *in_upper)
 	return ret;
 }
 
-int lf_upper_readlink(struct lf_upper *up, uint64_t id, char *buf,
-		      size_t size)
+int lf_upper_readlink(struct lf_upper *up, uint64_t id, char *buf, size_t size)
 {
 	struct node *n;
 	struct view v;
@@ -289,13 +287,13 @@ out:
 /* --- xattrs ------------------------------------------------------------ */
 
 int lf_upper_xattr_fd(struct lf_upper *up, struct node *n, const struct view *v,
-		    int *out)
+		      int *out)
 {
 	int dfd, fd, ret;
 
 	if (!n->parent)
 		return (*out = fcntl(up->root, F_DUPFD_CLOEXEC, 0)) < 0 ? -errno
-									 : 0;
+									: 0;
 	if (!S_ISREG(v->ust.st_mode) && !S_ISDIR(v->ust.st_mode))
 		return -EPERM; /* user.* xattrs exist on files and dirs only */
 	if ((ret = lf_upper_dirfd(up, n->parent, &dfd)))
@@ -434,8 +432,9 @@ static void adopt_root(struct lf_upper *up)
 		/* a normal user keeps their own directory */
 	}
 	if (fchmod(up->root, a.mode & 07777) < 0 || futimens(up->root, ts) < 0)
-		lf_log(LF_LOG_WARN, "cannot give the upper directory the "
-				    "image root's metadata: %s",
+		lf_log(LF_LOG_WARN,
+		       "cannot give the upper directory the "
+		       "image root's metadata: %s",
 		       strerror(errno));
 }
 
@@ -456,8 +455,9 @@ int lf_upper_new(const char *dir, const struct lf_stack *stack,
 	if (mkdir(dir, 0755) == 0) {
 		created = true;
 	} else if (errno != EEXIST) {
-		lf_err_set(err, -errno, "cannot create upper directory '%s': %s",
-			   dir, strerror(errno));
+		lf_err_set(err, -errno,
+			   "cannot create upper directory '%s': %s", dir,
+			   strerror(errno));
 		goto fail;
 	}
 	up->root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -472,7 +472,8 @@ int lf_upper_new(const char *dir, const struct lf_stack *stack,
 	if (created && is_empty_dir(up->root))
 		adopt_root(up);
 	/* id 0 is never used: FUSE's root is 1 */
-	if (lf_upper_new_node(up, NULL, "", &root) || lf_upper_new_node(up, NULL, "", &root))
+	if (lf_upper_new_node(up, NULL, "", &root) ||
+	    lf_upper_new_node(up, NULL, "", &root))
 		goto nomem;
 	free(up->nodes[0]->name);
 	free(up->nodes[0]);

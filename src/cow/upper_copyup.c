@@ -38,8 +38,8 @@ static int set_meta(struct lf_upper *up, int fd, int dirfd, const char *name,
 			lf_tree_xattr(up->tree, ino, k, &xn, &v, &len);
 			/* trusted.* and security.* need privileges we may not
 			 * have; the copy is still a faithful one for users */
-			if (fsetxattr(fd, xn, v, len, 0) < 0 && errno != EPERM &&
-			    errno != ENOTSUP)
+			if (fsetxattr(fd, xn, v, len, 0) < 0 &&
+			    errno != EPERM && errno != ENOTSUP)
 				return -errno;
 		}
 		if (fchmod(fd, a->mode & 07777) < 0)
@@ -129,8 +129,10 @@ static int fill_tmp(struct lf_upper *up, int pfd, uint64_t ino,
 	if (t->fd < 0) {
 		snprintf(t->tmp, sizeof(t->tmp), LF_UPPER_TMP_PREFIX "%d.%llu",
 			 (int)getpid(), (unsigned long long)ino);
-		t->fd = openat(pfd, t->tmp, O_CREAT | O_EXCL | O_RDWR |
-			       O_CLOEXEC | O_NOFOLLOW, 0600);
+		t->fd = openat(pfd, t->tmp,
+			       O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC |
+				       O_NOFOLLOW,
+			       0600);
 		if (t->fd < 0)
 			return -errno;
 		t->named = true;
@@ -216,8 +218,8 @@ static int copy_one(struct lf_upper *up, int pfd, const char *name,
 	case S_IFDIR:
 		if (mkdirat(pfd, name, 0700) < 0)
 			return -errno;
-		fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			    O_CLOEXEC);
+		fd = openat(pfd, name,
+			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return -errno;
 		ret = set_meta(up, fd, pfd, name, &a, ino);
@@ -247,9 +249,10 @@ static int copied(struct lf_upper *up, int pfd, const char *name,
 	 * other links: those stay behind, and one number for two different
 	 * files would be a lie (overlayfs without index=on does the same) */
 	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		lf_upper_map_ino(up, &st, S_ISDIR(v->lat.mode) ||
-				 v->lat.nlink <= 1 ? v->lower
-				 : UPPER_INO_BIT | (uint64_t)st.st_ino);
+		lf_upper_map_ino(up, &st,
+				 S_ISDIR(v->lat.mode) || v->lat.nlink <= 1
+					 ? v->lower
+					 : UPPER_INO_BIT | (uint64_t)st.st_ino);
 	/* copy-up is not a change of the parent: keep its times (overlayfs
 	 * does the same) */
 	return futimens(pfd, ts) < 0 ? -errno : 0;
@@ -361,9 +364,12 @@ int lf_upper_copyup_tree(struct lf_upper *up, struct node *n)
 
 		if (lf_upper_view(up, n, d.name, &cv))
 			continue;
-		ret = lf_upper_get_node(up, n, d.name, cv.lower &&
-					(!cv.upper || S_ISDIR(cv.ust.st_mode))
-					? cv.lower : 0, &c);
+		ret = lf_upper_get_node(up, n, d.name,
+					cv.lower && (!cv.upper ||
+						     S_ISDIR(cv.ust.st_mode))
+						? cv.lower
+						: 0,
+					&c);
 		if (ret)
 			break;
 		ret = lf_upper_copyup_tree(up, c);
@@ -404,11 +410,14 @@ int lf_upper_make_whiteout(int dirfd, const char *name)
 	char wh[NAME_MAX + 8];
 	int fd;
 
-	if (snprintf(wh, sizeof(wh), LF_WH_PREFIX "%s", name) >= (int)sizeof(wh))
+	if (snprintf(wh, sizeof(wh), LF_WH_PREFIX "%s", name) >=
+	    (int)sizeof(wh))
 		return -ENAMETOOLONG;
 	/* anything already named .wh.NAME is the whiteout: never open it */
-	fd = openat(dirfd, wh, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW |
-		    O_NONBLOCK | O_CLOEXEC, 0644);
+	fd = openat(dirfd, wh,
+		    O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_NONBLOCK |
+			    O_CLOEXEC,
+		    0644);
 	if (fd < 0)
 		return errno == EEXIST ? 0 : -errno;
 	close(fd);
@@ -419,7 +428,8 @@ int lf_upper_remove_whiteout(int dirfd, const char *name)
 {
 	char wh[NAME_MAX + 8];
 
-	if (snprintf(wh, sizeof(wh), LF_WH_PREFIX "%s", name) >= (int)sizeof(wh))
+	if (snprintf(wh, sizeof(wh), LF_WH_PREFIX "%s", name) >=
+	    (int)sizeof(wh))
 		return -ENAMETOOLONG;
 	if (unlinkat(dirfd, wh, 0) < 0 && errno != ENOENT)
 		return -errno;

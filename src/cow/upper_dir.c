@@ -26,7 +26,7 @@
 struct dirsnap {
 	struct lf_upper_dirent *ents;
 	size_t n, cap;
-	struct lf_buf names;	/* NUL-separated; ents[i].name points in */
+	struct lf_buf names; /* NUL-separated; ents[i].name points in */
 };
 
 static int cmp_str(const void *a, const void *b)
@@ -53,13 +53,14 @@ static int snap_add(struct dirsnap *d, const char *name, uint64_t ino,
 	}
 	/* store the offset now, fix up pointers when the buffer is final */
 	d->ents[d->n++] = (struct lf_upper_dirent){
-		(const char *)(uintptr_t)d->names.len, ino, type };
+		(const char *)(uintptr_t)d->names.len, ino, type
+	};
 	return lf_buf_add(&d->names, name, strlen(name) + 1);
 }
 
 /* Read the upper dir: visible names, whiteout targets, opacity. */
-static int scan_upper(int fd, char ***names, size_t *nn, char ***wh,
-		      size_t *nw, bool *opaque)
+static int scan_upper(int fd, char ***names, size_t *nn, char ***wh, size_t *nw,
+		      bool *opaque)
 {
 	DIR *dp = fdopendir(fd);
 	struct dirent *de;
@@ -120,8 +121,7 @@ static void free_strs(char **a, size_t n)
 	free(a);
 }
 
-static int build_snap(struct lf_upper *up, struct node *dir,
-		      struct dirsnap *d)
+static int build_snap(struct lf_upper *up, struct node *dir, struct dirsnap *d)
 {
 	char **names = NULL, **wh = NULL;
 	size_t nn = 0, nw = 0, i, cnt;
@@ -180,8 +180,7 @@ static int build_snap(struct lf_upper *up, struct node *dir,
 	return ret;
 }
 
-int lf_upper_opendir_locked(struct lf_upper *up, struct node *n,
-			    uint64_t *dh)
+int lf_upper_opendir_locked(struct lf_upper *up, struct node *n, uint64_t *dh)
 {
 	struct dirsnap *d = calloc(1, sizeof(*d));
 	struct view v;

@@ -27,8 +27,8 @@
  * anywhere and stays beneath the upper root: -ENOSYS where the kernel lacks
  * it (then the caller walks one component at a time).
  */
-static int open_beneath(struct lf_upper *up, struct node **stack,
-			size_t depth, int *out)
+static int open_beneath(struct lf_upper *up, struct node **stack, size_t depth,
+			int *out)
 {
 	static volatile int missing;
 	struct open_how how = {
@@ -64,8 +64,8 @@ static int open_beneath(struct lf_upper *up, struct node **stack,
 	return errno == ELOOP ? -ENOTDIR : -errno;
 }
 #else
-static int open_beneath(struct lf_upper *up, struct node **stack,
-			size_t depth, int *out)
+static int open_beneath(struct lf_upper *up, struct node **stack, size_t depth,
+			int *out)
 {
 	(void)up, (void)stack, (void)depth, (void)out;
 	return -ENOSYS;
@@ -92,7 +92,7 @@ int lf_upper_dirfd(struct lf_upper *up, struct node *n, int *out)
 	while (!ret && depth--) {
 		int next = openat(fd, stack[depth]->name,
 				  O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-				  O_NONBLOCK | O_CLOEXEC);
+					  O_NONBLOCK | O_CLOEXEC);
 		int e = errno;
 
 		close(fd);
@@ -147,8 +147,8 @@ int lf_upper_open_at(int dirfd, const char *name, int flags, int *out)
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
 	fd = open(proc, (flags & ~O_NOFOLLOW) | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) /* no /proc: by name, then compare */
-		fd = openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK |
-			    O_CLOEXEC);
+		fd = openat(dirfd, name,
+			    flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	fl = errno;
 	close(pfd);
 	if (fd < 0)
@@ -159,8 +159,9 @@ int lf_upper_open_at(int dirfd, const char *name, int flags, int *out)
 		return -EIO;
 	}
 	/* O_NONBLOCK was only for the open */
-	if (!(flags & O_NONBLOCK) && ((fl = fcntl(fd, F_GETFL)) < 0 ||
-				      fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)) {
+	if (!(flags & O_NONBLOCK) &&
+	    ((fl = fcntl(fd, F_GETFL)) < 0 ||
+	     fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)) {
 		fl = errno;
 		close(fd);
 		return -fl;
@@ -186,7 +187,8 @@ int lf_upper_chmod_at(int dirfd, const char *name, mode_t mode)
 	if (chmod(proc, mode) < 0)
 		ret = errno == ENOENT ? (fchmodat(dirfd, name, mode,
 						  AT_SYMLINK_NOFOLLOW) < 0
-					 ? -errno : 0)
+						 ? -errno
+						 : 0)
 				      : -errno;
 	close(fd);
 	return ret;

@@ -14,24 +14,24 @@
 
 struct node {
 	uint64_t id;
-	struct node *parent;	/* NULL for the root */
-	char *name;		/* owned; "" for the root */
-	uint64_t nlookup;	/* kernel references */
-	uint64_t nchild;	/* nodes whose parent this is */
-	uint64_t lower;		/* tree inode this path falls through to, 0 */
-	uint64_t ino;		/* reported st_ino, 0 until known */
-	bool deleted;		/* unlinked; kept until forgotten */
-	struct node *hnext;	/* (parent, name) hash chain */
+	struct node *parent; /* NULL for the root */
+	char *name;	     /* owned; "" for the root */
+	uint64_t nlookup;    /* kernel references */
+	uint64_t nchild;     /* nodes whose parent this is */
+	uint64_t lower;	     /* tree inode this path falls through to, 0 */
+	uint64_t ino;	     /* reported st_ino, 0 until known */
+	bool deleted;	     /* unlinked; kept until forgotten */
+	struct node *hnext;  /* (parent, name) hash chain */
 };
 
 /* What a path shows in the merged view. */
 struct view {
-	bool upper;		/* an upper object exists (ust valid) */
+	bool upper; /* an upper object exists (ust valid) */
 	struct stat ust;
-	uint64_t lower;		/* visible lower tree inode, 0 if none */
-	struct lf_tree_attr lat;	/* valid when lower */
-	bool whiteout;		/* the upper parent has .wh.NAME */
-	bool opaque;		/* (dirs) upper dir holds .wh..wh..opq */
+	uint64_t lower;		 /* visible lower tree inode, 0 if none */
+	struct lf_tree_attr lat; /* valid when lower */
+	bool whiteout;		 /* the upper parent has .wh.NAME */
+	bool opaque;		 /* (dirs) upper dir holds .wh..wh..opq */
 };
 
 struct ino_map_ent {
@@ -41,23 +41,23 @@ struct ino_map_ent {
 };
 
 struct lf_upper {
-	pthread_mutex_t lock;	/* protects everything below and all
+	pthread_mutex_t lock;	      /* protects everything below and all
 				 * namespace changes in the upper dir */
-	int root;		/* O_DIRECTORY fd of the upper dir */
-	dev_t dev;		/* its st_dev */
-	const struct lf_stack *stack;	/* borrowed */
-	struct lf_tree *tree;	/* the stack's */
-	struct node **nodes;	/* id -> node, NULL for free ids */
+	int root;		      /* O_DIRECTORY fd of the upper dir */
+	dev_t dev;		      /* its st_dev */
+	const struct lf_stack *stack; /* borrowed */
+	struct lf_tree *tree;	      /* the stack's */
+	struct node **nodes;	      /* id -> node, NULL for free ids */
 	uint64_t nnodes, anodes;
-	struct node **hash;	/* (parent id, name) -> node */
+	struct node **hash; /* (parent id, name) -> node */
 	size_t nhash;
-	struct ino_map_ent *imap;	/* upper inode -> reported inode */
+	struct ino_map_ent *imap; /* upper inode -> reported inode */
 	size_t nimap, aimap;
 };
 
 /* Open files: a host fd, or (read-only, not copied up) a lower inode. */
 struct ofile {
-	int fd;			/* -1 for lower */
+	int fd; /* -1 for lower */
 	uint64_t lower;
 };
 
@@ -117,19 +117,18 @@ int lf_upper_get_node(struct lf_upper *up, struct node *parent,
 /* Drop the reference lf_upper_get_node() took (internal walks). */
 void lf_upper_put_node(struct lf_upper *up, struct node *n);
 /* Re-hash a node under a new parent and name (rename). */
-int lf_upper_move_node(struct lf_upper *up, struct node *n,
-		       struct node *parent, const char *name);
+int lf_upper_move_node(struct lf_upper *up, struct node *n, struct node *parent,
+		       const char *name);
 /* Remember the reported inode of an upper inode. */
 void lf_upper_map_ino(struct lf_upper *up, const struct stat *ust,
 		      uint64_t ino);
 /* A name layerfs refuses to create or show. */
 bool lf_upper_reserved(const char *name);
 /* An fd on an upper object for xattr calls (-EPERM: not a file or dir). */
-int lf_upper_xattr_fd(struct lf_upper *up, struct node *n,
-		      const struct view *v, int *fd);
+int lf_upper_xattr_fd(struct lf_upper *up, struct node *n, const struct view *v,
+		      int *fd);
 /* lf_upper_opendir() with the lock already held. */
-int lf_upper_opendir_locked(struct lf_upper *up, struct node *n,
-			    uint64_t *dh);
+int lf_upper_opendir_locked(struct lf_upper *up, struct node *n, uint64_t *dh);
 /* Merged emptiness of a directory view (for rmdir, rename over). */
 int lf_upper_dir_empty(struct lf_upper *up, struct node *dir, bool *empty);
 

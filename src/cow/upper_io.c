@@ -87,8 +87,8 @@ out:
 	return ret;
 }
 
-ssize_t lf_upper_read(struct lf_upper *up, uint64_t fh, void *buf,
-		      size_t size, off_t off)
+ssize_t lf_upper_read(struct lf_upper *up, uint64_t fh, void *buf, size_t size,
+		      off_t off)
 {
 	struct ofile *of = (struct ofile *)(uintptr_t)fh;
 	const struct lf_idx_entry *e;
@@ -157,8 +157,8 @@ void lf_upper_release(struct lf_upper *up, uint64_t fh)
 }
 
 int lf_upper_create(struct lf_upper *up, uint64_t parent, const char *name,
-		    mode_t mode, int flags, uid_t uid, gid_t gid,
-		    uint64_t *id, struct stat *st, uint64_t *fh)
+		    mode_t mode, int flags, uid_t uid, gid_t gid, uint64_t *id,
+		    struct stat *st, uint64_t *fh)
 {
 	struct node *n;
 	struct view v;
@@ -167,8 +167,8 @@ int lf_upper_create(struct lf_upper *up, uint64_t parent, const char *name,
 	*id = 0;
 	/* mknod makes it (with every check and the whiteout dance), then it
 	 * is opened like any upper file */
-	ret = lf_upper_mknod(up, parent, name, (mode & 07777) | S_IFREG, 0,
-			     uid, gid, id, st);
+	ret = lf_upper_mknod(up, parent, name, (mode & 07777) | S_IFREG, 0, uid,
+			     gid, id, st);
 	if (ret == -EEXIST && !(flags & O_EXCL)) {
 		ret = lf_upper_lookup(up, parent, name, id, st);
 		if (!ret)
@@ -209,8 +209,7 @@ static int set_times(int dirfd, const char *name, const struct stat *attr,
 		ts[1].tv_nsec = UTIME_NOW;
 	if (!name) /* dirfd is the object itself */
 		return futimens(dirfd, ts) < 0 ? -errno : 0;
-	return utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0 ? -errno
-								    : 0;
+	return utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
 /*
@@ -245,15 +244,16 @@ static int apply_attrs(struct lf_upper *up, struct node *n, uint64_t fh,
 		ret = -errno;
 	if (!ret && (what & LF_SET_MODE)) {
 		if (fd >= 0)
-			ret = fchmod(fd, attr->st_mode & 07777) < 0 ? -errno : 0;
+			ret = fchmod(fd, attr->st_mode & 07777) < 0 ? -errno
+								    : 0;
 		else
 			ret = lf_upper_chmod_at(dfd, name,
 						attr->st_mode & 07777);
 	}
 	if (!ret && (what & (LF_SET_ATIME | LF_SET_MTIME | LF_SET_ATIME_NOW |
 			     LF_SET_MTIME_NOW)))
-		ret = set_times(fd >= 0 ? fd : dfd, fd >= 0 ? NULL : name,
-				attr, what);
+		ret = set_times(fd >= 0 ? fd : dfd, fd >= 0 ? NULL : name, attr,
+				what);
 	if (fd >= 0 && !(of && of->fd == fd))
 		close(fd);
 	close(dfd);
@@ -288,8 +288,7 @@ int lf_upper_setattr(struct lf_upper *up, uint64_t id, uint64_t fh,
 	return ret;
 }
 
-static bool lower_has_xattr(struct lf_upper *up, uint64_t ino,
-			    const char *name)
+static bool lower_has_xattr(struct lf_upper *up, uint64_t ino, const char *name)
 {
 	const void *v;
 	size_t len;

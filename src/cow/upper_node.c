@@ -21,7 +21,6 @@
 #include <linux/openat2.h>
 #endif
 
-
 bool lf_upper_reserved(const char *name)
 {
 	return lf_is_whiteout_name(name);
@@ -85,8 +84,8 @@ static void hash_add(struct lf_upper *up, struct node *n)
 
 static void hash_del(struct lf_upper *up, struct node *n)
 {
-	struct node **pp = &up->hash[hash_of(n->parent ? n->parent->id : 0,
-					     n->name)];
+	struct node **pp =
+		&up->hash[hash_of(n->parent ? n->parent->id : 0, n->name)];
 
 	while (*pp && *pp != n)
 		pp = &(*pp)->hnext;
@@ -123,8 +122,8 @@ int lf_upper_get_node(struct lf_upper *up, struct node *parent,
 	return 0;
 }
 
-int lf_upper_move_node(struct lf_upper *up, struct node *n,
-		       struct node *parent, const char *name)
+int lf_upper_move_node(struct lf_upper *up, struct node *n, struct node *parent,
+		       const char *name)
 {
 	char *nm = strdup(name);
 

@@ -136,8 +136,8 @@ static int finish_create(struct lf_upper *up, struct node *dir, int pfd,
 }
 
 int lf_upper_mknod(struct lf_upper *up, uint64_t parent, const char *name,
-		   mode_t mode, dev_t rdev, uid_t uid, gid_t gid,
-		   uint64_t *id, struct stat *st)
+		   mode_t mode, dev_t rdev, uid_t uid, gid_t gid, uint64_t *id,
+		   struct stat *st)
 {
 	struct node *dir;
 	bool wh;
@@ -170,8 +170,9 @@ static int keep_times(int fd, const struct stat *before)
 
 static int make_opaque(int pfd, const char *name)
 {
-	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			O_CLOEXEC), m, ret = 0;
+	int fd = openat(pfd, name,
+			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC),
+	    m, ret = 0;
 	struct stat st;
 
 	if (fd < 0)
@@ -180,8 +181,11 @@ static int make_opaque(int pfd, const char *name)
 		ret = -errno;
 	/* whatever already has the name marks it opaque (only names count
 	 * in an OCI layer); never open it, it may be a FIFO */
-	m = ret ? -1 : openat(fd, LF_WH_OPAQUE, O_CREAT | O_EXCL | O_WRONLY |
-			      O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+	m = ret ? -1
+		: openat(fd, LF_WH_OPAQUE,
+			 O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_NONBLOCK |
+				 O_CLOEXEC,
+			 0644);
 	if (!ret && m < 0 && errno != EEXIST)
 		ret = -errno;
 	if (m >= 0)
@@ -281,8 +285,8 @@ int lf_upper_link(struct lf_upper *up, uint64_t id, uint64_t parent,
 	return ret;
 }
 
-static int remove_common(struct lf_upper *up, uint64_t parent,
-			 const char *name, bool rmdir)
+static int remove_common(struct lf_upper *up, uint64_t parent, const char *name,
+			 bool rmdir)
 {
 	struct node *dir, *c = NULL;
 	struct view v;
@@ -302,8 +306,10 @@ static int remove_common(struct lf_upper *up, uint64_t parent,
 	if (!rmdir && S_ISDIR(view_mode(&v)))
 		return -EISDIR;
 	if (rmdir) {
-		uint64_t ft = v.lower && (!v.upper || (S_ISDIR(v.lat.mode) &&
-						       !v.opaque)) ? v.lower : 0;
+		uint64_t ft = v.lower && (!v.upper ||
+					  (S_ISDIR(v.lat.mode) && !v.opaque))
+				      ? v.lower
+				      : 0;
 
 		if ((ret = lf_upper_get_node(up, dir, name, ft, &c)))
 			return ret;
@@ -318,8 +324,8 @@ static int remove_common(struct lf_upper *up, uint64_t parent,
 	if ((v.lower || v.upper) && (ret = lf_upper_parent_fd(up, dir, &pfd)))
 		return ret;
 	if (v.upper && rmdir) {
-		cfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			     O_CLOEXEC);
+		cfd = openat(pfd, name,
+			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (cfd >= 0) {
 			ret = lf_upper_clear_whiteouts(cfd);
 			close(cfd);
@@ -378,9 +384,11 @@ static void cut_lower(struct lf_upper *up, struct node *dir)
 static int lift(struct lf_upper *up, struct node *dir, const char *name,
 		const struct view *v, struct node **out)
 {
-	uint64_t ft = v->lower && (!v->upper || (S_ISDIR(v->lat.mode) &&
-						 S_ISDIR(v->ust.st_mode) &&
-						 !v->opaque)) ? v->lower : 0;
+	uint64_t ft = v->lower && (!v->upper ||
+				   (S_ISDIR(v->lat.mode) &&
+				    S_ISDIR(v->ust.st_mode) && !v->opaque))
+			      ? v->lower
+			      : 0;
 	struct node *n;
 	int ret, fd, cfd;
 
@@ -391,8 +399,8 @@ static int lift(struct lf_upper *up, struct node *dir, const char *name,
 	if (!ret && S_ISDIR(view_mode(v)) && !lf_upper_dirfd(up, dir, &fd)) {
 		struct stat cst;
 
-		cfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			     O_CLOEXEC);
+		cfd = openat(fd, name,
+			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (cfd >= 0 && fstat(cfd, &cst) == 0) {
 			ret = lf_upper_clear_whiteouts(cfd);
 			if (!ret)
@@ -429,7 +437,9 @@ static int check_rename(struct lf_upper *up, struct node *ndir,
 		return 0;
 	ret = lf_upper_get_node(up, ndir, newname,
 				v2->lower && (!v2->upper || !v2->opaque)
-				? v2->lower : 0, &c);
+					? v2->lower
+					: 0,
+				&c);
 	if (ret)
 		return ret;
 	ret = lf_upper_dir_empty(up, c, &empty);
@@ -438,8 +448,7 @@ static int check_rename(struct lf_upper *up, struct node *ndir,
 }
 
 static int do_rename(struct lf_upper *up, struct node *odir, const char *name,
-		     struct node *ndir, const char *newname,
-		     unsigned int flags)
+		     struct node *ndir, const char *newname, unsigned int flags)
 {
 	struct view v1, v2;
 	struct node *src, *dst = NULL, *tmp;
@@ -470,10 +479,9 @@ static int do_rename(struct lf_upper *up, struct node *odir, const char *name,
 	    (ret = lf_upper_parent_fd(up, ndir, &nfd)))
 		goto out;
 	/* an upper dir being replaced holds only whiteouts: clear them */
-	if (!(flags & RENAME_EXCHANGE) && v2.upper &&
-	    S_ISDIR(v2.ust.st_mode)) {
-		cfd = openat(nfd, newname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			     O_CLOEXEC);
+	if (!(flags & RENAME_EXCHANGE) && v2.upper && S_ISDIR(v2.ust.st_mode)) {
+		cfd = openat(nfd, newname,
+			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (cfd >= 0) {
 			ret = lf_upper_clear_whiteouts(cfd);
 			close(cfd);
@@ -529,8 +537,7 @@ out:
 }
 
 int lf_upper_rename(struct lf_upper *up, uint64_t parent, const char *name,
-		    uint64_t newparent, const char *newname,
-		    unsigned int flags)
+		    uint64_t newparent, const char *newname, unsigned int flags)
 {
 	struct node *odir, *ndir;
 	int ret;

@@ -29,28 +29,28 @@
 #define WBITS_ZLIB 15
 
 enum build_state {
-	B_RUN,		/* inside a member */
-	B_MEMBER_END,	/* Z_STREAM_END seen; next member, padding or EOF? */
-	B_DONE,		/* end of the last member (and of any zero padding) */
-	B_FAILED,	/* an error was returned; the builder is unusable */
+	B_RUN,	      /* inside a member */
+	B_MEMBER_END, /* Z_STREAM_END seen; next member, padding or EOF? */
+	B_DONE,	      /* end of the last member (and of any zero padding) */
+	B_FAILED,     /* an error was returned; the builder is unusable */
 };
 
 struct lf_gzidx_builder {
-	z_stream zs;		/* gzip-mode inflater over the whole blob */
-	z_stream ds;		/* level-1 deflater for windows */
-	bool ds_live;		/* ds was initialised (lazily, first point) */
+	z_stream zs;  /* gzip-mode inflater over the whole blob */
+	z_stream ds;  /* level-1 deflater for windows */
+	bool ds_live; /* ds was initialised (lazily, first point) */
 	lf_gzidx_read_fn rd;
 	void *ctx;
-	const char *name;	/* borrowed */
+	const char *name; /* borrowed */
 	uint64_t span;
-	uint64_t nread;		/* compressed bytes pulled from rd so far */
-	uint64_t out;		/* uncompressed bytes produced so far */
-	uint64_t last;		/* out of the last checkpoint */
-	uint64_t member_out;	/* out at the start of the current member */
-	bool eof;		/* rd returned 0 */
+	uint64_t nread;	     /* compressed bytes pulled from rd so far */
+	uint64_t out;	     /* uncompressed bytes produced so far */
+	uint64_t last;	     /* out of the last checkpoint */
+	uint64_t member_out; /* out at the start of the current member */
+	bool eof;	     /* rd returned 0 */
 	enum build_state state;
-	int fail;		/* the code returned when state == B_FAILED */
-	unsigned char *in;	/* BUILD_CHUNK bytes of compressed input */
+	int fail;	   /* the code returned when state == B_FAILED */
+	unsigned char *in; /* BUILD_CHUNK bytes of compressed input */
 	/*
 	 * The last WSIZE bytes of output from *earlier* read calls.  Output of
 	 * the current call is still in the caller's buffer, so a window is
@@ -58,12 +58,12 @@ struct lf_gzidx_builder {
 	 * is refreshed once per call (at most WSIZE bytes copied).
 	 */
 	unsigned char ring[WSIZE];
-	size_t ring_pos;	/* where the next byte goes */
-	size_t ring_len;	/* valid bytes, <= WSIZE */
-	unsigned char *wz;	/* scratch for one deflated window */
+	size_t ring_pos;   /* where the next byte goes */
+	size_t ring_len;   /* valid bytes, <= WSIZE */
+	unsigned char *wz; /* scratch for one deflated window */
 	size_t wz_cap;
-	struct lf_buf points;	/* struct lf_gzidx_point, host byte order */
-	struct lf_buf windows;	/* concatenated deflated windows */
+	struct lf_buf points;  /* struct lf_gzidx_point, host byte order */
+	struct lf_buf windows; /* concatenated deflated windows */
 };
 
 static unsigned long long ull(uint64_t v)
@@ -84,28 +84,31 @@ static int zlib_fail(int zret, const z_stream *zs, const char *name,
 
 	if (zret == Z_MEM_ERROR)
 		return lf_err_set(err, -ENOMEM,
-				  "'%s': out of memory inflating at compressed offset %llu",
+				  "'%s': out of memory inflating at compressed "
+				  "offset %llu",
 				  name, ull(off));
 	if (!why)
-		why = zret == Z_NEED_DICT ? "needs a preset dictionary" :
-					    "bad data";
+		why = zret == Z_NEED_DICT ? "needs a preset dictionary"
+					  : "bad data";
 	return lf_err_set(err, -EINVAL,
-			  "'%s': corrupt deflate data at compressed offset %llu: %s",
+			  "'%s': corrupt deflate data at compressed offset "
+			  "%llu: %s",
 			  name, ull(off), why);
 }
 
 static int truncated(const char *name, uint64_t off, struct lf_err *err)
 {
 	return lf_err_set(err, -EIO,
-			  "'%s': truncated gzip stream (ends at compressed offset %llu)",
+			  "'%s': truncated gzip stream (ends at compressed "
+			  "offset %llu)",
 			  name, ull(off));
 }
 
-static int trailing_garbage(const char *name, uint64_t off,
-			    struct lf_err *err)
+static int trailing_garbage(const char *name, uint64_t off, struct lf_err *err)
 {
 	return lf_err_set(err, -EINVAL,
-			  "'%s': corrupt gzip stream: trailing garbage at compressed offset %llu",
+			  "'%s': corrupt gzip stream: trailing garbage at "
+			  "compressed offset %llu",
 			  name, ull(off));
 }
 
@@ -126,11 +129,13 @@ static int build_fill(struct lf_gzidx_builder *b, struct lf_err *err)
 	n = b->rd(b->ctx, b->in + have, BUILD_CHUNK - have);
 	if (n < 0)
 		return lf_err_set(err, (int)n,
-				  "'%s': read error at compressed offset %llu: %s",
+				  "'%s': read error at compressed offset %llu: "
+				  "%s",
 				  b->name, ull(b->nread), strerror((int)-n));
 	if ((size_t)n > BUILD_CHUNK - have)
 		return lf_err_set(err, -EIO,
-				  "'%s': reader returned more than asked at compressed offset %llu",
+				  "'%s': reader returned more than asked at "
+				  "compressed offset %llu",
 				  b->name, ull(b->nread));
 	if (n == 0)
 		b->eof = true;
@@ -284,7 +289,8 @@ static int add_point(struct lf_gzidx_builder *b, const unsigned char *dst,
 	}
 	if (ret)
 		return lf_err_set(err, ret,
-				  "'%s': cannot store checkpoint at compressed offset %llu",
+				  "'%s': cannot store checkpoint at compressed "
+				  "offset %llu",
 				  b->name, ull(build_pos(b)));
 	b->last = b->out;
 	return 0;
@@ -320,8 +326,9 @@ static int skip_zeros(struct lf_gzidx_builder *b, struct lf_err *err)
 
 		for (i = 0; i < n; i++) {
 			if (p[i])
-				return trailing_garbage(
-					b->name, build_pos(b) - n + i, err);
+				return trailing_garbage(b->name,
+							build_pos(b) - n + i,
+							err);
 		}
 		b->zs.avail_in = 0;
 		if (b->eof)
@@ -415,7 +422,8 @@ int lf_gzidx_builder_read(struct lf_gzidx_builder *b, void *buf, size_t len,
 	*got = 0;
 	if (b->state == B_FAILED)
 		return lf_err_set(err, b->fail,
-				  "'%s': gzip index builder used after an error",
+				  "'%s': gzip index builder used after an "
+				  "error",
 				  b->name);
 	if (!len)
 		return lf_err_set(err, -EINVAL,
@@ -453,7 +461,8 @@ int lf_gzidx_builder_finish(struct lf_gzidx_builder *b, struct lf_buf *points,
 
 	if (b->state != B_DONE)
 		return lf_err_set(err, -EINVAL,
-				  "'%s': gzip index finished before the end of the stream",
+				  "'%s': gzip index finished before the end of "
+				  "the stream",
 				  b->name);
 	ret = lf_buf_grow(points, b->points.len);
 	if (!ret)
@@ -481,11 +490,10 @@ size_t lf_gzidx_builder_npoints(const struct lf_gzidx_builder *b)
 	return b->points.len / sizeof(struct lf_gzidx_point);
 }
 
-uint64_t lf_gzidx_builder_point_out(const struct lf_gzidx_builder *b,
-				    size_t k)
+uint64_t lf_gzidx_builder_point_out(const struct lf_gzidx_builder *b, size_t k)
 {
-	return ((const struct lf_gzidx_point *)(const void *)
-		b->points.data)[k].out;
+	return ((const struct lf_gzidx_point *)(const void *)b->points.data)[k]
+		.out;
 }
 
 void lf_gzidx_builder_free(struct lf_gzidx_builder *b)
@@ -507,12 +515,12 @@ void lf_gzidx_builder_free(struct lf_gzidx_builder *b)
 /* The state of one extract call: nothing here is shared between threads. */
 struct ex {
 	z_stream zs;
-	bool live;			/* zs was initialised */
-	bool raw;			/* raw deflate: started mid-member */
+	bool live; /* zs was initialised */
+	bool raw;  /* raw deflate: started mid-member */
 	const struct lf_vfile *vf;
 	const char *name;
-	unsigned char *in;		/* EXTRACT_CHUNK bytes, then WSIZE */
-	uint64_t pos;			/* blob offset after buffered input */
+	unsigned char *in; /* EXTRACT_CHUNK bytes, then WSIZE */
+	uint64_t pos;	   /* blob offset after buffered input */
 };
 
 static uint64_t ex_off(const struct ex *x)
@@ -534,7 +542,8 @@ static int ex_fill(struct ex *x, size_t want, struct lf_err *err)
 				   x->pos);
 		if (n < 0)
 			return lf_err_set(err, (int)n,
-					  "'%s': read error at compressed offset %llu: %s",
+					  "'%s': read error at compressed "
+					  "offset %llu: %s",
 					  x->name, ull(x->pos),
 					  strerror((int)-n));
 		if (n == 0)
@@ -692,8 +701,7 @@ static int ex_run(struct ex *x, unsigned char *out, size_t len, size_t *got,
 			continue;
 		}
 		/* Z_BUF_ERROR is only fine when the input ran out: refill */
-		if (zret != Z_OK &&
-		    (zret != Z_BUF_ERROR || x->zs.avail_in))
+		if (zret != Z_OK && (zret != Z_BUF_ERROR || x->zs.avail_in))
 			return zlib_fail(zret, &x->zs, x->name, ex_off(x), err);
 	}
 	return 0;

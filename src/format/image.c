@@ -74,7 +74,8 @@ static int check_desc(struct lf_image *img, const struct lf_image_desc *d,
 		return oom(err);
 	if (strcmp(got, d->digest))
 		return lf_err_set(err, -EINVAL,
-				  "'%s': %s does not match its digest: %s says %s, the file hashes to %s",
+				  "'%s': %s does not match its digest: %s says "
+				  "%s, the file hashes to %s",
 				  img->path, name, ref, d->digest, got);
 	return 0;
 }
@@ -91,7 +92,8 @@ static int read_blob(struct lf_image *img, const struct lf_image_desc *d,
 	/* a size known too big is refused before reading anything */
 	if (d->has_size && d->size > LF_IMAGE_JSON_MAX)
 		return lf_err_set(err, -EFBIG,
-				  "'%s': %s is too big (%s says %llu bytes, the limit is %u MiB)",
+				  "'%s': %s is too big (%s says %llu bytes, "
+				  "the limit is %u MiB)",
 				  img->path, name, ref,
 				  (unsigned long long)d->size,
 				  LF_IMAGE_JSON_MAX >> 20);
@@ -106,10 +108,9 @@ static int read_blob(struct lf_image *img, const struct lf_image_desc *d,
 	return ret;
 }
 
-static int resolve_manifest(struct lf_image *img,
-			    const struct lf_image_desc *d, const char *ref,
-			    const struct lf_image_opts *opts, int depth,
-			    struct lf_err *err);
+static int resolve_manifest(struct lf_image *img, const struct lf_image_desc *d,
+			    const char *ref, const struct lf_image_opts *opts,
+			    int depth, struct lf_err *err);
 
 /* An image index: pick the manifest for the platform, then recurse. */
 static int resolve_index(struct lf_image *img, const char *json, size_t len,
@@ -137,8 +138,8 @@ static int resolve_index(struct lf_image *img, const char *json, size_t len,
 					   err);
 	if (i >= 0)
 		snprintf(ref, sizeof(ref), "%s manifests[%d]", what, i);
-	ret = i < 0 ? i : resolve_manifest(img, &v[i], ref, opts, depth + 1,
-					   err);
+	ret = i < 0 ? i
+		    : resolve_manifest(img, &v[i], ref, opts, depth + 1, err);
 	lf_image_descs_free(v, n);
 	return ret;
 }
@@ -151,10 +152,9 @@ static bool manifest_type_ok(const char *mt)
 		       "application/vnd.docker.distribution.manifest.v2+json");
 }
 
-static int resolve_manifest(struct lf_image *img,
-			    const struct lf_image_desc *d, const char *ref,
-			    const struct lf_image_opts *opts, int depth,
-			    struct lf_err *err)
+static int resolve_manifest(struct lf_image *img, const struct lf_image_desc *d,
+			    const char *ref, const struct lf_image_opts *opts,
+			    int depth, struct lf_err *err)
 {
 	char *json = NULL, *mt = NULL, what[128];
 	size_t len = 0;
@@ -178,16 +178,16 @@ static int resolve_manifest(struct lf_image *img,
 		ret = resolve_index(img, json, len, what, opts, depth, err);
 	} else if (!manifest_type_ok(mt)) {
 		ret = lf_err_set(err, -EINVAL,
-				 "'%s': %s: unsupported manifest media type '%s'",
+				 "'%s': %s: unsupported manifest media type "
+				 "'%s'",
 				 img->path, what, mt);
 	} else {
 		ret = lf_image_parse_manifest(json, len, what, &img->manifest,
 					      err);
 		if (ret)
 			ret = lf_err_prefix(err, "'%s'", img->path);
-		else	/* an artifact (SBOM, chart...) is not an image */
-			ret = lf_image_check_artifact(json, len,
-						      &img->manifest,
+		else /* an artifact (SBOM, chart...) is not an image */
+			ret = lf_image_check_artifact(json, len, &img->manifest,
 						      img->path, err);
 		if (!ret)
 			memcpy(img->manifest_digest, d->digest, LF_DIGEST_LEN);
@@ -219,7 +219,7 @@ static int select_top(struct lf_image *img, const struct lf_image_desc *v,
 		names[m] = v[i].ref_name ? v[i].ref_name : v[i].ctr_name;
 		keys[m] = v[i].digest;
 		owner[m] = i;
-		descs[m++] = v[i];	/* shallow: platform fields only */
+		descs[m++] = v[i]; /* shallow: platform fields only */
 		if (v[i].ref_name && v[i].ctr_name) {
 			names[m] = v[i].ctr_name;
 			keys[m] = v[i].digest;
@@ -251,12 +251,12 @@ static int load_config(struct lf_image *img, const char *name,
 
 	if (d && d->has_size && d->size > LF_IMAGE_CONFIG_MAX)
 		return lf_err_set(err, -EFBIG,
-				  "'%s': config %s is too big (the manifest says %llu bytes, the limit is %u MiB)",
+				  "'%s': config %s is too big (the manifest "
+				  "says %llu bytes, the limit is %u MiB)",
 				  img->path, name, (unsigned long long)d->size,
 				  LF_IMAGE_CONFIG_MAX >> 20);
 	ret = lf_image_store_read_max(&img->store, name, LF_IMAGE_CONFIG_MAX,
-				      &img->config_json, &img->config_len,
-				      err);
+				      &img->config_json, &img->config_len, err);
 	if (ret)
 		return ret;
 	if (d)
@@ -275,7 +275,8 @@ static int alloc_layers(struct lf_image *img, size_t n, struct lf_err *err)
 {
 	if (img->config.ndiff_ids != n)
 		return lf_err_set(err, -EINVAL,
-				  "'%s': the config lists %zu diff_ids for %zu layers",
+				  "'%s': the config lists %zu diff_ids for %zu "
+				  "layers",
 				  img->path, img->config.ndiff_ids, n);
 	img->layers = calloc(n ? n : 1, sizeof(*img->layers));
 	if (!img->layers)
@@ -308,14 +309,17 @@ static int fill_layer(struct lf_image *img, size_t i, const char *digest,
 				  "'%s': layer %zu (%s): blob %s is missing%s",
 				  img->path, i + 1, digest[0] ? digest : source,
 				  source,
-				  is_foreign(mt) ? " (a non-distributable "
-				  "layer, not shipped with the image)" : "");
+				  is_foreign(mt)
+					  ? " (a non-distributable "
+					    "layer, not shipped with the image)"
+					  : "");
 	if (ret)
 		return ret;
 	l->size = lf_vfile_size(l->blob);
 	if (declared >= 0 && (uint64_t)declared != l->size)
 		return lf_err_set(err, -EINVAL,
-				  "'%s': layer %zu (%s): blob %s is %llu bytes, the manifest says %lld",
+				  "'%s': layer %zu (%s): blob %s is %llu "
+				  "bytes, the manifest says %lld",
 				  img->path, i + 1, digest[0] ? digest : source,
 				  source, (unsigned long long)l->size,
 				  (long long)declared);
@@ -345,7 +349,8 @@ static int oci_layers(struct lf_image *img, struct lf_err *err)
 
 		if (!layer_type_ok(d->media_type))
 			return lf_err_set(err, -EINVAL,
-					  "'%s': layer %zu: unsupported media type '%s'",
+					  "'%s': layer %zu: unsupported media "
+					  "type '%s'",
 					  img->path, i + 1, d->media_type);
 		blob_name(d->digest, name, sizeof(name));
 		ret = fill_layer(img, i, d->digest, d->media_type, name,
@@ -407,8 +412,7 @@ static void docker_digest(const char *path, char out[LF_DIGEST_LEN])
  * is checked against the file (the diff_id is, by index.c); it only
  * explains why a foreign layer's file may be absent.
  */
-static bool docker_foreign(const struct lf_image_docker *e,
-			   const char *diff_id)
+static bool docker_foreign(const struct lf_image_docker *e, const char *diff_id)
 {
 	size_t k;
 
@@ -433,9 +437,11 @@ static int docker_layers(struct lf_image *img, const struct lf_image_docker *e,
 		if (ret == -ENOENT &&
 		    docker_foreign(e, img->config.diff_ids[i]))
 			ret = lf_err_set(err, ret,
-					 "'%s': layer %zu (%s): blob %s is missing (a non-distributable layer, not shipped with the image)",
-					 img->path, i + 1, img->config.diff_ids[i],
-					 e->layers[i]);
+					 "'%s': layer %zu (%s): blob %s is "
+					 "missing (a non-distributable layer, "
+					 "not shipped with the image)",
+					 img->path, i + 1,
+					 img->config.diff_ids[i], e->layers[i]);
 	}
 	return ret;
 }
@@ -449,7 +455,9 @@ static int docker_config_name(struct lf_image *img, const char *name,
 	docker_digest(name, named);
 	if (named[0] && strcmp(named, img->config_digest))
 		return lf_err_set(err, -EINVAL,
-				  "'%s': %s does not match its digest: manifest.json Config says %s, the file hashes to %s",
+				  "'%s': %s does not match its digest: "
+				  "manifest.json Config says %s, the file "
+				  "hashes to %s",
 				  img->path, name, named, img->config_digest);
 	return 0;
 }
@@ -565,7 +573,8 @@ static int open_archive(struct lf_image *img, const struct lf_image_opts *opts,
 		return lf_image_legacy_open(img, opts, err);
 	}
 	return lf_err_set(err, -EINVAL,
-			  "'%s': not an image archive (no oci-layout and index.json, no manifest.json, no repositories)",
+			  "'%s': not an image archive (no oci-layout and "
+			  "index.json, no manifest.json, no repositories)",
 			  img->path);
 }
 
@@ -582,8 +591,7 @@ static int layout_file_refusal(struct lf_image *img, const char *name,
 }
 
 static int detect_and_open(struct lf_image *img,
-			   const struct lf_image_opts *opts,
-			   struct lf_err *err)
+			   const struct lf_image_opts *opts, struct lf_err *err)
 {
 	struct stat sb;
 	int ret;
@@ -609,10 +617,11 @@ static int detect_and_open(struct lf_image *img,
 		ret = layout_file_refusal(img, "oci-layout", err);
 		if (!ret)
 			ret = layout_file_refusal(img, "index.json", err);
-		return ret ? ret :
-		       lf_err_set(err, -EINVAL,
-				  "'%s': not an OCI image layout (no oci-layout or index.json)",
-				  img->path);
+		return ret ? ret
+			   : lf_err_set(err, -EINVAL,
+					"'%s': not an OCI image layout (no "
+					"oci-layout or index.json)",
+					img->path);
 	}
 	img->format = "oci-layout";
 	return oci_open(img, opts, err);

@@ -15,13 +15,13 @@
 enum member_kind { M_FILE, M_SYMLINK, M_HARDLINK };
 
 struct lf_image_member {
-	size_t name_off;	/* in st->names, while the table is built */
+	size_t name_off; /* in st->names, while the table is built */
 	size_t target_off;
-	const char *name;	/* into st->names, once it stops growing */
-	const char *target;	/* "" unless a link */
+	const char *name;   /* into st->names, once it stops growing */
+	const char *target; /* "" unless a link */
 	enum member_kind kind;
-	uint64_t off, size;	/* data range in the archive (files) */
-	uint64_t seq;		/* member number: a later duplicate wins */
+	uint64_t off, size; /* data range in the archive (files) */
+	uint64_t seq;	    /* member number: a later duplicate wins */
 };
 
 struct build {
@@ -125,8 +125,8 @@ int lf_image_store_open_archive(struct lf_image_store *st,
 	/* the string table no longer moves: offsets become pointers */
 	for (i = 0; i < st->nmembers; i++) {
 		st->members[i].name = st->names.data + st->members[i].name_off;
-		st->members[i].target =
-			st->names.data + st->members[i].target_off;
+		st->members[i].target = st->names.data +
+					st->members[i].target_off;
 	}
 	if (st->nmembers)
 		qsort(st->members, st->nmembers, sizeof(*st->members),
@@ -190,8 +190,8 @@ static int join_link(const char *link_name, const char *target,
 	return ret;
 }
 
-static int resolve(const struct lf_image_store *st, const char *name,
-		   int depth, uint64_t *off, uint64_t *size)
+static int resolve(const struct lf_image_store *st, const char *name, int depth,
+		   uint64_t *off, uint64_t *size)
 {
 	const struct lf_image_member *m = lookup(st, name);
 	struct lf_buf next;
@@ -211,8 +211,8 @@ static int resolve(const struct lf_image_store *st, const char *name,
 		/* hardlink targets are archive-relative member names */
 		const char *t = m->target;
 
-		ret = t[0] == '/' ? -EINVAL :
-		      lf_path_normalize(t, strlen(t), &next);
+		ret = t[0] == '/' ? -EINVAL
+				  : lf_path_normalize(t, strlen(t), &next);
 	} else {
 		ret = join_link(m->name, m->target, &next);
 	}

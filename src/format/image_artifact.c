@@ -21,7 +21,7 @@ static bool image_config_type(const char *mt)
 {
 	size_t i;
 
-	if (!mt[0])	/* no mediaType: take it for an image config */
+	if (!mt[0]) /* no mediaType: take it for an image config */
 		return true;
 	for (i = 0; i < LF_ARRAY_SIZE(config_types); i++)
 		if (!strcmp(mt, config_types[i]))
@@ -34,17 +34,19 @@ int lf_image_check_artifact(const char *json, size_t len,
 			    const char *label, struct lf_err *err)
 {
 	json_t *root = json_loadb(json, len, 0, NULL);
-	const char *at = json_string_value(json_object_get(root,
-							   "artifactType"));
+	const char *at = json_string_value(
+		json_object_get(root, "artifactType"));
 	int ret = 0;
 
 	if (at && at[0])
 		ret = lf_err_set(err, -EINVAL,
-				 "'%s': not a container image (artifact type %.200s)",
+				 "'%s': not a container image (artifact type "
+				 "%.200s)",
 				 label, at);
 	else if (!image_config_type(m->config.media_type))
 		ret = lf_err_set(err, -EINVAL,
-				 "'%s': not a container image (artifact type %.200s)",
+				 "'%s': not a container image (artifact type "
+				 "%.200s)",
 				 label, m->config.media_type);
 	json_decref(root);
 	return ret;

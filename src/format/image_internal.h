@@ -47,24 +47,24 @@ struct lf_image_member;
 
 /* Where the image's files live: a directory or the members of a tar. */
 struct lf_image_store {
-	const char *label;		/* borrowed: the image path */
-	char *dir;			/* owned: layout directory, or NULL */
-	int dirfd;			/* owned: open on dir (when dir) */
-	struct lf_vfile *archive;	/* owned: outer tar, or NULL */
-	struct lf_image_member *members;	/* owned, sorted by name */
+	const char *label;		 /* borrowed: the image path */
+	char *dir;			 /* owned: layout directory, or NULL */
+	int dirfd;			 /* owned: open on dir (when dir) */
+	struct lf_vfile *archive;	 /* owned: outer tar, or NULL */
+	struct lf_image_member *members; /* owned, sorted by name */
 	size_t nmembers;
-	struct lf_buf names;		/* string table for members */
+	struct lf_buf names; /* string table for members */
 };
 
 struct lf_image_desc {
-	char *media_type;		/* "" when absent */
-	char digest[LF_DIGEST_LEN];	/* validated */
+	char *media_type;	    /* "" when absent */
+	char digest[LF_DIGEST_LEN]; /* validated */
 	uint64_t size;
 	bool has_size;
-	char *os, *arch, *variant;	/* platform, NULL when absent */
-	char *ref_name;			/* org.opencontainers.image.ref.name */
-	char *ctr_name;			/* io.containerd.image.name */
-	char *artifact_type;		/* artifactType, NULL when absent */
+	char *os, *arch, *variant; /* platform, NULL when absent */
+	char *ref_name;		   /* org.opencontainers.image.ref.name */
+	char *ctr_name;		   /* io.containerd.image.name */
+	char *artifact_type;	   /* artifactType, NULL when absent */
 };
 
 struct lf_image_manifest {
@@ -79,7 +79,7 @@ struct lf_image_history {
 };
 
 struct lf_image_config {
-	char **diff_ids;		/* validated digests */
+	char **diff_ids; /* validated digests */
 	size_t ndiff_ids;
 	/* non-empty_layer history entries, in order */
 	struct lf_image_history *hist;
@@ -131,9 +131,9 @@ int lf_image_store_blob(const struct lf_image_store *st, const char *name,
 int lf_image_store_read(const struct lf_image_store *st, const char *name,
 			char **data, size_t *len, struct lf_err *err);
 /* The same with another limit (bytes). */
-int lf_image_store_read_max(const struct lf_image_store *st,
-			    const char *name, size_t max, char **data,
-			    size_t *len, struct lf_err *err);
+int lf_image_store_read_max(const struct lf_image_store *st, const char *name,
+			    size_t max, char **data, size_t *len,
+			    struct lf_err *err);
 
 /*
  * Open `rel` under dirfd without ever leaving it: symlinks are followed
@@ -173,8 +173,8 @@ void lf_image_dockers_free(struct lf_image_docker *v, size_t n);
 
 /* image_legacy.c: a pre-Docker-1.10 save (`repositories`, no manifest.json);
  * fills layers, config and ref of img, whose store is open. */
-int lf_image_legacy_open(struct lf_image *img,
-			 const struct lf_image_opts *opts, struct lf_err *err);
+int lf_image_legacy_open(struct lf_image *img, const struct lf_image_opts *opts,
+			 struct lf_err *err);
 
 /* image_artifact.c: an OCI artifact is not an image.  -EINVAL with
  * "'<label>': not a container image (artifact type X)" when the manifest

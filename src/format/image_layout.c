@@ -73,7 +73,7 @@ static int open_nofollow(int dirfd, const char *path)
 		next = openat(fd, name,
 			      last ? OPEN_FLAGS | O_NOFOLLOW
 				   : O_PATH | O_DIRECTORY | O_NOFOLLOW |
-					     O_CLOEXEC);
+					      O_CLOEXEC);
 		saved = errno;
 		close(fd);
 		if (next < 0)
@@ -122,8 +122,8 @@ static int walk_beneath(int dirfd, const char *rel)
 		if ((done.len && lf_buf_addch(&done, '/')) ||
 		    lf_buf_add(&done, c, clen)) {
 			ret = -ENOMEM;
-		} else if (fstatat(dirfd, done.data, &sb,
-				   AT_SYMLINK_NOFOLLOW) < 0) {
+		} else if (fstatat(dirfd, done.data, &sb, AT_SYMLINK_NOFOLLOW) <
+			   0) {
 			ret = -errno;
 		} else if (S_ISLNK(sb.st_mode)) {
 			n = readlinkat(dirfd, done.data, target,
@@ -243,7 +243,8 @@ static int archive_blob(const struct lf_image_store *st, const char *name,
 				  st->label, name);
 	if (ret)
 		return lf_err_set(err, ret,
-				  "'%s': %s: an invalid member name, or a link leading outside the archive",
+				  "'%s': %s: an invalid member name, or a link "
+				  "leading outside the archive",
 				  st->label, name);
 	snprintf(label, sizeof(label), "%s:%s", st->label, name);
 	/* read in place: a byte range of the archive, nothing extracted */
@@ -266,7 +267,8 @@ static int dir_open_err(const struct lf_image_store *st, const char *name,
 	case -ELOOP:
 		/* ELOOP: a link loop, or a /proc magic link */
 		return lf_err_set(err, ret,
-				  "'%s': %s is a symbolic link leading outside the image",
+				  "'%s': %s is a symbolic link leading outside "
+				  "the image",
 				  st->label, name);
 	default:
 		return lf_err_set(err, ret, "'%s': cannot open %s: %s",
@@ -316,9 +318,9 @@ int lf_image_store_read(const struct lf_image_store *st, const char *name,
 				       err);
 }
 
-int lf_image_store_read_max(const struct lf_image_store *st,
-			    const char *name, size_t max, char **data,
-			    size_t *len, struct lf_err *err)
+int lf_image_store_read_max(const struct lf_image_store *st, const char *name,
+			    size_t max, char **data, size_t *len,
+			    struct lf_err *err)
 {
 	struct lf_vfile *vf;
 	uint64_t size;
@@ -332,7 +334,8 @@ int lf_image_store_read_max(const struct lf_image_store *st,
 	size = lf_vfile_size(vf);
 	if (size > max) {
 		ret = lf_err_set(err, -EFBIG,
-				 "'%s': %s is too big (%llu bytes, the limit is %zu MiB)",
+				 "'%s': %s is too big (%llu bytes, the limit "
+				 "is %zu MiB)",
 				 st->label, name, (unsigned long long)size,
 				 max >> 20);
 		goto out;

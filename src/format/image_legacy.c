@@ -30,12 +30,12 @@
 
 struct v1 {
 	char id[65];
-	json_t *json;		/* owned: the parsed <id>/json */
+	json_t *json; /* owned: the parsed <id>/json */
 };
 
 struct legacy {
 	struct lf_image *img;
-	struct v1 *chain;	/* top first while walking */
+	struct v1 *chain; /* top first while walking */
 	size_t n;
 };
 
@@ -50,7 +50,8 @@ static bool id_valid(const char *s)
 	size_t i;
 
 	for (i = 0; i < 64; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
 			return false;
 	return s[64] == '\0';
 }
@@ -68,8 +69,9 @@ static json_t *read_json(const struct lf_image *img, const char *name,
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	free(text);
 	if (!root)
-		lf_err_set(err, -EINVAL, "'%s': %s: invalid JSON at line %d: %s",
-			   img->path, name, je.line, je.text);
+		lf_err_set(err, -EINVAL,
+			   "'%s': %s: invalid JSON at line %d: %s", img->path,
+			   name, je.line, je.text);
 	else if (!json_is_object(root)) {
 		json_decref(root);
 		root = NULL;
@@ -92,21 +94,25 @@ static int pick(struct lf_image *img, const struct lf_image_opts *opts,
 
 	if (!root)
 		return err->code ? err->code : -EINVAL;
-	json_object_foreach(root, repo, tags) {
+	json_object_foreach(root, repo, tags)
+	{
 		if (!json_is_object(tags))
 			continue;
-		json_object_foreach(tags, tag, v) {
+		json_object_foreach(tags, tag, v)
+		{
 			const char *s = json_string_value(v);
 
 			if (!s || !id_valid(s)) {
 				ret = lf_err_set(err, -EINVAL,
-						 "'%s': repositories: %s:%s: invalid image id",
+						 "'%s': repositories: %s:%s: "
+						 "invalid image id",
 						 img->path, repo, tag);
 				goto out;
 			}
 			if (n == LEGACY_TAGS) {
 				ret = lf_err_set(err, -E2BIG,
-						 "'%s': repositories: more than %d tags",
+						 "'%s': repositories: more "
+						 "than %d tags",
 						 img->path, LEGACY_TAGS);
 				goto out;
 			}
@@ -137,7 +143,8 @@ static int pick(struct lf_image *img, const struct lf_image_opts *opts,
 	}
 	if (!n) {
 		ret = lf_err_set(err, -EINVAL,
-				 "'%s': repositories names no image", img->path);
+				 "'%s': repositories names no image",
+				 img->path);
 		goto out;
 	}
 	ret = lf_image_pick((const char *const *)names, keys, NULL, n, opts,
@@ -173,18 +180,22 @@ static int walk(struct legacy *lg, const char *top, struct lf_err *err)
 		for (k = 0; k < lg->n; k++)
 			if (!strcmp(lg->chain[k].id, id))
 				return lf_err_set(err, -ELOOP,
-						  "'%s': %s/json: parent loop (%.12s is its own ancestor)",
+						  "'%s': %s/json: parent loop "
+						  "(%.12s is its own ancestor)",
 						  path, lg->chain[lg->n - 1].id,
 						  id);
 		if (lg->n == LEGACY_DEPTH)
 			return lf_err_set(err, -ELOOP,
-					  "'%s': more than %d images in the parent chain of %.12s",
+					  "'%s': more than %d images in the "
+					  "parent chain of %.12s",
 					  path, LEGACY_DEPTH, top);
 		snprintf(name, sizeof(name), "%s/json", id);
 		if (!lf_image_store_has(&lg->img->store, name))
 			return lf_err_set(err, -ENOENT,
-					  lg->n ? "'%s': %s is missing (the parent of %s)"
-						: "'%s': %s is missing (the tagged image%s)",
+					  lg->n ? "'%s': %s is missing (the "
+						  "parent of %s)"
+						: "'%s': %s is missing (the "
+						  "tagged image%s)",
 					  path, name,
 					  lg->n ? lg->chain[lg->n - 1].id : "");
 		v->json = read_json(lg->img, name, err);
@@ -223,7 +234,8 @@ static int hash_layer(const struct lf_image *img, const char *name,
 		if (n >= 2 && ((buf[0] == 0x1f && buf[1] == 0x8b) ||
 			       (n == 4 && !memcmp(buf, "\x28\xb5\x2f\xfd", 4))))
 			ret = lf_err_set(err, -ENOTSUP,
-					 "'%s': %s is compressed; a v1 docker save has plain tars",
+					 "'%s': %s is compressed; a v1 docker "
+					 "save has plain tars",
 					 img->path, name);
 	}
 	while (!ret && off < size) {
@@ -251,7 +263,8 @@ static int hash_layer(const struct lf_image *img, const char *name,
 /* Docker's history line: container_config.Cmd joined by spaces. */
 static json_t *created_by(const json_t *v)
 {
-	const json_t *cmd = json_object_get(json_object_get(v, "container_config"),
+	const json_t *cmd = json_object_get(json_object_get(v,
+							    "container_config"),
 					    "Cmd");
 	json_t *s;
 	char *text = NULL;
@@ -313,7 +326,8 @@ static int make_config(struct legacy *lg, char (*diff_ids)[LF_DIGEST_LEN],
 		const json_t *v = lg->chain[lg->n - 1 - i].json;
 		json_t *h = json_object();
 
-		bad |= !h || json_array_append_new(ids, json_string(diff_ids[i]));
+		bad |= !h ||
+		       json_array_append_new(ids, json_string(diff_ids[i]));
 		bad |= put(h, "created", copy_key(v, "created"));
 		bad |= put(h, "created_by", created_by(v));
 		bad |= put(h, "comment", copy_key(v, "comment"));
@@ -366,7 +380,8 @@ static int open_layers(struct legacy *lg, char (*diff_ids)[LF_DIGEST_LEN],
 		ret = lf_image_store_blob(&img->store, name, &l->blob, err);
 		if (ret == -ENOENT)
 			return lf_err_set(err, ret,
-					  "'%s': layer %zu (%.12s): %s is missing",
+					  "'%s': layer %zu (%.12s): %s is "
+					  "missing",
 					  img->path, i + 1,
 					  lg->chain[lg->n - 1 - i].id, name);
 		if (ret)
@@ -379,11 +394,11 @@ static int open_layers(struct legacy *lg, char (*diff_ids)[LF_DIGEST_LEN],
 	return 0;
 }
 
-int lf_image_legacy_open(struct lf_image *img,
-			 const struct lf_image_opts *opts, struct lf_err *err)
+int lf_image_legacy_open(struct lf_image *img, const struct lf_image_opts *opts,
+			 struct lf_err *err)
 {
 	struct legacy lg = { .img = img };
-	char (*diff_ids)[LF_DIGEST_LEN] = NULL;
+	char(*diff_ids)[LF_DIGEST_LEN] = NULL;
 	char id[65];
 	size_t i;
 	int ret;

@@ -86,8 +86,9 @@ static int err_code(const struct lf_err *err)
 static int too_many(const char *what, const char *key, size_t n, size_t max,
 		    struct lf_err *err)
 {
-	return lf_err_set(err, -EFBIG, "%s: %s has %zu entries (the limit is %zu)",
-			  what, key, n, max);
+	return lf_err_set(err, -EFBIG,
+			  "%s: %s has %zu entries (the limit is %zu)", what,
+			  key, n, max);
 }
 
 void lf_image_desc_release(struct lf_image_desc *d)
@@ -126,8 +127,8 @@ static int parse_desc(const json_t *o, const char *what, const char *where,
 
 	memset(d, 0, sizeof(*d));
 	if (!json_is_object(o))
-		return lf_err_set(err, -EINVAL, "%s: %s is not an object",
-				  what, where);
+		return lf_err_set(err, -EINVAL, "%s: %s is not an object", what,
+				  where);
 	if (!digest)
 		return lf_err_set(err, -EINVAL, "%s: %s has no digest", what,
 				  where);
@@ -141,8 +142,8 @@ static int parse_desc(const json_t *o, const char *what, const char *where,
 				  what, where);
 	d->has_size = size != NULL;
 	d->size = size ? (uint64_t)json_integer_value(size) : 0;
-	d->media_type = strdup(get_str(o, "mediaType") ?
-			       get_str(o, "mediaType") : "");
+	d->media_type = strdup(get_str(o, "mediaType") ? get_str(o, "mediaType")
+						       : "");
 	if (!d->media_type)
 		ret = -ENOMEM;
 	if (!ret)
@@ -212,7 +213,7 @@ int lf_image_parse_index(const char *json, size_t len, const char *what,
 	if (!json_is_object(root))
 		ret = lf_err_set(err, -EINVAL, "%s: not a JSON object", what);
 	else if (json_is_null(arr))
-		ret = 0;	/* Docker 25+ may write null: no image here */
+		ret = 0; /* Docker 25+ may write null: no image here */
 	else
 		ret = parse_descs(arr, what, "manifests",
 				  LF_IMAGE_MAX_MANIFESTS, out, n, err);
@@ -262,8 +263,8 @@ int lf_image_parse_manifest(const char *json, size_t len, const char *what,
 				 "%s: not an image manifest (no config)", what);
 		goto out;
 	}
-	m->media_type = strdup(get_str(root, "mediaType") ?
-			       get_str(root, "mediaType") : "");
+	m->media_type = strdup(
+		get_str(root, "mediaType") ? get_str(root, "mediaType") : "");
 	if (!m->media_type) {
 		ret = oom(err);
 		goto out;
@@ -305,8 +306,8 @@ static int parse_diff_ids(const json_t *arr, const char *what,
 		return lf_err_set(err, -EINVAL,
 				  "%s: rootfs.diff_ids is missing", what);
 	if (n > LF_IMAGE_MAX_LAYERS)
-		return too_many(what, "rootfs.diff_ids", n,
-				LF_IMAGE_MAX_LAYERS, err);
+		return too_many(what, "rootfs.diff_ids", n, LF_IMAGE_MAX_LAYERS,
+				err);
 	c->diff_ids = calloc(n ? n : 1, sizeof(*c->diff_ids));
 	if (!c->diff_ids)
 		return oom(err);
@@ -316,8 +317,9 @@ static int parse_diff_ids(const json_t *arr, const char *what,
 		if (!d || !lf_digest_valid(d))
 			return lf_err_set(err, -EINVAL,
 					  "%s: rootfs.diff_ids[%zu] %s", what,
-					  i, d ? lf_digest_refusal(d)
-					       : "is not a string");
+					  i,
+					  d ? lf_digest_refusal(d)
+					    : "is not a string");
 		c->diff_ids[i] = strdup(d);
 		if (!c->diff_ids[i])
 			return oom(err);
@@ -371,7 +373,8 @@ int lf_image_parse_config(const char *json, size_t len, const char *what,
 		goto out;
 	}
 	ret = parse_diff_ids(json_object_get(json_object_get(root, "rootfs"),
-					     "diff_ids"), what, c, err);
+					     "diff_ids"),
+			     what, c, err);
 	if (!ret)
 		ret = parse_history(json_object_get(root, "history"), what, c,
 				    err);
@@ -453,7 +456,8 @@ static int parse_sources(const json_t *obj, const char *what,
 	d->source_keys = calloc(n ? n : 1, sizeof(*d->source_keys));
 	if (!d->sources || !d->source_keys)
 		return oom(err);
-	json_object_foreach((json_t *)obj, key, val) {
+	json_object_foreach((json_t *)obj, key, val)
+	{
 		ret = parse_desc(val, what, "LayerSources", &d->sources[i],
 				 err);
 		if (ret)

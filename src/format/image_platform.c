@@ -11,8 +11,8 @@
 bool lf_image_is_index_type(const char *mt)
 {
 	return !strcmp(mt, "application/vnd.oci.image.index.v1+json") ||
-	       !strcmp(mt,
-		       "application/vnd.docker.distribution.manifest.list.v2+json");
+	       !strcmp(mt, "application/"
+			   "vnd.docker.distribution.manifest.list.v2+json");
 }
 
 /* "docker.io/library/alpine:3" and "alpine:3" name the same image. */
@@ -73,11 +73,16 @@ void lf_image_host_platform(char *buf, size_t len)
 	static const struct {
 		const char *machine, *platform;
 	} map[] = {
-		{ "x86_64", "linux/amd64" },	{ "aarch64", "linux/arm64" },
-		{ "arm64", "linux/arm64" },	{ "armv7l", "linux/arm/v7" },
-		{ "armv6l", "linux/arm/v6" },	{ "i686", "linux/386" },
-		{ "i386", "linux/386" },	{ "ppc64le", "linux/ppc64le" },
-		{ "s390x", "linux/s390x" },	{ "riscv64", "linux/riscv64" },
+		{ "x86_64", "linux/amd64" },
+		{ "aarch64", "linux/arm64" },
+		{ "arm64", "linux/arm64" },
+		{ "armv7l", "linux/arm/v7" },
+		{ "armv6l", "linux/arm/v6" },
+		{ "i686", "linux/386" },
+		{ "i386", "linux/386" },
+		{ "ppc64le", "linux/ppc64le" },
+		{ "s390x", "linux/s390x" },
+		{ "riscv64", "linux/riscv64" },
 		{ "mips64", "linux/mips64" },
 		{ "loongarch64", "linux/loong64" },
 	};
@@ -146,7 +151,8 @@ int lf_image_pick_platform(const struct lf_image_desc *v, size_t n,
 	arch = strchr(os, '/');
 	if (!arch || !arch[1])
 		return lf_err_set(err, -EINVAL,
-				  "bad platform '%s', expected os/arch[/variant]",
+				  "bad platform '%s', expected "
+				  "os/arch[/variant]",
 				  platform);
 	*arch++ = '\0';
 	variant = strchr(arch, '/');
@@ -178,8 +184,7 @@ static int str_cmp(const void *a, const void *b)
 }
 
 /* How many distinct keys among the selected: sorted, so n log n. */
-static size_t count_images(const char *const *keys, const bool *sel,
-			   size_t n)
+static size_t count_images(const char *const *keys, const bool *sel, size_t n)
 {
 	const char **v = calloc(n ? n : 1, sizeof(*v));
 	size_t i, m = 0, images = 0;
@@ -327,7 +332,8 @@ int lf_image_pick(const char *const *names, const char *const *keys,
 		return lf_err_set(err, -ENOMEM, "out of memory");
 	lf_buf_init(&list);
 	if (!n) {
-		ret = lf_err_set(err, -ENOENT, "'%s': the index lists no image", label);
+		ret = lf_err_set(err, -ENOENT, "'%s': the index lists no image",
+				 label);
 		goto out;
 	}
 	for (i = 0; i < n; i++)
@@ -339,7 +345,8 @@ int lf_image_pick(const char *const *names, const char *const *keys,
 			sel[i] = true;
 		list_choices(names, keys, sel, n, &list);
 		ret = lf_err_set(err, -ENOENT,
-				 "'%s': no image '%s', choose one with --ref: %s",
+				 "'%s': no image '%s', choose one with --ref: "
+				 "%s",
 				 label, opts->ref, list.data);
 		goto out;
 	}

@@ -25,7 +25,7 @@
 
 struct scan {
 	struct archive *a;
-	const char *name;		/* borrowed, for messages */
+	const char *name; /* borrowed, for messages */
 	lf_tarscan_entry_fn fn;
 	void *fn_ctx;
 
@@ -33,16 +33,16 @@ struct scan {
 	lf_tarscan_read_fn rd;
 	void *rd_ctx;
 	bool rd_eof;
-	unsigned char tail[TAIL_KEEP];	/* last bytes handed to libarchive */
+	unsigned char tail[TAIL_KEEP]; /* last bytes handed to libarchive */
 	size_t tail_len;
 
 	/* seekable source */
 	const struct lf_vfile *vf;
-	uint64_t pos;			/* next byte the read callback gives */
+	uint64_t pos; /* next byte the read callback gives */
 
-	unsigned char *chunk;		/* owned READ_CHUNK buffer */
-	int src_err;			/* -errno from the source, 0 if none */
-	uint64_t total;			/* bytes handed to libarchive */
+	unsigned char *chunk; /* owned READ_CHUNK buffer */
+	int src_err;	      /* -errno from the source, 0 if none */
+	uint64_t total;	      /* bytes handed to libarchive */
 
 	/* the last member, to tell a clean end from a truncated one */
 	uint64_t nmembers;
@@ -56,13 +56,13 @@ struct scan {
 	 * bytes handed to libarchive from the next member's first header on
 	 * are kept in win; seekable: they are read again from the file.
 	 */
-	struct lf_buf win;		/* stream bytes from win_start ... */
-	size_t win_skip;		/* ... at win.data + win_skip */
+	struct lf_buf win; /* stream bytes from win_start ... */
+	size_t win_skip;   /* ... at win.data + win_skip */
 	uint64_t win_start;
-	uint64_t keep_from;		/* where the next member's headers start */
-	bool win_lost;			/* win overflowed: names from libarchive */
-	struct lf_buf raw;		/* seekable: one member's header bytes */
-	struct lf_buf path, link;	/* the names handed to the callback */
+	uint64_t keep_from;	  /* where the next member's headers start */
+	bool win_lost;		  /* win overflowed: names from libarchive */
+	struct lf_buf raw;	  /* seekable: one member's header bytes */
+	struct lf_buf path, link; /* the names handed to the callback */
 
 	/* per-member arrays, reused so memory stays bounded */
 	struct lf_tar_xattr *xattrs;
@@ -109,8 +109,8 @@ static void keep_window(struct scan *s, const unsigned char *p, size_t n,
 	}
 	if (!have)
 		s->win_start = off;
-	if (have + n > RAW_MAX + 2 * READ_CHUNK ||
-	    s->win_start + have != off || lf_buf_add(&s->win, p, n)) {
+	if (have + n > RAW_MAX + 2 * READ_CHUNK || s->win_start + have != off ||
+	    lf_buf_add(&s->win, p, n)) {
 		s->win_lost = true;
 		lf_buf_reset(&s->win);
 	}
@@ -287,8 +287,9 @@ static int collect_xattrs(struct scan *s, struct archive_entry *ae,
 		s->xattrs = p;
 		s->xattr_cap = (size_t)count;
 	}
-	while (n < (size_t)count && archive_entry_xattr_next(ae, &name, &value,
-							   &len) == ARCHIVE_OK) {
+	while (n < (size_t)count &&
+	       archive_entry_xattr_next(ae, &name, &value, &len) ==
+		       ARCHIVE_OK) {
 		s->xattrs[n].name = name;
 		s->xattrs[n].value = value;
 		s->xattrs[n].len = len;
@@ -412,8 +413,9 @@ static int fill_entry(struct scan *s, struct archive_entry *ae,
 		e->link = "";
 	/* Linux reports 0777 for every symlink, as umoci and docker
 	 * export show them, whatever the header stores */
-	e->mode = e->type == LF_TAR_SYMLINK ? 0777 :
-		  (uint32_t)archive_entry_perm(ae) & 07777;
+	e->mode = e->type == LF_TAR_SYMLINK
+			  ? 0777
+			  : (uint32_t)archive_entry_perm(ae) & 07777;
 	e->uid = archive_entry_uid(ae);
 	e->gid = archive_entry_gid(ae);
 	e->mtime = archive_entry_mtime(ae);
@@ -443,7 +445,8 @@ static int fill_entry(struct scan *s, struct archive_entry *ae,
 				  "'%s': member %llu has no readable name",
 				  s->name, (unsigned long long)s->nmembers);
 	if (ret)
-		return lf_err_set(err, ret, "'%s': member '%s' has a bad sparse map",
+		return lf_err_set(err, ret,
+				  "'%s': member '%s' has a bad sparse map",
 				  s->name, e->path);
 	return 0;
 }
@@ -512,14 +515,16 @@ static int judge_failure(struct scan *s, struct lf_err *err)
 	if (s->nmembers) {
 		if (lf_add_overflow(s->last_off, s->last_size, &end) ||
 		    end > s->total) {
-			uint64_t left = s->total > s->last_off ?
-					s->total - s->last_off : 0;
+			uint64_t left = s->total > s->last_off
+						? s->total - s->last_off
+						: 0;
 
 			return lf_err_set(err, -EIO,
-				"'%s': truncated tar stream: member '%s' needs %llu bytes, %llu left",
-				s->name, s->last_name.data,
-				(unsigned long long)s->last_size,
-				(unsigned long long)left);
+					  "'%s': truncated tar stream: member "
+					  "'%s' needs %llu bytes, %llu left",
+					  s->name, s->last_name.data,
+					  (unsigned long long)s->last_size,
+					  (unsigned long long)left);
 		}
 		hdr = end + ((TAR_BLOCK - end % TAR_BLOCK) % TAR_BLOCK);
 	}
@@ -528,7 +533,8 @@ static int judge_failure(struct scan *s, struct lf_err *err)
 		return 0;
 	if (s->total - hdr < TAR_BLOCK)
 		return lf_err_set(err, -EIO,
-				  "'%s': truncated tar stream: incomplete header at offset %llu",
+				  "'%s': truncated tar stream: incomplete "
+				  "header at offset %llu",
 				  s->name, (unsigned long long)hdr);
 	return lf_err_set(err, -EINVAL,
 			  "'%s': damaged tar header at offset %llu: %s",
@@ -646,7 +652,10 @@ static const char *compression_name(const unsigned char *p, ssize_t n)
 		return "zstd";
 	if (n >= 3 && !memcmp(p, "BZh", 3))
 		return "bzip2";
-	if (n >= 6 && !memcmp(p, "\xfd" "7zXZ\0", 6))
+	if (n >= 6 && !memcmp(p,
+			      "\xfd"
+			      "7zXZ\0",
+			      6))
 		return "xz";
 	return NULL;
 }
@@ -670,7 +679,8 @@ int lf_tarscan_vfile(const struct lf_vfile *vf, lf_tarscan_entry_fn fn,
 	}
 	if (compression_name(magic, n)) {
 		ret = lf_err_set(err, -EINVAL,
-				 "'%s': compressed archive, decompress it first (%s)",
+				 "'%s': compressed archive, decompress it "
+				 "first (%s)",
 				 s.name, compression_name(magic, n));
 		goto out;
 	}

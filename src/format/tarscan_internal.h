@@ -7,7 +7,7 @@
 
 /* A byte string inside a member's header blocks (not NUL-terminated). */
 struct lf_tar_span {
-	const unsigned char *p;	/* NULL: not given */
+	const unsigned char *p; /* NULL: not given */
 	size_t len;
 };
 

@@ -136,7 +136,7 @@ int lf_tarscan_raw_names(const unsigned char *hdr, size_t len,
 		if (pos > len || len - pos < BLOCK)
 			return -EINVAL;
 		switch (h[156]) {
-		case 'V':	/* GNU volume label: one block, no body */
+		case 'V': /* GNU volume label: one block, no body */
 			pos += BLOCK;
 			continue;
 		case 'x':

@@ -48,18 +48,18 @@ struct saved_header {
 _Static_assert(sizeof(struct saved_header) == 192, "gzouter header size");
 
 struct slot {
-	uint64_t no;		/* checkpoint number */
-	unsigned char *data;	/* NULL: free slot */
+	uint64_t no;	     /* checkpoint number */
+	unsigned char *data; /* NULL: free slot */
 	size_t len;
-	uint64_t used;		/* LRU clock */
+	uint64_t used; /* LRU clock */
 };
 
 struct gzv {
-	int refs;		/* atomic */
-	struct lf_vfile *file;	/* owned: the compressed bytes */
+	int refs;	       /* atomic */
+	struct lf_vfile *file; /* owned: the compressed bytes */
 	struct lf_buf points, windows;
 	struct lf_gzidx_view view;
-	pthread_mutex_t lock;	/* slots and clock */
+	pthread_mutex_t lock; /* slots and clock */
 	struct slot slots[LF_VFILE_GZIP_SLOTS];
 	uint64_t clock;
 };
@@ -68,8 +68,7 @@ bool lf_vfile_is_gzip(const struct lf_vfile *vf)
 {
 	unsigned char m[2];
 
-	return lf_vfile_pread(vf, m, 2, 0) == 2 && m[0] == 0x1f &&
-	       m[1] == 0x8b;
+	return lf_vfile_pread(vf, m, 2, 0) == 2 && m[0] == 0x1f && m[1] == 0x8b;
 }
 
 static void gzv_free(struct gzv *g)
@@ -109,8 +108,8 @@ static int gzv_check(void *ctx)
 
 static uint64_t span_end(const struct gzv *g, size_t i)
 {
-	return i + 1 < g->view.npoints ? lf_le64(g->view.points[i + 1].out) :
-					 g->view.total_out;
+	return i + 1 < g->view.npoints ? lf_le64(g->view.points[i + 1].out)
+				       : g->view.total_out;
 }
 
 /* Copy what [off, off+len) needs from a cached span, if there is one. */
@@ -144,7 +143,7 @@ static void to_slot(struct gzv *g, size_t i, unsigned char *data, size_t len)
 	for (k = 0; k < LF_VFILE_GZIP_SLOTS; k++) {
 		struct slot *s = &g->slots[k];
 
-		if (s->data && s->no == i) {	/* another thread was first */
+		if (s->data && s->no == i) { /* another thread was first */
 			victim = NULL;
 			break;
 		}
@@ -178,7 +177,7 @@ static ssize_t gzv_pread(void *ctx, void *buf, size_t len, uint64_t off)
 		struct lf_err err;
 
 		if (off < start || end <= off || end - start > SPAN_MAX)
-			return -EIO;	/* cannot happen: checked at open */
+			return -EIO; /* cannot happen: checked at open */
 		n = from_slot(g, i, (char *)buf + done, len - done,
 			      off - start);
 		if (!n) {
@@ -209,7 +208,6 @@ static const struct lf_vfile_ops gzv_ops = {
 	.unref = gzv_unref,
 	.check = gzv_check,
 };
-
 
 /* ---- the checkpoint file ------------------------------------------------ */
 
@@ -262,9 +260,8 @@ static bool points_ok(const struct gzv *g)
 		uint32_t wl = lf_le32(p->window_len);
 
 		if ((i && out <= lf_le64(v->points[i - 1].out)) ||
-		    (out >= v->total_out && v->total_out) ||
-		    in > v->total_in || p->bits > 7 ||
-		    (p->flags & ~LF_GZIDX_POINT_MEMBER) ||
+		    (out >= v->total_out && v->total_out) || in > v->total_in ||
+		    p->bits > 7 || (p->flags & ~LF_GZIDX_POINT_MEMBER) ||
 		    (!(p->flags & LF_GZIDX_POINT_MEMBER) && !wl) ||
 		    lf_range_outside(lf_le64(p->window_off), wl,
 				     v->windows_len) ||
@@ -293,8 +290,7 @@ static int read_all(int fd, struct lf_buf *b, size_t len)
 }
 
 /* Load `path` into g; anything wrong is a reason (for the warning). */
-static const char *load_saved(struct gzv *g, const char *path,
-			      const char *key)
+static const char *load_saved(struct gzv *g, const char *path, const char *key)
 {
 	struct saved_header h;
 	char sum[LF_DIGEST_LEN];
@@ -359,8 +355,7 @@ out:
 }
 
 /* Temp file + rename; a cache we cannot write costs time, not data. */
-static void store_saved(const struct gzv *g, const char *path,
-			const char *key)
+static void store_saved(const struct gzv *g, const char *path, const char *key)
 {
 	struct saved_header h = { .magic = SAVED_MAGIC };
 	struct lf_buf all, tmp;
@@ -376,10 +371,13 @@ static void store_saved(const struct gzv *g, const char *path,
 	h.npoints = lf_le64(g->view.npoints);
 	h.windows_len = lf_le64(g->windows.len);
 	ret = lf_buf_add(&all, &h, sizeof(h)) ||
-	      lf_buf_add(&all, g->points.data, g->points.len) ||
-	      lf_buf_add(&all, g->windows.data, g->windows.len) ||
-	      lf_buf_addf(&tmp, "%s" LF_TMP_SUFFIX, path) ||
-	      saved_sum((const void *)all.data, all.len, h.sum) ? -ENOMEM : 0;
+			      lf_buf_add(&all, g->points.data, g->points.len) ||
+			      lf_buf_add(&all, g->windows.data,
+					 g->windows.len) ||
+			      lf_buf_addf(&tmp, "%s" LF_TMP_SUFFIX, path) ||
+			      saved_sum((const void *)all.data, all.len, h.sum)
+		      ? -ENOMEM
+		      : 0;
 	if (!ret) {
 		memcpy(all.data + offsetof(struct saved_header, sum), h.sum,
 		       sizeof(h.sum));
@@ -406,12 +404,15 @@ static int over_limits(const struct lf_limits *l, const struct lf_vfile *f,
 		       uint64_t out, uint64_t in, struct lf_err *err)
 {
 	if (out > l->max_size)
-		return lf_err_set(err, -EFBIG, "'%s': the uncompressed archive "
+		return lf_err_set(err, -EFBIG,
+				  "'%s': the uncompressed archive "
 				  "exceeds the limit of %llu bytes "
-				  "(LAYERFS_MAX_LAYER_SIZE)", lf_vfile_name(f),
+				  "(LAYERFS_MAX_LAYER_SIZE)",
+				  lf_vfile_name(f),
 				  (unsigned long long)l->max_size);
 	if (out > l->ratio_floor && out / l->max_ratio > in)
-		return lf_err_set(err, -EFBIG, "'%s': the archive expands more "
+		return lf_err_set(err, -EFBIG,
+				  "'%s': the archive expands more "
 				  "than %llu times (LAYERFS_MAX_RATIO)",
 				  lf_vfile_name(f),
 				  (unsigned long long)l->max_ratio);
@@ -459,8 +460,10 @@ static int build(struct gzv *g, struct lf_err *err)
 	for (i = 0; i < g->view.npoints; i++)
 		if (span_end(g, i) - lf_le64(g->view.points[i].out) > SPAN_MAX)
 			return lf_err_set(err, -EFBIG,
-					  "'%s': a deflate block of more than %u MiB at compressed offset %llu",
-					  lf_vfile_name(g->file), SPAN_MAX >> 20,
+					  "'%s': a deflate block of more than "
+					  "%u MiB at compressed offset %llu",
+					  lf_vfile_name(g->file),
+					  SPAN_MAX >> 20,
 					  (unsigned long long)lf_le64(
 						  g->view.points[i].in));
 	return 0;

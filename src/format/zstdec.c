@@ -12,13 +12,13 @@ struct lf_zstdec {
 	ZSTD_DStream *ds;
 	lf_zstdec_read_fn rd;
 	void *ctx;
-	const char *name;	/* borrowed */
-	unsigned char *in;	/* owned input buffer */
+	const char *name;  /* borrowed */
+	unsigned char *in; /* owned input buffer */
 	size_t in_cap;
 	ZSTD_inBuffer ib;
-	uint64_t in_total;	/* compressed bytes consumed so far */
-	size_t last_ret;	/* 0 when the last frame is complete */
-	int eof;		/* the source returned 0 */
+	uint64_t in_total; /* compressed bytes consumed so far */
+	size_t last_ret;   /* 0 when the last frame is complete */
+	int eof;	   /* the source returned 0 */
 };
 
 int lf_zstdec_new(lf_zstdec_read_fn rd, void *ctx, const char *name,

@@ -17,20 +17,20 @@
 #define LF_FS_MAX_READ (1u << 20)
 
 struct lf_fs {
-	const struct lf_stack *stack;	/* borrowed */
-	struct lf_tree *tree;		/* the stack's, immutable */
-	struct lf_fs_opts opts;		/* strings borrowed */
-	struct fuse_session *se;	/* owned */
+	const struct lf_stack *stack; /* borrowed */
+	struct lf_tree *tree;	      /* the stack's, immutable */
+	struct lf_fs_opts opts;	      /* strings borrowed */
+	struct fuse_session *se;      /* owned */
 	bool mounted;
 	/* statfs: 4 KiB blocks of file data, counted on the first statfs
 	 * (a walk of every inode has no place in the mount); UINT64_MAX
 	 * until then */
 	_Atomic uint64_t total_blocks;
-	unsigned int max_read;		/* as passed to fuse_session_new */
-	int ready_fd;			/* detached child: tell the parent
+	unsigned int max_read;	  /* as passed to fuse_session_new */
+	int ready_fd;		  /* detached child: tell the parent
 					 * that INIT arrived, then -1 */
-	atomic_bool eio_logged;		/* lf_log_once for read failures */
-	bool no_open, no_opendir;	/* zero-message opens negotiated */
+	atomic_bool eio_logged;	  /* lf_log_once for read failures */
+	bool no_open, no_opendir; /* zero-message opens negotiated */
 };
 
 extern const struct fuse_lowlevel_ops lf_fsops_ro;

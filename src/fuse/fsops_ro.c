@@ -205,8 +205,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (off < 2)
 			e.ino = 0;
 		if (plus)
-			sz = fuse_add_direntry_plus(req, buf + used, size - used,
-						    name, &e, off + 1);
+			sz = fuse_add_direntry_plus(req, buf + used,
+						    size - used, name, &e,
+						    off + 1);
 		else
 			sz = fuse_add_direntry(req, buf + used, size - used,
 					       name, &e.attr, off + 1);
@@ -218,8 +219,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-static void fsop_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-			 off_t off, struct fuse_file_info *fi)
+static void fsop_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			 struct fuse_file_info *fi)
 {
 	(void)fi;
 	do_readdir(req, ino, size, off, false);
@@ -240,8 +241,7 @@ static void fsop_releasedir(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_err(req, 0);
 }
 
-static void fsop_open(fuse_req_t req, fuse_ino_t ino,
-		      struct fuse_file_info *fi)
+static void fsop_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct lf_tree_attr a;
 	int ret = lf_tree_getattr(fs_of(req)->tree, ino, &a);

@@ -169,8 +169,8 @@ static void rw_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct stat st;
 	uint64_t id = 0;
-	int ret = lf_upper_mkdir(up_of(req), parent, name, mode, c->uid,
-				 c->gid, &id, &st);
+	int ret = lf_upper_mkdir(up_of(req), parent, name, mode, c->uid, c->gid,
+				 &id, &st);
 
 	reply_entry(req, ret, id, &st);
 }
@@ -283,8 +283,7 @@ static void rw_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_write(req, (size_t)n);
 }
 
-static void rw_flush(fuse_req_t req, fuse_ino_t ino,
-		     struct fuse_file_info *fi)
+static void rw_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	(void)fi;
@@ -306,12 +305,12 @@ static void rw_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, -lf_upper_fsync(up_of(req), fi->fh, datasync));
 }
 
-static void rw_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
-			 off_t off, off_t len, struct fuse_file_info *fi)
+static void rw_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+			 off_t len, struct fuse_file_info *fi)
 {
 	(void)ino;
-	fuse_reply_err(req, -lf_upper_fallocate(up_of(req), fi->fh, mode, off,
-						len));
+	fuse_reply_err(req,
+		       -lf_upper_fallocate(up_of(req), fi->fh, mode, off, len));
 }
 
 static void rw_opendir(fuse_req_t req, fuse_ino_t ino,
@@ -389,8 +388,8 @@ static void rw_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	free(buf);
 }
 
-static void rw_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-		       off_t off, struct fuse_file_info *fi)
+static void rw_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
 {
 	rw_do_readdir(req, ino, size, off, fi, false);
 }

@@ -66,11 +66,14 @@ static int check_mountpoint(const char *mnt, struct lf_err *err)
 		return ret;
 	if (access("/dev/fuse", R_OK | W_OK) < 0)
 		return lf_err_set(err, -errno, "cannot use /dev/fuse: %s%s",
-				  strerror(errno), errno == ENOENT ?
-				  " (is the fuse module loaded? in a container, "
-				  "pass --device /dev/fuse)" : errno == EACCES ?
-				  " (it should be mode 0666, as Debian's udev "
-				  "rule makes it)" : "");
+				  strerror(errno),
+				  errno == ENOENT   ? " (is the fuse module "
+						      "loaded? in a container, "
+						      "pass --device /dev/fuse)"
+				  : errno == EACCES ? " (it should be mode "
+						      "0666, as Debian's udev "
+						      "rule makes it)"
+						    : "");
 	if (geteuid() != 0 && !in_path("fusermount3"))
 		return lf_err_set(err, -ENOENT,
 				  "fusermount3 not found: install the fuse3 "
@@ -155,17 +158,21 @@ int lf_fs_mount(const struct lf_stack *stack, const struct lf_fs_opts *opts,
 	}
 	if (opts->upper)
 		umask(0); /* the kernel applied the caller's umask already */
-	fs->se = fuse_session_new(&args, opts->upper ? &lf_fsops_rw
-						      : &lf_fsops_ro,
+	fs->se = fuse_session_new(&args,
+				  opts->upper ? &lf_fsops_rw : &lf_fsops_ro,
 				  sizeof(lf_fsops_ro), fs);
 	if (!fs->se) {
-		ret = lf_err_set(err, -EINVAL, "cannot create a FUSE session "
-				 "with options '%s'", o.data);
+		ret = lf_err_set(err, -EINVAL,
+				 "cannot create a FUSE session "
+				 "with options '%s'",
+				 o.data);
 		goto fail;
 	}
 	if (fuse_session_mount(fs->se, opts->mountpoint)) {
-		ret = lf_err_set(err, -EIO, "cannot mount on '%s' (see the "
-				 "message above)", opts->mountpoint);
+		ret = lf_err_set(err, -EIO,
+				 "cannot mount on '%s' (see the "
+				 "message above)",
+				 opts->mountpoint);
 		goto fail;
 	}
 	fs->mounted = true;
@@ -244,8 +251,10 @@ static int detach(struct lf_fs *fs, bool *parent, struct lf_err *err)
 	}
 	waitpid(pid, &st, 0);
 	fs->mounted = false; /* the child unmounted on its way out */
-	return lf_err_set(err, -EIO, "the filesystem did not start on '%s' "
-			  "(see the messages above)", fs->opts.mountpoint);
+	return lf_err_set(err, -EIO,
+			  "the filesystem did not start on '%s' "
+			  "(see the messages above)",
+			  fs->opts.mountpoint);
 }
 
 int lf_fs_run(struct lf_fs *fs, struct lf_err *err)
@@ -303,8 +312,9 @@ int lf_fs_umount(const char *mountpoint, bool lazy, struct lf_err *err)
 
 	if (geteuid() == 0) {
 		if (umount2(mountpoint, lazy ? MNT_DETACH : 0) < 0)
-			return lf_err_set(err, -errno, "cannot unmount '%s': %s",
-					  mountpoint, strerror(errno));
+			return lf_err_set(err, -errno,
+					  "cannot unmount '%s': %s", mountpoint,
+					  strerror(errno));
 		return 0;
 	}
 	argv[i++] = "fusermount3";
@@ -319,7 +329,9 @@ int lf_fs_umount(const char *mountpoint, bool lazy, struct lf_err *err)
 	if (waitpid(pid, &st, 0) < 0)
 		return lf_err_set(err, -errno, "waitpid: %s", strerror(errno));
 	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		return lf_err_set(err, -EIO, "fusermount3 could not unmount "
-				  "'%s'", mountpoint);
+		return lf_err_set(err, -EIO,
+				  "fusermount3 could not unmount "
+				  "'%s'",
+				  mountpoint);
 	return 0;
 }

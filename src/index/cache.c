@@ -74,8 +74,10 @@ int lf_cache_mkdir(const char *dir, struct lf_err *err)
 	if (!ret && (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)))
 		ret = -ENOTDIR;
 	if (ret)
-		return lf_err_set(err, ret, "cannot create cache directory "
-				  "'%s': %s", dir, strerror(-ret));
+		return lf_err_set(err, ret,
+				  "cannot create cache directory "
+				  "'%s': %s",
+				  dir, strerror(-ret));
 	return 0;
 }
 
@@ -278,7 +280,8 @@ static int check_header(const struct lf_cache_header *h, size_t len,
 	/* the windows come last, then at most 7 bytes of padding */
 	if (lf_le64(h->sect[LF_SECT_GZWINDOWS].len) &&
 	    len - (lf_le64(h->sect[LF_SECT_GZWINDOWS].off) +
-		   lf_le64(h->sect[LF_SECT_GZWINDOWS].len)) >= 8) {
+		   lf_le64(h->sect[LF_SECT_GZWINDOWS].len)) >=
+		    8) {
 		*why = "section outside the file";
 		return -EINVAL;
 	}

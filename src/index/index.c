@@ -68,7 +68,8 @@ static int gz_account(struct index_builder *b, const void *buf, size_t len)
 	if ((ret = gz_spans(b, false)))
 		return ret;
 	if (b->gzspan.len > LF_GZ_MAX_SPAN)
-		return lf_err_set(&b->inner, -EFBIG, "'%s': a deflate block "
+		return lf_err_set(&b->inner, -EFBIG,
+				  "'%s': a deflate block "
 				  "longer than %u MiB (no checkpoint possible)",
 				  b->layer->source, LF_GZ_MAX_SPAN >> 20);
 	return 0;
@@ -85,13 +86,16 @@ static int account(struct index_builder *b, const void *buf, size_t len)
 
 	b->out_total += len;
 	if (l->max_size && b->out_total > l->max_size)
-		return lf_err_set(&b->inner, -EFBIG, "'%s': the uncompressed "
+		return lf_err_set(&b->inner, -EFBIG,
+				  "'%s': the uncompressed "
 				  "layer exceeds the limit of %llu bytes "
-				  "(LAYERFS_MAX_LAYER_SIZE)", b->layer->source,
+				  "(LAYERFS_MAX_LAYER_SIZE)",
+				  b->layer->source,
 				  (unsigned long long)l->max_size);
 	if (l->max_ratio && b->out_total > l->ratio_floor &&
 	    b->out_total / l->max_ratio > b->in_pos)
-		return lf_err_set(&b->inner, -EFBIG, "'%s': the layer expands "
+		return lf_err_set(&b->inner, -EFBIG,
+				  "'%s': the layer expands "
 				  "more than %llu times (%llu bytes from %llu "
 				  "compressed; LAYERFS_MAX_RATIO)",
 				  b->layer->source,
@@ -112,7 +116,6 @@ static int account(struct index_builder *b, const void *buf, size_t len)
 	}
 	return 0;
 }
-
 
 static ssize_t read_compressed(void *ctx, void *buf, size_t len)
 {
@@ -143,7 +146,8 @@ static int write_copy(struct index_builder *b, const void *buf, size_t len)
 		if (n < 0)
 			return lf_err_set(&b->inner, -errno,
 					  "cannot write the decompressed copy "
-					  "of zstd layer: %s", strerror(errno));
+					  "of zstd layer: %s",
+					  strerror(errno));
 		p += n;
 		len -= (size_t)n;
 	}
@@ -247,7 +251,8 @@ static int entry_attrs(struct index_builder *b, const struct lf_tar_entry *e,
 	if (e->nxattrs > UINT16_MAX)
 		return lf_err_set(err, -E2BIG, "entry '%s' has %zu xattrs",
 				  e->path, e->nxattrs);
-	ie->xattr_first = (uint32_t)(b->xattrs.len / sizeof(struct lf_idx_xattr));
+	ie->xattr_first = (uint32_t)(b->xattrs.len /
+				     sizeof(struct lf_idx_xattr));
 	ie->xattr_count = (uint16_t)e->nxattrs;
 	for (k = 0; k < e->nxattrs; k++) {
 		struct lf_idx_xattr x = { .len = (uint32_t)e->xattrs[k].len };
@@ -264,8 +269,8 @@ static int entry_attrs(struct index_builder *b, const struct lf_tar_entry *e,
 		if (ret)
 			return lf_err_set(err, ret, "index too large");
 	}
-	ie->sparse_first =
-		(uint32_t)(b->sparse.len / sizeof(struct lf_idx_sparse));
+	ie->sparse_first = (uint32_t)(b->sparse.len /
+				      sizeof(struct lf_idx_sparse));
 	if (e->type == LF_TAR_REG && e->sparse) {
 		if (e->nsparse > UINT32_MAX - 1)
 			return lf_err_set(err, -E2BIG, "sparse map too large");
@@ -276,7 +281,8 @@ static int entry_attrs(struct index_builder *b, const struct lf_tar_entry *e,
 		ie->sparse_count = (uint32_t)e->nsparse;
 		if (!e->nsparse) {
 			ie->sparse_count = 1;
-			if ((ret = add_aligned(&b->sparse, &none, sizeof(none))))
+			if ((ret = add_aligned(&b->sparse, &none,
+					       sizeof(none))))
 				return lf_err_set(err, ret, "out of memory");
 		}
 		for (k = 0; k < e->nsparse; k++) {
@@ -299,7 +305,8 @@ int lf_index_add_entry(void *ctx, const struct lf_tar_entry *e,
 	int ret;
 
 	if (b->lim.max_entries && b->nentries >= b->lim.max_entries)
-		return lf_err_set(err, -EFBIG, "more than %llu tar members "
+		return lf_err_set(err, -EFBIG,
+				  "more than %llu tar members "
 				  "(the limit; LAYERFS_MAX_ENTRIES)",
 				  (unsigned long long)b->lim.max_entries);
 	if (!e->path[0])
@@ -315,11 +322,13 @@ int lf_index_add_entry(void *ctx, const struct lf_tar_entry *e,
 	ie.link = UINT32_MAX;
 	if (e->type == LF_TAR_HARDLINK) {
 		ret = e->link ? lf_path_normalize(e->link, strlen(e->link),
-						  &b->link) : -EINVAL;
+						  &b->link)
+			      : -EINVAL;
 		if (ret || !b->link.len)
 			return lf_err_set(err, -EINVAL,
 					  "hardlink '%s' has an invalid target "
-					  "'%s'", e->path, e->link ? e->link : "");
+					  "'%s'",
+					  e->path, e->link ? e->link : "");
 		ret = add_string(b, b->link.data, b->link.len, &ie.link);
 	} else if (e->type == LF_TAR_SYMLINK) {
 		const char *t = e->link ? e->link : "";
@@ -371,7 +380,10 @@ static int detect(const struct lf_image_layer *layer, enum lf_compression *c,
 		return lf_err_set(err, -ENOTSUP,
 				  "'%s': bzip2 layers are not supported",
 				  layer->source);
-	else if (n >= 6 && !memcmp(m, "\xfd" "7zXZ\0", 6))
+	else if (n >= 6 && !memcmp(m,
+				   "\xfd"
+				   "7zXZ\0",
+				   6))
 		return lf_err_set(err, -ENOTSUP,
 				  "'%s': xz layers are not supported",
 				  layer->source);
@@ -405,8 +417,8 @@ int lf_index_assemble(struct index_builder *b, const char *key,
 		      struct lf_index *idx)
 {
 	const struct lf_buf *parts[LF_SECT_COUNT] = {
-		&b->entries, &b->strings, &b->xattrs,
-		&b->sparse, &b->points, &b->sums, &b->windows,
+		&b->entries, &b->strings, &b->xattrs,  &b->sparse,
+		&b->points,  &b->sums,	  &b->windows,
 	};
 	struct lf_cache_header *h;
 	size_t total = sizeof(*h), off;
@@ -443,7 +455,8 @@ int lf_index_assemble(struct index_builder *b, const char *key,
 	return 0;
 }
 
-static int verify(struct index_builder *b, struct lf_index *idx, struct lf_err *err)
+static int verify(struct index_builder *b, struct lf_index *idx,
+		  struct lf_err *err)
 {
 	struct lf_cache_header *h = idx->map;
 	const struct lf_image_layer *l = b->layer;
@@ -479,8 +492,10 @@ static int open_copy(struct index_builder *b, const char *cache_path,
 					      &werr);
 		if (b->copy_fd >= 0)
 			return 0;
-		lf_log(LF_LOG_WARN, "%s; keeping the decompressed layer in "
-		       "a temporary file", werr.msg);
+		lf_log(LF_LOG_WARN,
+		       "%s; keeping the decompressed layer in "
+		       "a temporary file",
+		       werr.msg);
 	}
 	lf_buf_reset(&b->copy_tmp);
 	ret = lf_buf_addf(&b->copy_tmp, "%s/layerfs-zstd.XXXXXX",
@@ -497,7 +512,8 @@ static int open_copy(struct index_builder *b, const char *cache_path,
 	return 0;
 }
 
-static int start(struct index_builder *b, const char *cache_path, struct lf_err *err)
+static int start(struct index_builder *b, const char *cache_path,
+		 struct lf_err *err)
 {
 	int ret;
 
@@ -546,8 +562,8 @@ static int run(struct index_builder *b, struct lf_index *idx, const char *key,
 	int ret;
 
 	lf_err_clear(&b->inner);
-	ret = lf_tarscan_stream(read_tar, b, b->layer->source, lf_index_add_entry, b,
-				err);
+	ret = lf_tarscan_stream(read_tar, b, b->layer->source,
+				lf_index_add_entry, b, err);
 	if (ret && b->inner.code) {
 		/* the real cause was below the tar reader */
 		*err = b->inner;
@@ -556,8 +572,8 @@ static int run(struct index_builder *b, struct lf_index *idx, const char *key,
 	if (ret)
 		return ret;
 	if (b->comp == LF_COMP_GZIP &&
-	    (ret = lf_gzidx_builder_finish(b->gz, &b->points, &b->windows,
-					   &tin, &tout, err)))
+	    (ret = lf_gzidx_builder_finish(b->gz, &b->points, &b->windows, &tin,
+					   &tout, err)))
 		return ret;
 	if ((ret = drain(b, err)))
 		return ret;
@@ -643,8 +659,9 @@ static int build(const struct lf_image_layer *layer,
 		 const char *key, const char *cache_path, struct lf_index *idx,
 		 struct lf_err *err)
 {
-	struct index_builder b = { .layer = layer, .opts = opts, .comp = comp,
-			     .copy_fd = -1 };
+	struct index_builder b = {
+		.layer = layer, .opts = opts, .comp = comp, .copy_fd = -1
+	};
 	const char *why = NULL;
 	struct lf_err werr;
 	int ret;
@@ -730,7 +747,7 @@ static int load(const struct lf_image_layer *layer,
 		return -EINVAL;
 	}
 	idx->cached = true;
-	idx->cache_path = strdup(cache_path);	/* NULL: not dropped if bad */
+	idx->cache_path = strdup(cache_path); /* NULL: not dropped if bad */
 	/* checking the file touched every page; most (checkpoint windows,
 	 * entries of paths nobody asks for) are not needed again soon: let
 	 * them go from our RSS, the page cache keeps them */

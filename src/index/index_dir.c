@@ -29,7 +29,7 @@ struct walker {
 	const char *label;
 	struct seen *seen;
 	size_t nseen, aseen;
-	uint64_t data_off;	/* files laid end to end, for the index */
+	uint64_t data_off; /* files laid end to end, for the index */
 	struct lf_buf xnames, xvals;
 };
 
@@ -102,8 +102,8 @@ static int add_whiteout(struct walker *w, const char *dir, const char *name,
 	struct lf_tar_entry e = { .type = LF_TAR_REG, .mode = 0644 };
 	char path[PATH_MAX + 8];
 
-	snprintf(path, sizeof(path), "%s%s" LF_WH_PREFIX "%s", dir, dir[0] ? "/" : "",
-		 name);
+	snprintf(path, sizeof(path), "%s%s" LF_WH_PREFIX "%s", dir,
+		 dir[0] ? "/" : "", name);
 	return add(w, path, &e, err);
 }
 
@@ -113,7 +113,8 @@ static const char *first_link(struct walker *w, const struct stat *st,
 	size_t i;
 
 	for (i = 0; i < w->nseen; i++)
-		if (w->seen[i].dev == st->st_dev && w->seen[i].ino == st->st_ino)
+		if (w->seen[i].dev == st->st_dev &&
+		    w->seen[i].ino == st->st_ino)
 			return w->seen[i].path;
 	if (w->nseen == w->aseen) {
 		size_t na = w->aseen ? w->aseen * 2 : 64;
@@ -159,12 +160,13 @@ static int walk_dir(struct walker *w, int fd, const char *path,
  * FIFO or device swapped in meanwhile is refused, not opened for long).
  */
 static int open_seen(struct walker *w, int dfd, const char *name,
-		     const char *path, const struct stat *st, struct lf_err *err)
+		     const char *path, const struct stat *st,
+		     struct lf_err *err)
 {
 	struct stat st2;
-	int fd = openat(dfd, name[0] ? name : ".", O_RDONLY | O_NOFOLLOW |
-			O_NONBLOCK | O_CLOEXEC |
-			(S_ISDIR(st->st_mode) ? O_DIRECTORY : 0));
+	int fd = openat(dfd, name[0] ? name : ".",
+			O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+				(S_ISDIR(st->st_mode) ? O_DIRECTORY : 0));
 
 	if (fd < 0)
 		return lf_err_set(err, -errno, "%s: cannot open '%s': %s",
@@ -172,8 +174,10 @@ static int open_seen(struct walker *w, int dfd, const char *name,
 	if (fstat(fd, &st2) < 0 || st2.st_ino != st->st_ino ||
 	    st2.st_dev != st->st_dev) {
 		close(fd);
-		return lf_err_set(err, -EIO, "%s: '%s' changed while it was "
-				  "read", w->label, path);
+		return lf_err_set(err, -EIO,
+				  "%s: '%s' changed while it was "
+				  "read",
+				  w->label, path);
 	}
 	return fd;
 }
@@ -185,8 +189,8 @@ struct frame {
 	char path[PATH_MAX], target[PATH_MAX];
 };
 
-static int visit_in(struct walker *w, struct frame *f, int dfd,
-		    const char *dir, const char *name, struct lf_err *err);
+static int visit_in(struct walker *w, struct frame *f, int dfd, const char *dir,
+		    const char *name, struct lf_err *err);
 
 static int visit(struct walker *w, int dfd, const char *dir, const char *name,
 		 struct lf_err *err)
@@ -201,8 +205,8 @@ static int visit(struct walker *w, int dfd, const char *dir, const char *name,
 	return ret;
 }
 
-static int visit_in(struct walker *w, struct frame *f, int dfd,
-		    const char *dir, const char *name, struct lf_err *err)
+static int visit_in(struct walker *w, struct frame *f, int dfd, const char *dir,
+		    const char *name, struct lf_err *err)
 {
 	struct lf_tar_xattr *x = f->x;
 	struct lf_tar_entry e = { 0 };
@@ -213,10 +217,12 @@ static int visit_in(struct walker *w, struct frame *f, int dfd,
 	int fd = -1, ret = 0;
 	ssize_t n;
 
-	if (snprintf(path, PATH_MAX, "%s%s%s", dir, dir[0] && name[0] ?
-		     "/" : "", name) >= PATH_MAX)
-		return lf_err_set(err, -ENAMETOOLONG, "%s: path too long: "
-				  "%.200s...", w->label, path);
+	if (snprintf(path, PATH_MAX, "%s%s%s", dir,
+		     dir[0] && name[0] ? "/" : "", name) >= PATH_MAX)
+		return lf_err_set(err, -ENAMETOOLONG,
+				  "%s: path too long: "
+				  "%.200s...",
+				  w->label, path);
 	if (fstatat(dfd, name[0] ? name : ".", &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return lf_err_set(err, -errno, "%s: '%s': %s", w->label, path,
 				  strerror(errno));
@@ -261,9 +267,10 @@ static int visit_in(struct walker *w, struct frame *f, int dfd,
 		e.link = target;
 		ret = add(w, path, &e, err);
 	} else {
-		e.type = S_ISCHR(st.st_mode) ? LF_TAR_CHR :
-			 S_ISBLK(st.st_mode) ? LF_TAR_BLK :
-			 S_ISFIFO(st.st_mode) ? LF_TAR_FIFO : LF_TAR_SOCK;
+		e.type = S_ISCHR(st.st_mode)	? LF_TAR_CHR
+			 : S_ISBLK(st.st_mode)	? LF_TAR_BLK
+			 : S_ISFIFO(st.st_mode) ? LF_TAR_FIFO
+						: LF_TAR_SOCK;
 		e.rdev_major = major(st.st_rdev);
 		e.rdev_minor = minor(st.st_rdev);
 		ret = add(w, path, &e, err);
@@ -274,8 +281,8 @@ out:
 	return ret;
 }
 
-int lf_index_open_dir(const char *dir, const char *label,
-		      struct lf_index **out, struct lf_err *err)
+int lf_index_open_dir(const char *dir, const char *label, struct lf_index **out,
+		      struct lf_err *err)
 {
 	struct walker w = { .label = label ? label : dir };
 	struct lf_index *idx;
@@ -289,8 +296,10 @@ int lf_index_open_dir(const char *dir, const char *label,
 		return lf_err_set(err, -ENOMEM, "out of memory");
 	idx->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (idx->dir_fd < 0) {
-		ret = lf_err_set(err, -errno, "%s: cannot open directory '%s': "
-				 "%s", w.label, dir, strerror(errno));
+		ret = lf_err_set(err, -errno,
+				 "%s: cannot open directory '%s': "
+				 "%s",
+				 w.label, dir, strerror(errno));
 		goto out;
 	}
 	lf_index_builder_init(&w.b);

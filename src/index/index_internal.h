@@ -8,11 +8,11 @@
 #include "layerfs/zstdec.h"
 
 struct lf_index {
-	void *map;		/* owned: the whole file image */
+	void *map; /* owned: the whole file image */
 	size_t maplen;
-	bool mapped;		/* map is an mmap (else malloc) */
-	bool cached;		/* loaded from the cache */
-	const struct lf_cache_header *hdr;	/* == map */
+	bool mapped;			   /* map is an mmap (else malloc) */
+	bool cached;			   /* loaded from the cache */
+	const struct lf_cache_header *hdr; /* == map */
 	const struct lf_idx_entry *entries;
 	size_t nentries;
 	const char *strings;
@@ -21,20 +21,20 @@ struct lf_index {
 	size_t nxattrs;
 	const struct lf_idx_sparse *sparse;
 	size_t nsparse;
-	const uint64_t *sums;	/* SPANSUMS, one per LF_SPAN_SIZE block */
+	const uint64_t *sums; /* SPANSUMS, one per LF_SPAN_SIZE block */
 	size_t nsums;
-	struct lf_gzidx_view gz;	/* as stored; windows unchecked */
+	struct lf_gzidx_view gz; /* as stored; windows unchecked */
 	/* what the index hands over to the layer sources (index.h) */
-	int tar_fd;		/* owned, zstd copy; -1 otherwise */
-	int dir_fd;		/* owned, directory layers; -1 otherwise */
-	char *cache_path;	/* the file loaded, NULL if built now */
-	char *copy_path;	/* the zstd copy in the cache, or NULL */
+	int tar_fd;	  /* owned, zstd copy; -1 otherwise */
+	int dir_fd;	  /* owned, directory layers; -1 otherwise */
+	char *cache_path; /* the file loaded, NULL if built now */
+	char *copy_path;  /* the zstd copy in the cache, or NULL */
 };
 
 /* The state of one index build (index.c: blobs; index_dir.c: dirs). */
 struct index_builder {
-	const struct lf_image_layer *layer;	/* borrowed */
-	const struct lf_index_opts *opts;	/* borrowed */
+	const struct lf_image_layer *layer; /* borrowed */
+	const struct lf_index_opts *opts;   /* borrowed */
 	const char *label;
 	enum lf_compression comp;
 	/* the compressed side */
@@ -48,11 +48,11 @@ struct index_builder {
 	struct lf_sha256 *hu;
 	uint64_t out_total;
 	int copy_fd;		/* zstd copy being written, else -1 */
-	struct lf_buf copy_tmp;	/* its temp name ("" when unlinked) */
+	struct lf_buf copy_tmp; /* its temp name ("" when unlinked) */
 	struct lf_err inner;	/* error raised below tarscan */
 	struct lf_limits lim;	/* resolved opts->limits */
 	/* the uncompressed block being hashed into `sums` */
-	unsigned char *span;	/* LF_SPAN_SIZE bytes */
+	unsigned char *span; /* LF_SPAN_SIZE bytes */
 	size_t span_fill;
 	/* gzip: the bytes since checkpoint next_point - 1 (at span_start) */
 	struct lf_buf gzspan;

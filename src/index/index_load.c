@@ -51,8 +51,7 @@ static bool entry_ok(const struct lf_index *idx, const struct lf_idx_entry *e,
 		return false;
 	if (e->flags & (LF_IDX_WHITEOUT | LF_IDX_OPAQUE)) {
 		base = lf_path_basename(idx->strings + e->path);
-		if (!(e->flags & LF_IDX_WHITEOUT) ||
-		    !lf_is_whiteout_name(base))
+		if (!(e->flags & LF_IDX_WHITEOUT) || !lf_is_whiteout_name(base))
 			return false;
 		if ((e->flags & LF_IDX_OPAQUE) && !lf_is_opaque_marker(base))
 			return false;
@@ -113,8 +112,8 @@ static bool sums_ok(const struct lf_index *idx, size_t len)
 	if (!idx->nsums)
 		return true;
 	if (lf_le32(idx->hdr->compression) != LF_COMP_GZIP)
-		return idx->nsums == size / LF_SPAN_SIZE +
-				     !!(size % LF_SPAN_SIZE);
+		return idx->nsums ==
+		       size / LF_SPAN_SIZE + !!(size % LF_SPAN_SIZE);
 	if (idx->nsums != gz->npoints)
 		return false;
 	for (i = 0; i < gz->npoints; i++) {
@@ -295,8 +294,7 @@ const char *lf_index_cache_path(const struct lf_index *idx)
 	return idx->cached ? idx->cache_path : NULL;
 }
 
-int lf_index_span_sum(const struct lf_index *idx, uint64_t block,
-		      uint64_t *sum)
+int lf_index_span_sum(const struct lf_index *idx, uint64_t block, uint64_t *sum)
 {
 	if (block >= idx->nsums)
 		return -ENOENT;

@@ -22,17 +22,17 @@
 struct job {
 	const struct lf_commit_opts *opts;
 	struct lf_err *err;
-	struct lf_buf stage;	/* OUT.tmp.XXXXXX: the layout being built */
-	struct lf_buf tarpath;	/* docker-archive: the tar, OUT.tmp.* */
-	int sfd;		/* stage dir */
-	int bfd;		/* stage/blobs/sha256 */
-	struct commit_desc *layers;	/* kept layers, then the new one */
+	struct lf_buf stage;	    /* OUT.tmp.XXXXXX: the layout being built */
+	struct lf_buf tarpath;	    /* docker-archive: the tar, OUT.tmp.* */
+	int sfd;		    /* stage dir */
+	int bfd;		    /* stage/blobs/sha256 */
+	struct commit_desc *layers; /* kept layers, then the new one */
 	size_t nlayers;
 	struct commit_desc config, manifest;
-	char *tag;		/* --tag, with ":latest" added when bare */
-	const char *ref;	/* the tag part of it */
+	char *tag;	 /* --tag, with ":latest" added when bare */
+	const char *ref; /* the tag part of it */
 	char created[32];
-	int64_t mtime;		/* of the docker-archive members */
+	int64_t mtime; /* of the docker-archive members */
 };
 
 /* --- host helpers -------------------------------------------------------- */
@@ -40,8 +40,8 @@ struct job {
 /* rm -r of a directory we made ourselves (dirfd-relative, no following). */
 static void remove_tree(int dfd, const char *name)
 {
-	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			O_CLOEXEC);
+	int fd = openat(dfd, name,
+			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct dirent *de;
 	DIR *dp;
 
@@ -104,11 +104,14 @@ static int seal_blob(struct job *j, int fd, const char *digest)
 
 static int new_blob_fd(struct job *j, int *fd)
 {
-	*fd = openat(j->bfd, TMP_BLOB, O_WRONLY | O_CREAT | O_TRUNC |
-		     O_NOFOLLOW | O_CLOEXEC, 0644);
+	*fd = openat(j->bfd, TMP_BLOB,
+		     O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		     0644);
 	if (*fd < 0)
-		return lf_err_set(j->err, -errno, "'%s': cannot create a blob: "
-				  "%s", j->stage.data, strerror(errno));
+		return lf_err_set(j->err, -errno,
+				  "'%s': cannot create a blob: "
+				  "%s",
+				  j->stage.data, strerror(errno));
 	return 0;
 }
 
@@ -170,8 +173,8 @@ static const char *sniff_media_type(const unsigned char *p, size_t n)
  * state no digest, and a stated one is checked, so a damaged base never
  * becomes a new image that lies about its content.
  */
-static int copy_layer(struct job *j, const struct lf_image_layer *l,
-		      size_t i, unsigned char *buf, struct commit_desc *d)
+static int copy_layer(struct job *j, const struct lf_image_layer *l, size_t i,
+		      unsigned char *buf, struct commit_desc *d)
 {
 	uint64_t off = 0, size = lf_vfile_size(l->blob);
 	struct lf_sha256 *h;
@@ -185,26 +188,30 @@ static int copy_layer(struct job *j, const struct lf_image_layer *l,
 		ssize_t n = lf_vfile_pread(l->blob, buf, COPY_CHUNK, off);
 
 		if (n <= 0) {
-			ret = lf_err_set(j->err, n ? (int)n : -EIO, "layer %zu:"
-					 " cannot read blob %s: %s", i + 1,
-					 l->source, n ? strerror((int)-n)
-						      : "unexpected end");
+			ret = lf_err_set(j->err, n ? (int)n : -EIO,
+					 "layer %zu:"
+					 " cannot read blob %s: %s",
+					 i + 1, l->source,
+					 n ? strerror((int)-n)
+					   : "unexpected end");
 			goto fail;
 		}
 		if (!off)
 			d->media_type = sniff_media_type(buf, (size_t)n);
 		lf_sha256_update(h, buf, (size_t)n);
 		if ((ret = lf_write_all(fd, buf, (size_t)n))) {
-			lf_err_set(j->err, ret, "'%s': cannot write layer %zu:"
-				   " %s", j->stage.data, i + 1,
-				   strerror(-ret));
+			lf_err_set(j->err, ret,
+				   "'%s': cannot write layer %zu:"
+				   " %s",
+				   j->stage.data, i + 1, strerror(-ret));
 			goto fail;
 		}
 		off += (uint64_t)n;
 	}
 	lf_sha256_final(h, d->digest);
 	if (l->digest[0] && strcmp(l->digest, d->digest)) {
-		ret = lf_err_set(j->err, -EIO, "layer %zu: blob %s: digest "
+		ret = lf_err_set(j->err, -EIO,
+				 "layer %zu: blob %s: digest "
 				 "mismatch: manifest says %s, blob is %s",
 				 i + 1, l->source, l->digest, d->digest);
 		goto fail;
@@ -252,7 +259,7 @@ static void format_created(int64_t t, char out[32])
 
 	if (t < 0)
 		t = 0;
-	if (t > 253402300799LL)	/* 9999-12-31T23:59:59Z */
+	if (t > 253402300799LL) /* 9999-12-31T23:59:59Z */
 		t = 253402300799LL;
 	tt = (time_t)t;
 	if (!gmtime_r(&tt, &tm) ||
@@ -260,8 +267,8 @@ static void format_created(int64_t t, char out[32])
 		snprintf(out, 32, "1970-01-01T00:00:00Z");
 }
 
-static int documents(struct job *j, const struct lf_image *img,
-		     size_t nkept, const char *new_diff_id)
+static int documents(struct job *j, const struct lf_image *img, size_t nkept,
+		     const char *new_diff_id)
 {
 	const char **ids = calloc(nkept + 1, sizeof(*ids));
 	struct commit_config c = { 0 };
@@ -281,8 +288,7 @@ static int documents(struct job *j, const struct lf_image *img,
 	c.diff_ids = ids;
 	c.ndiff = nkept + 1;
 	c.nkept = nkept;
-	c.all_kept = !j->opts->squash &&
-		     nkept == lf_image_layer_count(img);
+	c.all_kept = !j->opts->squash && nkept == lf_image_layer_count(img);
 	c.message = j->opts->message ? j->opts->message : "layerfs commit";
 	c.created = j->created;
 	if ((ret = lf_commit_json_config(&c, &b, j->err)) ||
@@ -328,8 +334,8 @@ static int write_archive(struct job *j)
 	char tmpl[] = "XXXXXX";
 	int fd = -1, ret = 0;
 
-	if (!names || lf_buf_addf(&j->tarpath, "%s.tmp.%s", j->opts->out,
-				  tmpl)) {
+	if (!names ||
+	    lf_buf_addf(&j->tarpath, "%s.tmp.%s", j->opts->out, tmpl)) {
 		ret = lf_err_set(j->err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -436,8 +442,8 @@ static int check_args(const struct lf_image *img, size_t nlayers,
 		return lf_err_set(err, -EINVAL, "no output path");
 	if (nlayers > lf_image_layer_count(img))
 		return lf_err_set(err, -EINVAL, "'%s' has %zu layers, not %zu",
-				  lf_image_path(img),
-				  lf_image_layer_count(img), nlayers);
+				  lf_image_path(img), lf_image_layer_count(img),
+				  nlayers);
 	if (!opts->squash && !upper_dir)
 		return lf_err_set(err, -EINVAL, "no upper directory to commit");
 	if (opts->squash && !tree)
@@ -477,14 +483,15 @@ static int stage(struct job *j)
 }
 
 int lf_commit(const struct lf_stack *stack, const char *upper_dir,
-	      const struct lf_commit_opts *opts,
-	      struct lf_commit_result *res, struct lf_err *err)
+	      const struct lf_commit_opts *opts, struct lf_commit_result *res,
+	      struct lf_err *err)
 {
 	const struct lf_image *img = lf_stack_image(stack);
 	size_t nlayers = lf_stack_count(stack);
 	struct lf_tree *tree = lf_stack_tree(stack);
 	struct job j = { .opts = opts, .err = err, .sfd = -1, .bfd = -1 };
-	struct commit_src src = { .upper_dir = upper_dir, .stack = stack,
+	struct commit_src src = { .upper_dir = upper_dir,
+				  .stack = stack,
 				  .tree = tree };
 	struct commit_layer cl = { 0 };
 	size_t nkept = opts->squash ? 0 : nlayers, i;

@@ -26,24 +26,24 @@
 
 /* What the new layer is made of (one of three walks, see commit_tar.c). */
 enum commit_src_kind {
-	COMMIT_SRC_DIR,		/* the upper dir as it is (whiteouts) */
-	COMMIT_SRC_UPPER,	/* merged view: tree + upper dir (squash) */
-	COMMIT_SRC_TREE,	/* merged view: tree alone (squash) */
+	COMMIT_SRC_DIR,	  /* the upper dir as it is (whiteouts) */
+	COMMIT_SRC_UPPER, /* merged view: tree + upper dir (squash) */
+	COMMIT_SRC_TREE,  /* merged view: tree alone (squash) */
 };
 
 struct commit_src {
 	enum commit_src_kind kind;
-	const char *upper_dir;		/* DIR and UPPER */
-	const struct lf_stack *stack;	/* UPPER and TREE (borrowed) */
-	struct lf_tree *tree;		/* the stack's, UPPER and TREE */
+	const char *upper_dir;	      /* DIR and UPPER */
+	const struct lf_stack *stack; /* UPPER and TREE (borrowed) */
+	struct lf_tree *tree;	      /* the stack's, UPPER and TREE */
 };
 
 /* The layer blob written by lf_commit_write_layer(). */
 struct commit_layer {
-	char digest[LF_DIGEST_LEN];	/* sha256 of the gzip bytes */
-	char diff_id[LF_DIGEST_LEN];	/* sha256 of the tar stream */
-	uint64_t size;			/* gzip bytes */
-	int64_t newest_mtime;		/* 0 for an empty layer */
+	char digest[LF_DIGEST_LEN];  /* sha256 of the gzip bytes */
+	char diff_id[LF_DIGEST_LEN]; /* sha256 of the tar stream */
+	uint64_t size;		     /* gzip bytes */
+	int64_t newest_mtime;	     /* 0 for an empty layer */
 	uint64_t entries;
 };
 
@@ -70,21 +70,21 @@ int lf_commit_write_dir_tar(int dirfd, const char *const *names, size_t n,
 
 /* A descriptor of the new manifest (config, layers). */
 struct commit_desc {
-	const char *media_type;		/* borrowed */
+	const char *media_type; /* borrowed */
 	char digest[LF_DIGEST_LEN];
 	uint64_t size;
 };
 
 /* Parameters of the new config (commit_image.c). */
 struct commit_config {
-	const char *base;		/* base config JSON (borrowed) */
+	const char *base; /* base config JSON (borrowed) */
 	size_t base_len;
-	const char *const *diff_ids;	/* [ndiff]: kept layers, then new */
+	const char *const *diff_ids; /* [ndiff]: kept layers, then new */
 	size_t ndiff;
-	size_t nkept;			/* layers kept from the base */
-	bool all_kept;			/* nkept is every base layer */
-	const char *message;		/* created_by */
-	const char *created;		/* RFC 3339 */
+	size_t nkept;	     /* layers kept from the base */
+	bool all_kept;	     /* nkept is every base layer */
+	const char *message; /* created_by */
+	const char *created; /* RFC 3339 */
 };
 
 /* The JSON documents, compact with sorted keys (deterministic bytes). */

@@ -30,9 +30,9 @@ struct xattr {
 
 /* One object about to become a tar member. */
 struct centry {
-	struct stat st;		/* type, mode, owner, mtime, size, dev */
-	bool link_candidate;	/* may share an inode with another name */
-	const char *symlink;	/* target, for symlinks */
+	struct stat st;	     /* type, mode, owner, mtime, size, dev */
+	bool link_candidate; /* may share an inode with another name */
+	const char *symlink; /* target, for symlinks */
 	struct xattr *xa;
 	size_t nxa;
 };
@@ -43,27 +43,27 @@ typedef ssize_t (*read_fn)(void *ctx, void *buf, size_t len, uint64_t off);
 /* (dev, ino) -> first path written, for hardlink groups. */
 struct link_slot {
 	uint64_t dev, ino;
-	char *path;		/* NULL: empty slot */
+	char *path; /* NULL: empty slot */
 };
 
 struct writer {
 	const struct commit_src *src;
-	struct archive *tar;	/* PAX writer; its output goes to gz */
-	struct archive *gz;	/* raw format + gzip filter; output to fd */
+	struct archive *tar; /* PAX writer; its output goes to gz */
+	struct archive *gz;  /* raw format + gzip filter; output to fd */
 	struct archive_entry *ae;
 	struct lf_sha256 *h_tar, *h_gz;
 	int fd;
 	const char *fdname;
 	uint64_t gz_size;
-	int io_err;		/* errno of a failed write(2) */
-	struct lf_buf path;	/* the current member's path */
-	char shown[256];	/* its start, for messages (shown()) */
+	int io_err;	    /* errno of a failed write(2) */
+	struct lf_buf path; /* the current member's path */
+	char shown[256];    /* its start, for messages (shown()) */
 	struct link_slot *links;
-	size_t nlinks, alinks;	/* used, allocated (power of two) */
+	size_t nlinks, alinks; /* used, allocated (power of two) */
 	int64_t newest;
 	uint64_t entries;
-	char *buf;		/* DATA_CHUNK bytes */
-	struct lf_upper *up;	/* COMMIT_SRC_UPPER */
+	char *buf;	     /* DATA_CHUNK bytes */
+	struct lf_upper *up; /* COMMIT_SRC_UPPER */
 	struct lf_err *err;
 };
 
@@ -157,10 +157,9 @@ static int writers_open(struct writer *w)
 	 */
 	if (archive_write_set_format_raw(w->gz) ||
 	    archive_write_add_filter_gzip(w->gz) ||
-	    archive_write_set_filter_option(w->gz, "gzip", "timestamp",
-					    NULL) ||
-	    archive_write_set_filter_option(w->gz, "gzip",
-					    "compression-level", "6") ||
+	    archive_write_set_filter_option(w->gz, "gzip", "timestamp", NULL) ||
+	    archive_write_set_filter_option(w->gz, "gzip", "compression-level",
+					    "6") ||
 	    archive_write_set_bytes_in_last_block(w->gz, 1) ||
 	    archive_write_open(w->gz, w, NULL, gz_write, NULL)) {
 		ret = archive_fail(w, w->gz, "gzip");
@@ -216,8 +215,7 @@ static size_t link_hash(uint64_t dev, uint64_t ino)
 	return (size_t)(h ^ (h >> 32));
 }
 
-static struct link_slot *link_find(struct writer *w, uint64_t dev,
-				   uint64_t ino)
+static struct link_slot *link_find(struct writer *w, uint64_t dev, uint64_t ino)
 {
 	size_t i = link_hash(dev, ino) & (w->alinks - 1);
 
@@ -337,8 +335,10 @@ static int write_data(struct writer *w, const struct centry *e, read_fn rd,
 					  strerror((int)-n));
 		if (n == 0)
 			/* the header already promised `size` bytes */
-			return lf_err_set(w->err, -EIO, "'%s' shrank while "
-					  "being committed", shown(w));
+			return lf_err_set(w->err, -EIO,
+					  "'%s' shrank while "
+					  "being committed",
+					  shown(w));
 		if (archive_write_data(w->tar, w->buf, (size_t)n) != n)
 			return archive_fail(w, w->tar, shown(w));
 		off += (uint64_t)n;
@@ -433,7 +433,7 @@ static int names_add(char ***names, size_t *n, size_t *cap, const char *s)
 }
 
 struct tname {
-	const char *name;	/* not NUL-terminated */
+	const char *name; /* not NUL-terminated */
 	size_t len;
 	uint64_t ino;
 };
@@ -447,21 +447,21 @@ struct tname {
  * length to come back to; popping it restores w->path.
  */
 struct frame {
-	char **names;		/* host and upper walks (sorted) */
-	struct tname *tnames;	/* tree walk (sorted) */
-	size_t n, i;		/* names, next one to write */
-	size_t plen;		/* w->path length of the parent */
-	int fd;			/* host: the directory (-1: closed) */
-	dev_t dev;		/* host: identity, to check a reopen */
+	char **names;	      /* host and upper walks (sorted) */
+	struct tname *tnames; /* tree walk (sorted) */
+	size_t n, i;	      /* names, next one to write */
+	size_t plen;	      /* w->path length of the parent */
+	int fd;		      /* host: the directory (-1: closed) */
+	dev_t dev;	      /* host: identity, to check a reopen */
 	ino_t ino;
-	uint64_t node;		/* upper: the node (its reference is the
+	uint64_t node; /* upper: the node (its reference is the
 				 * frame's); tree: the directory inode */
 };
 
 struct stack {
 	struct frame *f;
 	size_t n, cap;
-	size_t lo;		/* host: frames below lo have closed fds */
+	size_t lo; /* host: frames below lo have closed fds */
 };
 
 /* A new frame on top (zeroed but for fd = -1); NULL when out of memory. */
@@ -572,42 +572,50 @@ static int host_entry(struct writer *w, int dfd, const char *name, int *sub)
 	if (fstatat(dfd, name, &e.st, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno == ENOENT)
 			return 0;
-		return lf_err_set(w->err, -errno, "cannot stat '%s' in the "
-				  "upper dir: %s", shown(w),
-				  strerror(errno));
+		return lf_err_set(w->err, -errno,
+				  "cannot stat '%s' in the "
+				  "upper dir: %s",
+				  shown(w), strerror(errno));
 	}
 	if (S_ISSOCK(e.st.st_mode))
 		return 0; /* a tar cannot hold a socket; docker skips them */
 	if (S_ISREG(e.st.st_mode) || S_ISDIR(e.st.st_mode)) {
 		/* never follow: a symlink swapped in meanwhile fails here */
-		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY |
-			    O_NONBLOCK | O_CLOEXEC |
-			    (S_ISDIR(e.st.st_mode) ? O_DIRECTORY : 0));
+		fd = openat(dfd, name,
+			    O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK |
+				    O_CLOEXEC |
+				    (S_ISDIR(e.st.st_mode) ? O_DIRECTORY : 0));
 		if (fd < 0 || fstat(fd, &st) < 0) {
-			ret = lf_err_set(w->err, -errno, "cannot open '%s' in "
-					 "the upper dir: %s", shown(w),
-					 strerror(errno));
+			ret = lf_err_set(w->err, -errno,
+					 "cannot open '%s' in "
+					 "the upper dir: %s",
+					 shown(w), strerror(errno));
 			goto out;
 		}
 		if ((st.st_mode & S_IFMT) != (e.st.st_mode & S_IFMT) ||
 		    st.st_ino != e.st.st_ino) {
-			ret = lf_err_set(w->err, -EAGAIN, "'%s' changed while "
-					 "being committed", shown(w));
+			ret = lf_err_set(w->err, -EAGAIN,
+					 "'%s' changed while "
+					 "being committed",
+					 shown(w));
 			goto out;
 		}
 		e.st = st;
 		if ((ret = fd_xattrs(w, fd, &e))) {
-			lf_err_set(w->err, ret, "cannot read the xattrs of "
-				   "'%s': %s", shown(w), strerror(-ret));
+			lf_err_set(w->err, ret,
+				   "cannot read the xattrs of "
+				   "'%s': %s",
+				   shown(w), strerror(-ret));
 			goto out;
 		}
 	} else if (S_ISLNK(e.st.st_mode)) {
 		/* Linux symlinks hold at most PATH_MAX - 1 bytes */
 		len = readlinkat(dfd, name, target, sizeof(target) - 1);
 		if (len < 0) {
-			ret = lf_err_set(w->err, -errno, "cannot read symlink "
-					 "'%s': %s", shown(w),
-					 strerror(errno));
+			ret = lf_err_set(w->err, -errno,
+					 "cannot read symlink "
+					 "'%s': %s",
+					 shown(w), strerror(errno));
 			goto out;
 		}
 		target[len] = '\0';
@@ -649,13 +657,17 @@ static int host_push(struct writer *w, struct stack *s, int fd)
 	}
 	f->fd = fd;
 	if (fstat(fd, &st) < 0)
-		return lf_err_set(w->err, -errno, "cannot stat '%s' in the "
-				  "upper dir: %s", shown(w), strerror(errno));
+		return lf_err_set(w->err, -errno,
+				  "cannot stat '%s' in the "
+				  "upper dir: %s",
+				  shown(w), strerror(errno));
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
 	if ((ret = dir_names(fd, &f->names, &f->n)))
-		return lf_err_set(w->err, ret, "cannot list '%s' in the upper "
-				  "dir: %s", shown(w), strerror(-ret));
+		return lf_err_set(w->err, ret,
+				  "cannot list '%s' in the upper "
+				  "dir: %s",
+				  shown(w), strerror(-ret));
 	while (s->n - s->lo > HOST_FDS) {
 		close(s->f[s->lo].fd);
 		s->f[s->lo++].fd = -1;
@@ -673,15 +685,18 @@ static int host_pop(struct writer *w, struct stack *s, bool reopen)
 
 	lf_buf_setlen(&w->path, f->plen);
 	if (reopen && p && p->fd < 0 && f->fd >= 0) {
-		p->fd = openat(f->fd, "..", O_RDONLY | O_DIRECTORY |
-			       O_NOFOLLOW | O_CLOEXEC);
+		p->fd = openat(f->fd, "..",
+			       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (p->fd < 0 || fstat(p->fd, &st) < 0)
-			ret = lf_err_set(w->err, -errno, "cannot reopen '%s' "
-					 "in the upper dir: %s", shown(w),
-					 strerror(errno));
+			ret = lf_err_set(w->err, -errno,
+					 "cannot reopen '%s' "
+					 "in the upper dir: %s",
+					 shown(w), strerror(errno));
 		else if (st.st_dev != p->dev || st.st_ino != p->ino)
-			ret = lf_err_set(w->err, -EAGAIN, "'%s' moved while "
-					 "being committed", shown(w));
+			ret = lf_err_set(w->err, -EAGAIN,
+					 "'%s' moved while "
+					 "being committed",
+					 shown(w));
 		s->lo = s->n - 2;
 	}
 	if (f->fd >= 0)
@@ -855,8 +870,7 @@ static int upper_push(struct writer *w, struct stack *s, uint64_t dir)
 	}
 	f->node = dir;
 	if ((ret = lf_upper_opendir(w->up, dir, &dh)))
-		return lf_err_set(w->err, ret, "cannot list '%s': %s",
-				  shown(w),
+		return lf_err_set(w->err, ret, "cannot list '%s': %s", shown(w),
 				  strerror(-ret));
 	for (i = 0; !ret && !lf_upper_readdir(w->up, dh, i, &d); i++)
 		ret = names_add(&f->names, &f->n, &cap, d.name);
@@ -941,8 +955,8 @@ static int tree_entry(struct writer *w, uint64_t ino)
 	int ret;
 
 	if ((ret = lf_tree_getattr(t, ino, &a)))
-		return lf_err_set(w->err, ret, "'%s': no inode %llu",
-				  shown(w), (unsigned long long)ino);
+		return lf_err_set(w->err, ret, "'%s': no inode %llu", shown(w),
+				  (unsigned long long)ino);
 	e.st.st_mode = a.mode;
 	e.st.st_ino = a.ino;
 	e.st.st_nlink = a.nlink;
@@ -1052,9 +1066,10 @@ static int walk(struct writer *w)
 	case COMMIT_SRC_DIR:
 		fd = open(src->upper_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
-			return lf_err_set(w->err, -errno, "cannot open upper "
-					  "directory '%s': %s", src->upper_dir,
-					  strerror(errno));
+			return lf_err_set(w->err, -errno,
+					  "cannot open upper "
+					  "directory '%s': %s",
+					  src->upper_dir, strerror(errno));
 		return walk_host(w, fd);
 	case COMMIT_SRC_UPPER:
 		/* read-only use: lookups and reads never copy anything up */
@@ -1075,8 +1090,9 @@ int lf_commit_write_layer(const struct commit_src *src, int fd,
 			  const char *fdname, struct commit_layer *out,
 			  struct lf_err *err)
 {
-	struct writer w = { .src = src, .fd = fd, .fdname = fdname,
-			    .err = err };
+	struct writer w = {
+		.src = src, .fd = fd, .fdname = fdname, .err = err
+	};
 	size_t i;
 	int ret;
 
@@ -1140,12 +1156,13 @@ int lf_commit_write_dir_tar(int dirfd, const char *const *names, size_t n,
 		int f = -1;
 
 		if (!isdir) {
-			f = openat(dirfd, names[i], O_RDONLY | O_NOFOLLOW |
-				   O_CLOEXEC);
+			f = openat(dirfd, names[i],
+				   O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 			if (f < 0 || fstat(f, &st) < 0) {
-				ret = lf_err_set(err, -errno, "cannot read "
-						 "'%s': %s", names[i],
-						 strerror(errno));
+				ret = lf_err_set(err, -errno,
+						 "cannot read "
+						 "'%s': %s",
+						 names[i], strerror(errno));
 				if (f >= 0)
 					close(f);
 				break;
@@ -1171,9 +1188,10 @@ int lf_commit_write_dir_tar(int dirfd, const char *const *names, size_t n,
 					ret = lf_err_set(err, r ? (int)r : -EIO,
 							 "cannot read '%s'",
 							 names[i]);
-				else if (archive_write_data(a, buf, (size_t)r)
-					 != r)
-					ret = lf_err_set(err, -EIO, "cannot "
+				else if (archive_write_data(a, buf,
+							    (size_t)r) != r)
+					ret = lf_err_set(err, -EIO,
+							 "cannot "
 							 "write '%s': %s",
 							 fdname,
 							 archive_error_string(

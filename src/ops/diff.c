@@ -17,10 +17,10 @@
 
 /* What one side says about one path. */
 struct obj {
-	uint64_t id;		/* tree inode or upper node (0: absent) */
+	uint64_t id; /* tree inode or upper node (0: absent) */
 	struct stat st;
-	bool in_upper;		/* upper views: the object is in the upper dir */
-	int layer;		/* tree objects: where the data is (-1: none) */
+	bool in_upper; /* upper views: the object is in the upper dir */
+	int layer;     /* tree objects: where the data is (-1: none) */
 	const struct lf_idx_entry *entry;
 };
 
@@ -30,7 +30,7 @@ struct walk {
 	void *ctx;
 	struct lf_err *err;
 	struct lf_buf path;
-	char *buf;		/* READ_CHUNK bytes for content hashing */
+	char *buf; /* READ_CHUNK bytes for content hashing */
 };
 
 static int obj_get(const struct lf_diff_view *v, uint64_t dir, const char *name,
@@ -347,7 +347,8 @@ static int changed(struct walk *w, const struct obj *a, const struct obj *b,
 		return 0;
 	if (w->b->upper && !b->in_upper)
 		return 0;
-	if ((ret = hash_obj(w, w->a, a, ha)) || (ret = hash_obj(w, w->b, b, hb)))
+	if ((ret = hash_obj(w, w->a, a, ha)) ||
+	    (ret = hash_obj(w, w->b, b, hb)))
 		return ret;
 	*out = strcmp(ha, hb) != 0;
 	return 0;
@@ -378,12 +379,12 @@ enum frame_kind { F_DIFF, F_ADDED, F_BYTES };
 
 struct frame {
 	enum frame_kind kind;
-	uint64_t da, db;	/* the directory on each side (F_ADDED: db;
+	uint64_t da, db;     /* the directory on each side (F_ADDED: db;
 				 * F_BYTES: da) */
-	char **na, **nb;	/* sorted names (F_ADDED: nb only) */
-	size_t ca, cb, i, j;	/* counts, next index into na / nb */
-	size_t plen;		/* w->path length to restore on pop */
-	bool put_a, put_b;	/* da / db hold a reference to drop on pop */
+	char **na, **nb;     /* sorted names (F_ADDED: nb only) */
+	size_t ca, cb, i, j; /* counts, next index into na / nb */
+	size_t plen;	     /* w->path length to restore on pop */
+	bool put_a, put_b;   /* da / db hold a reference to drop on pop */
 };
 
 struct stack {
@@ -413,8 +414,8 @@ static int frame_push(struct walk *w, struct stack *s, enum frame_kind kind,
 		s->cap = nc;
 	}
 	f = &s->f[s->n++];
-	*f = (struct frame){ kind, da, db, NULL, NULL, 0, 0, 0, 0, plen,
-			     put_a, put_b };
+	*f = (struct frame){ kind, da, db, NULL, NULL,	0,
+			     0,	   0,  0,  plen, put_a, put_b };
 	if (kind != F_ADDED)
 		ret = list(w->a, da, &f->na, &f->ca);
 	if (!ret && kind != F_BYTES)
@@ -573,8 +574,9 @@ out:
 /* The next name of a compared directory: the two sorted lists merged. */
 static int diff_next(struct walk *w, struct stack *s, struct frame *f)
 {
-	int c = f->i == f->ca ? 1 : f->j == f->cb ? -1
-			      : strcmp(f->na[f->i], f->nb[f->j]);
+	int c = f->i == f->ca	? 1
+		: f->j == f->cb ? -1
+				: strcmp(f->na[f->i], f->nb[f->j]);
 	const char *name = c <= 0 ? f->na[f->i] : f->nb[f->j];
 
 	if (c <= 0)

@@ -15,17 +15,17 @@
 
 /* One leaf path of dive's accounting. */
 struct pstat {
-	const char *path;	/* normalised, no leading slash */
-	bool own_path;		/* path is ours (else an index's) */
+	const char *path; /* normalised, no leading slash */
+	bool own_path;	  /* path is ours (else an index's) */
 	bool has_first;
-	uint32_t first_layer, first_entry;	/* first regular-file copy */
+	uint32_t first_layer, first_entry; /* first regular-file copy */
 	uint64_t cum, min;
-	uint32_t *layers;	/* occurrences (1-based), in order */
-	uint64_t *sizes;	/* and their sizes */
+	uint32_t *layers; /* occurrences (1-based), in order */
+	uint64_t *sizes;  /* and their sizes */
 	uint32_t n, cap;
-	uint32_t l_in[2];	/* the first two occurrences, inline: most */
-	uint64_t s_in[2];	/* paths occur once */
-	struct pstat *next;	/* hash chain */
+	uint32_t l_in[2];   /* the first two occurrences, inline: most */
+	uint64_t s_in[2];   /* paths occur once */
+	struct pstat *next; /* hash chain */
 };
 
 #define PBLOCK 4096
@@ -33,7 +33,7 @@ struct pstat {
 /* Paths by name; pstats come from blocks that never move. */
 struct pmap {
 	struct pstat **buckets;
-	size_t nbuckets, count;	/* power of two; count <= nbuckets */
+	size_t nbuckets, count; /* power of two; count <= nbuckets */
 	struct pstat **all;	/* insertion order, for the final pass */
 	size_t cap;		/* of all; all[i] lives in blocks[i / PBLOCK] */
 	struct pstat **blocks;
@@ -41,12 +41,12 @@ struct pmap {
 
 struct acc {
 	struct lf_index *const *idx;
-	const struct lf_stack *stack;	/* NULL: judge secrets by names */
+	const struct lf_stack *stack; /* NULL: judge secrets by names */
 	size_t n;
-	size_t *base;		/* flat offset of each layer's entries */
-	uint32_t *hidden_at;	/* per flat entry: 1-based layer, 0 = live */
-	size_t cur;		/* layer being applied */
-	const char **paths;	/* its paths, sorted, made when first needed */
+	size_t *base;	     /* flat offset of each layer's entries */
+	uint32_t *hidden_at; /* per flat entry: 1-based layer, 0 = live */
+	size_t cur;	     /* layer being applied */
+	const char **paths;  /* its paths, sorted, made when first needed */
 	size_t npaths;
 	struct pmap map;
 	struct lf_waste *w;
@@ -262,8 +262,8 @@ static int file_gone(void *arg, size_t l, uint32_t i)
 	a->hidden_at[a->base[l] + i] = (uint32_t)a->cur + 1;
 	if (!a->paths && !(a->paths = layer_paths(a->idx[a->cur], &a->npaths)))
 		return -ENOMEM;
-	if (a->npaths && bsearch(&p, a->paths, a->npaths, sizeof(*a->paths),
-				 cmp_strp))
+	if (a->npaths &&
+	    bsearch(&p, a->paths, a->npaths, sizeof(*a->paths), cmp_strp))
 		a->w->layers[l].overwritten += e->size;
 	else
 		a->w->layers[l].deleted += e->size;
@@ -273,9 +273,10 @@ static int file_gone(void *arg, size_t l, uint32_t i)
 static const char *secret_name(const char *base, const char *path)
 {
 	static const char *const pats[] = {
-		"id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "*.pem", "*.key",
-		".env", ".env.*", ".netrc", ".npmrc", ".pypirc",
-		".git-credentials", "credentials", "*token*", "*secret*",
+		"id_rsa",      "id_dsa",  "id_ecdsa", "id_ed25519",
+		"*.pem",       "*.key",	  ".env",     ".env.*",
+		".netrc",      ".npmrc",  ".pypirc",  ".git-credentials",
+		"credentials", "*token*", "*secret*",
 	};
 	size_t k;
 
@@ -299,10 +300,12 @@ static const char *sniff(struct acc *a, size_t l, const struct lf_idx_entry *e)
 	n = lf_stack_read_file(a->stack, l, e, buf, SNIFF_BYTES, 0, &err);
 	if (n > 0) {
 		buf[n] = '\0';
-		for (p = buf; (p = memmem(p, (size_t)(buf + n - p),
-					  "-----BEGIN ", 11)); p += 11) {
+		for (p = buf;
+		     (p = memmem(p, (size_t)(buf + n - p), "-----BEGIN ", 11));
+		     p += 11) {
 			char *end = memchr(p, '\n', (size_t)(buf + n - p));
-			size_t len = end ? (size_t)(end - p) : (size_t)(buf + n - p);
+			size_t len = end ? (size_t)(end - p)
+					 : (size_t)(buf + n - p);
 
 			if (memmem(p, len, "PRIVATE KEY-----", 16)) {
 				why = "it holds a private key";
@@ -337,8 +340,8 @@ static int find_secrets(struct acc *a)
 				continue;
 			if (w->nsecrets == cap) {
 				size_t nc = cap ? cap * 2 : 8;
-				struct lf_waste_secret *s = realloc(
-					w->secrets, nc * sizeof(*s));
+				struct lf_waste_secret *s =
+					realloc(w->secrets, nc * sizeof(*s));
 
 				if (!s)
 					return -ENOMEM;
@@ -346,7 +349,8 @@ static int find_secrets(struct acc *a)
 				cap = nc;
 			}
 			w->secrets[w->nsecrets] = (struct lf_waste_secret){
-				NULL, (uint32_t)l + 1, hid, e->size, why };
+				NULL, (uint32_t)l + 1, hid, e->size, why
+			};
 			if (!(w->secrets[w->nsecrets].path = malloc(
 				      strlen(path) + 2)))
 				return -ENOMEM;
@@ -393,7 +397,8 @@ static int summarise(struct acc *a, size_t top)
 			w->user_size += w->layers[i].added;
 	}
 	w->wasted_user_ratio = w->user_size ? (double)w->wasted_bytes /
-					      (double)w->user_size : 0.0;
+						      (double)w->user_size
+					    : 0.0;
 	if (nbad)
 		qsort(bad, nbad, sizeof(*bad), cmp_cum);
 	w->ntop = LF_MIN(nbad, top);
@@ -443,9 +448,9 @@ static void acc_release(struct acc *a)
 }
 
 /* full: dive's path accounting and secrets too, else per layer only. */
-static int compute(struct lf_index *const *layers,
-		   const struct lf_stack *stack, size_t n, size_t top,
-		   bool full, struct lf_waste **out, struct lf_err *err)
+static int compute(struct lf_index *const *layers, const struct lf_stack *stack,
+		   size_t n, size_t top, bool full, struct lf_waste **out,
+		   struct lf_err *err)
 {
 	struct acc a = { .idx = layers, .stack = stack, .n = n };
 	struct lf_merge *merge = NULL;
@@ -466,8 +471,8 @@ static int compute(struct lf_index *const *layers,
 		goto fail;
 	for (l = 0; l < n; l++) {
 		for (i = 0; i < lf_index_count(layers[l]); i++) {
-			const struct lf_idx_entry *e =
-				lf_index_entry(layers[l], i);
+			const struct lf_idx_entry *e = lf_index_entry(layers[l],
+								      i);
 
 			if (e->kind == LF_KIND_REG &&
 			    !(e->flags & LF_IDX_WHITEOUT))

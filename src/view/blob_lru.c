@@ -12,7 +12,7 @@
 #define PREFETCH_QUEUE 32
 
 struct prefetch_req {
-	lf_chunk_fill_fn fill;	/* NULL: none (busy: the worker is idle) */
+	lf_chunk_fill_fn fill; /* NULL: none (busy: the worker is idle) */
 	void *ctx;
 	uint64_t id, no;
 };
@@ -25,13 +25,13 @@ struct lf_chunk_cache {
 	bool started, stop;
 	struct prefetch_req q[PREFETCH_QUEUE];
 	size_t qhead, qlen;
-	struct prefetch_req busy;	/* fill == NULL when idle */
-	size_t capacity;		/* bytes */
-	size_t used;			/* protected by lock */
-	struct lf_chunk *head, *tail;	/* most recent first; lock */
-	struct lf_chunk *buckets[NBUCKETS];	/* lock */
-	uint64_t next_id;		/* lock */
-	uint64_t hits, misses;		/* lock */
+	struct prefetch_req busy;	    /* fill == NULL when idle */
+	size_t capacity;		    /* bytes */
+	size_t used;			    /* protected by lock */
+	struct lf_chunk *head, *tail;	    /* most recent first; lock */
+	struct lf_chunk *buckets[NBUCKETS]; /* lock */
+	uint64_t next_id;		    /* lock */
+	uint64_t hits, misses;		    /* lock */
 };
 
 int lf_chunk_cache_new(size_t capacity, struct lf_chunk_cache **out)
@@ -75,7 +75,8 @@ static void push_front(struct lf_chunk_cache *cc, struct lf_chunk *c)
 
 static size_t bucket(uint64_t id, uint64_t no)
 {
-	uint64_t h = (id * 0x9e3779b97f4a7c15ull) ^ (no * 0xc2b2ae3d27d4eb4full);
+	uint64_t h = (id * 0x9e3779b97f4a7c15ull) ^
+		     (no * 0xc2b2ae3d27d4eb4full);
 
 	return (size_t)(h >> 52) % NBUCKETS;
 }
@@ -243,8 +244,8 @@ void lf_chunk_prefetch(struct lf_chunk_cache *cc, lf_chunk_fill_fn fill,
 	    (cc->busy.fill && cc->busy.id == blob_id && cc->busy.no == no))
 		goto out;
 	for (i = 0; i < cc->qlen; i++) {
-		struct prefetch_req *r = &cc->q[(cc->qhead + i) %
-						PREFETCH_QUEUE];
+		struct prefetch_req *r =
+			&cc->q[(cc->qhead + i) % PREFETCH_QUEUE];
 
 		if (r->id == blob_id && r->no == no)
 			goto out;

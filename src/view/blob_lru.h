@@ -17,10 +17,10 @@
 /* A decompressed span of one blob; refcounted, immutable once inserted. */
 struct lf_chunk {
 	atomic_uint refs;
-	uint64_t blob_id, no;	/* key: blob and checkpoint number */
+	uint64_t blob_id, no; /* key: blob and checkpoint number */
 	size_t len;
-	struct lf_chunk *hnext;	/* hash chain, protected by cc->lock */
-	struct lf_chunk *prev, *next;	/* LRU list, protected by cc->lock */
+	struct lf_chunk *hnext;	      /* hash chain, protected by cc->lock */
+	struct lf_chunk *prev, *next; /* LRU list, protected by cc->lock */
 	unsigned char data[];
 };
 

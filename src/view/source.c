@@ -84,15 +84,17 @@ int lf_source_check_file(struct lf_blob *b, struct lf_err *err)
 		atomic_store(&b->changed, true);
 	if (!atomic_load(&b->changed))
 		return 0;
-	lf_err_set(err, -EIO, "'%s': the blob file changed since it was "
-		   "opened", lf_source_name(b));
+	lf_err_set(err, -EIO,
+		   "'%s': the blob file changed since it was "
+		   "opened",
+		   lf_source_name(b));
 	return err->code;
 }
 
-int lf_source_differs(const struct lf_blob *b, uint64_t off,
-		      struct lf_err *err)
+int lf_source_differs(const struct lf_blob *b, uint64_t off, struct lf_err *err)
 {
-	return lf_err_set(err, -EIO, "'%s': bytes at offset %llu of the "
+	return lf_err_set(err, -EIO,
+			  "'%s': bytes at offset %llu of the "
 			  "layer differ from when it was indexed",
 			  lf_source_name(b), (unsigned long long)off);
 }

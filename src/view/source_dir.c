@@ -5,7 +5,7 @@
 
 struct dir_source {
 	struct lf_blob b;
-	int fd;			/* owned: a dup of the index's directory fd */
+	int fd; /* owned: a dup of the index's directory fd */
 };
 
 #include "layerfs/path.h"
@@ -21,14 +21,15 @@ struct dir_source {
  * Directory layers: open the file by its path below the layer directory,
  * one component at a time and never through a symlink, then pread.
  */
-static ssize_t dir_read_file(struct lf_blob *b,
-			     const struct lf_idx_entry *e, void *buf,
-			     size_t len, uint64_t off, struct lf_err *err)
+static ssize_t dir_read_file(struct lf_blob *b, const struct lf_idx_entry *e,
+			     void *buf, size_t len, uint64_t off,
+			     struct lf_err *err)
 {
 	const char *path = lf_index_path(b->idx, e), *p = path, *comp;
 	char name[NAME_MAX + 1];
-	int fd = openat(((struct dir_source *)b)->fd, ".", O_RDONLY |
-			O_DIRECTORY | O_CLOEXEC), next;
+	int fd = openat(((struct dir_source *)b)->fd, ".",
+			O_RDONLY | O_DIRECTORY | O_CLOEXEC),
+	    next;
 	size_t clen;
 	ssize_t n;
 
@@ -43,24 +44,29 @@ static ssize_t dir_read_file(struct lf_blob *b,
 		}
 		memcpy(name, comp, clen);
 		name[clen] = '\0';
-		next = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
-			      (last ? O_NONBLOCK : O_DIRECTORY));
+		next = openat(fd, name,
+			      O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+				      (last ? O_NONBLOCK : O_DIRECTORY));
 		close(fd);
 		fd = next;
 	}
 	if (fd < 0)
-		return lf_err_set(err, -EIO, "cannot open '%s' of directory "
-				  "layer: %s", path, strerror(errno));
+		return lf_err_set(err, -EIO,
+				  "cannot open '%s' of directory "
+				  "layer: %s",
+				  path, strerror(errno));
 	n = lf_source_fd_pread(fd, buf, len, off);
 	close(fd);
 	if (n < 0)
-		return lf_err_set(err, (int)n, "cannot read '%s' of directory "
-				  "layer: %s", path, strerror((int)-n));
+		return lf_err_set(err, (int)n,
+				  "cannot read '%s' of directory "
+				  "layer: %s",
+				  path, strerror((int)-n));
 	return n;
 }
 
-static ssize_t dir_pread(struct lf_blob *b, void *buf, size_t len,
-			 uint64_t off, struct lf_err *err)
+static ssize_t dir_pread(struct lf_blob *b, void *buf, size_t len, uint64_t off,
+			 struct lf_err *err)
 {
 	(void)b;
 	(void)buf;

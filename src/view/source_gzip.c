@@ -21,10 +21,10 @@
 
 struct gz_source {
 	struct lf_blob b;
-	struct lf_gzidx_view gz;	/* the index's, or the rebuilt ones */
-	pthread_mutex_t lock;		/* for the first check */
-	atomic_bool checked;		/* gz's windows are good */
-	struct lf_buf points, windows;	/* rebuilt checkpoints */
+	struct lf_gzidx_view gz;       /* the index's, or the rebuilt ones */
+	pthread_mutex_t lock;	       /* for the first check */
+	atomic_bool checked;	       /* gz's windows are good */
+	struct lf_buf points, windows; /* rebuilt checkpoints */
 };
 
 /* Checkpoints anew from the blob, in memory (a damaged cache file). */
@@ -43,8 +43,8 @@ static int rebuild_points(struct gz_source *s, struct lf_err *err)
 	buf = malloc(1 << 20);
 	if (!buf)
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	ret = lf_gzidx_builder_new(0, lf_vfile_cursor_read, &r, lf_vfile_name(blob),
-				   &gb);
+	ret = lf_gzidx_builder_new(0, lf_vfile_cursor_read, &r,
+				   lf_vfile_name(blob), &gb);
 	if (ret) {
 		free(buf);
 		return lf_err_set(err, ret, "out of memory");
@@ -55,13 +55,15 @@ static int rebuild_points(struct gz_source *s, struct lf_err *err)
 	lf_buf_reset(&s->points);
 	lf_buf_reset(&s->windows);
 	if (!ret)
-		ret = lf_gzidx_builder_finish(gb, &s->points, &s->windows,
-					      &tin, &tout, err);
+		ret = lf_gzidx_builder_finish(gb, &s->points, &s->windows, &tin,
+					      &tout, err);
 	lf_gzidx_builder_free(gb);
 	free(buf);
 	if (!ret && tout != s->gz.total_out)
-		ret = lf_err_set(err, -EIO, "'%s': the blob changed since it "
-				 "was indexed", lf_vfile_name(blob));
+		ret = lf_err_set(err, -EIO,
+				 "'%s': the blob changed since it "
+				 "was indexed",
+				 lf_vfile_name(blob));
 	if (ret)
 		return ret;
 	lf_gzidx_view_set(&s->gz, &s->points, &s->windows);
@@ -89,7 +91,8 @@ static int gz_checked(struct gz_source *s, const struct lf_gzidx_view **out,
 	if (!atomic_load(&s->checked)) {
 		if (lf_index_check_windows(s->b.idx)) {
 			path = lf_index_cache_path(s->b.idx);
-			lf_log(LF_LOG_WARN, "index cache file '%s': checkpoint "
+			lf_log(LF_LOG_WARN,
+			       "index cache file '%s': checkpoint "
 			       "windows damaged; rebuilding them from the "
 			       "blob (the next run rebuilds the file)",
 			       path ? path : "?");
@@ -146,8 +149,7 @@ static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 		/* a sequential reader wants the next one soon: start it now,
 		 * on the other core, while this one inflates here */
 		if (i + 1 < gz->npoints)
-			lf_chunk_prefetch(b->cc, fill_chunk, b, b->id,
-					  i + 1);
+			lf_chunk_prefetch(b->cc, fill_chunk, b, b->id, i + 1);
 	}
 	if (end - start > SIZE_MAX - sizeof(*c))
 		return lf_err_set(err, -EFBIG, "chunk too large");
@@ -193,8 +195,8 @@ static void fill_chunk(void *ctx, uint64_t no)
 		lf_chunk_unref(c);
 }
 
-static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len,
-			uint64_t off, struct lf_err *err)
+static ssize_t gz_pread(struct lf_blob *b, void *buf, size_t len, uint64_t off,
+			struct lf_err *err)
 {
 	const struct lf_gzidx_view *gz;
 	size_t done = 0;

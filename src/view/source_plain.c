@@ -31,7 +31,7 @@ static int check_spans(struct lf_flat *f, const unsigned char *data,
 
 		if (be > end || lf_index_span_sum(b->idx, k, &want) ||
 		    lf_cache_hash64(data + (bs - start), (size_t)(be - bs)) !=
-		    want)
+			    want)
 			return f->damaged(f, bs, err);
 	}
 	return 0;
@@ -47,12 +47,16 @@ static int flat_read(struct lf_flat *f, void *dst, uint64_t start, size_t len,
 	int ret;
 
 	if (n < 0)
-		return lf_err_set(err, (int)n, "'%s': read error at offset "
-				  "%llu: %s", lf_source_name(b),
-				  (unsigned long long)start, strerror((int)-n));
+		return lf_err_set(err, (int)n,
+				  "'%s': read error at offset "
+				  "%llu: %s",
+				  lf_source_name(b), (unsigned long long)start,
+				  strerror((int)-n));
 	if ((size_t)n < len)
-		return lf_err_set(err, -EIO, "'%s': blob is shorter than its "
-				  "index (offset %llu)", lf_source_name(b),
+		return lf_err_set(err, -EIO,
+				  "'%s': blob is shorter than its "
+				  "index (offset %llu)",
+				  lf_source_name(b),
 				  (unsigned long long)(start + (uint64_t)n));
 	if ((ret = lf_source_check_file(b, err)))
 		return ret;
@@ -118,8 +122,7 @@ ssize_t lf_flat_pread(struct lf_blob *b, void *buf, size_t len, uint64_t off,
 	return (ssize_t)len;
 }
 
-static ssize_t plain_raw(struct lf_flat *f, void *buf, size_t len,
-			 uint64_t off)
+static ssize_t plain_raw(struct lf_flat *f, void *buf, size_t len, uint64_t off)
 {
 	return lf_vfile_pread(f->b.vf, buf, len, off);
 }
@@ -145,8 +148,9 @@ static int plain_open(const struct lf_source_loc *loc, struct lf_blob **out,
 	lf_source_init(&f->b, &lf_source_plain, loc);
 	f->raw = plain_raw;
 	f->damaged = plain_damaged;
-	if ((ret = lf_source_need_sums(&f->b, (f->b.tar_size - 1) /
-				       LF_SPAN_SIZE, err))) {
+	if ((ret = lf_source_need_sums(&f->b,
+				       (f->b.tar_size - 1) / LF_SPAN_SIZE,
+				       err))) {
 		free(f);
 		return ret;
 	}

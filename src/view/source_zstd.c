@@ -14,14 +14,12 @@
 
 struct zstd_source {
 	struct lf_flat f;
-	int fd;			/* owned: a dup of the index's copy fd */
+	int fd; /* owned: a dup of the index's copy fd */
 };
 
-static ssize_t zstd_raw(struct lf_flat *f, void *buf, size_t len,
-			uint64_t off)
+static ssize_t zstd_raw(struct lf_flat *f, void *buf, size_t len, uint64_t off)
 {
-	return lf_source_fd_pread(((struct zstd_source *)f)->fd, buf, len,
-				  off);
+	return lf_source_fd_pread(((struct zstd_source *)f)->fd, buf, len, off);
 }
 
 static int zstd_damaged(struct lf_flat *f, uint64_t off, struct lf_err *err)
@@ -31,9 +29,11 @@ static int zstd_damaged(struct lf_flat *f, uint64_t off, struct lf_err *err)
 	/* this run keeps its fd and answers EIO; the next one rebuilds it */
 	if (copy)
 		unlink(copy);
-	return lf_err_set(err, -EIO, "'%s': its decompressed copy '%s' "
+	return lf_err_set(err, -EIO,
+			  "'%s': its decompressed copy '%s' "
 			  "is damaged at offset %llu (removed: the "
-			  "next run rebuilds it)", lf_source_name(&f->b),
+			  "next run rebuilds it)",
+			  lf_source_name(&f->b),
 			  copy ? copy : "(temporary file)",
 			  (unsigned long long)off);
 }
@@ -61,16 +61,18 @@ static int zstd_open(const struct lf_source_loc *loc, struct lf_blob **out,
 				  "'%s': no decompressed copy of zstd layer",
 				  loc->blob ? lf_vfile_name(loc->blob) : "?");
 	}
-	if ((ret = lf_source_need_sums(&s->f.b, (s->f.b.tar_size - 1) /
-				       LF_SPAN_SIZE, err))) {
+	if ((ret = lf_source_need_sums(&s->f.b,
+				       (s->f.b.tar_size - 1) / LF_SPAN_SIZE,
+				       err))) {
 		free(s);
 		return ret;
 	}
 	s->fd = fcntl(lf_index_tar_fd(loc->idx), F_DUPFD_CLOEXEC, 0);
 	if (s->fd < 0) {
-		ret = lf_err_set(err, -errno, "'%s': dup of its decompressed "
-				 "copy: %s", lf_source_name(&s->f.b),
-				 strerror(errno));
+		ret = lf_err_set(err, -errno,
+				 "'%s': dup of its decompressed "
+				 "copy: %s",
+				 lf_source_name(&s->f.b), strerror(errno));
 		free(s);
 		return ret;
 	}

@@ -19,22 +19,22 @@
 
 /* Where layer i of the stack comes from. */
 struct stack_src {
-	const struct lf_image_layer *layer;	/* an image's layer, or */
-	const char *dir;			/* a directory layer */
+	const struct lf_image_layer *layer; /* an image's layer, or */
+	const char *dir;		    /* a directory layer */
 };
 
 struct lf_stack {
-	struct lf_image *img;		/* IMAGE (may be NULL) */
-	const char *name;		/* how messages name the stack */
-	struct lf_image **imgs;		/* images opened for lowers */
+	struct lf_image *img;	/* IMAGE (may be NULL) */
+	const char *name;	/* how messages name the stack */
+	struct lf_image **imgs; /* images opened for lowers */
 	size_t nimgs;
-	struct stack_src *src;		/* [n] */
-	size_t n;			/* layers in use (the prefix) */
-	struct lf_index **idx;		/* [n] */
-	struct lf_tree *tree;		/* NULL unless asked for */
+	struct stack_src *src; /* [n] */
+	size_t n;	       /* layers in use (the prefix) */
+	struct lf_index **idx; /* [n] */
+	struct lf_tree *tree;  /* NULL unless asked for */
 	struct lf_chunk_cache *cc;
-	struct lf_blob **blobs;		/* [n], opened lazily (atomic) */
-	pthread_mutex_t blob_lock;	/* serializes the opening */
+	struct lf_blob **blobs;	   /* [n], opened lazily (atomic) */
+	pthread_mutex_t blob_lock; /* serializes the opening */
 	struct lf_buf cache_dir;
 	char *name_copy;
 };
@@ -42,7 +42,7 @@ struct lf_stack {
 struct progress {
 	pthread_mutex_t lock;
 	size_t n;
-	_Atomic uint64_t *done;	/* [n] bytes read per layer */
+	_Atomic uint64_t *done; /* [n] bytes read per layer */
 	uint64_t total;
 	const struct lf_stack_opts *o;
 };
@@ -74,8 +74,8 @@ struct job {
 	const struct lf_stack_opts *o;
 	struct progress *pg;
 	struct slot *slots;
-	struct lf_err *errs;	/* [n] */
-	int *rets;		/* [n] */
+	struct lf_err *errs; /* [n] */
+	int *rets;	     /* [n] */
 	atomic_size_t next;
 };
 
@@ -100,8 +100,7 @@ static void *index_worker(void *arg)
 						       &j->errs[i]);
 		else
 			j->rets[i] = lf_index_open(j->ci->src[i].layer, &io,
-						   &j->ci->idx[i],
-						   &j->errs[i]);
+						   &j->ci->idx[i], &j->errs[i]);
 	}
 	return NULL;
 }
@@ -209,13 +208,15 @@ static int gather(const struct lf_stack_opts *o, const char *path,
 			if (o->layers > (long)count || want < 1)
 				return lf_err_set(err, -ERANGE,
 						  "--layers %ld: '%s' has %zu "
-						  "layer%s", o->layers, path,
-						  count, count == 1 ? "" : "s");
+						  "layer%s",
+						  o->layers, path, count,
+						  count == 1 ? "" : "s");
 			n = (size_t)want;
 		}
 		for (i = 0; i < n; i++)
-			if (add_src(ci, &cap, (struct stack_src){
-				    lf_image_layer(ci->img, i), NULL }))
+			if (add_src(ci, &cap,
+				    (struct stack_src){
+					    lf_image_layer(ci->img, i), NULL }))
 				goto nomem;
 	}
 	ci->imgs = calloc(o->nlowers ? o->nlowers : 1, sizeof(*ci->imgs));
@@ -234,9 +235,11 @@ static int gather(const struct lf_stack_opts *o, const char *path,
 			return ret;
 		n = lf_image_layer_count(ci->imgs[ci->nimgs]);
 		for (i = 0; i < n; i++)
-			if (add_src(ci, &cap, (struct stack_src){
-				    lf_image_layer(ci->imgs[ci->nimgs], i),
-				    NULL }))
+			if (add_src(ci, &cap,
+				    (struct stack_src){
+					    lf_image_layer(ci->imgs[ci->nimgs],
+							   i),
+					    NULL }))
 				goto nomem;
 		ci->nimgs++;
 	}
@@ -272,9 +275,9 @@ static int stack_open(const char *path, const struct lf_stack_opts *o,
 		return lf_err_set(err, -ENOMEM, "out of memory");
 	if ((ret = index_layers(ci, o, err)))
 		return ret;
-	if (o->want_tree && (ret = lf_tree_open(ci->idx, ci->n,
-						lf_stack_cache_dir(ci),
-						&ci->tree, &werr)))
+	if (o->want_tree &&
+	    (ret = lf_tree_open(ci->idx, ci->n, lf_stack_cache_dir(ci),
+				&ci->tree, &werr)))
 		return lf_err_set(err, ret, "%s: %s", ci->name, werr.msg);
 	return 0;
 }
@@ -353,8 +356,7 @@ struct lf_index *const *lf_stack_indexes(const struct lf_stack *s)
 	return s->idx;
 }
 
-const struct lf_image_layer *lf_stack_layer(const struct lf_stack *s,
-					    size_t i)
+const struct lf_image_layer *lf_stack_layer(const struct lf_stack *s, size_t i)
 {
 	return s->src[i].layer;
 }

@@ -10,23 +10,23 @@
 
 /* A node of the mutable tree used while layers are applied. */
 struct mnode {
-	const char *name;	/* borrowed from an index string */
+	const char *name; /* borrowed from an index string */
 	uint32_t len;
 	uint32_t parent;
-	uint32_t first, last;	/* children, in insertion (tar) order */
-	uint32_t prev, next;	/* siblings */
-	uint32_t hnext;		/* hash chain */
-	uint32_t inode;		/* index into minodes */
+	uint32_t first, last; /* children, in insertion (tar) order */
+	uint32_t prev, next;  /* siblings */
+	uint32_t hnext;	      /* hash chain */
+	uint32_t inode;	      /* index into minodes */
 	uint8_t alive;
 };
 
 /* An inode of the mutable tree: which entry describes it. */
 struct minode {
-	int32_t layer;		/* -1: implicit directory */
+	int32_t layer; /* -1: implicit directory */
 	uint32_t entry;
 	uint8_t is_dir;
-	uint32_t names;		/* live nodes naming it */
-	uint32_t final;		/* inode number once frozen, 0 before */
+	uint32_t names; /* live nodes naming it */
+	uint32_t final; /* inode number once frozen, 0 before */
 };
 
 /* A hardlink entry of the layer being applied and the lower inode its
@@ -41,17 +41,17 @@ struct mtree {
 	uint32_t nnodes, anodes;
 	struct minode *inodes;
 	uint32_t ninodes, ainodes;
-	uint32_t *buckets;	/* hash heads, LF_NIL terminated */
-	uint32_t nbuckets;	/* power of two */
-	uint32_t *stack;	/* scratch for subtree walks */
+	uint32_t *buckets; /* hash heads, LF_NIL terminated */
+	uint32_t nbuckets; /* power of two */
+	uint32_t *stack;   /* scratch for subtree walks */
 	uint32_t astack;
 	struct lf_index *const *layers;
-	int layer;		/* layer being applied, for messages */
-	struct held *held;	/* this layer's hardlinks to lower files */
+	int layer;	   /* layer being applied, for messages */
+	struct held *held; /* this layer's hardlinks to lower files */
 	uint32_t nheld, aheld;
-	lf_merge_gone_fn gone;	/* told when a file's last name goes */
+	lf_merge_gone_fn gone; /* told when a file's last name goes */
 	void *gone_arg;
-	int gone_ret;		/* first non-zero return of gone() */
+	int gone_ret; /* first non-zero return of gone() */
 };
 
 static uint32_t bucket_of(const struct mtree *m, uint32_t parent,
@@ -104,8 +104,8 @@ static int rehash(struct mtree *m)
 	return 0;
 }
 
-static uint32_t lookup(const struct mtree *m, uint32_t parent,
-		       const char *name, size_t len)
+static uint32_t lookup(const struct mtree *m, uint32_t parent, const char *name,
+		       size_t len)
 {
 	uint32_t i = m->buckets[bucket_of(m, parent, name, len)];
 
@@ -161,8 +161,8 @@ static int add_node(struct mtree *m, uint32_t parent, const char *name,
 		return ret;
 	n = m->nnodes++;
 	x = &m->nodes[n];
-	*x = (struct mnode){ name, (uint32_t)len, parent, LF_NIL, LF_NIL,
-			     LF_NIL, LF_NIL, LF_NIL, ino, 1 };
+	*x = (struct mnode){ name,   (uint32_t)len, parent, LF_NIL, LF_NIL,
+			     LF_NIL, LF_NIL,	    LF_NIL, ino,    1 };
 	m->inodes[ino].names++;
 	p = &m->nodes[parent];
 	x->prev = p->last;
@@ -405,8 +405,8 @@ static uint32_t held_inode(const struct mtree *m, uint32_t i)
 
 /* The target as it stands now (an earlier entry of this layer or a lower
  * one), else the lower file this layer's whiteouts removed. */
-static int link_target(struct mtree *m, const struct lf_index *idx,
-		       uint32_t i, uint32_t *ino, struct lf_err *err)
+static int link_target(struct mtree *m, const struct lf_index *idx, uint32_t i,
+		       uint32_t *ino, struct lf_err *err)
 {
 	const struct lf_idx_entry *e = lf_index_entry(idx, i);
 	const char *path = lf_index_path(idx, e);
@@ -419,7 +419,8 @@ static int link_target(struct mtree *m, const struct lf_index *idx,
 	if (n != LF_NIL && node_is_dir(m, n))
 		return lf_err_set(err, -EINVAL,
 				  "layer %d: hardlink '%s' points to directory "
-				  "'%s'", m->layer + 1, path, target);
+				  "'%s'",
+				  m->layer + 1, path, target);
 	if (n != LF_NIL) {
 		*ino = m->nodes[n].inode;
 		return 0;
@@ -428,8 +429,8 @@ static int link_target(struct mtree *m, const struct lf_index *idx,
 	if (*ino == LF_NIL)
 		return lf_err_set(err, -EINVAL,
 				  "layer %d: hardlink '%s' points to '%s', "
-				  "which does not exist", m->layer + 1, path,
-				  target);
+				  "which does not exist",
+				  m->layer + 1, path, target);
 	return 0;
 }
 
@@ -473,8 +474,8 @@ static int place(struct mtree *m, const struct lf_idx_entry *e, uint32_t i,
 }
 
 /* Rules 5, 6 and 7 for one entry (not a whiteout). */
-static int apply_entry(struct mtree *m, const struct lf_index *idx,
-		       uint32_t i, struct lf_err *err)
+static int apply_entry(struct mtree *m, const struct lf_index *idx, uint32_t i,
+		       struct lf_err *err)
 {
 	const struct lf_idx_entry *e = lf_index_entry(idx, i);
 	const char *path = lf_index_path(idx, e);
@@ -547,8 +548,12 @@ static int build_slots(struct lf_tree *t)
 
 		for (k = di->first; k < di->first + di->count; k++) {
 			const struct tdirent *x = &t->dirents[k];
-			uint32_t h = (uint32_t)lf_tree_hash(
-				d, lf_tree_dirent_name(t, x), x->len) & (n - 1);
+			uint32_t h =
+				(uint32_t)lf_tree_hash(d,
+						       lf_tree_dirent_name(t,
+									   x),
+						       x->len) &
+				(n - 1);
 
 			while (t->slots[h] != LF_NIL)
 				h = (h + 1) & (n - 1);
@@ -598,8 +603,11 @@ static int freeze(struct mtree *m, struct lf_tree *t)
 	m->inodes[m->nodes[0].inode].final = LF_TREE_ROOT;
 	t->ninodes = 1;
 	t->inodes[1] = (struct tinode){ m->inodes[m->nodes[0].inode].layer,
-					m->inodes[m->nodes[0].inode].entry, 0,
-					LF_TREE_ROOT, 0, 0 };
+					m->inodes[m->nodes[0].inode].entry,
+					0,
+					LF_TREE_ROOT,
+					0,
+					0 };
 	queue[tail++] = 0;
 	while (head < tail) {
 		uint32_t dn = queue[head++];
@@ -617,8 +625,9 @@ static int freeze(struct mtree *m, struct lf_tree *t)
 			if (!mi->final) {
 				mi->final = ++t->ninodes;
 				ti = &t->inodes[mi->final];
-				*ti = (struct tinode){ mi->layer, mi->entry, 0,
-						       dino, 0, 0 };
+				*ti = (struct tinode){
+					mi->layer, mi->entry, 0, dino, 0, 0
+				};
 				if ((ret = add_link(m, mi, ti, &names)))
 					goto out;
 				if (mi->is_dir)
@@ -636,7 +645,8 @@ static int freeze(struct mtree *m, struct lf_tree *t)
 				goto out;
 			}
 			t->dirents[t->ndirents++] = (struct tdirent){
-				(uint32_t)names.len, x->len, mi->final };
+				(uint32_t)names.len, x->len, mi->final
+			};
 			if ((ret = lf_buf_add(&names, x->name, x->len)))
 				goto out;
 		}
@@ -661,8 +671,8 @@ static void mtree_release(struct mtree *m)
 
 struct lf_merge {
 	struct mtree m;
-	size_t n, next;		/* layers, and the next one to apply */
-	uint32_t *stamp;	/* per minode, for lf_merge_dir_bytes() */
+	size_t n, next;	 /* layers, and the next one to apply */
+	uint32_t *stamp; /* per minode, for lf_merge_dir_bytes() */
 	uint32_t astamp, gen;
 };
 
@@ -684,7 +694,8 @@ int lf_merge_new(struct lf_index *const *layers, size_t n,
 		return -ENOMEM;
 	}
 	g->m.nodes[g->m.nnodes++] = (struct mnode){
-		"", 0, 0, LF_NIL, LF_NIL, LF_NIL, LF_NIL, LF_NIL, root_ino, 1 };
+		"", 0, 0, LF_NIL, LF_NIL, LF_NIL, LF_NIL, LF_NIL, root_ino, 1
+	};
 	g->m.inodes[root_ino].names = 1;
 	*out = g;
 	return 0;
@@ -701,8 +712,8 @@ int lf_merge_apply(struct lf_merge *g, struct lf_err *err)
 		return ret;
 	if ((ret = g->m.gone_ret))
 		return lf_err_set(err, ret, "layer %zu: %s", g->next + 1,
-				  ret == -ENOMEM ? "out of memory" :
-				  strerror(-ret));
+				  ret == -ENOMEM ? "out of memory"
+						 : strerror(-ret));
 	g->next++;
 	return 0;
 }
@@ -722,7 +733,7 @@ int lf_merge_dir_bytes(struct lf_merge *g, const char *path, size_t len,
 			sizeof(*g->stamp))))
 		return ret;
 	memset(g->stamp + c, 0, sizeof(*g->stamp) * (g->astamp - c));
-	if (++g->gen == 0) {	/* wrapped: start clean */
+	if (++g->gen == 0) { /* wrapped: start clean */
 		memset(g->stamp, 0, sizeof(*g->stamp) * g->astamp);
 		g->gen = 1;
 	}

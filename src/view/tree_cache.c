@@ -21,14 +21,14 @@
 
 struct tree_header {
 	char magic[8];
-	uint32_t version;	/* LF_TREE_FILE_VERSION */
-	uint32_t header_size;	/* sizeof(struct tree_header) */
-	char key[72];		/* "tree-<hex of 32 bytes>", NUL-padded */
+	uint32_t version;     /* LF_TREE_FILE_VERSION */
+	uint32_t header_size; /* sizeof(struct tree_header) */
+	char key[72];	      /* "tree-<hex of 32 bytes>", NUL-padded */
 	uint32_t nlayers, ninodes, ndirents, nslots;
 	uint64_t off_inodes, off_dirents, off_slots, off_names, names_len;
 	uint64_t size;
-	uint64_t body_hash;	/* of every byte after the header */
-	uint64_t header_hash;	/* of the header before this field; last */
+	uint64_t body_hash;   /* of every byte after the header */
+	uint64_t header_hash; /* of the header before this field; last */
 };
 _Static_assert(sizeof(struct tree_header) == 168, "tree header size");
 
@@ -82,7 +82,8 @@ static const char *validate(const struct lf_tree *t)
 {
 	uint32_t i, k, nil = 0;
 
-	if (t->ninodes < 1 || t->inodes[LF_TREE_ROOT].layer >= (int32_t)t->nlayers)
+	if (t->ninodes < 1 ||
+	    t->inodes[LF_TREE_ROOT].layer >= (int32_t)t->nlayers)
 		return "no root";
 	for (i = 1; i <= t->ninodes; i++) {
 		const struct tinode *ti = &t->inodes[i];
@@ -190,17 +191,21 @@ static int load(const char *path, const char *key, struct lf_tree *t,
 		 lf_le32(h->ninodes) == UINT32_MAX ||
 		 lf_range_outside(lf_le64(h->off_inodes),
 				  ((uint64_t)lf_le32(h->ninodes) + 1) *
-					  sizeof(struct tinode), len) ||
+					  sizeof(struct tinode),
+				  len) ||
 		 lf_range_outside(lf_le64(h->off_dirents),
 				  (uint64_t)lf_le32(h->ndirents) *
-					  sizeof(struct tdirent), len) ||
+					  sizeof(struct tdirent),
+				  len) ||
 		 lf_range_outside(lf_le64(h->off_slots),
 				  (uint64_t)lf_le32(h->nslots) *
-					  sizeof(uint32_t), len) ||
-		 lf_range_outside(lf_le64(h->off_names),
-				  lf_le64(h->names_len), len) ||
+					  sizeof(uint32_t),
+				  len) ||
+		 lf_range_outside(lf_le64(h->off_names), lf_le64(h->names_len),
+				  len) ||
 		 ((lf_le64(h->off_inodes) | lf_le64(h->off_dirents) |
-		   lf_le64(h->off_slots)) & 7))
+		   lf_le64(h->off_slots)) &
+		  7))
 		*why = "a section outside the file";
 	if (!*why) {
 		t->ninodes = lf_le32(h->ninodes);
@@ -257,15 +262,16 @@ static void store(const struct lf_tree *t, const char *path, const char *key)
 	h->off_names = lf_le64(on);
 	h->names_len = lf_le64(t->names_len);
 	h->size = lf_le64(len);
-	memcpy(p + oi, t->inodes, ((size_t)t->ninodes + 1) * sizeof(*t->inodes));
+	memcpy(p + oi, t->inodes,
+	       ((size_t)t->ninodes + 1) * sizeof(*t->inodes));
 	memcpy(p + od, t->dirents, (size_t)t->ndirents * sizeof(*t->dirents));
 	memcpy(p + os, t->slots, (size_t)t->nslots * sizeof(*t->slots));
 	if (t->names_len)
 		memcpy(p + on, t->names, t->names_len);
-	h->body_hash = lf_le64(lf_cache_hash64(p + sizeof(*h),
-					       len - sizeof(*h)));
-	h->header_hash = lf_le64(lf_cache_hash64(
-		h, offsetof(struct tree_header, header_hash)));
+	h->body_hash = lf_le64(
+		lf_cache_hash64(p + sizeof(*h), len - sizeof(*h)));
+	h->header_hash = lf_le64(
+		lf_cache_hash64(h, offsetof(struct tree_header, header_hash)));
 	if (lf_cache_store(path, p, len, &err))
 		lf_log(LF_LOG_WARN, "%s", err.msg);
 	free(p);
@@ -303,8 +309,10 @@ int lf_tree_open(struct lf_index *const *layers, size_t n,
 		return 0;
 	}
 	if (ret != -ENOENT)
-		lf_log(LF_LOG_WARN, "ignoring tree cache file '%s': %s; "
-		       "rebuilding", path.data, why);
+		lf_log(LF_LOG_WARN,
+		       "ignoring tree cache file '%s': %s; "
+		       "rebuilding",
+		       path.data, why);
 	lf_tree_free(t);
 	ret = lf_tree_build(layers, n, out, err);
 	if (!ret)

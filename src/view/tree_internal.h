@@ -9,14 +9,14 @@
 
 /* One inode of the merged view; index = inode number (0 unused). */
 struct tinode {
-	int32_t layer;		/* -1: implicit directory */
-	uint32_t entry;		/* entry number in that layer's index */
+	int32_t layer;	/* -1: implicit directory */
+	uint32_t entry; /* entry number in that layer's index */
 	uint32_t nlink;
-	uint32_t parent;	/* directories: parent inode */
-	uint32_t first;		/* directories: first dirent; symlinks: the
+	uint32_t parent; /* directories: parent inode */
+	uint32_t first;	 /* directories: first dirent; symlinks: the
 				 * NUL-terminated target in names (so a walk
 				 * never touches the index's strings) */
-	uint32_t count;		/* directories: number of dirents */
+	uint32_t count;	 /* directories: number of dirents */
 };
 
 /* A name in a directory: bytes names[name .. name + len) of the tree. */
@@ -34,17 +34,17 @@ struct tdirent {
  * walk of the tree touches only them.
  */
 struct lf_tree {
-	struct lf_index **layers;	/* owned array of borrowed indexes */
+	struct lf_index **layers; /* owned array of borrowed indexes */
 	size_t nlayers;
-	struct tinode *inodes;		/* [0..ninodes], 0 unused */
+	struct tinode *inodes; /* [0..ninodes], 0 unused */
 	uint32_t ninodes;
 	struct tdirent *dirents;
 	uint32_t ndirents;
-	uint32_t *slots;		/* hash of dirents by (dir, name) */
-	uint32_t nslots;		/* power of two, at least one LF_NIL */
-	char *names;			/* dirent names and symlink targets */
+	uint32_t *slots; /* hash of dirents by (dir, name) */
+	uint32_t nslots; /* power of two, at least one LF_NIL */
+	char *names;	 /* dirent names and symlink targets */
 	size_t names_len;
-	void *map;			/* loaded from a file: the mapping that
+	void *map; /* loaded from a file: the mapping that
 					 * holds the arrays, else NULL */
 	size_t maplen;
 };
@@ -56,8 +56,7 @@ static inline const char *lf_tree_dirent_name(const struct lf_tree *t,
 }
 
 /* Hash of a name within directory `dir` (shared by build and lookup). */
-static inline uint64_t lf_tree_hash(uint64_t dir, const char *name,
-				    size_t len)
+static inline uint64_t lf_tree_hash(uint64_t dir, const char *name, size_t len)
 {
 	uint64_t h = 1469598103934665603ull ^ (dir * 0x9e3779b97f4a7c15ull);
 	size_t i;

@@ -108,7 +108,8 @@ static bool same(const struct lf_tree *x, const struct lf_tree *y)
 
 		lf_tree_getattr(x, ino, &a);
 		lf_tree_getattr(y, ino, &b);
-		if (a.mode != b.mode || a.size != b.size || a.nlink != b.nlink ||
+		if (a.mode != b.mode || a.size != b.size ||
+		    a.nlink != b.nlink ||
 		    lf_tree_dir_count(x, ino) != lf_tree_dir_count(y, ino))
 			return false;
 		for (i = 0; i < lf_tree_dir_count(x, ino); i++) {
@@ -209,7 +210,8 @@ static void as_index(const uint8_t *data, size_t size)
 			sum += strlen(xn) + xl;
 		}
 		if (e->sparse_count)
-			sum += lf_index_sparse(idx, e)[e->sparse_count - 1].length;
+			sum += lf_index_sparse(idx, e)[e->sparse_count - 1]
+				       .length;
 		(void)sum;
 	}
 	/* merge, store, map back: the same tree both ways */
@@ -306,13 +308,13 @@ static void as_tree(const uint8_t *data, size_t size)
 	memset(buf + 16, 0, 72);
 	memcpy(buf + 16, key, strlen(key));
 	v = 1;
-	memcpy(buf + 88, &v, 4);		/* nlayers */
+	memcpy(buf + 88, &v, 4); /* nlayers */
 	v = len;
-	memcpy(buf + 144, &v, 8);		/* size */
+	memcpy(buf + 144, &v, 8); /* size */
 	v = lf_cache_hash64(buf + hsize, len - hsize);
-	memcpy(buf + 152, &v, 8);		/* body_hash */
+	memcpy(buf + 152, &v, 8); /* body_hash */
 	v = lf_cache_hash64(buf, hash_at);
-	memcpy(buf + hash_at, &v, 8);		/* header_hash */
+	memcpy(buf + hash_at, &v, 8); /* header_hash */
 	snprintf(path, sizeof(path), "%s/%s.tree", dir, key);
 	write_file(path, buf, len);
 	free(buf);
@@ -327,7 +329,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(dir, sizeof(dir), "/tmp/lf-fuzz-cache.XXXXXX");
 		if (!mkdtemp(dir))
 			abort();
-		lf_log_set_level(LF_LOG_ERR);	/* rejected files are the norm */
+		lf_log_set_level(LF_LOG_ERR); /* rejected files are the norm */
 	}
 	if (!size)
 		return 0;

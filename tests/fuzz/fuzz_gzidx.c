@@ -14,8 +14,8 @@
 #include "layerfs/gzidx.h"
 #include "layerfs/vfile.h"
 
-#define MAX_OUT (4u << 20)	/* a gzip bomb is not what we are after */
-#define SPAN 4096		/* checkpoints even in small inputs */
+#define MAX_OUT (4u << 20) /* a gzip bomb is not what we are after */
+#define SPAN 4096	   /* checkpoints even in small inputs */
 
 static void check_points(const uint8_t *data, size_t size,
 			 const struct lf_buf *points,
@@ -25,8 +25,11 @@ static void check_points(const uint8_t *data, size_t size,
 	struct lf_gzidx_view v = {
 		(const struct lf_gzidx_point *)(const void *)points->data,
 		points->len / sizeof(struct lf_gzidx_point),
-		(const unsigned char *)windows->data, windows->len, total_out,
-		total_in };
+		(const unsigned char *)windows->data,
+		windows->len,
+		total_out,
+		total_in
+	};
 	static unsigned char got[8192];
 	struct lf_vfile *vf;
 	struct lf_err err;
@@ -37,13 +40,14 @@ static void check_points(const uint8_t *data, size_t size,
 	for (i = 0; i < v.npoints && i < 64; i++) {
 		uint64_t at = v.points[i].out;
 		size_t want = (size_t)LF_MIN((uint64_t)sizeof(got),
-					     total_out - at), n = 0;
+					     total_out - at),
+		       n = 0;
 
 		if (at > total_out ||
 		    lf_gzidx_extract(&v, i, vf, got, want, &n, &err) ||
 		    n != want || memcmp(got, out + at, want))
 			abort();
-		if (lf_gzidx_find(&v, at) != i)	/* outs strictly increase */
+		if (lf_gzidx_find(&v, at) != i) /* outs strictly increase */
 			abort();
 	}
 	lf_vfile_close(vf);
@@ -70,10 +74,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ret = lf_gzidx_builder_read(b, out.data + out.len, 65536, &got,
 					    &err);
 		if (!ret)
-			out.len += got;	/* lf_buf_grow() made the room */
+			out.len += got; /* lf_buf_grow() made the room */
 	} while (!ret && got);
 	if (!ret && !lf_gzidx_builder_finish(b, &points, &windows, &total_in,
-					      &total_out, &err)) {
+					     &total_out, &err)) {
 		if (total_out != out.len)
 			abort();
 		check_points(data, size, &points, &windows,

@@ -10,13 +10,12 @@
 #include "layerfs/vfile.h"
 
 struct seen {
-	size_t sum;		/* touches every byte the scanner hands out */
-	uint64_t end;		/* furthest data byte claimed */
+	size_t sum;   /* touches every byte the scanner hands out */
+	uint64_t end; /* furthest data byte claimed */
 };
 
 /* Look at everything the scanner claims about a member. */
-static int on_entry(void *ctx, const struct lf_tar_entry *e,
-		    struct lf_err *err)
+static int on_entry(void *ctx, const struct lf_tar_entry *e, struct lf_err *err)
 {
 	struct seen *s = ctx;
 	size_t k, j;

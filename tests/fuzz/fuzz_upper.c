@@ -50,8 +50,8 @@ static void rm_tree(int dirfd, const char *name, int depth)
 
 	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
 		return;
-	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC);
+	fd = openat(dirfd, name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	/* rescan until empty: removing while listing may skip entries */
 	while (fd >= 0 && depth < 64) {
 		int dup = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -65,7 +65,8 @@ static void rm_tree(int dirfd, const char *name, int depth)
 			break;
 		}
 		while ((de = readdir(dp)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			if (strcmp(de->d_name, ".") &&
+			    strcmp(de->d_name, "..")) {
 				rm_tree(fd, de->d_name, depth + 1);
 				seen = 1;
 			}
@@ -83,7 +84,7 @@ static void rm_tree(int dirfd, const char *name, int depth)
 
 struct prog {
 	const uint8_t *p, *end;
-	int fd[2][MAX_DEPTH + 1];	/* open dirs per side, [0] = top */
+	int fd[2][MAX_DEPTH + 1]; /* open dirs per side, [0] = top */
 	int depth[2];
 	int side;
 	int entries;
@@ -95,8 +96,10 @@ static unsigned byte(struct prog *g)
 }
 
 static const char *const NAMES[] = {
-	"a", "b", "etc", "d", ".wh.a", ".wh..wh..opq", ".wh.", ".wh.d",
-	".wh..wh..lftmp.1", ".wh..wh.a", "..a", ".hidden",
+	"a",	     "b",     "etc",
+	"d",	     ".wh.a", ".wh..wh..opq",
+	".wh.",	     ".wh.d", ".wh..wh..lftmp.1",
+	".wh..wh.a", "..a",   ".hidden",
 };
 
 /* A name: one of the table, or 1..16 input bytes (no NUL, no '/'). */
@@ -120,8 +123,8 @@ static void name_of(struct prog *g, char *buf)
 }
 
 static const char *const TARGETS[] = {
-	"/etc/passwd", "..", "../..", "../../../..", "/", "a", "d/a",
-	"/proc/self/fd/0", "", ".wh.a", "/dev/zero", ".",
+	"/etc/passwd",	   "..", "../..", "../../../..", "/", "a", "d/a",
+	"/proc/self/fd/0", "",	 ".wh.a", "/dev/zero",	 ".",
 };
 
 static void make(struct prog *g, int type, const char *name)
@@ -131,8 +134,10 @@ static void make(struct prog *g, int type, const char *name)
 
 	switch (type) {
 	case 0: /* file with up to 255 bytes from the input */
-		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL |
-			    O_NOFOLLOW | O_CLOEXEC, 0644);
+		fd = openat(dfd, name,
+			    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+				    O_CLOEXEC,
+			    0644);
 		if (fd < 0)
 			return;
 		n = byte(g);
@@ -147,15 +152,15 @@ static void make(struct prog *g, int type, const char *name)
 		if (mkdirat(dfd, name, 0755) < 0 ||
 		    g->depth[g->side] == MAX_DEPTH)
 			return;
-		fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			    O_CLOEXEC);
+		fd = openat(dfd, name,
+			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0)
 			g->fd[g->side][++g->depth[g->side]] = fd;
 		break;
 	case 2: /* symlink */
 		n = byte(g);
-		if (symlinkat(TARGETS[n % LF_ARRAY_SIZE(TARGETS)], dfd,
-			      name) < 0)
+		if (symlinkat(TARGETS[n % LF_ARRAY_SIZE(TARGETS)], dfd, name) <
+		    0)
 			return;
 		break;
 	default: /* FIFO */
@@ -173,7 +178,10 @@ static void run_prog(struct prog *g)
 		op = byte(g);
 		g->entries++;
 		switch (op & 7) {
-		case 0: case 1: case 2: case 3:
+		case 0:
+		case 1:
+		case 2:
+		case 3:
 			name_of(g, name);
 			make(g, (int)(op & 3), name);
 			break;
@@ -198,7 +206,7 @@ static void run_prog(struct prog *g)
 
 /* --- the readers ---------------------------------------------------------- */
 
-static volatile uint64_t sink;	/* keeps the reads from being dropped */
+static volatile uint64_t sink; /* keeps the reads from being dropped */
 
 static void walk_tree(const struct lf_tree *t)
 {
@@ -293,7 +301,8 @@ static void read_all(const char *lower, const char *upper)
 {
 	struct lf_index *idx[2] = { NULL, NULL };
 	const char *lowers[1] = { lower };
-	struct lf_stack_opts so = { .lowers = lowers, .nlowers = 1,
+	struct lf_stack_opts so = { .lowers = lowers,
+				    .nlowers = 1,
 				    .want_tree = true };
 	struct lf_stack *stack = NULL;
 	struct lf_tree *tree = NULL;

@@ -31,56 +31,56 @@ static int lf_test_ncases;
 static int lf_test_failed_now;
 static char lf_test_dir[4096];
 
-#define LF_TEST(name)                                                         \
-	static void test_##name(void);                                        \
-	__attribute__((constructor)) static void reg_##name(void)             \
-	{                                                                     \
-		if (lf_test_ncases < LF_TEST_MAX)                             \
-			lf_test_cases[lf_test_ncases++] =                     \
+#define LF_TEST(name)                                                          \
+	static void test_##name(void);                                         \
+	__attribute__((constructor)) static void reg_##name(void)              \
+	{                                                                      \
+		if (lf_test_ncases < LF_TEST_MAX)                              \
+			lf_test_cases[lf_test_ncases++] =                      \
 				(struct lf_test_case){ #name, test_##name };   \
-	}                                                                     \
+	}                                                                      \
 	static void test_##name(void)
 
-#define LF_FAIL(...)                                                          \
-	do {                                                                  \
-		printf("# %s:%d: ", __FILE__, __LINE__);                      \
-		printf(__VA_ARGS__);                                          \
-		printf("\n");                                                 \
-		lf_test_failed_now = 1;                                       \
+#define LF_FAIL(...)                                                           \
+	do {                                                                   \
+		printf("# %s:%d: ", __FILE__, __LINE__);                       \
+		printf(__VA_ARGS__);                                           \
+		printf("\n");                                                  \
+		lf_test_failed_now = 1;                                        \
 	} while (0)
 
-#define CHECK(expr)                                                           \
-	do {                                                                  \
-		if (!(expr))                                                  \
-			LF_FAIL("CHECK(%s) failed", #expr);                   \
+#define CHECK(expr)                                                            \
+	do {                                                                   \
+		if (!(expr))                                                   \
+			LF_FAIL("CHECK(%s) failed", #expr);                    \
 	} while (0)
 
-#define CHECK_EQ_INT(a, b)                                                    \
-	do {                                                                  \
-		long long va_ = (long long)(a), vb_ = (long long)(b);         \
-		if (va_ != vb_)                                               \
-			LF_FAIL("%s == %s: %lld != %lld", #a, #b, va_, vb_);  \
+#define CHECK_EQ_INT(a, b)                                                     \
+	do {                                                                   \
+		long long va_ = (long long)(a), vb_ = (long long)(b);          \
+		if (va_ != vb_)                                                \
+			LF_FAIL("%s == %s: %lld != %lld", #a, #b, va_, vb_);   \
 	} while (0)
 
-#define CHECK_EQ_STR(a, b)                                                    \
-	do {                                                                  \
-		const char *sa_ = (a), *sb_ = (b);                            \
-		if (!sa_ || !sb_ || strcmp(sa_, sb_))                         \
-			LF_FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b,         \
-				sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");  \
+#define CHECK_EQ_STR(a, b)                                                     \
+	do {                                                                   \
+		const char *sa_ = (a), *sb_ = (b);                             \
+		if (!sa_ || !sb_ || strcmp(sa_, sb_))                          \
+			LF_FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b,          \
+				sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");   \
 	} while (0)
 
-#define CHECK_EQ_MEM(a, b, n)                                                 \
-	do {                                                                  \
-		const unsigned char *ma_ = (const void *)(a);                 \
-		const unsigned char *mb_ = (const void *)(b);                 \
-		size_t n_ = (n), i_;                                          \
-		for (i_ = 0; i_ < n_ && ma_[i_] == mb_[i_]; i_++)             \
-			;                                                     \
-		if (i_ < n_)                                                  \
-			LF_FAIL("%s == %s: differ at byte %zu of %zu "        \
-				"(0x%02x != 0x%02x)", #a, #b, i_, n_,         \
-				ma_[i_], mb_[i_]);                            \
+#define CHECK_EQ_MEM(a, b, n)                                                  \
+	do {                                                                   \
+		const unsigned char *ma_ = (const void *)(a);                  \
+		const unsigned char *mb_ = (const void *)(b);                  \
+		size_t n_ = (n), i_;                                           \
+		for (i_ = 0; i_ < n_ && ma_[i_] == mb_[i_]; i_++)              \
+			;                                                      \
+		if (i_ < n_)                                                   \
+			LF_FAIL("%s == %s: differ at byte %zu of %zu "         \
+				"(0x%02x != 0x%02x)",                          \
+				#a, #b, i_, n_, ma_[i_], mb_[i_]);             \
 	} while (0)
 
 /* The per-test temporary directory (also the cwd while the test runs). */

@@ -37,8 +37,9 @@ static unsigned char *slurp(const char *path, size_t *len)
  * blocks of varying size. */
 static void make_data(const char *path)
 {
-	static const char *words[] = { "layer ", "blob ", "whiteout ", "tar ",
-				       "\n", "overlay ", "gzip " };
+	static const char *words[] = { "layer ", "blob ", "whiteout ",
+				       "tar ",	 "\n",	  "overlay ",
+				       "gzip " };
 	unsigned char *p = malloc(BIG);
 	uint64_t x = 42;
 	size_t i = 0;
@@ -68,10 +69,10 @@ static void make_data(const char *path)
 
 struct shared {
 	struct lf_blob *blob;
-	const unsigned char *tar;	/* gzip -dc output */
+	const unsigned char *tar; /* gzip -dc output */
 	size_t tar_len;
 	const struct lf_idx_entry *big;
-	const unsigned char *data;	/* the file itself */
+	const unsigned char *data; /* the file itself */
 	int seed;
 	int bad;
 };
@@ -105,7 +106,8 @@ static void *reader(void *arg)
 				len = BIG - off;
 			n = lf_blob_read_file(s->blob, s->big, buf, len, off,
 					      &err);
-			if (n != (ssize_t)len || memcmp(buf, s->data + off, len))
+			if (n != (ssize_t)len ||
+			    memcmp(buf, s->data + off, len))
 				s->bad++;
 		}
 	}
@@ -145,8 +147,9 @@ LF_TEST(gzip_random_reads_8_threads)
 	CHECK_EQ_INT(lf_chunk_cache_new(16u << 20, &cc), 0);
 	CHECK_EQ_INT(lf_blob_open(layer.blob, idx, cc, &blob, &err), 0);
 	for (i = 0; i < 8; i++) {
-		s[i] = (struct shared){ blob, tar, tar_len,
-					lf_index_entry(idx, 0), data, (int)i,
+		s[i] = (struct shared){ blob,	 tar,
+					tar_len, lf_index_entry(idx, 0),
+					data,	 (int)i,
 					0 };
 		pthread_create(&th[i], NULL, reader, &s[i]);
 	}
@@ -199,7 +202,8 @@ LF_TEST(plain_and_zstd_layers)
 				continue;
 			/* "1\n2\n...": line 100000 starts at byte 588888 */
 			CHECK_EQ_INT(lf_blob_read_file(blob, e, buf, 7, 588888,
-						       &err), 7);
+						       &err),
+				     7);
 			CHECK_EQ_MEM(buf, "100000\n", 7);
 		}
 		lf_blob_close(blob);
@@ -253,7 +257,8 @@ LF_TEST(sources_over_a_transport_blob)
 		m.tar = slurp("t.blob", &m.tar_len);
 		CHECK(m.tar != NULL);
 		CHECK_EQ_INT(lf_vfile_from_ops(&mem_ops, &m, m.tar_len, "t",
-					       &layer.blob), 0);
+					       &layer.blob),
+			     0);
 		CHECK_EQ_INT(lf_index_open(&layer, &io, &idx, &err), 0);
 		if (!idx)
 			continue;
@@ -268,7 +273,8 @@ LF_TEST(sources_over_a_transport_blob)
 			if (strcmp(lf_index_path(idx, e), "numbers"))
 				continue;
 			CHECK_EQ_INT(lf_blob_read_file(b2, e, buf, 7, 588888,
-						       &err), 7);
+						       &err),
+				     7);
 			CHECK_EQ_MEM(buf, "100000\n", 7);
 		}
 		lf_blob_close(b2);

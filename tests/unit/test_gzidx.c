@@ -38,9 +38,10 @@ static double now(void)
 static void gen_text(unsigned char *p, size_t n, uint64_t *s)
 {
 	static const char *const words[] = {
-		"layer", "blob", "the ", "gzip", "deflate", "window", "\n",
-		"usr/lib/", "x86_64", ".so.1", "config", "manifest", " = ",
-		"sha256:", "checkpoint", "{\"a\": ", "0123", "etc/", "  ",
+		"layer",    "blob",	"the ",	    "gzip",    "deflate",
+		"window",   "\n",	"usr/lib/", "x86_64",  ".so.1",
+		"config",   "manifest", " = ",	    "sha256:", "checkpoint",
+		"{\"a\": ", "0123",	"etc/",	    "  ",
 	};
 	size_t i = 0;
 
@@ -152,9 +153,9 @@ static unsigned char *make_gz(const char *base, size_t n, uint64_t seed)
 struct mem_rd {
 	const unsigned char *p;
 	size_t len, pos;
-	size_t maxchunk;	/* 0: as much as asked */
+	size_t maxchunk; /* 0: as much as asked */
 	uint64_t rng;
-	int fail;		/* return this once pos reaches fail_at */
+	int fail; /* return this once pos reaches fail_at */
 	size_t fail_at;
 };
 
@@ -304,8 +305,9 @@ static void *worker_main(void *arg)
 
 		/* every third read starts just before a checkpoint */
 		if (k % 3 == 0 && v->npoints > 1) {
-			uint64_t p = v->points[1 + rnd(&w->seed) %
-					       (v->npoints - 1)].out;
+			uint64_t p =
+				v->points[1 + rnd(&w->seed) % (v->npoints - 1)]
+					.out;
 
 			off = p - LF_MIN(p, 1 + rnd(&w->seed) % 4096);
 			len = LF_MAX(len, (size_t)(p - off) + 1);
@@ -337,7 +339,8 @@ static void measure_extract(const struct idx *ix, const unsigned char *data)
 		size_t i = rnd(&s) % ix->view.npoints;
 
 		CHECK_EQ_INT(lf_gzidx_extract(&ix->view, i, ix->vf, buf,
-					      LF_GZIDX_SPAN, &got, NULL), 0);
+					      LF_GZIDX_SPAN, &got, NULL),
+			     0);
 		CHECK(!memcmp(buf, data + ix->view.points[i].out, got));
 	}
 	t1 = now();
@@ -345,10 +348,12 @@ static void measure_extract(const struct idx *ix, const unsigned char *data)
 		size_t i = rnd(&s) % ix->view.npoints;
 
 		CHECK_EQ_INT(lf_gzidx_extract(&ix->view, i, ix->vf, buf, 4096,
-					      &got, NULL), 0);
+					      &got, NULL),
+			     0);
 	}
 	t2 = now();
-	printf("# extract: %.2f ms per 1 MiB span, %.3f ms per 4 KiB from a point\n",
+	printf("# extract: %.2f ms per 1 MiB span, %.3f ms per 4 KiB from a "
+	       "point\n",
 	       (t1 - t0) * 1e3 / (double)n, (t2 - t1) * 1e3 / (double)(n * 10));
 	free(buf);
 }
@@ -374,8 +379,9 @@ LF_TEST(big_random_reads_8_threads)
 	CHECK_EQ_INT(build(&m, 0, big_reads, data, BIG_SIZE, &ix, &err), 0);
 	t1 = now();
 	printf("# builder: %.1f MB/s of output (%zu -> %zu bytes, %zu points, "
-	       "%zu bytes of windows)\n", BIG_SIZE / (t1 - t0) / 1e6, gzlen,
-	       BIG_SIZE, ix.view.npoints, ix.view.windows_len);
+	       "%zu bytes of windows)\n",
+	       BIG_SIZE / (t1 - t0) / 1e6, gzlen, BIG_SIZE, ix.view.npoints,
+	       ix.view.windows_len);
 	CHECK_EQ_INT(ix.view.total_in, gzlen);
 	/* a point goes at the first block boundary past each span */
 	CHECK(ix.view.npoints >= BIG_SIZE / LF_GZIDX_SPAN / 2);
@@ -384,11 +390,13 @@ LF_TEST(big_random_reads_8_threads)
 	if (!ix.vf)
 		goto out;
 	for (i = 0; i < NTHREADS; i++) {
-		w[i] = (struct worker){ .ix = &ix, .data = data,
+		w[i] = (struct worker){ .ix = &ix,
+					.data = data,
 					.seed = 100 + i,
 					.nreads = NREADS / NTHREADS };
 		CHECK_EQ_INT(pthread_create(&w[i].tid, NULL, worker_main,
-					    &w[i]), 0);
+					    &w[i]),
+			     0);
 	}
 	for (i = 0; i < NTHREADS; i++) {
 		pthread_join(w[i].tid, NULL);
@@ -486,16 +494,16 @@ LF_TEST(spans_and_read_sizes)
 	 */
 	m = (struct mem_rd){ .p = gz, .len = gzlen };
 	CHECK_EQ_INT(build(&m, 64 << 10, big_reads, data, n, &ref, NULL), 0);
-	m = (struct mem_rd){ .p = gz, .len = gzlen, .maxchunk = 3000,
-			     .rng = 5 };
+	m = (struct mem_rd){
+		.p = gz, .len = gzlen, .maxchunk = 3000, .rng = 5
+	};
 	CHECK_EQ_INT(build(&m, 64 << 10, odd, data, n, &ix, NULL), 0);
 	CHECK_EQ_INT(ix.points.len, ref.points.len);
 	CHECK_EQ_INT(ix.windows.len, ref.windows.len);
 	if (ix.points.len == ref.points.len &&
 	    ix.windows.len == ref.windows.len) {
 		CHECK_EQ_MEM(ix.points.data, ref.points.data, ix.points.len);
-		CHECK_EQ_MEM(ix.windows.data, ref.windows.data,
-			     ix.windows.len);
+		CHECK_EQ_MEM(ix.windows.data, ref.windows.data, ix.windows.len);
 	}
 out:
 	idx_release(&ref);
@@ -576,7 +584,8 @@ LF_TEST(empty_gzip)
 	CHECK_EQ_INT(ix.view.total_in, gzlen);
 	CHECK_EQ_INT(lf_vfile_from_mem(gz, gzlen, "e.gz", &ix.vf), 0);
 	CHECK_EQ_INT(lf_gzidx_extract(&ix.view, 0, ix.vf, out, sizeof(out),
-				      &got, NULL), 0);
+				      &got, NULL),
+		     0);
 	CHECK_EQ_INT(got, 0);
 	idx_release(&ix);
 	free(gz);
@@ -601,7 +610,8 @@ static int build_tail(const unsigned char *gz, size_t len, const void *tail,
 	if (!ret) {
 		CHECK_EQ_INT(ix.view.total_in, len + tail_len);
 		CHECK_EQ_INT(lf_vfile_from_mem(p, len + tail_len, "t.gz",
-					       &ix.vf), 0);
+					       &ix.vf),
+			     0);
 		check_every_point(&ix, want, want_len);
 	}
 	idx_release(&ix);
@@ -621,11 +631,11 @@ LF_TEST(trailing_zeros_and_garbage)
 	if (!data || !gz)
 		goto out;
 	CHECK_EQ_INT(build_tail(gz, gzlen, zeros, 1, data, n, &err), 0);
-	CHECK_EQ_INT(build_tail(gz, gzlen, zeros, sizeof(zeros), data, n,
-				&err), 0);
+	CHECK_EQ_INT(build_tail(gz, gzlen, zeros, sizeof(zeros), data, n, &err),
+		     0);
 	zeros[sizeof(zeros) - 1] = 'x';
-	CHECK_EQ_INT(build_tail(gz, gzlen, zeros, sizeof(zeros), data, n,
-				&err), -EINVAL);
+	CHECK_EQ_INT(build_tail(gz, gzlen, zeros, sizeof(zeros), data, n, &err),
+		     -EINVAL);
 	CHECK(strstr(err.msg, "trailing garbage") != NULL);
 	CHECK(strstr(err.msg, "test.gz") != NULL);
 	CHECK_EQ_INT(build_tail(gz, gzlen, "garbage", 7, data, n, &err),
@@ -672,11 +682,14 @@ LF_TEST(truncated)
 	lf_err_clear(&err);
 	scratch = malloc(n);
 	CHECK_EQ_INT(scratch ? lf_gzidx_extract(&ix.view, k, ix.vf, scratch, n,
-						&got, &err) : -EIO, -EIO);
+						&got, &err)
+			     : -EIO,
+		     -EIO);
 	CHECK(strstr(err.msg, "short.gz") && strstr(err.msg, "truncated"));
 	/* and a reader error is passed through */
-	m = (struct mem_rd){ .p = gz, .len = gzlen, .fail = -EPIPE,
-			     .fail_at = 1000 };
+	m = (struct mem_rd){
+		.p = gz, .len = gzlen, .fail = -EPIPE, .fail_at = 1000
+	};
 	idx_release(&ix);
 	CHECK_EQ_INT(build(&m, 0, big_reads, data, n, &ix, &err), -EPIPE);
 	CHECK(strstr(err.msg, "test.gz") != NULL);
@@ -726,8 +739,7 @@ LF_TEST(corrupt)
 		printf("# %s\n", err.msg);
 	}
 	/* bad CRC in the trailer */
-	CHECK_EQ_INT(build_flipped(gz, gzlen, gzlen - 8, 1, &err),
-		     -EINVAL);
+	CHECK_EQ_INT(build_flipped(gz, gzlen, gzlen - 8, 1, &err), -EINVAL);
 	CHECK(strstr(err.msg, "corrupt") && strstr(err.msg, "test.gz"));
 	printf("# %s\n", err.msg);
 	/* bad header magic */
@@ -750,10 +762,11 @@ LF_TEST(corrupt)
 	/* a damaged index (window outside the blob) is refused, not trusted */
 	((struct lf_gzidx_point *)(void *)ix.points.data)[1].window_off =
 		lf_le64(1ull << 40);
-	CHECK_EQ_INT(lf_gzidx_extract(&ix.view, 1, ix.vf, data, 10, &got,
-				      &err), -EINVAL);
+	CHECK_EQ_INT(lf_gzidx_extract(&ix.view, 1, ix.vf, data, 10, &got, &err),
+		     -EINVAL);
 	CHECK_EQ_INT(lf_gzidx_extract(&ix.view, ix.view.npoints, ix.vf, data,
-				      10, &got, &err), -EINVAL);
+				      10, &got, &err),
+		     -EINVAL);
 out:
 	idx_release(&ix);
 	free(bad);

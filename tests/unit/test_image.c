@@ -10,7 +10,7 @@
 
 #include "layerfs/digest.h"
 #include "layerfs/image.h"
-#include "image_internal.h"	/* lf_image_open_beneath() */
+#include "image_internal.h" /* lf_image_open_beneath() */
 #include "lf_test.h"
 
 /*
@@ -33,7 +33,8 @@ static const char mk_py[] =
 	"\n"
 	"def layer_tar(files):\n"
 	"    b = io.BytesIO()\n"
-	"    with tarfile.open(fileobj=b, mode='w', format=tarfile.PAX_FORMAT) as t:\n"
+	"    with tarfile.open(fileobj=b, mode='w', format=tarfile.PAX_FORMAT) "
+	"as t:\n"
 	"        for name, content in files:\n"
 	"            ti = tarfile.TarInfo(name)\n"
 	"            ti.size = len(content)\n"
@@ -44,16 +45,19 @@ static const char mk_py[] =
 	"def image(d, seed, arch='amd64', variant=None):\n"
 	"    layers, diff_ids, hist = [], [], []\n"
 	"    for i, gz in enumerate((True, False)):\n"
-	"        raw = layer_tar([('f%d' % i, ('%s-%d' % (seed, i)).encode())])\n"
+	"        raw = layer_tar([('f%d' % i, ('%s-%d' % (seed, "
+	"i)).encode())])\n"
 	"        diff_ids.append('sha256:' + hashlib.sha256(raw).hexdigest())\n"
 	"        data = gzip.compress(raw, mtime=0) if gz else raw\n"
-	"        mt = 'application/vnd.oci.image.layer.v1.tar' + ('+gzip' if gz else '')\n"
+	"        mt = 'application/vnd.oci.image.layer.v1.tar' + ('+gzip' if "
+	"gz else '')\n"
 	"        layers.append({'mediaType': mt, 'digest': blob(d, data),\n"
 	"                       'size': len(data)})\n"
 	"        hist.append({'created': '2024-01-0%dT00:00:00Z' % (i + 1),\n"
 	"                     'created_by': 'step %d' % i})\n"
 	"        if i == 0:\n"
-	"            hist.append({'created_by': 'ENV x=1', 'empty_layer': True})\n"
+	"            hist.append({'created_by': 'ENV x=1', 'empty_layer': "
+	"True})\n"
 	"    cfg = {'architecture': arch, 'os': 'linux', 'config': {},\n"
 	"           'rootfs': {'type': 'layers', 'diff_ids': diff_ids},\n"
 	"           'history': hist}\n"
@@ -61,8 +65,10 @@ static const char mk_py[] =
 	"        cfg['variant'] = variant\n"
 	"    c = json.dumps(cfg).encode()\n"
 	"    man = {'schemaVersion': 2,\n"
-	"           'mediaType': 'application/vnd.oci.image.manifest.v1+json',\n"
-	"           'config': {'mediaType': 'application/vnd.oci.image.config.v1+json',\n"
+	"           'mediaType': "
+	"'application/vnd.oci.image.manifest.v1+json',\n"
+	"           'config': {'mediaType': "
+	"'application/vnd.oci.image.config.v1+json',\n"
 	"                      'digest': blob(d, c), 'size': len(c)},\n"
 	"           'layers': layers}\n"
 	"    m = json.dumps(man, indent=1).encode()\n"
@@ -75,24 +81,28 @@ static const char mk_py[] =
 	"\n"
 	"def layout(d, manifests):\n"
 	"    os.makedirs(d, exist_ok=True)\n"
-	"    open(d + '/oci-layout', 'w').write(json.dumps({'imageLayoutVersion': '1.0.0'}))\n"
+	"    open(d + '/oci-layout', "
+	"'w').write(json.dumps({'imageLayoutVersion': '1.0.0'}))\n"
 	"    idx = {'schemaVersion': 2, 'manifests': manifests}\n"
 	"    open(d + '/index.json', 'w').write(json.dumps(idx, indent=1))\n"
 	"\n"
 	"def named(desc, name):\n"
 	"    desc = dict(desc)\n"
-	"    desc['annotations'] = {'org.opencontainers.image.ref.name': name}\n"
+	"    desc['annotations'] = {'org.opencontainers.image.ref.name': "
+	"name}\n"
 	"    return desc\n"
 	"\n"
 	"def platforms(d):\n"
-	"    return [image(d, 'amd', 'amd64'), image(d, 'arm', 'arm64', 'v8')]\n"
+	"    return [image(d, 'amd', 'amd64'), image(d, 'arm', 'arm64', "
+	"'v8')]\n"
 	"\n"
 	"def multi(d, name):\n"
 	"    sub = {'schemaVersion': 2,\n"
 	"           'mediaType': 'application/vnd.oci.image.index.v1+json',\n"
 	"           'manifests': platforms(d)}\n"
 	"    s = json.dumps(sub).encode()\n"
-	"    return named({'mediaType': sub['mediaType'], 'digest': blob(d, s),\n"
+	"    return named({'mediaType': sub['mediaType'], 'digest': blob(d, "
+	"s),\n"
 	"                  'size': len(s)}, name)\n"
 	"\n"
 	"def docker_blobs(out, names):\n"
@@ -101,12 +111,15 @@ static const char mk_py[] =
 	"    entries = []\n"
 	"    for n in names:\n"
 	"        desc = image(d, n)\n"
-	"        man = json.load(open(d + '/blobs/sha256/' + desc['digest'][7:]))\n"
-	"        entries.append({'Config': 'blobs/sha256/' + man['config']['digest'][7:],\n"
+	"        man = json.load(open(d + '/blobs/sha256/' + "
+	"desc['digest'][7:]))\n"
+	"        entries.append({'Config': 'blobs/sha256/' + "
+	"man['config']['digest'][7:],\n"
 	"                        'RepoTags': [n],\n"
 	"                        'Layers': ['blobs/sha256/' + l['digest'][7:]\n"
 	"                                   for l in man['layers']]})\n"
-	"    open(d + '/manifest.json', 'w').write(json.dumps(entries, indent=1))\n"
+	"    open(d + '/manifest.json', 'w').write(json.dumps(entries, "
+	"indent=1))\n"
 	"    with tarfile.open(out, 'w', format=tarfile.PAX_FORMAT) as t:\n"
 	"        t.add(d + '/manifest.json', 'manifest.json')\n"
 	"        t.add(d + '/blobs', 'blobs')\n"
@@ -351,7 +364,8 @@ LF_TEST(oci_archive)
 
 	mk();
 	CHECK_EQ_INT(sh("python3 mk.py oci img a:1 && skopeo copy -q "
-			"oci:img:a:1 oci-archive:x.tar:a:1"), 0);
+			"oci:img:a:1 oci-archive:x.tar:a:1"),
+		     0);
 	CHECK_EQ_INT(open_img("x.tar", NULL, NULL, &img, &err), 0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &dir, &err), 0);
 	if (!img || !dir)
@@ -380,7 +394,8 @@ LF_TEST(docker_archive_skopeo)
 
 	mk();
 	CHECK_EQ_INT(sh("python3 mk.py oci img a:1 && skopeo copy -q "
-			"oci:img:a:1 docker-archive:d.tar:foo:1"), 0);
+			"oci:img:a:1 docker-archive:d.tar:foo:1"),
+		     0);
 	CHECK_EQ_INT(open_img("d.tar", "foo:1", NULL, &img, &err), 0);
 	if (!img)
 		return;
@@ -402,7 +417,8 @@ LF_TEST(docker_archive_legacy_links)
 	/* Layers name <id>/layer.tar, a symlink to ../<diffid>.tar */
 	CHECK_EQ_INT(sh("python3 mk.py oci img a:1 && skopeo copy -q "
 			"oci:img:a:1 docker-archive:d.tar:foo:1 && "
-			"python3 mk.py legacy d.tar l.tar"), 0);
+			"python3 mk.py legacy d.tar l.tar"),
+		     0);
 	CHECK_EQ_INT(open_img("l.tar", NULL, NULL, &img, &err), 0);
 	if (!img)
 		return;
@@ -437,14 +453,16 @@ LF_TEST(malformed_json)
 
 	mk();
 	CHECK_EQ_INT(sh("python3 mk.py oci img a:1 && "
-			"printf '{\\n \"manifests\": [\\n  {,\\n' > img/index.json"),
+			"printf '{\\n \"manifests\": [\\n  {,\\n' > "
+			"img/index.json"),
 		     0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -EINVAL);
 	CHECK(strstr(err.msg, "'img': index.json: invalid JSON at line 3"));
 	CHECK_EQ_INT(sh("python3 mk.py dockerblobs d.tar x:1 && "
 			"mkdir t && tar -xf d.tar -C t && "
 			"echo '[{' > t/manifest.json && "
-			"tar -cf bad.tar -C t ."), 0);
+			"tar -cf bad.tar -C t ."),
+		     0);
 	CHECK_EQ_INT(open_img("bad.tar", NULL, NULL, &img, &err), -EINVAL);
 	CHECK(strstr(err.msg, "'bad.tar': manifest.json: invalid JSON"));
 }
@@ -457,14 +475,16 @@ LF_TEST(missing_blob)
 	mk();
 	CHECK_EQ_INT(sh("python3 mk.py oci img a:1 && python3 mk.py edit img "
 			"\"os.remove(d + '/blobs/sha256/' + "
-			"m['layers'][1]['digest'][7:])\""), 0);
+			"m['layers'][1]['digest'][7:])\""),
+		     0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -ENOENT);
 	CHECK(strstr(err.msg, "layer 2 (sha256:") &&
 	      strstr(err.msg, "): blob blobs/sha256/") &&
 	      strstr(err.msg, " is missing"));
 	CHECK_EQ_INT(sh("python3 mk.py edit img \"m['layers'][1]['mediaType']"
 			" = 'application/vnd.oci.image.layer."
-			"nondistributable.v1.tar'\""), 0);
+			"nondistributable.v1.tar'\""),
+		     0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -ENOENT);
 	CHECK(strstr(err.msg, "non-distributable") != NULL);
 }
@@ -476,26 +496,31 @@ LF_TEST(hostile_digest)
 
 	mk();
 	CHECK_EQ_INT(sh("python3 mk.py oci img a:1 && python3 mk.py edit img "
-			"\"m['layers'][1]['digest'] = 'sha256:../../x'\""), 0);
+			"\"m['layers'][1]['digest'] = 'sha256:../../x'\""),
+		     0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -EINVAL);
 	CHECK(strstr(err.msg, "digest 'sha256:../../x' is not a valid "
 			      "digest") != NULL);
 	/* the OCI grammar with another algorithm: said so, not "invalid" */
 	CHECK_EQ_INT(sh("python3 mk.py edit img \"m['layers'][1]['digest'] = "
-			"'sha512:' + 'ab' * 64\""), 0);
+			"'sha512:' + 'ab' * 64\""),
+		     0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -EINVAL);
 	CHECK(strstr(err.msg, "unsupported digest algorithm 'sha512'") != NULL);
 	CHECK_EQ_INT(sh("python3 mk.py edit img \"m['layers'][1]['digest'] = "
-			"'sha512:a/b'\""), 0);
+			"'sha512:a/b'\""),
+		     0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -EINVAL);
 	CHECK(strstr(err.msg, "is not a valid digest") != NULL);
 	/* docker-archive: member names that climb out are never found */
 	CHECK_EQ_INT(sh("python3 mk.py dockerblobs d.tar x:1 && "
 			"mkdir t && tar -xf d.tar -C t && "
 			"python3 -c \"import json; p = 't/manifest.json'; "
-			"m = json.load(open(p)); m[0]['Config'] = '../etc/passwd'; "
+			"m = json.load(open(p)); m[0]['Config'] = "
+			"'../etc/passwd'; "
 			"json.dump(m, open(p, 'w'))\" && "
-			"tar -cf bad.tar -C t ."), 0);
+			"tar -cf bad.tar -C t ."),
+		     0);
 	CHECK_EQ_INT(open_img("bad.tar", NULL, NULL, &img, &err), -EINVAL);
 	CHECK(strstr(err.msg, "invalid member name") != NULL);
 }
@@ -507,18 +532,21 @@ LF_TEST(manifest_checks)
 
 	mk();
 	CHECK_EQ_INT(sh("python3 mk.py oci img a:1 && python3 mk.py edit img "
-			"\"m['layers'][0]['mediaType'] = 'application/x-foo'\""),
+			"\"m['layers'][0]['mediaType'] = "
+			"'application/x-foo'\""),
 		     0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -EINVAL);
-	CHECK(strstr(err.msg,
-		     "'img': layer 1: unsupported media type 'application/x-foo'"));
+	CHECK(strstr(err.msg, "'img': layer 1: unsupported media type "
+			      "'application/x-foo'"));
 	CHECK_EQ_INT(sh("rm -rf img && python3 mk.py oci img a:1 && "
-			"python3 mk.py edit img \"m['layers'][1]['size'] += 1\""),
+			"python3 mk.py edit img \"m['layers'][1]['size'] += "
+			"1\""),
 		     0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -EINVAL);
 	CHECK(strstr(err.msg, "layer 2") && strstr(err.msg, "manifest says"));
 	CHECK_EQ_INT(sh("rm -rf img && python3 mk.py oci img a:1 && "
-			"python3 mk.py edit img \"m['layers'].pop()\""), 0);
+			"python3 mk.py edit img \"m['layers'].pop()\""),
+		     0);
 	CHECK_EQ_INT(open_img("img", NULL, NULL, &img, &err), -EINVAL);
 	CHECK(strstr(err.msg, "2 diff_ids for 1 layers") != NULL);
 }
@@ -529,7 +557,8 @@ LF_TEST(not_an_image)
 	struct lf_err err;
 
 	CHECK_EQ_INT(sh("mkdir empty && head -c 3000 /dev/urandom | "
-			"tr '\\037' x > junk && tar -cf plain.tar empty"), 0);
+			"tr '\\037' x > junk && tar -cf plain.tar empty"),
+		     0);
 	CHECK_EQ_INT(open_img("empty", NULL, NULL, &img, &err), -EINVAL);
 	CHECK(strstr(err.msg, "not an OCI image layout") != NULL);
 	CHECK_EQ_INT(open_img("junk", NULL, NULL, &img, &err), -EINVAL);

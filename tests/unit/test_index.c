@@ -35,7 +35,8 @@ static void sha(const char *file, char out[LF_DIGEST_LEN])
 static int open_idx(struct lf_image_layer *l, bool verify,
 		    struct lf_index **idx, struct lf_err *err)
 {
-	struct lf_index_opts io = { .cache_dir = "cache", .verify = verify,
+	struct lf_index_opts io = { .cache_dir = "cache",
+				    .verify = verify,
 				    .label = "layer 1" };
 
 	return lf_index_open(l, &io, idx, err);
@@ -43,10 +44,11 @@ static int open_idx(struct lf_image_layer *l, bool verify,
 
 static void mklayer(void)
 {
-	CHECK(system("mkdir -p d/sub && echo one > d/a && echo two > d/sub/b && "
+	CHECK(system("mkdir -p d/sub && echo one > d/a && echo two > d/sub/b "
+		     "&& "
 		     "ln -s a d/link && ln d/a d/hard && "
-		     "tar --format=pax -cf l.tar -C d . && gzip -nc l.tar > l.tgz")
-	      == 0);
+		     "tar --format=pax -cf l.tar -C d . && gzip -nc l.tar > "
+		     "l.tgz") == 0);
 }
 
 LF_TEST(cache_is_reused)
@@ -68,7 +70,8 @@ LF_TEST(cache_is_reused)
 		CHECK_EQ_INT(lf_index_count(a), lf_index_count(b));
 		CHECK_EQ_STR(lf_index_diff_id(b), di);
 		CHECK_EQ_STR(lf_index_blob_digest(b), dg);
-		CHECK_EQ_INT(lf_index_count(b), 6); /* ./ sub sub/b a hard link */
+		CHECK_EQ_INT(lf_index_count(b),
+			     6); /* ./ sub sub/b a hard link */
 	}
 	lf_index_close(a);
 	lf_index_close(b);

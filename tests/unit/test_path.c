@@ -20,14 +20,14 @@ LF_TEST(normalize)
 	static const struct {
 		const char *in, *out;
 	} ok[] = {
-		{ "a/b", "a/b" },	{ "./a/b", "a/b" },
-		{ "/a//b/", "a/b" },	{ "a/./b", "a/b" },
-		{ ".", "" },		{ "./", "" },
-		{ "/", "" },		{ "...", "..." },
-		{ "a/..b", "a/..b" },	{ ".wh..wh..opq", ".wh..wh..opq" },
+		{ "a/b", "a/b" },     { "./a/b", "a/b" },
+		{ "/a//b/", "a/b" },  { "a/./b", "a/b" },
+		{ ".", "" },	      { "./", "" },
+		{ "/", "" },	      { "...", "..." },
+		{ "a/..b", "a/..b" }, { ".wh..wh..opq", ".wh..wh..opq" },
 	};
-	static const char *bad[] = { "", "..", "../x", "a/../b", "a/..",
-				     "/../etc" };
+	static const char *bad[] = { "",       "..",   "../x",
+				     "a/../b", "a/..", "/../etc" };
 	size_t i;
 	int ret;
 

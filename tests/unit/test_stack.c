@@ -29,7 +29,8 @@ static void put(const char *path, const char *data)
 static struct lf_stack *open_two(void)
 {
 	const char *lowers[2] = { "top", "bottom" };
-	struct lf_stack_opts so = { .lowers = lowers, .nlowers = 2,
+	struct lf_stack_opts so = { .lowers = lowers,
+				    .nlowers = 2,
 				    .want_tree = true };
 	struct lf_stack *s = NULL;
 	struct lf_err err = { 0 };
@@ -137,8 +138,7 @@ LF_TEST(no_layers_is_an_empty_view)
 	}
 	CHECK_EQ_INT(lf_stack_count(s), 0);
 	CHECK(lf_stack_tree(s) != NULL);
-	CHECK_EQ_INT(lf_tree_resolve(lf_stack_tree(s), "/x", 0, &ino),
-		     -ENOENT);
+	CHECK_EQ_INT(lf_tree_resolve(lf_stack_tree(s), "/x", 0, &ino), -ENOENT);
 	lf_stack_close(s);
 }
 

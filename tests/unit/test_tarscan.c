@@ -21,11 +21,11 @@ struct seen {
 	char link[MAXE][300];
 	enum lf_tar_type type[MAXE];
 	uint64_t off[MAXE], dsize[MAXE], size[MAXE];
-	char xattr[MAXE][64];		/* "name=value" of the first xattr */
+	char xattr[MAXE][64]; /* "name=value" of the first xattr */
 	struct lf_tar_sparse sp[MAXE][8];
 	size_t nsp[MAXE];
 	uint64_t count;
-	int fail_at;			/* -EPERM at this member, 0 = never */
+	int fail_at; /* -EPERM at this member, 0 = never */
 };
 
 static int on_entry(void *ctx, const struct lf_tar_entry *e, struct lf_err *err)
@@ -170,7 +170,8 @@ static void make_tree(void)
 			"os.makedirs(d); open(d + '/' + 'f' * 140, 'w')"
 			".write('long name content')\" && "
 			"python3 -c \"import os; os.setxattr('src/rand', "
-			"'user.foo', b'bar')\""), 0);
+			"'user.foo', b'bar')\""),
+		     0);
 }
 
 static void check_tree(const char *tar)
@@ -279,7 +280,8 @@ LF_TEST(sparse_formats)
 	CHECK_EQ_INT(sh("python3 -c \"f = open('sp', 'wb'); "
 			"f.seek(100000); f.write(b'A' * 5000); "
 			"f.seek(300000); f.write(b'B' * 3000); "
-			"f.truncate(500000)\""), 0);
+			"f.truncate(500000)\""),
+		     0);
 	for (i = 0; i < LF_ARRAY_SIZE(cmds); i++) {
 		printf("# %s\n", cmds[i]);
 		CHECK_EQ_INT(sh(cmds[i]), 0);
@@ -345,8 +347,10 @@ LF_TEST(damaged_header)
 
 	CHECK_EQ_INT(sh("printf hello > x && printf bye > y && "
 			"tar --format=ustar -cf two.tar x y && "
-			"printf 'Z' | dd of=two.tar bs=1 seek=1030 conv=notrunc "
-			"2>/dev/null"), 0);
+			"printf 'Z' | dd of=two.tar bs=1 seek=1030 "
+			"conv=notrunc "
+			"2>/dev/null"),
+		     0);
 	CHECK_EQ_INT(scan_stream("two.tar", &s, NULL, &err), -EINVAL);
 	CHECK(strstr(err.msg, "offset 1024") != NULL);
 	printf("# %s\n", err.msg);
@@ -365,7 +369,8 @@ LF_TEST(truncated_header_is_error)
 
 	CHECK_EQ_INT(sh("printf hello > x && printf bye > y && "
 			"tar --format=ustar -cf two.tar x y && "
-			"head -c 1300 two.tar > cut.tar"), 0);
+			"head -c 1300 two.tar > cut.tar"),
+		     0);
 	CHECK(scan_stream("cut.tar", &s, NULL, &err) < 0);
 	printf("# %s\n", err.msg);
 }
@@ -429,7 +434,8 @@ LF_TEST(seekable_big_outer_tar)
 			"f.seek(big, 1)\n"
 			"ti = tarfile.TarInfo('manifest.json'); ti.size = 2\n"
 			"f.write(ti.tobuf(tarfile.PAX_FORMAT))\n"
-			"f.write(b'[]' + bytes(510) + bytes(1024))\n\""), 0);
+			"f.write(b'[]' + bytes(510) + bytes(1024))\n\""),
+		     0);
 	CHECK_EQ_INT(scan_file("big.tar", &s, &err), 0);
 	CHECK_EQ_INT(s.n, 2);
 	CHECK_EQ_INT(s.off[0], 512);
@@ -465,7 +471,7 @@ static void gen_header(unsigned char *h, uint64_t i)
 	for (k = 0; k < 512; k++)
 		sum += h[k];
 	snprintf((char *)h + 148, 8, "%06o", sum);
-	h[512] = 'z';	/* one data byte, then padding */
+	h[512] = 'z'; /* one data byte, then padding */
 }
 
 /* Members of 1024 bytes each, then the two zero blocks, then EOF. */
@@ -512,9 +518,9 @@ LF_TEST(many_members_stream)
  */
 static const char *const byte_names[] = {
 	"pad",
-	"cafe\xcc\x81",			/* PAX path, NFD */
-	"caf\xe9",			/* PAX path, hdrcharset=BINARY */
-	"s-cafe\xcc\x81",		/* symlink, PAX linkpath below */
+	"cafe\xcc\x81",	  /* PAX path, NFD */
+	"caf\xe9",	  /* PAX path, hdrcharset=BINARY */
+	"s-cafe\xcc\x81", /* symlink, PAX linkpath below */
 	"gnu/"
 	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
 	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
@@ -522,7 +528,7 @@ static const char *const byte_names[] = {
 	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
 	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
 	"\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9"
-	"e\xcc\x81",			/* GNU L header */
+	"e\xcc\x81", /* GNU L header */
 };
 
 static void check_byte_names(const char *tar)
@@ -556,9 +562,11 @@ static void make_byte_names(const char *fmt, size_t pad)
 		 "         b's-cafe\\xcc\\x81', b'gnu/' + b'\\xe9' * 96 + "
 		 "b'e\\xcc\\x81']\n"
 		 "tf = tarfile.open('n.tar', 'w', format=tarfile.%s,\n"
-		 "                  encoding='utf-8', errors='surrogateescape')\n"
+		 "                  encoding='utf-8', "
+		 "errors='surrogateescape')\n"
 		 "for i, n in enumerate(names):\n"
-		 "    ti = tarfile.TarInfo(n.decode('utf-8', 'surrogateescape'))\n"
+		 "    ti = tarfile.TarInfo(n.decode('utf-8', "
+		 "'surrogateescape'))\n"
 		 "    data = b'x' * (%zu if i == 0 else 3)\n"
 		 "    if i == 3:\n"
 		 "        ti.type = tarfile.SYMTYPE\n"
@@ -567,7 +575,8 @@ static void make_byte_names(const char *fmt, size_t pad)
 		 "        data = b''\n"
 		 "    ti.size = len(data)\n"
 		 "    tf.addfile(ti, io.BytesIO(data))\n"
-		 "tf.close()\"", fmt, pad);
+		 "tf.close()\"",
+		 fmt, pad);
 	CHECK_EQ_INT(sh(cmd), 0);
 }
 
@@ -587,7 +596,7 @@ LF_TEST(names_are_bytes)
 		check_byte_names("n.tar");
 		make_byte_names("GNU_FORMAT", pads[k]);
 		check_byte_names("n.tar");
-		make_byte_names("USTAR_FORMAT", pads[k]);	/* prefix */
+		make_byte_names("USTAR_FORMAT", pads[k]); /* prefix */
 		check_byte_names("n.tar");
 	}
 	setlocale(LC_CTYPE, "C");

@@ -26,8 +26,8 @@
 #include "layerfs/vfile.h"
 #include "lf_test.h"
 
-#define MAXL 6			/* layers in a stack */
-#define MAXE 64			/* members in a layer */
+#define MAXL 6	/* layers in a stack */
+#define MAXE 64 /* members in a layer */
 #define NSEEDS 300
 
 /* One tar member; type is the ustar typeflag: '0' file, '1' hardlink,
@@ -103,7 +103,8 @@ struct stack {
 
 static int open_layer(struct stack *s, size_t i, struct lf_err *err)
 {
-	struct lf_index_opts io = { .cache_dir = "cache", .verify = false,
+	struct lf_index_opts io = { .cache_dir = "cache",
+				    .verify = false,
 				    .label = s->file[i] };
 	struct lf_image_layer *l = &s->l[i];
 	char *data = NULL;
@@ -179,8 +180,7 @@ struct numbering {
 	size_t base[MAXL + 1];
 };
 
-static void number(struct numbering *nb, struct lf_index *const *idx,
-		   size_t n)
+static void number(struct numbering *nb, struct lf_index *const *idx, size_t n)
 {
 	size_t l;
 
@@ -235,8 +235,7 @@ static bool makes_inode(const struct lf_index *idx, size_t i)
 }
 
 /* The directory at `path` walking names only (no symlinks), or 0. */
-static uint64_t tree_dir(const struct lf_tree *t, const char *path,
-			 size_t len)
+static uint64_t tree_dir(const struct lf_tree *t, const char *path, size_t len)
 {
 	uint64_t cur = LF_TREE_ROOT;
 	size_t i = 0;
@@ -256,8 +255,7 @@ static uint64_t tree_dir(const struct lf_tree *t, const char *path,
 }
 
 /* Bytes of the regular-file inodes below dir, each once (seen[ino]). */
-static uint64_t tree_bytes(const struct lf_tree *t, uint64_t dir,
-			   uint8_t *seen)
+static uint64_t tree_bytes(const struct lf_tree *t, uint64_t dir, uint8_t *seen)
 {
 	size_t i, n = lf_tree_dir_count(t, dir);
 	uint64_t sum = 0;
@@ -331,8 +329,8 @@ static void tree_paths(const struct lf_tree *t, uint64_t dir, char *buf,
 
 /* The view's names, every entry path of the stack and its parents, and a
  * path that never exists. */
-static void candidate_paths(const struct lf_tree *t,
-			    const struct numbering *nb, struct paths *ps)
+static void candidate_paths(const struct lf_tree *t, const struct numbering *nb,
+			    struct paths *ps)
 {
 	char buf[128] = "";
 	size_t l, i;
@@ -342,8 +340,9 @@ static void candidate_paths(const struct lf_tree *t,
 	tree_paths(t, LF_TREE_ROOT, buf, 0, ps);
 	for (l = 0; l < nb->n; l++) {
 		for (i = 0; i < lf_index_count(nb->idx[l]); i++) {
-			const char *p = lf_index_path(
-				nb->idx[l], lf_index_entry(nb->idx[l], i));
+			const char *p = lf_index_path(nb->idx[l],
+						      lf_index_entry(nb->idx[l],
+								     i));
 			size_t k, len = strlen(p);
 
 			paths_add(ps, p, len);
@@ -399,13 +398,14 @@ static void check_dir_bytes(struct lf_merge *g, const struct lf_tree *t,
 			if (!dir && ret != -ENOENT)
 				LF_FAIL("%s, %zu layers applied: dir_bytes("
 					"'%.*s') = %d, want -ENOENT (not a "
-					"directory)", what, applied, (int)len,
-					p, ret);
+					"directory)",
+					what, applied, (int)len, p, ret);
 			else if (dir && (ret || got != want))
 				LF_FAIL("%s, %zu layers applied: dir_bytes("
 					"'%.*s') = %d, %" PRIu64 " bytes; want "
-					"%" PRIu64, what, applied, (int)len, p,
-					ret, got, want);
+					"%" PRIu64,
+					what, applied, (int)len, p, ret, got,
+					want);
 		}
 	}
 	free(ps.p);
@@ -415,10 +415,10 @@ static void check_dir_bytes(struct lf_merge *g, const struct lf_tree *t,
 static bool attr_equal(const struct lf_tree_attr *a,
 		       const struct lf_tree_attr *b)
 {
-	return a->ino == b->ino && a->mode == b->mode &&
-	       a->nlink == b->nlink && a->uid == b->uid && a->gid == b->gid &&
-	       a->size == b->size && a->blocks == b->blocks &&
-	       a->mtime == b->mtime && a->mtime_nsec == b->mtime_nsec &&
+	return a->ino == b->ino && a->mode == b->mode && a->nlink == b->nlink &&
+	       a->uid == b->uid && a->gid == b->gid && a->size == b->size &&
+	       a->blocks == b->blocks && a->mtime == b->mtime &&
+	       a->mtime_nsec == b->mtime_nsec &&
 	       a->rdev_major == b->rdev_major &&
 	       a->rdev_minor == b->rdev_minor && a->layer == b->layer &&
 	       a->entry == b->entry;
@@ -432,7 +432,8 @@ static void compare_trees(const struct lf_tree *a, const struct lf_tree *b,
 
 	if (n != lf_tree_count(b)) {
 		LF_FAIL("%s: finished tree has %" PRIu64 " inodes, "
-			"lf_tree_build %" PRIu64, what, n, lf_tree_count(b));
+			"lf_tree_build %" PRIu64,
+			what, n, lf_tree_count(b));
 		return;
 	}
 	for (ino = 1; ino <= n; ino++) {
@@ -461,9 +462,10 @@ static void compare_trees(const struct lf_tree *a, const struct lf_tree *b,
 			lf_tree_dir_entry(b, ino, i, &nb, &lenb, &ib);
 			if (lena != lenb || memcmp(na, nb, lena) || ia != ib) {
 				LF_FAIL("%s: entry %zu of directory %" PRIu64
-					": '%.*s' -> %" PRIu64 " vs '%.*s' -> %"
-					PRIu64, what, i, ino, (int)lena, na,
-					ia, (int)lenb, nb, ib);
+					": '%.*s' -> %" PRIu64
+					" vs '%.*s' -> %" PRIu64,
+					what, i, ino, (int)lena, na, ia,
+					(int)lenb, nb, ib);
 				return;
 			}
 		}
@@ -482,11 +484,11 @@ static void compare_trees(const struct lf_tree *a, const struct lf_tree *b,
 /* What gone() saw. */
 struct rec {
 	struct numbering *nb;
-	uint32_t *count;	/* per global entry */
+	uint32_t *count; /* per global entry */
 	size_t calls, bad;
-	size_t applying;	/* layer being applied */
-	int fail;		/* what gone() returns */
-	char log[4096];		/* "APPLYING/LAYER:path#entry ..." */
+	size_t applying; /* layer being applied */
+	int fail;	 /* what gone() returns */
+	char log[4096];	 /* "APPLYING/LAYER:path#entry ..." */
 };
 
 static int on_gone(void *arg, size_t layer, uint32_t entry)
@@ -514,8 +516,8 @@ static int on_gone(void *arg, size_t layer, uint32_t entry)
  * The differential check of one stack: trees of every prefix first, then
  * one merge with gone() recorded and dir_bytes asked before each layer.
  */
-static void check_stack(struct lf_index *const *idx, size_t n,
-			const char *what, struct stats *st)
+static void check_stack(struct lf_index *const *idx, size_t n, const char *what,
+			struct stats *st)
 {
 	struct lf_tree *t[MAXL + 1] = { 0 }, *ft = NULL;
 	uint8_t *in[MAXL + 1] = { 0 };
@@ -568,8 +570,8 @@ static void check_stack(struct lf_index *const *idx, size_t n,
 			/* the same failure as lf_tree_build, then stop */
 			if (ret != bret || strcmp(err.msg, berr.msg))
 				LF_FAIL("%s: layer %zu: apply says %d '%s', "
-					"build says %d '%s'", what, k, ret,
-					err.msg, bret, berr.msg);
+					"build says %d '%s'",
+					what, k, ret, err.msg, bret, berr.msg);
 			goto out;
 		}
 		if (ret) {
@@ -579,26 +581,27 @@ static void check_stack(struct lf_index *const *idx, size_t n,
 		st->gone += r.calls;
 		if (r.bad)
 			LF_FAIL("%s: layer %zu: %zu gone() calls with a bad "
-				"layer or entry", what, k, r.bad);
+				"layer or entry",
+				what, k, r.bad);
 		for (l = 0; l <= k; l++) {
 			for (i = 0; i < lf_index_count(idx[l]); i++) {
 				const struct lf_idx_entry *e;
 				size_t gi = nb.base[l] + i;
 				bool added = l == k && makes_inode(idx[l], i);
-				unsigned int want =
-					!in[k + 1][gi] && (in[k][gi] || added);
+				unsigned int want = !in[k + 1][gi] &&
+						    (in[k][gi] || added);
 
 				/* the oracle itself: nothing comes back */
 				if (in[k + 1][gi] && !in[k][gi] && !added)
 					LF_FAIL("%s: layer %zu brings back "
-						"entry %zu of layer %zu", what,
-						k, i, l);
+						"entry %zu of layer %zu",
+						what, k, i, l);
 				if (r.count[gi] == want)
 					continue;
 				e = lf_index_entry(idx[l], i);
 				LF_FAIL("%s: applying layer %zu: gone(%zu, %zu"
-					" '%s') called %u times, want %u", what,
-					k, l, i, lf_index_path(idx[l], e),
+					" '%s') called %u times, want %u",
+					what, k, l, i, lf_index_path(idx[l], e),
 					r.count[gi], want);
 			}
 		}
@@ -626,7 +629,7 @@ out:
 
 struct gen {
 	uint64_t s;
-	char pool[MAXL * MAXE][64];	/* non-directory names so far */
+	char pool[MAXL * MAXE][64]; /* non-directory names so far */
 	size_t npool;
 };
 
@@ -742,8 +745,7 @@ static size_t gen_layer(struct gen *g, struct ment *v)
 	return n;
 }
 
-static void print_stack(struct ment (*v)[MAXE], const size_t *cnt,
-			size_t n)
+static void print_stack(struct ment (*v)[MAXE], const size_t *cnt, size_t n)
 {
 	size_t l, i;
 
@@ -808,10 +810,11 @@ LF_TEST(random_stacks)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	printf("# %zu stacks, %zu layers, %zu entries, %zu gone() calls, "
 	       "%zu dir_bytes checks, %zu stacks end in a build error; "
-	       "%.2f s\n", st.stacks, st.layers, st.entries, st.gone,
-	       st.dirbytes, st.errors,
+	       "%.2f s\n",
+	       st.stacks, st.layers, st.entries, st.gone, st.dirbytes,
+	       st.errors,
 	       (double)(t1.tv_sec - t0.tv_sec) +
-	       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	/* a full run: the generator must keep most stacks valid, and make
 	 * files go, to be worth anything */
 	if (!only && !nfail) {
@@ -913,8 +916,7 @@ static int stack_of(struct stack *s, const char *const *spec, size_t n)
  * must report exactly the words of want[k] ("K/L:path#entry", any order).
  * The stack also goes through the differential check.
  */
-static void run_case(const char *const *spec, const char *const *want,
-		     size_t n)
+static void run_case(const char *const *spec, const char *const *want, size_t n)
 {
 	struct stats st = { 0 };
 	struct numbering nb;
@@ -941,7 +943,8 @@ static void run_case(const char *const *spec, const char *const *want,
 		sort_words(want[k], b, sizeof(b));
 		if (strcmp(a, b))
 			LF_FAIL("applying layer %zu: gone reported \"%s\", "
-				"want \"%s\"", k, a, b);
+				"want \"%s\"",
+				k, a, b);
 	}
 	CHECK_EQ_INT(r.bad, 0);
 	if (g && !lf_merge_finish(g, &t, &err))
@@ -972,7 +975,10 @@ LF_TEST(hardlinks)
 		"f m 9; f .wh.c",
 	};
 	static const char *const want[] = {
-		"", "", "2/0:a#0 2/0:b#2", "3/0:c#4",
+		"",
+		"",
+		"2/0:a#0 2/0:b#2",
+		"3/0:c#4",
 	};
 
 	run_case(spec, want, 4);
@@ -1036,7 +1042,8 @@ LF_TEST(overwritten_twice_in_one_layer)
 		"f f 2; f f 3; l f x; d g; f g 4; f g/h 1; f g 5",
 	};
 	static const char *const want[] = {
-		"", "1/0:f#0 1/1:f#0 1/1:f#1 1/0:g#1 1/1:g#4 1/1:g/h#5",
+		"",
+		"1/0:f#0 1/1:f#0 1/1:f#1 1/0:g#1 1/1:g#4 1/1:g/h#5",
 	};
 
 	run_case(spec, want, 2);
@@ -1079,20 +1086,28 @@ LF_TEST(dir_bytes_known)
 		"f d/.wh.h; f e/c 100",
 	};
 	static const struct {
-		size_t before;	/* layers applied */
+		size_t before; /* layers applied */
 		const char *path;
 		size_t len;
 		int ret;
 		uint64_t bytes;
 	} q[] = {
-		{ 0, "", 0, 0, 0 },	     { 0, "d", 1, -ENOENT, 0 },
-		{ 1, "", 0, 0, 22 },	     { 1, "d", 1, 0, 15 },
-		{ 1, "d/s", 3, 0, 5 },	     { 1, "e", 1, 0, 7 },
-		{ 1, "d/s", 1, 0, 15 },	     { 1, "d/l", 3, -ENOENT, 0 },
-		{ 1, "d/l/b", 5, -ENOENT, 0 }, { 1, "d/a", 3, -ENOENT, 0 },
-		{ 1, "d/p", 3, -ENOENT, 0 }, { 1, "x", 1, -ENOENT, 0 },
-		{ 1, "big", 3, -ENOENT, 0 }, { 2, "d", 1, 0, 15 },
-		{ 3, "", 0, 0, 105 },	     { 3, "d", 1, 0, 5 },
+		{ 0, "", 0, 0, 0 },
+		{ 0, "d", 1, -ENOENT, 0 },
+		{ 1, "", 0, 0, 22 },
+		{ 1, "d", 1, 0, 15 },
+		{ 1, "d/s", 3, 0, 5 },
+		{ 1, "e", 1, 0, 7 },
+		{ 1, "d/s", 1, 0, 15 },
+		{ 1, "d/l", 3, -ENOENT, 0 },
+		{ 1, "d/l/b", 5, -ENOENT, 0 },
+		{ 1, "d/a", 3, -ENOENT, 0 },
+		{ 1, "d/p", 3, -ENOENT, 0 },
+		{ 1, "x", 1, -ENOENT, 0 },
+		{ 1, "big", 3, -ENOENT, 0 },
+		{ 2, "d", 1, 0, 15 },
+		{ 3, "", 0, 0, 105 },
+		{ 3, "d", 1, 0, 5 },
 		{ 3, "e", 1, 0, 100 },
 	};
 	struct lf_err err = { 0 };
@@ -1114,9 +1129,9 @@ LF_TEST(dir_bytes_known)
 		ret = lf_merge_dir_bytes(g, q[i].path, q[i].len, &bytes);
 		if (ret != q[i].ret || (!ret && bytes != q[i].bytes))
 			LF_FAIL("after %zu layers: dir_bytes('%.*s') = %d, "
-				"%" PRIu64 "; want %d, %" PRIu64, applied,
-				(int)q[i].len, q[i].path, ret, bytes, q[i].ret,
-				q[i].bytes);
+				"%" PRIu64 "; want %d, %" PRIu64,
+				applied, (int)q[i].len, q[i].path, ret, bytes,
+				q[i].ret, q[i].bytes);
 	}
 	lf_merge_free(g);
 	stack_close(&s);

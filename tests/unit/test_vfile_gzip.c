@@ -29,8 +29,9 @@ static unsigned char *gen(size_t n)
 	size_t i;
 
 	for (i = 0; p && i < n; i++)
-		p[i] = (i / 4096) % 2 ? (unsigned char)rnd(&s)
-				      : (unsigned char)("abcdefgh \n"[rnd(&s) % 10]);
+		p[i] = (i / 4096) % 2
+			       ? (unsigned char)rnd(&s)
+			       : (unsigned char)("abcdefgh \n"[rnd(&s) % 10]);
 	return p;
 }
 
@@ -41,8 +42,8 @@ static unsigned char *gzip_mem(const unsigned char *in, size_t n,
 	size_t cap = n + n / 100 + 1024;
 	unsigned char *out = malloc(cap);
 
-	if (!out || deflateInit2(&zs, 6, Z_DEFLATED, 31, 8,
-				 Z_DEFAULT_STRATEGY) != Z_OK)
+	if (!out ||
+	    deflateInit2(&zs, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
 		return NULL;
 	zs.next_in = (unsigned char *)in;
 	zs.avail_in = (uInt)n;
@@ -104,7 +105,7 @@ LF_TEST(sequential_and_random_reads_are_exact_and_linear)
 	CHECK_EQ_INT(lf_vfile_gzip_open(file, NULL, &vf, &err), 0);
 	CHECK_EQ_INT(lf_vfile_size(vf), DATA_SIZE);
 	/* the one pass reads every compressed byte once */
-	CHECK_EQ_INT(c.read, gzlen + 2);	/* + the magic */
+	CHECK_EQ_INT(c.read, gzlen + 2); /* + the magic */
 	c.read = 0;
 	for (off = 0; off < DATA_SIZE; off += 65536) {
 		size_t n = LF_MIN((size_t)65536, DATA_SIZE - off);
@@ -130,7 +131,7 @@ LF_TEST(sequential_and_random_reads_are_exact_and_linear)
 	CHECK_EQ_MEM(buf, data + 4 * MiB - 2, MiB);
 	CHECK_EQ_INT(lf_vfile_pread(sub, buf, MiB, 2 * MiB - 10), 10);
 	lf_vfile_close(sub);
-	CHECK_EQ_INT(c.refs, 0);	/* the file is closed with the last one */
+	CHECK_EQ_INT(c.refs, 0); /* the file is closed with the last one */
 	free(gz);
 	free(data);
 	free(buf);
