@@ -12,6 +12,7 @@
  * can hold what a directory walk cannot: the same path twice in one layer,
  * hardlinks to lower layers, members in any order, devices without root.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "layerfs/digest.h"
 #include "layerfs/index.h"
 #include "layerfs/tree.h"
+#include "layerfs/tree_cache.h"
 #include "layerfs/vfile.h"
 #include "lf_test.h"
 
@@ -1217,6 +1219,159 @@ LF_TEST(finish_prefix)
 	CHECK_EQ_STR(err.msg, berr.msg);
 	lf_merge_free(g);
 	stack_close(&s);
+}
+
+/* ---- the tree cache (tree_cache.h): stored, mapped, refused ---- */
+
+/* Two trees answer alike: every inode's attributes, directory entries (in
+ * order), symlink target, xattrs and data location. */
+static void same_tree(const struct lf_tree *a, const struct lf_tree *b,
+		      const char *what)
+{
+	uint64_t ino, n = lf_tree_count(a);
+
+	if (n != lf_tree_count(b)) {
+		LF_FAIL("%s: %llu inodes vs %llu", what, (unsigned long long)n,
+			(unsigned long long)lf_tree_count(b));
+		return;
+	}
+	for (ino = 1; ino <= n; ino++) {
+		struct lf_tree_attr x, y;
+		const char *la, *lb;
+		size_t i, k;
+
+		if (lf_tree_getattr(a, ino, &x) ||
+		    lf_tree_getattr(b, ino, &y) || x.mode != y.mode ||
+		    x.nlink != y.nlink || x.uid != y.uid || x.gid != y.gid ||
+		    x.size != y.size || x.blocks != y.blocks ||
+		    x.mtime != y.mtime || x.mtime_nsec != y.mtime_nsec ||
+		    x.rdev_major != y.rdev_major ||
+		    x.rdev_minor != y.rdev_minor || x.layer != y.layer ||
+		    (x.entry == NULL) != (y.entry == NULL) ||
+		    (x.entry && memcmp(x.entry, y.entry, sizeof(*x.entry)))) {
+			LF_FAIL("%s: inode %llu differs", what,
+				(unsigned long long)ino);
+			return;
+		}
+		la = lf_tree_readlink(a, ino);
+		lb = lf_tree_readlink(b, ino);
+		if ((la == NULL) != (lb == NULL) || (la && strcmp(la, lb))) {
+			LF_FAIL("%s: link of %llu differs", what,
+				(unsigned long long)ino);
+			return;
+		}
+		k = lf_tree_dir_count(a, ino);
+		if (k != lf_tree_dir_count(b, ino)) {
+			LF_FAIL("%s: dir %llu size differs", what,
+				(unsigned long long)ino);
+			return;
+		}
+		for (i = 0; i < k; i++) {
+			const char *na, *nb;
+			size_t lena, lenb;
+			uint64_t ia, ib;
+
+			lf_tree_dir_entry(a, ino, i, &na, &lena, &ia);
+			lf_tree_dir_entry(b, ino, i, &nb, &lenb, &ib);
+			if (lena != lenb || memcmp(na, nb, lena) || ia != ib) {
+				LF_FAIL("%s: entry %zu of %llu differs", what,
+					i, (unsigned long long)ino);
+				return;
+			}
+		}
+		k = lf_tree_xattr_count(a, ino);
+		CHECK_EQ_INT(k, lf_tree_xattr_count(b, ino));
+	}
+}
+
+/* The one .tree file in dir into path; -1 unless exactly one. */
+static int tree_file(const char *dir, char *path, size_t size)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (strstr(de->d_name, ".tree") &&
+		    !strstr(de->d_name, ".tmp")) {
+			snprintf(path, size, "%.31s/%.255s", dir, de->d_name);
+			n++;
+		}
+	closedir(d);
+	return n == 1 ? 0 : -1;
+}
+
+LF_TEST(tree_cache_round_trip_and_damage)
+{
+	static struct ment v[MAXL][MAXE];
+	unsigned int seed;
+	size_t built = 0;
+
+	for (seed = 1; seed <= 40; seed++) {
+		struct gen *g = calloc(1, sizeof(*g));
+		struct lf_tree *want = NULL, *t1 = NULL, *t2 = NULL, *t3 = NULL;
+		struct lf_err err = { 0 };
+		size_t cnt[MAXL], n, l;
+		char dir[32], path[512], what[48];
+		struct stack s;
+		struct stat st;
+		FILE *f;
+
+		CHECK(g != NULL);
+		g->s = seed * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull;
+		n = 2 + rnd(g, 4);
+		for (l = 0; l < n; l++)
+			cnt[l] = gen_layer(g, v[l]);
+		free(g);
+		if (stack_make(&s, v, cnt, n))
+			return;
+		snprintf(dir, sizeof(dir), "tc%u", seed);
+		snprintf(what, sizeof(what), "seed %u", seed);
+		if (lf_tree_build(s.idx, n, &want, &err)) {
+			/* an invalid stack is refused through the cache too,
+			 * and nothing is stored */
+			CHECK(lf_tree_open(s.idx, n, dir, &t1, &err) < 0);
+			CHECK(tree_file(dir, path, sizeof(path)) < 0);
+			stack_close(&s);
+			continue;
+		}
+		built++;
+		/* first: built and stored; second: mapped from the file */
+		CHECK_EQ_INT(lf_tree_open(s.idx, n, dir, &t1, &err), 0);
+		CHECK_EQ_INT(tree_file(dir, path, sizeof(path)), 0);
+		CHECK_EQ_INT(lf_tree_open(s.idx, n, dir, &t2, &err), 0);
+		if (t1 && t2) {
+			same_tree(want, t1, what);
+			same_tree(want, t2, what);
+		}
+		/* damage the stored file: it is refused (a warning), the tree
+		 * is built again, right, and the file replaced */
+		CHECK_EQ_INT(stat(path, &st), 0);
+		f = fopen(path, "r+b");
+		CHECK(f != NULL);
+		if (f) {
+			fseek(f, st.st_size / 2, SEEK_SET);
+			fputc(~fgetc(f) & 0xff, f);
+			fseek(f, st.st_size / 2, SEEK_SET);
+			fclose(f);
+		}
+		CHECK_EQ_INT(lf_tree_open(s.idx, n, dir, &t3, &err), 0);
+		if (t3)
+			same_tree(want, t3, what);
+		lf_tree_free(t3);
+		t3 = NULL;
+		CHECK_EQ_INT(lf_tree_open(s.idx, n, dir, &t3, &err), 0);
+		if (t3)
+			same_tree(want, t3, what);
+		lf_tree_free(want);
+		lf_tree_free(t1);
+		lf_tree_free(t2);
+		lf_tree_free(t3);
+		stack_close(&s);
+	}
+	CHECK(built > 20);
 }
 
 int main(int argc, char **argv)
