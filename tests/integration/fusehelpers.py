@@ -185,6 +185,15 @@ def read_stderr(proc):
     return f.read().decode(errors="replace")
 
 
+def _default_signals():
+    """A suite started as a background job (`cmd &` in a script) inherits
+    SIGINT and SIGQUIT ignored, and layerfs, like libfuse and every Unix
+    program, keeps an inherited SIG_IGN; give the daemon the dispositions
+    it has when a user starts it, so the signal tests test layerfs."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def mount(image, mnt, *opts, env=None, cache=None, wait=True):
     """Start `layerfs mount -f [opts] image mnt`; return the Popen once mnt
     is mounted.  stderr goes to a temp file (a pipe nobody reads could fill
@@ -200,7 +209,8 @@ def mount(image, mnt, *opts, env=None, cache=None, wait=True):
         e.update(env)
     errf = tempfile.TemporaryFile()
     proc = subprocess.Popen([O.LAYERFS] + args, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=errf, env=e)
+                            stdout=subprocess.DEVNULL, stderr=errf, env=e,
+                            preexec_fn=_default_signals)
     proc.lf_stderr = errf
     proc.lf_mnt = str(mnt)
     if wait:
