@@ -14,12 +14,14 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "layerfs/digest.h"
 #include "layerfs/index.h"
@@ -1303,8 +1305,49 @@ static int tree_file(const char *dir, char *path, size_t size)
 	return n == 1 ? 0 : -1;
 }
 
+/* The whole of a file into a malloc'd buffer (*len bytes), or NULL. */
+static unsigned char *read_whole(const char *path, size_t *len)
+{
+	struct stat st;
+	unsigned char *p;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || fstat(fd, &st) || !(p = malloc((size_t)st.st_size + 1)) ||
+	    pread(fd, p, (size_t)st.st_size, 0) != st.st_size) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	close(fd);
+	*len = (size_t)st.st_size;
+	return p;
+}
+
+static ino_t file_ino(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? 0 : st.st_ino;
+}
+
+/* Flip one byte of a file in place. */
+static void flip_byte(const char *path, off_t off)
+{
+	unsigned char c = 0;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	CHECK_EQ_INT(pread(fd, &c, 1, off), 1);
+	c ^= 0xff;
+	CHECK_EQ_INT(pwrite(fd, &c, 1, off), 1);
+	close(fd);
+}
+
 LF_TEST(tree_cache_round_trip_and_damage)
 {
+	static char prev[512]; /* the previous stack's stored tree file */
 	static struct ment v[MAXL][MAXE];
 	unsigned int seed;
 	size_t built = 0;
@@ -1316,8 +1359,9 @@ LF_TEST(tree_cache_round_trip_and_damage)
 		size_t cnt[MAXL], n, l;
 		char dir[32], path[512], what[48];
 		struct stack s;
-		struct stat st;
-		FILE *f;
+		unsigned char *good, *now;
+		size_t goodlen = 0, nowlen = 0;
+		ino_t ino;
 
 		CHECK(g != NULL);
 		g->s = seed * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull;
@@ -1341,30 +1385,52 @@ LF_TEST(tree_cache_round_trip_and_damage)
 		/* first: built and stored; second: mapped from the file */
 		CHECK_EQ_INT(lf_tree_open(s.idx, n, dir, &t1, &err), 0);
 		CHECK_EQ_INT(tree_file(dir, path, sizeof(path)), 0);
+		ino = file_ino(path);
+		good = read_whole(path, &goodlen);
+		CHECK(good != NULL);
 		CHECK_EQ_INT(lf_tree_open(s.idx, n, dir, &t2, &err), 0);
+		/* mapped, not built and stored again (a store renames) */
+		CHECK_EQ_INT(file_ino(path), ino);
 		if (t1 && t2) {
 			same_tree(want, t1, what);
 			same_tree(want, t2, what);
 		}
 		/* damage the stored file: it is refused (a warning), the tree
-		 * is built again, right, and the file replaced */
-		CHECK_EQ_INT(stat(path, &st), 0);
-		f = fopen(path, "r+b");
-		CHECK(f != NULL);
-		if (f) {
-			fseek(f, st.st_size / 2, SEEK_SET);
-			fputc(~fgetc(f) & 0xff, f);
-			fseek(f, st.st_size / 2, SEEK_SET);
-			fclose(f);
-		}
+		 * is built again, right, and the file replaced by the same
+		 * bytes as before */
+		flip_byte(path, (off_t)goodlen / 2);
 		CHECK_EQ_INT(lf_tree_open(s.idx, n, dir, &t3, &err), 0);
 		if (t3)
 			same_tree(want, t3, what);
 		lf_tree_free(t3);
 		t3 = NULL;
+		CHECK(file_ino(path) != ino);
+		now = read_whole(path, &nowlen);
+		CHECK(now && good && nowlen == goodlen &&
+		      !memcmp(now, good, goodlen));
+		free(now);
 		CHECK_EQ_INT(lf_tree_open(s.idx, n, dir, &t3, &err), 0);
 		if (t3)
 			same_tree(want, t3, what);
+		lf_tree_free(t3);
+		t3 = NULL;
+		/* a forged file: another stack's tree, intact and hashed right,
+		 * under this stack's name is refused and replaced */
+		if (prev[0]) {
+			CHECK_EQ_INT(link(prev, "forged"), 0);
+			CHECK_EQ_INT(rename("forged", path), 0);
+			ino = file_ino(path);
+			CHECK_EQ_INT(lf_tree_open(s.idx, n, dir, &t3, &err), 0);
+			if (t3)
+				same_tree(want, t3, what);
+			CHECK(file_ino(path) != ino);
+			now = read_whole(path, &nowlen);
+			CHECK(now && good && nowlen == goodlen &&
+			      !memcmp(now, good, goodlen));
+			free(now);
+		}
+		snprintf(prev, sizeof(prev), "%s", path);
+		free(good);
 		lf_tree_free(want);
 		lf_tree_free(t1);
 		lf_tree_free(t2);
