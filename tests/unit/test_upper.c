@@ -371,7 +371,9 @@ static int img_open(struct cow *c)
 		return -EIO;
 	fprintf(f, mkimg_py, CONF_SIZE);
 	fclose(f);
-	snprintf(cmd, sizeof(cmd), "python3 mkimg.py");
+	snprintf(cmd, sizeof(cmd), "%s mkimg.py",
+		 access("/usr/bin/python3", X_OK) ? "python3"
+						  : "/usr/bin/python3");
 	if (system(cmd)) {
 		LF_FAIL("cannot make the image: %s", cmd);
 		return -EIO;
