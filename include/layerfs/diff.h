@@ -14,6 +14,9 @@
  * different places (two tree entries, or an upper file).  With an upper
  * directory, only what exists in it is walked: the rest is the image.
  *
+ * The views are lf_mview's (mview.h): a prefix's tree, or the tree with an
+ * upper dir on top.
+ *
  * Ownership: views and their trees, blobs and uppers are borrowed.  Not
  * thread-safe (the upper view takes node references while it walks).
  */
@@ -22,20 +25,8 @@
 
 #include <stdint.h>
 
-#include "layerfs/blob.h"
 #include "layerfs/common.h"
-#include "layerfs/stack.h"
-#include "layerfs/tree.h"
-#include "layerfs/upper.h"
-
-/* A view: a merged tree of the stack's first layers (the stack's blob i
- * serves layer i), or that tree with an upper directory on top when upper
- * is set. */
-struct lf_diff_view {
-	const struct lf_stack *stack;
-	struct lf_tree *tree;
-	struct lf_upper *upper;
-};
+#include "layerfs/mview.h"
 
 struct lf_diff_change {
 	char kind;	  /* 'A', 'C' or 'D' */
@@ -49,7 +40,7 @@ struct lf_diff_change {
 typedef int (*lf_diff_fn)(void *ctx, const struct lf_diff_change *c);
 
 /* Compare view a (before) with view b (after). */
-int lf_diff_run(const struct lf_diff_view *a, const struct lf_diff_view *b,
+int lf_diff_run(const struct lf_mview *a, const struct lf_mview *b,
 		lf_diff_fn fn, void *ctx, struct lf_err *err);
 
 #endif /* LAYERFS_DIFF_H */

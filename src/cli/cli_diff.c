@@ -101,8 +101,8 @@ static int run_prefixes(const struct lf_stack *ci, long from, long to,
 		cli_error("%s: %s", lf_stack_name(ci), err.msg);
 		ret = CLI_ERR;
 	} else {
-		struct lf_diff_view a = { ci, ta, NULL };
-		struct lf_diff_view b = { ci, tb, NULL };
+		struct lf_mview a = { ci, ta, NULL };
+		struct lf_mview b = { ci, tb, NULL };
 
 		if (lf_diff_run(&a, &b, on_change, out, &err)) {
 			cli_error("%s: %s", lf_stack_name(ci), err.msg);
@@ -139,8 +139,8 @@ static int run_upper(const struct lf_stack *ci, const char *dir,
 		cli_error("%s", err.msg);
 		return CLI_ERR;
 	} else {
-		struct lf_diff_view a = { ci, lf_stack_tree(ci), NULL };
-		struct lf_diff_view b = { ci, lf_stack_tree(ci), up };
+		struct lf_mview a = { ci, lf_stack_tree(ci), NULL };
+		struct lf_mview b = { ci, lf_stack_tree(ci), up };
 
 		if (lf_diff_run(&a, &b, on_change, out, &err)) {
 			cli_error("%s: %s", dir, err.msg);
