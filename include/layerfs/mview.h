@@ -68,8 +68,8 @@ void lf_mview_names_free(char **names, size_t n);
 
 /* Each xattr of `o`: fn's non-zero return stops and is returned.  Upper
  * xattrs come in the filesystem's order, tree ones in the archive's. */
-typedef int (*lf_mview_xattr_fn)(void *ctx, const char *name,
-				 const void *value, size_t len);
+typedef int (*lf_mview_xattr_fn)(void *ctx, const char *name, const void *value,
+				 size_t len);
 int lf_mview_xattrs(const struct lf_mview *v, const struct lf_mobj *o,
 		    lf_mview_xattr_fn fn, void *ctx);
 

@@ -24,7 +24,8 @@
 #define COMMIT_MT_LAYER_GZIP COMMIT_MT_LAYER "+gzip"
 #define COMMIT_MT_LAYER_ZSTD COMMIT_MT_LAYER "+zstd"
 
-/* What the new layer is made of (one of three walks, see commit_tar.c). */
+/* What the new layer is made of: the upper dir as it is, or a merged view
+ * (an lf_mview with or without the upper dir), see commit_tar.c. */
 enum commit_src_kind {
 	COMMIT_SRC_DIR,	  /* the upper dir as it is (whiteouts) */
 	COMMIT_SRC_UPPER, /* merged view: tree + upper dir (squash) */

@@ -17,6 +17,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "layerfs/mview.h"
 #include "layerfs/upper.h"
 #include "layerfs/whiteout.h"
 
@@ -62,8 +63,8 @@ struct writer {
 	size_t nlinks, alinks; /* used, allocated (power of two) */
 	int64_t newest;
 	uint64_t entries;
-	char *buf;	     /* DATA_CHUNK bytes */
-	struct lf_upper *up; /* COMMIT_SRC_UPPER */
+	char *buf;		     /* DATA_CHUNK bytes */
+	const struct lf_mview *view; /* during walk_view() */
 	struct lf_err *err;
 };
 
@@ -114,15 +115,21 @@ static la_ssize_t tar_write(struct archive *a, void *ctx, const void *data,
 	return (la_ssize_t)len;
 }
 
+/* w->path is "/a/b" (or "" for the root); the member is "a/b". */
+static const char *member(const struct writer *w)
+{
+	return w->path.len ? w->path.data + 1 : "";
+}
+
 /* The current path for a message: its first 200 bytes, "..." when cut
  * (a 64 KiB path would push the cause out of the one-line message). */
 static const char *shown(struct writer *w)
 {
 	if (!w->path.len)
 		return ".";
-	if (w->path.len <= 200)
-		return w->path.data;
-	snprintf(w->shown, sizeof(w->shown), "%.200s...", w->path.data);
+	if (w->path.len <= 201)
+		return w->path.data + 1;
+	snprintf(w->shown, sizeof(w->shown), "%.200s...", w->path.data + 1);
 	return w->shown;
 }
 
@@ -262,7 +269,7 @@ static int link_check(struct writer *w, const struct stat *st,
 		*first = s->path;
 		return 0;
 	}
-	if (!(s->path = strdup(w->path.data)))
+	if (!(s->path = strdup(member(w))))
 		return -ENOMEM;
 	s->dev = (uint64_t)st->st_dev;
 	s->ino = (uint64_t)st->st_ino;
@@ -360,7 +367,7 @@ static int emit(struct writer *w, struct centry *e, read_fn rd, void *ctx)
 		return lf_err_set(w->err, ret, "out of memory");
 	archive_entry_clear(ae);
 	/* no leading "./" or "/"; libarchive adds the "/" after a dir */
-	archive_entry_set_pathname(ae, w->path.data);
+	archive_entry_set_pathname(ae, member(w));
 	archive_entry_set_filetype(ae, st->st_mode & S_IFMT);
 	archive_entry_set_perm(ae, st->st_mode & 07777);
 	archive_entry_set_uid(ae, st->st_uid);
@@ -397,8 +404,7 @@ static int emit(struct writer *w, struct centry *e, read_fn rd, void *ctx)
 
 static int path_push(struct writer *w, const char *name, size_t len)
 {
-	if ((w->path.len && lf_buf_addch(&w->path, '/')) ||
-	    lf_buf_add(&w->path, name, len))
+	if (lf_buf_addch(&w->path, '/') || lf_buf_add(&w->path, name, len))
 		return lf_err_set(w->err, -ENOMEM, "out of memory");
 	return 0;
 }
@@ -432,30 +438,22 @@ static int names_add(char ***names, size_t *n, size_t *cap, const char *s)
 	return 0;
 }
 
-struct tname {
-	const char *name; /* not NUL-terminated */
-	size_t len;
-	uint64_t ino;
-};
-
 /* --- the walk stack ------------------------------------------------------ */
 
 /*
- * The three walks are iterative: each directory being written is a frame
- * on a heap stack (its sorted names and the next one to write), so the
- * depth of a tree costs heap, never C stack.  A frame pushes the path
- * length to come back to; popping it restores w->path.
+ * The walk of the upper dir as it is is iterative: each directory being
+ * written is a frame on a heap stack (its sorted names and the next one to
+ * write), so the depth of a tree costs heap, never C stack.  A frame
+ * pushes the path length to come back to; popping it restores w->path.
+ * (The merged view is walked by lf_mview_walk(), iterative too.)
  */
 struct frame {
-	char **names;	      /* host and upper walks (sorted) */
-	struct tname *tnames; /* tree walk (sorted) */
-	size_t n, i;	      /* names, next one to write */
-	size_t plen;	      /* w->path length of the parent */
-	int fd;		      /* host: the directory (-1: closed) */
-	dev_t dev;	      /* host: identity, to check a reopen */
+	char **names; /* sorted */
+	size_t n, i;  /* names, next one to write */
+	size_t plen;  /* w->path length of the parent */
+	int fd;	      /* the directory (-1: closed) */
+	dev_t dev;    /* identity, to check a reopen */
 	ino_t ino;
-	uint64_t node; /* upper: the node (its reference is the
-				 * frame's); tree: the directory inode */
 };
 
 struct stack {
@@ -736,322 +734,69 @@ static int walk_host(struct writer *w, int dfd)
 	return ret;
 }
 
-/* --- the merged view through lf_upper (COMMIT_SRC_UPPER) ----------------- */
+/* --- the merged view (COMMIT_SRC_UPPER, COMMIT_SRC_TREE) ----------------- */
 
-struct upper_file {
-	struct lf_upper *up;
-	uint64_t fh;
+struct view_file {
+	struct lf_mview_file f;
+	struct lf_err *err;
 };
 
-static ssize_t upper_read(void *ctx, void *buf, size_t len, uint64_t off)
+static ssize_t view_read(void *ctx, void *buf, size_t len, uint64_t off)
 {
-	struct upper_file *f = ctx;
+	struct view_file *vf = ctx;
 
-	return lf_upper_read(f->up, f->fh, buf, len, (off_t)off);
+	return lf_mview_read(&vf->f, buf, len, off, vf->err);
 }
 
-static int upper_xattrs(struct writer *w, uint64_t node, struct centry *e)
+static int view_xattr(void *ctx, const char *name, const void *value,
+		      size_t len)
 {
-	char *list = NULL, *p;
-	ssize_t len, vlen;
+	return xattr_kept(name) ? xattr_add(ctx, name, value, len) : 0;
+}
+
+/* One object of the view (w->path is its path): emit it. */
+static int view_entry(void *ctx, const struct lf_buf *path,
+		      const struct lf_mobj *o)
+{
+	struct writer *w = ctx;
+	struct view_file vf = { { 0 }, w->err };
+	struct centry e = { .st = o->st };
+	char *target = NULL;
 	int ret = 0;
 
-	len = lf_upper_listxattr(w->up, node, NULL, 0);
-	if (len <= 0)
-		return len < 0 && len != -ENOTSUP ? (int)len : 0;
-	if (!(list = malloc((size_t)len)))
-		return -ENOMEM;
-	len = lf_upper_listxattr(w->up, node, list, (size_t)len);
-	if (len < 0) {
-		ret = (int)len;
-		goto out;
-	}
-	for (p = list; p < list + len && !ret; p += strlen(p) + 1) {
-		if (!xattr_kept(p))
-			continue;
-		vlen = lf_upper_getxattr(w->up, node, p, w->buf, DATA_CHUNK);
-		if (vlen == -ENODATA)
-			continue;
-		ret = vlen < 0 ? (int)vlen
-			       : xattr_add(e, p, w->buf, (size_t)vlen);
-	}
-out:
-	free(list);
-	return ret;
-}
-
-/* A symlink target through lf_upper, in a buffer that grows until the
- * target fits: a lower target may be longer than any host one. */
-static int upper_link(struct lf_upper *up, uint64_t node, char **buf)
-{
-	size_t size = PATH_MAX;
-	char *p;
-	int ret;
-
-	for (;;) {
-		if (!(p = realloc(*buf, size)))
-			return -ENOMEM;
-		*buf = p;
-		if ((ret = lf_upper_readlink(up, node, p, size)))
-			return ret;
-		if (strlen(p) < size - 1)
-			return 0;
-		if (size >= (size_t)1 << 30)
-			return -ENAMETOOLONG;
-		size *= 2;
-	}
-}
-
-/* One name of a view directory; a directory comes back in *sub with its
- * lookup reference (the caller walks it), else *sub is 0. */
-static int upper_entry(struct writer *w, uint64_t dir, const char *name,
-		       uint64_t *sub)
-{
-	struct upper_file f = { w->up, 0 };
-	char *target = NULL;
-	struct centry e = { 0 };
-	uint64_t node;
-	int ret;
-
-	*sub = 0;
-	ret = lf_upper_lookup(w->up, dir, name, &node, &e.st);
-	if (ret == -ENOENT)
-		return 0;
-	if (ret)
-		return lf_err_set(w->err, ret, "cannot look up '%s': %s",
-				  shown(w), strerror(-ret));
+	(void)path; /* w->path */
 	if (S_ISSOCK(e.st.st_mode))
-		goto out;
-	/* view inode numbers: one per hardlink group, upper or lower */
-	e.st.st_dev = 0;
+		return LF_MVIEW_PRUNE;
 	e.link_candidate = e.st.st_nlink > 1;
-	if (S_ISLNK(e.st.st_mode)) {
-		ret = upper_link(w->up, node, &target);
-		e.symlink = target;
-	}
-	if (!ret && (S_ISREG(e.st.st_mode) || S_ISDIR(e.st.st_mode)))
-		ret = upper_xattrs(w, node, &e);
+	if (S_ISLNK(e.st.st_mode))
+		ret = lf_mview_readlink(w->view, o, &target, &e.symlink);
+	if (!ret)
+		ret = lf_mview_xattrs(w->view, o, view_xattr, &e);
 	if (!ret && S_ISREG(e.st.st_mode))
-		ret = lf_upper_open(w->up, node, O_RDONLY, &f.fh);
+		ret = lf_mview_open(w->view, o, &vf.f);
 	if (ret) {
 		lf_err_set(w->err, ret, "cannot read '%s': %s", shown(w),
 			   strerror(-ret));
 		goto out;
 	}
-	ret = emit(w, &e, upper_read, &f);
-	if (f.fh)
-		lf_upper_release(w->up, f.fh);
-	if (!ret && S_ISDIR(e.st.st_mode)) {
-		*sub = node;
-		node = 0;
-	}
+	ret = emit(w, &e, view_read, &vf);
+	lf_mview_close(&vf.f);
 out:
 	centry_release(&e);
 	free(target);
-	if (node)
-		lf_upper_forget(w->up, node, 1);
 	return ret;
 }
 
-/* Push view directory `dir` (its reference is the frame's, but for the
- * root) and list its names. */
-static int upper_push(struct writer *w, struct stack *s, uint64_t dir)
+static int walk_view(struct writer *w, const struct lf_mview *v)
 {
-	struct frame *f = frame_push(s, w->path.len);
-	struct lf_upper_dirent d;
-	size_t cap = 0, i;
-	uint64_t dh;
 	int ret;
 
-	if (!f) {
-		if (dir != LF_UPPER_ROOT)
-			lf_upper_forget(w->up, dir, 1);
-		return lf_err_set(w->err, -ENOMEM, "out of memory");
-	}
-	f->node = dir;
-	if ((ret = lf_upper_opendir(w->up, dir, &dh)))
-		return lf_err_set(w->err, ret, "cannot list '%s': %s", shown(w),
-				  strerror(-ret));
-	for (i = 0; !ret && !lf_upper_readdir(w->up, dh, i, &d); i++)
-		ret = names_add(&f->names, &f->n, &cap, d.name);
-	lf_upper_releasedir(w->up, dh);
-	if (ret)
-		return lf_err_set(w->err, ret, "out of memory");
-	if (f->n)
-		qsort(f->names, f->n, sizeof(*f->names), cmp_name);
-	return 0;
-}
-
-static void upper_pop(struct writer *w, struct stack *s)
-{
-	struct frame *f = &s->f[--s->n];
-
-	lf_buf_setlen(&w->path, f->plen);
-	free_names(f->names, f->n);
-	if (f->node != LF_UPPER_ROOT)
-		lf_upper_forget(w->up, f->node, 1);
-}
-
-static int walk_upper(struct writer *w)
-{
-	struct stack s = { 0 };
-	int ret = upper_push(w, &s, LF_UPPER_ROOT);
-	uint64_t sub;
-
-	while (!ret && s.n) {
-		struct frame *f = &s.f[s.n - 1];
-		const char *name;
-
-		if (f->i == f->n) {
-			upper_pop(w, &s);
-			continue;
-		}
-		name = f->names[f->i++];
-		lf_buf_setlen(&w->path, f->plen);
-		if ((ret = path_push(w, name, strlen(name))) ||
-		    (ret = upper_entry(w, f->node, name, &sub)))
-			break;
-		if (sub)
-			ret = upper_push(w, &s, sub);
-	}
-	while (s.n)
-		upper_pop(w, &s);
-	free(s.f);
-	return ret;
-}
-
-/* --- the merged view of the tree alone (COMMIT_SRC_TREE) ----------------- */
-
-struct tree_file {
-	struct lf_blob *blob;
-	const struct lf_idx_entry *e;
-	struct lf_err *err;
-};
-
-static ssize_t tree_read(void *ctx, void *buf, size_t len, uint64_t off)
-{
-	struct tree_file *f = ctx;
-
-	return lf_blob_read_file(f->blob, f->e, buf, len, off, f->err);
-}
-
-static int cmp_tname(const void *a, const void *b)
-{
-	const struct tname *x = a, *y = b;
-	int c = memcmp(x->name, y->name, LF_MIN(x->len, y->len));
-
-	if (c)
-		return c;
-	return x->len < y->len ? -1 : x->len > y->len;
-}
-
-static int tree_entry(struct writer *w, uint64_t ino)
-{
-	const struct lf_tree *t = w->src->tree;
-	struct tree_file f = { NULL, NULL, w->err };
-	struct centry e = { 0 };
-	struct lf_tree_attr a;
-	size_t k, layer;
-	int ret;
-
-	if ((ret = lf_tree_getattr(t, ino, &a)))
-		return lf_err_set(w->err, ret, "'%s': no inode %llu", shown(w),
-				  (unsigned long long)ino);
-	e.st.st_mode = a.mode;
-	e.st.st_ino = a.ino;
-	e.st.st_nlink = a.nlink;
-	e.st.st_uid = a.uid;
-	e.st.st_gid = a.gid;
-	e.st.st_size = (off_t)a.size;
-	e.st.st_rdev = makedev(a.rdev_major, a.rdev_minor);
-	e.st.st_mtim.tv_sec = a.mtime;
-	e.st.st_mtim.tv_nsec = a.mtime_nsec;
-	e.link_candidate = a.nlink > 1;
-	if (S_ISLNK(a.mode))
-		e.symlink = lf_tree_readlink(t, ino);
-	for (k = 0; k < lf_tree_xattr_count(t, ino) && !ret; k++) {
-		const char *name;
-		const void *v;
-		size_t len;
-
-		lf_tree_xattr(t, ino, k, &name, &v, &len);
-		if (xattr_kept(name))
-			ret = xattr_add(&e, name, v, len);
-	}
-	if (ret) {
-		lf_err_set(w->err, ret, "out of memory");
-		goto out;
-	}
-	if (S_ISREG(a.mode)) {
-		if ((ret = lf_tree_data(t, ino, &layer, &f.e))) {
-			lf_err_set(w->err, ret, "'%s': no data in the tree",
-				   shown(w));
-			goto out;
-		}
-		f.blob = lf_stack_blob(w->src->stack, layer, w->err);
-		if (!f.blob) {
-			ret = -EIO;
-			goto out;
-		}
-	}
-	ret = emit(w, &e, tree_read, &f);
-out:
-	centry_release(&e);
-	return ret;
-}
-
-/* Push tree directory `dir` with its names sorted. */
-static int tree_push(struct writer *w, struct stack *s, uint64_t dir)
-{
-	const struct lf_tree *t = w->src->tree;
-	struct frame *f = frame_push(s, w->path.len);
-	size_t n = lf_tree_dir_count(t, dir), i;
-
-	if (!f || !(f->tnames = calloc(n ? n : 1, sizeof(*f->tnames))))
-		return lf_err_set(w->err, -ENOMEM, "out of memory");
-	f->n = n;
-	f->node = dir;
-	for (i = 0; i < n; i++)
-		lf_tree_dir_entry(t, dir, i, &f->tnames[i].name,
-				  &f->tnames[i].len, &f->tnames[i].ino);
-	qsort(f->tnames, n, sizeof(*f->tnames), cmp_tname);
-	return 0;
-}
-
-static void tree_pop(struct writer *w, struct stack *s)
-{
-	struct frame *f = &s->f[--s->n];
-
-	lf_buf_setlen(&w->path, f->plen);
-	free(f->tnames);
-}
-
-static int walk_tree(struct writer *w)
-{
-	const struct lf_tree *t = w->src->tree;
-	struct stack s = { 0 };
-	struct lf_tree_attr a;
-	int ret = tree_push(w, &s, LF_TREE_ROOT);
-
-	while (!ret && s.n) {
-		struct frame *f = &s.f[s.n - 1];
-		const struct tname *tn;
-
-		if (f->i == f->n) {
-			tree_pop(w, &s);
-			continue;
-		}
-		tn = &f->tnames[f->i++];
-		lf_buf_setlen(&w->path, f->plen);
-		if ((ret = path_push(w, tn->name, tn->len)) ||
-		    (ret = tree_entry(w, tn->ino)))
-			break;
-		if (!lf_tree_getattr(t, tn->ino, &a) && S_ISDIR(a.mode))
-			ret = tree_push(w, &s, tn->ino);
-	}
-	while (s.n)
-		tree_pop(w, &s);
-	free(s.f);
+	w->view = v;
+	ret = lf_mview_walk(v, LF_MVIEW_ROOT, &w->path, view_entry, w);
+	if (ret && !w->err->code)
+		lf_err_set(w->err, ret, "cannot read '%s': %s", shown(w),
+			   strerror(-ret));
+	w->view = NULL;
 	return ret;
 }
 
@@ -1060,6 +805,7 @@ static int walk_tree(struct writer *w)
 static int walk(struct writer *w)
 {
 	const struct commit_src *src = w->src;
+	struct lf_mview v = { src->stack, src->tree, NULL };
 	int fd, ret;
 
 	switch (src->kind) {
@@ -1073,15 +819,15 @@ static int walk(struct writer *w)
 		return walk_host(w, fd);
 	case COMMIT_SRC_UPPER:
 		/* read-only use: lookups and reads never copy anything up */
-		ret = lf_upper_new(src->upper_dir, src->stack, &w->up, w->err);
+		ret = lf_upper_new(src->upper_dir, src->stack, &v.upper,
+				   w->err);
 		if (ret)
 			return ret;
-		ret = walk_upper(w);
-		lf_upper_free(w->up);
-		w->up = NULL;
+		ret = walk_view(w, &v);
+		lf_upper_free(v.upper);
 		return ret;
 	case COMMIT_SRC_TREE:
-		return walk_tree(w);
+		return walk_view(w, &v);
 	}
 	return lf_err_set(w->err, -EINVAL, "unknown layer source");
 }
