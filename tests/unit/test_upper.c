@@ -7,6 +7,7 @@
  * what the merged view answers; the lower layer never changes.
  */
 #include "lf_test.h"
+#include "lf_testimg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -293,91 +294,14 @@ LF_TEST(reserved_names_refused_and_hidden)
 
 /* ---- over an image: copy-up streams a gzip layer's bytes ---- */
 
-/* An OCI layout "img" of two gzip layers:
- *   1: etc/ (0750, 7:8, mtime 1000), etc/conf (0640, 7:8, mtime 2000,
- *      user.tag=blue, CONF_SIZE bytes of pattern()), etc/old, link -> etc/conf
- *   2: etc/.wh.old, etc/new ("new\n")
- * written by python's tarfile, gzip and json, not by layerfs. */
-#define CONF_SIZE (300u << 10)
-static const char mkimg_py[] =
-	"import hashlib, io, json, os, tarfile, gzip\n"
-	"def blob(data):\n"
-	"    h = hashlib.sha256(data).hexdigest()\n"
-	"    open('img/blobs/sha256/' + h, 'wb').write(data)\n"
-	"    return 'sha256:' + h\n"
-	"def tar(members):\n"
-	"    b = io.BytesIO()\n"
-	"    with tarfile.open(fileobj=b, mode='w', format=tarfile.PAX_FORMAT) "
-	"as t:\n"
-	"        for name, typ, data, mode, mtime, extra in members:\n"
-	"            ti = tarfile.TarInfo(name)\n"
-	"            ti.type, ti.mode, ti.mtime = typ, mode, mtime\n"
-	"            ti.uid, ti.gid = 7, 8\n"
-	"            if typ == tarfile.SYMTYPE:\n"
-	"                ti.linkname = data\n"
-	"                data = b''\n"
-	"            ti.size = len(data)\n"
-	"            ti.pax_headers = extra\n"
-	"            t.addfile(ti, io.BytesIO(data))\n"
-	"    return b.getvalue()\n"
-	"conf = bytes((i * 31 + 7) & 255 for i in range(%u))\n"
-	"l1 = tar([('etc', tarfile.DIRTYPE, b'', 0o750, 1000, {}),\n"
-	"          ('etc/conf', tarfile.REGTYPE, conf, 0o640, 2000,\n"
-	"           {'SCHILY.xattr.user.tag': 'blue'}),\n"
-	"          ('etc/old', tarfile.REGTYPE, b'old\\n', 0o644, 3000, {}),\n"
-	"          ('link', tarfile.SYMTYPE, 'etc/conf', 0o777, 4000, {})])\n"
-	"l2 = tar([('etc/.wh.old', tarfile.REGTYPE, b'', 0o644, 5000, {}),\n"
-	"          ('etc/new', tarfile.REGTYPE, b'new\\n', 0o644, 5000, {})])\n"
-	"os.makedirs('img/blobs/sha256')\n"
-	"layers = []\n"
-	"for raw in (l1, l2):\n"
-	"    gz = gzip.compress(raw, mtime=0)\n"
-	"    layers.append({'mediaType':\n"
-	"                   'application/vnd.oci.image.layer.v1.tar+gzip',\n"
-	"                   'digest': blob(gz), 'size': len(gz)})\n"
-	"cfg = json.dumps({'architecture': 'amd64', 'os': 'linux',\n"
-	"                  'rootfs': {'type': 'layers', 'diff_ids':\n"
-	"                   ['sha256:' + hashlib.sha256(r).hexdigest()\n"
-	"                    for r in (l1, l2)]}}).encode()\n"
-	"mt = 'application/vnd.oci.image.manifest.v1+json'\n"
-	"man = json.dumps({'schemaVersion': 2, 'mediaType': mt,\n"
-	"    'config': {'mediaType': "
-	"'application/vnd.oci.image.config.v1+json',\n"
-	"               'digest': blob(cfg), 'size': len(cfg)},\n"
-	"    'layers': layers}).encode()\n"
-	"open('img/oci-layout', 'w').write('{\"imageLayoutVersion\": "
-	"\"1.0.0\"}')\n"
-	"json.dump({'schemaVersion': 2, 'manifests': [{'mediaType': mt,\n"
-	"           'digest': blob(man), 'size': len(man)}]},\n"
-	"          open('img/index.json', 'w'))\n";
-
-/* Byte i of etc/conf, as mkimg_py makes it. */
-static unsigned char pattern(size_t i)
-{
-	return (unsigned char)((i * 31 + 7) & 255);
-}
-
 static int img_open(struct cow *c)
 {
-	char cmd[8192];
-	FILE *f;
 	struct lf_err err = { 0 };
 	int ret;
 
 	memset(c, 0, sizeof(*c));
-	f = fopen("mkimg.py", "w");
-	CHECK(f != NULL);
-	if (!f)
+	if (lf_testimg_make())
 		return -EIO;
-	fprintf(f, mkimg_py, CONF_SIZE);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "%s mkimg.py",
-		 access("/usr/bin/python3", X_OK) ? "python3"
-						  : "/usr/bin/python3");
-	if (system(cmd)) {
-		LF_FAIL("cannot make the image: %s", cmd);
-		return -EIO;
-	}
 	if ((ret = open_stack("img", NULL, 0, &c->stack)))
 		return ret;
 	if ((ret = lf_upper_new("up", c->stack, &c->up, &err))) {
@@ -407,7 +331,7 @@ LF_TEST(image_copy_up_streams_data_and_keeps_metadata)
 	lookup(&c, etc, "old", -ENOENT);
 	conf = 0;
 	CHECK_EQ_INT(lf_upper_lookup(c.up, etc, "conf", &conf, &before), 0);
-	CHECK_EQ_INT(before.st_size, CONF_SIZE);
+	CHECK_EQ_INT(before.st_size, LF_TESTIMG_CONF_SIZE);
 	CHECK_EQ_INT(before.st_mode, S_IFREG | 0640);
 	CHECK_EQ_INT(before.st_uid, 7);
 	CHECK_EQ_INT(before.st_gid, 8);
@@ -426,21 +350,24 @@ LF_TEST(image_copy_up_streams_data_and_keeps_metadata)
 	CHECK_EQ_INT(st.st_mode & 07777, 0640);
 	CHECK_EQ_INT(st.st_uid, 7);
 	CHECK_EQ_INT(st.st_gid, 8);
-	CHECK_EQ_INT(st.st_size, CONF_SIZE);
-	buf = malloc(CONF_SIZE + 1);
+	CHECK_EQ_INT(st.st_size, LF_TESTIMG_CONF_SIZE);
+	buf = malloc(LF_TESTIMG_CONF_SIZE + 1);
 	CHECK(buf != NULL);
 	{
 		FILE *f = fopen("up/etc/conf", "rb");
 
-		n = f && buf ? (ssize_t)fread(buf, 1, CONF_SIZE + 1, f) : -1;
+		n = f && buf ? (ssize_t)fread(buf, 1, LF_TESTIMG_CONF_SIZE + 1,
+					      f)
+			     : -1;
 		if (f)
 			fclose(f);
 	}
-	CHECK_EQ_INT(n, CONF_SIZE);
-	for (i = 0; buf && n == CONF_SIZE && i < CONF_SIZE; i++)
+	CHECK_EQ_INT(n, LF_TESTIMG_CONF_SIZE);
+	for (i = 0;
+	     buf && n == LF_TESTIMG_CONF_SIZE && i < LF_TESTIMG_CONF_SIZE; i++)
 		if (buf[i] != (i >= 100000 && i < 100004
 				       ? (unsigned char)"EDIT"[i - 100000]
-				       : pattern(i)))
+				       : lf_testimg_byte(i)))
 			bad++;
 	CHECK_EQ_INT(bad, 0);
 	n = lgetxattr("up/etc/conf", "user.tag", val, sizeof(val));
@@ -459,15 +386,15 @@ LF_TEST(image_copy_up_streams_data_and_keeps_metadata)
 	/* the view keeps the inode number across copy-up */
 	CHECK_EQ_INT(lf_upper_getattr(c.up, conf, &after), 0);
 	CHECK_EQ_INT(after.st_ino, before.st_ino);
-	CHECK_EQ_INT(after.st_size, CONF_SIZE);
+	CHECK_EQ_INT(after.st_size, LF_TESTIMG_CONF_SIZE);
 	/* and reads the edited bytes, also across a 64 KiB boundary */
 	CHECK_EQ_INT(lf_upper_open(c.up, conf, O_RDONLY, &fh), 0);
 	n = buf ? lf_upper_read(c.up, fh, buf, 8, 99998) : -1;
 	CHECK_EQ_INT(n, 8);
 	if (n == 8) {
-		CHECK_EQ_INT(buf[0], pattern(99998));
+		CHECK_EQ_INT(buf[0], lf_testimg_byte(99998));
 		CHECK(!memcmp(buf + 2, "EDIT", 4));
-		CHECK_EQ_INT(buf[7], pattern(100005));
+		CHECK_EQ_INT(buf[7], lf_testimg_byte(100005));
 	}
 	lf_upper_release(c.up, fh);
 	free(buf);
