@@ -10,6 +10,10 @@
  *     `repositories` (the pre-Docker-1.10 save: the layers are the `parent`
  *     chain of the tagged `<id>/json`);  a tar that is gzip'd as a whole is
  *     read through its gzip (vfile_gzip.h), detected by magic.
+ * IMAGE may also be written with a transport (imgref.h): oci:, oci-archive:
+ * and docker-archive: pick the format (another one found is an error) and
+ * the image (REF as opts->ref, @N as opts->index); docker:// names are
+ * refused until the registry client is part of the build.
  * A manifest that describes an OCI artifact (artifactType, or a config that
  * is not an image config) fails: "not a container image (artifact type X)".
  * Several images in one layout/archive are chosen with opts->ref; an image
@@ -36,6 +40,7 @@
 #ifndef LAYERFS_IMAGE_H
 #define LAYERFS_IMAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +54,8 @@ struct lf_image_opts {
 	const char *ref; /* NAME:TAG or ref annotation, NULL = the only one */
 	const char *platform;  /* "os/arch[/variant]", NULL = host platform */
 	const char *cache_dir; /* for a gzip'd archive's checkpoints, or NULL */
+	bool by_index;	       /* choose the index-th image instead of by ref */
+	size_t index;	       /* (index.json manifests / manifest.json) */
 };
 
 struct lf_image_layer {

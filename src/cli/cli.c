@@ -42,7 +42,10 @@ static void usage(FILE *f)
 
 	fprintf(f, "usage: layerfs <command> [options] IMAGE ...\n\n"
 		   "Read container images (OCI layout, OCI archive, docker "
-		   "save tar) without\nextracting them.\n\ncommands:\n");
+		   "save tar) without\nextracting them.  IMAGE is a path, "
+		   "or as skopeo writes it: oci:DIR[:REF],\n"
+		   "oci-archive:FILE[:REF], docker-archive:FILE[:REF|@N].\n"
+		   "\ncommands:\n");
 	for (i = 0; i < LF_ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name,
 			commands[i].summary);

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 
 #include "image_internal.h"
+
+#include "layerfs/imgref.h"
 #include "layerfs/vfile_gzip.h"
 
 #define BLOB_DIR "blobs/sha256/"
@@ -198,6 +200,19 @@ out:
 	return ret;
 }
 
+/* @N of a transport: image N of the n listed, whose name is `name`. */
+static int by_index(struct lf_image *img, const struct lf_image_opts *opts,
+		    size_t n, const char *name, struct lf_err *err)
+{
+	if (opts->index >= n)
+		return lf_err_set(err, -ENOENT,
+				  "'%s': no image @%zu: it lists %zu image%s",
+				  img->path, opts->index, n, n == 1 ? "" : "s");
+	if (name && !(img->ref = strdup(name)))
+		return oom(err);
+	return (int)opts->index;
+}
+
 /* index.json: choose by --ref (ref.name or containerd name annotation). */
 static int select_top(struct lf_image *img, const struct lf_image_desc *v,
 		      size_t n, const struct lf_image_opts *opts,
@@ -381,8 +396,15 @@ static int oci_open(struct lf_image *img, const struct lf_image_opts *opts,
 				 "'%s': index.json lists no image", img->path);
 		goto out;
 	}
-	lf_image_drop_artifacts(v, &n);
-	i = select_top(img, v, n, opts, err);
+	if (opts->by_index) {
+		/* @N: the N-th entry as listed, whatever it is */
+		i = by_index(img, opts, n,
+			     v[opts->index < n ? opts->index : 0].ref_name,
+			     err);
+	} else {
+		lf_image_drop_artifacts(v, &n);
+		i = select_top(img, v, n, opts, err);
+	}
 	if (i >= 0)
 		snprintf(ref, sizeof(ref), "index.json manifests[%d]", i);
 	ret = i < 0 ? i : resolve_manifest(img, &v[i], ref, opts, 0, err);
@@ -444,6 +466,20 @@ static int docker_layers(struct lf_image *img, const struct lf_image_docker *e,
 					 img->config.diff_ids[i], e->layers[i]);
 	}
 	return ret;
+}
+
+/* Say what the image is; a transport that named another format fails. */
+static int set_format(struct lf_image *img, const char *format,
+		      struct lf_err *err)
+{
+	const char *want = img->want_format;
+
+	img->format = format;
+	if (!want || !strcmp(want, format))
+		return 0;
+	return lf_err_set(err, -EINVAL, "'%s' is %s %s, not %s %s", img->path,
+			  format[0] == 'o' ? "an" : "a", format,
+			  want[0] == 'o' ? "an" : "a", want);
 }
 
 /* A Config named blobs/sha256/<hex> is content-addressed: hold it to that. */
@@ -517,7 +553,14 @@ static int docker_open(struct lf_image *img, const struct lf_image_opts *opts,
 		ret = lf_err_prefix(err, "'%s'", img->path);
 		goto out;
 	}
-	i = docker_pick(img, v, n, opts, err);
+	if (opts->by_index)
+		i = by_index(img, opts, n,
+			     opts->index < n && v[opts->index].ntags
+				     ? v[opts->index].tags[0]
+				     : NULL,
+			     err);
+	else
+		i = docker_pick(img, v, n, opts, err);
 	ret = i < 0 ? i : load_config(img, v[i].config, NULL, err);
 	/* the config digest is what the config bytes hash to */
 	if (!ret && lf_sha256_mem(img->config_json, img->config_len,
@@ -555,7 +598,8 @@ static int open_archive(struct lf_image *img, const struct lf_image_opts *opts,
 	/* Docker 25+ writes both: the OCI layout is the richer description */
 	if (lf_image_store_has(&img->store, "oci-layout") &&
 	    lf_image_store_has(&img->store, "index.json")) {
-		img->format = "oci-archive";
+		if ((ret = set_format(img, "oci-archive", err)))
+			return ret;
 		ret = oci_open(img, opts, err);
 		/* but its index.json may say "manifests": null, where docker
 		 * load, skopeo and go-containerregistry read manifest.json */
@@ -564,12 +608,21 @@ static int open_archive(struct lf_image *img, const struct lf_image_opts *opts,
 			return ret;
 	}
 	if (lf_image_store_has(&img->store, "manifest.json")) {
-		img->format = "docker-archive";
+		if ((ret = set_format(img, "docker-archive", err)))
+			return ret;
 		return docker_open(img, opts, err);
 	}
 	/* docker save before Docker 1.10: `repositories` + `<id>/json` */
 	if (lf_image_store_has(&img->store, "repositories")) {
-		img->format = "docker-archive";
+		if ((ret = set_format(img, "docker-archive", err)))
+			return ret;
+		if (opts->by_index)
+			return lf_err_set(err, -EINVAL,
+					  "'%s': @%zu counts the images of a "
+					  "manifest.json, and this save "
+					  "(before "
+					  "Docker 1.10) has none",
+					  img->path, opts->index);
 		return lf_image_legacy_open(img, opts, err);
 	}
 	return lf_err_set(err, -EINVAL,
@@ -623,29 +676,74 @@ static int detect_and_open(struct lf_image *img,
 					"oci-layout or index.json)",
 					img->path);
 	}
-	img->format = "oci-layout";
+	if ((ret = set_format(img, "oci-layout", err)))
+		return ret;
 	return oci_open(img, opts, err);
+}
+
+/* The options of a transport's image: its REF or @N on top of opts. */
+static int transport_opts(const char *arg, const struct lf_imgref *r,
+			  struct lf_image_opts *o, struct lf_err *err)
+{
+	if (r->kind == LF_IMGREF_DOCKER)
+		/* the registry client is not part of this build yet */
+		return lf_err_set(err, -EPROTONOSUPPORT,
+				  "'%.200s': registry images are not "
+				  "supported by this build yet",
+				  arg);
+	if (r->ref && o->ref && strcmp(r->ref, o->ref))
+		return lf_err_set(err, -EINVAL,
+				  "'%.200s' names image '%.200s' but --ref "
+				  "says "
+				  "'%.200s'",
+				  arg, r->ref, o->ref);
+	if (r->by_index && o->ref)
+		return lf_err_set(err, -EINVAL,
+				  "'%.200s' names image @%zu but --ref says "
+				  "'%.200s'",
+				  arg, r->index, o->ref);
+	if (r->ref)
+		o->ref = r->ref;
+	o->by_index = o->by_index || r->by_index;
+	if (r->by_index)
+		o->index = r->index;
+	return 0;
 }
 
 int lf_image_open(const char *path, const struct lf_image_opts *opts,
 		  struct lf_image **out, struct lf_err *err)
 {
 	static const struct lf_image_opts none;
-	struct lf_image *img = calloc(1, sizeof(*img));
-	int ret;
+	struct lf_image_opts o = opts ? *opts : none;
+	struct lf_image *img;
+	struct lf_imgref r;
+	int ret = lf_imgref_parse(path, &r, err);
 
-	if (!img || !(img->path = strdup(path))) {
+	if (ret)
+		return ret;
+	if ((ret = transport_opts(path, &r, &o, err)))
+		goto out;
+	img = calloc(1, sizeof(*img));
+	if (!img || !(img->path = strdup(r.path))) {
 		free(img);
-		return oom(err);
+		ret = oom(err);
+		goto out;
 	}
 	lf_buf_init(&img->store.names);
-	ret = detect_and_open(img, opts ? opts : &none, err);
+	img->want_format = r.kind == LF_IMGREF_OCI	     ? "oci-layout"
+			   : r.kind == LF_IMGREF_OCI_ARCHIVE ? "oci-archive"
+			   : r.kind == LF_IMGREF_DOCKER_ARCHIVE
+				   ? "docker-archive"
+				   : NULL;
+	ret = detect_and_open(img, &o, err);
 	if (ret) {
 		lf_image_close(img);
-		return ret;
+		goto out;
 	}
 	*out = img;
-	return 0;
+out:
+	lf_imgref_release(&r);
+	return ret;
 }
 
 size_t lf_image_layer_count(const struct lf_image *img)

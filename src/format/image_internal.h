@@ -102,6 +102,7 @@ struct lf_image_docker {
 struct lf_image {
 	char *path;
 	const char *format;
+	const char *want_format; /* a transport's, or NULL */
 	char manifest_digest[LF_DIGEST_LEN];
 	char config_digest[LF_DIGEST_LEN];
 	char *config_json;

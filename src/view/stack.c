@@ -14,6 +14,7 @@
 
 #include "layerfs/buf.h"
 #include "layerfs/cache.h"
+#include "layerfs/imgref.h"
 #include "layerfs/log.h"
 #include "layerfs/tree_cache.h"
 
@@ -163,8 +164,17 @@ static bool is_image(const char *path)
 	struct stat st;
 	char buf[4096];
 
-	if (stat(path, &st) < 0)
-		return false;
+	if (stat(path, &st) < 0) {
+		/* oci:DIR, docker-archive:FILE...: an image by its name */
+		struct lf_imgref r;
+		struct lf_err err = { 0 };
+		bool named = !lf_imgref_parse(path, &r, &err) &&
+			     r.kind != LF_IMGREF_PATH;
+
+		if (!err.code)
+			lf_imgref_release(&r);
+		return named || err.code;
+	}
 	if (S_ISREG(st.st_mode))
 		return true;
 	snprintf(buf, sizeof(buf), "%s/oci-layout", path);
