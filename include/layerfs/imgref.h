@@ -40,14 +40,14 @@ enum lf_imgref_kind {
 
 struct lf_imgref {
 	enum lf_imgref_kind kind;
-	char *path;	/* PATH and the file transports */
-	char *ref;	/* file transports: the REF part, or NULL */
-	bool by_index;	/* file transports: @N was given */
-	size_t index;	/* N */
-	char *host;	/* docker: "registry-1.example:5000", "docker.io" */
-	char *repo;	/* docker: "library/busybox" */
-	char *tag;	/* docker: the tag, or NULL with a digest */
-	char *digest;	/* docker: "sha256:<hex>", or NULL */
+	char *path;    /* PATH and the file transports */
+	char *ref;     /* file transports: the REF part, or NULL */
+	bool by_index; /* file transports: @N was given */
+	size_t index;  /* N */
+	char *host;    /* docker: "registry-1.example:5000", "docker.io" */
+	char *repo;    /* docker: "library/busybox" */
+	char *tag;     /* docker: the tag, or NULL with a digest */
+	char *digest;  /* docker: "sha256:<hex>", or NULL */
 };
 
 /* Parse `arg`: 0, or -EINVAL with err naming the argument and the fault,

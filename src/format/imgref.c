@@ -23,7 +23,11 @@ static const struct {
 
 /* Known to skopeo and podman, not read here. */
 static const char *const unsupported[] = {
-	"containers-storage", "dir", "docker-daemon", "ostree", "sif",
+	"containers-storage",
+	"dir",
+	"docker-daemon",
+	"ostree",
+	"sif",
 	"tarball",
 };
 
@@ -117,8 +121,8 @@ static bool domain_ok(const char *s, size_t n)
 		colon = memchr(s, ':', n);
 		end = colon ? (size_t)(colon - s) : n;
 		for (i = 0; i <= end; i++) {
-			if (i < end && (isalnum((unsigned char)s[i]) ||
-					s[i] == '-'))
+			if (i < end &&
+			    (isalnum((unsigned char)s[i]) || s[i] == '-'))
 				continue;
 			if (i < end && s[i] != '.')
 				return false;
@@ -163,14 +167,14 @@ static int digest_ok(const char *arg, const char *d, struct lf_err *err)
 				  SHOWN_ARGS(arg), d);
 	if ((size_t)(colon - d) != 6 || strncmp(d, "sha256", 6)) {
 		for (i = 0; d + i < colon; i++)
-			if (!isalnum((unsigned char)d[i]) && !strchr("+._-",
-								     d[i]))
+			if (!isalnum((unsigned char)d[i]) &&
+			    !strchr("+._-", d[i]))
 				return lf_err_set(err, -EINVAL,
 						  SHOWN ": bad digest '%.80s'",
 						  SHOWN_ARGS(arg), d);
 		return lf_err_set(err, -EPROTONOSUPPORT,
 				  SHOWN ": unsupported digest algorithm "
-				  "'%.*s'",
+					"'%.*s'",
 				  SHOWN_ARGS(arg), (int)(colon - d), d);
 	}
 	for (i = 0; colon[1 + i]; i++)
@@ -180,7 +184,7 @@ static int digest_ok(const char *arg, const char *d, struct lf_err *err)
 	if (i != 64 || colon[1 + i])
 		return lf_err_set(err, -EINVAL,
 				  SHOWN ": bad digest '%.80s' (sha256: and 64 "
-				  "lowercase hex digits)",
+					"lowercase hex digits)",
 				  SHOWN_ARGS(arg), d);
 	return 0;
 }
@@ -216,8 +220,10 @@ static int parse_docker(const char *arg, const char *name, struct lf_imgref *r,
 					dlen = first;
 	}
 	if (dlen && !domain_ok(name, dlen))
-		return lf_err_set(err, -EINVAL, SHOWN ": bad registry host "
-				  "'%.*s'", SHOWN_ARGS(arg), (int)dlen, name);
+		return lf_err_set(err, -EINVAL,
+				  SHOWN ": bad registry host "
+					"'%.*s'",
+				  SHOWN_ARGS(arg), (int)dlen, name);
 	p = dlen ? name + dlen + 1 : name;
 	/* the tag: after the last ':' of the path part */
 	for (const char *q = p; q < name + nlen; q++)
@@ -228,22 +234,25 @@ static int parse_docker(const char *arg, const char *name, struct lf_imgref *r,
 	if (!(buf = strndup(p, (size_t)((tagc ? tagc : name + nlen) - p))))
 		return oom(err);
 	r->repo = buf;
-	if (tagc && !(r->tag = strndup(tagc + 1,
-				       (size_t)(name + nlen - tagc - 1))))
+	if (tagc &&
+	    !(r->tag = strndup(tagc + 1, (size_t)(name + nlen - tagc - 1))))
 		return oom(err);
 	if (tagc && !tag_ok(r->tag))
 		return lf_err_set(err, -EINVAL,
 				  SHOWN ": bad tag '%.140s' (up to 128 of "
-				  "A-Z a-z 0-9 _ . -, not starting with . or -)",
+					"A-Z a-z 0-9 _ . -, not starting with "
+					". or -)",
 				  SHOWN_ARGS(arg), r->tag);
 	for (p = r->repo;; p = slash + 1) {
 		slash = strchr(p, '/');
-		if (!path_component_ok(p, slash ? (size_t)(slash - p)
-						 : strlen(p)))
+		if (!path_component_ok(p,
+				       slash ? (size_t)(slash - p) : strlen(p)))
 			return lf_err_set(err, -EINVAL,
-					  SHOWN ": bad repository name "
+					  SHOWN
+					  ": bad repository name "
 					  "'%.200s' (lowercase letters, digits "
-					  "and . _ __ - between them, / between "
+					  "and . _ __ - between them, / "
+					  "between "
 					  "components)",
 					  SHOWN_ARGS(arg), r->repo);
 		if (!slash)
@@ -292,14 +301,16 @@ static int parse_file(const char *arg, const char *rest, struct lf_imgref *r,
 		    !isdigit((unsigned char)colon[2]))
 			return lf_err_set(err, -EINVAL,
 					  SHOWN ": '@%.40s' is not an image "
-					  "index (@0, @1...)",
+						"index (@0, @1...)",
 					  SHOWN_ARGS(arg), colon + 2);
 		r->by_index = true;
 		return 0;
 	}
 	if (!colon[1])
-		return lf_err_set(err, -EINVAL, SHOWN ": empty image name "
-				  "after the path", SHOWN_ARGS(arg));
+		return lf_err_set(err, -EINVAL,
+				  SHOWN ": empty image name "
+					"after the path",
+				  SHOWN_ARGS(arg));
 	return (r->ref = strdup(colon + 1)) ? 0 : oom(err);
 }
 
@@ -319,7 +330,8 @@ int lf_imgref_parse(const char *arg, struct lf_imgref *r, struct lf_err *err)
 		if (strlen(unsupported[i]) == tlen &&
 		    !strncmp(arg, unsupported[i], tlen))
 			return lf_err_set(err, -EPROTONOSUPPORT,
-					  SHOWN ": unsupported transport '%s' "
+					  SHOWN
+					  ": unsupported transport '%s' "
 					  "(layerfs reads oci:, oci-archive:, "
 					  "docker-archive:, docker:// and "
 					  "paths)",
@@ -334,7 +346,8 @@ int lf_imgref_parse(const char *arg, struct lf_imgref *r, struct lf_err *err)
 	if (r->kind == LF_IMGREF_DOCKER) {
 		if (strncmp(colon, "://", 3) || !colon[3])
 			ret = lf_err_set(err, -EINVAL,
-					 SHOWN ": a registry image is "
+					 SHOWN
+					 ": a registry image is "
 					 "docker://[HOST[:PORT]/]NAME[:TAG]"
 					 "[@DIGEST]",
 					 SHOWN_ARGS(arg));

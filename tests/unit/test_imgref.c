@@ -32,8 +32,8 @@ static const char *show(const char *arg)
 		snprintf(out, sizeof(out), "docker|%s|%s|%s|%s", r.host, r.repo,
 			 r.tag ? r.tag : "-", r.digest ? r.digest : "-");
 	else if (r.by_index)
-		snprintf(out, sizeof(out), "%s|%s|@%zu", lf_imgref_transport(&r),
-			 r.path, r.index);
+		snprintf(out, sizeof(out), "%s|%s|@%zu",
+			 lf_imgref_transport(&r), r.path, r.index);
 	else
 		snprintf(out, sizeof(out), "%s|%s|%s", lf_imgref_transport(&r),
 			 r.path, r.ref ? r.ref : "-");
@@ -55,7 +55,8 @@ LF_TEST(file_transports)
 	CHECK_EQ_STR(show("docker-archive:s.tar"), "docker-archive|s.tar|-");
 	CHECK_EQ_STR(show("docker-archive:s.tar:busybox:latest"),
 		     "docker-archive|s.tar|busybox:latest");
-	CHECK_EQ_STR(show("docker-archive:s.tar:@1"), "docker-archive|s.tar|@1");
+	CHECK_EQ_STR(show("docker-archive:s.tar:@1"),
+		     "docker-archive|s.tar|@1");
 	CHECK_EQ_STR(show("docker-archive:s.tar:@"), "E22");
 	CHECK_EQ_STR(show("docker-archive:s.tar:@-1"), "E22");
 	CHECK_EQ_STR(show("docker-archive:s.tar:@1x"), "E22");
