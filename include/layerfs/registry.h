@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * registry.h - a client of the OCI distribution API (a registry), on
+ * libcurl: manifests by tag or digest, blobs whole or by byte range.
+ *
+ * One struct lf_registry serves one repository of one host.  Manifests are
+ * asked for with every media type layerfs reads (OCI manifest and index,
+ * Docker schema 2 manifest and manifest list) and bounded in size; what
+ * the caller holds a digest for is checked against it.  Blobs are read by
+ * HTTP Range: a layer blob becomes a vfile whose preads are range GETs
+ * (a 206 with exactly the range asked for, or an error), so only what is
+ * read is fetched.  Every error names the URL and the HTTP status.
+ *
+ * This first version speaks anonymous HTTP(S) (with `tls_verify` false:
+ * HTTPS without verification, then plain HTTP when the server does not
+ * speak TLS); a registry that asks for credentials is an error that says
+ * so.  Retries: a dropped connection, 429 or 5xx is retried up to 4 times
+ * with backoff, bounded in time; a stalled transfer times out.
+ *
+ * Thread safety: a registry and its vfiles may be used from many threads
+ * (one curl handle per request).  Ownership: vfiles hold a reference to
+ * the registry; lf_registry_close() drops the caller's.
+ */
+#ifndef LAYERFS_REGISTRY_H
+#define LAYERFS_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layerfs/buf.h"
+#include "layerfs/common.h"
+#include "layerfs/vfile.h"
+
+struct lf_registry;
+
+struct lf_registry_opts {
+	bool tls_verify; /* false: no TLS verification, plain HTTP allowed */
+};
+
+/* host: "HOST[:PORT]"; repo: "library/busybox". */
+int lf_registry_open(const char *host, const char *repo,
+		     const struct lf_registry_opts *o, struct lf_registry **out,
+		     struct lf_err *err);
+void lf_registry_close(struct lf_registry *r);
+
+/* How messages name it: "HOST/REPO". */
+const char *lf_registry_name(const struct lf_registry *r);
+
+/* GET manifest `ref` (tag or digest), at most `max` bytes, into body
+ * (NUL-terminated); *media_type (malloc'd) from Content-Type. */
+int lf_registry_manifest(struct lf_registry *r, const char *ref, size_t max,
+			 struct lf_buf *body, char **media_type,
+			 struct lf_err *err);
+
+/* HEAD of a blob: its size; -ENOENT when the registry has none. */
+int lf_registry_blob_size(struct lf_registry *r, const char *digest,
+			  uint64_t *size, struct lf_err *err);
+
+/* A vfile of `size` bytes over blob `digest`, read by ranges. */
+int lf_registry_blob_vfile(struct lf_registry *r, const char *digest,
+			   uint64_t size, struct lf_vfile **out,
+			   struct lf_err *err);
+
+/* Requests made and body bytes received so far. */
+void lf_registry_stats(const struct lf_registry *r, uint64_t *requests,
+		       uint64_t *bytes);
+
+#endif /* LAYERFS_REGISTRY_H */
