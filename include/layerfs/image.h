@@ -12,8 +12,9 @@
  *     read through its gzip (vfile_gzip.h), detected by magic.
  * IMAGE may also be written with a transport (imgref.h): oci:, oci-archive:
  * and docker-archive: pick the format (another one found is an error) and
- * the image (REF as opts->ref, @N as opts->index); docker:// names are
- * refused until the registry client is part of the build.
+ * the image (REF as opts->ref, @N as opts->index); a docker:// name is read
+ * from its registry as if it were an OCI layout (image_registry.c over
+ * registry.h): manifests fetched, layer blobs as vfiles of range reads.
  * A manifest that describes an OCI artifact (artifactType, or a config that
  * is not an image config) fails: "not a container image (artifact type X)".
  * Several images in one layout/archive are chosen with opts->ref; an image
@@ -56,6 +57,7 @@ struct lf_image_opts {
 	const char *cache_dir; /* for a gzip'd archive's checkpoints, or NULL */
 	bool by_index;	       /* choose the index-th image instead of by ref */
 	size_t index;	       /* (index.json manifests / manifest.json) */
+	bool no_tls_verify; /* docker://: no TLS checks, plain HTTP allowed */
 };
 
 struct lf_image_layer {

@@ -44,7 +44,8 @@ static void usage(FILE *f)
 		   "Read container images (OCI layout, OCI archive, docker "
 		   "save tar) without\nextracting them.  IMAGE is a path, "
 		   "or as skopeo writes it: oci:DIR[:REF],\n"
-		   "oci-archive:FILE[:REF], docker-archive:FILE[:REF|@N].\n"
+		   "oci-archive:FILE[:REF], docker-archive:FILE[:REF|@N], "
+		   "docker://HOST/NAME:TAG.\n"
 		   "\ncommands:\n");
 	for (i = 0; i < LF_ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name,
@@ -120,6 +121,16 @@ int cli_common_opt(int c, const char *arg, struct cli_opts *o)
 	case OPT_JSON:
 		o->json = true;
 		return 1;
+	case OPT_TLS_VERIFY:
+		if (strcmp(arg, "true") && strcmp(arg, "false")) {
+			fprintf(stderr,
+				"layerfs: --tls-verify takes true or false, "
+				"not '%s'\n",
+				arg);
+			return -1;
+		}
+		o->no_tls_verify = !strcmp(arg, "false");
+		return 1;
 	case 'q':
 		o->quiet = true;
 		return 1;
@@ -157,6 +168,7 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 		.ref = o->ref,
 		.platform = o->platform,
 		.verify = !o->no_verify,
+		.no_tls_verify = o->no_tls_verify,
 		.layers = o->has_layers && !all_layers ? o->layers : 0,
 		.lowers = o->lowers,
 		.nlowers = o->nlowers,

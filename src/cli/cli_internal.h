@@ -25,7 +25,8 @@ struct cli_opts {
 	const char *platform;
 	const char *cache; /* --cache DIR */
 	bool no_verify;
-	bool no_cache; /* --no-cache: index in memory only */
+	bool no_tls_verify; /* --tls-verify=false */
+	bool no_cache;	    /* --no-cache: index in memory only */
 	bool has_layers;
 	long layers; /* --layers N as given */
 	bool json;
@@ -51,6 +52,7 @@ enum {
 	OPT_NO_CACHE,
 	OPT_LAYERS,
 	OPT_JSON,
+	OPT_TLS_VERIFY,
 	OPT_HELP,
 };
 #define CLI_COMMON_LONGOPTS                                                    \
@@ -61,6 +63,7 @@ enum {
 		{ "no-verify", no_argument, NULL, OPT_NO_VERIFY },             \
 		{ "layers", required_argument, NULL, OPT_LAYERS },             \
 		{ "json", no_argument, NULL, OPT_JSON },                       \
+		{ "tls-verify", required_argument, NULL, OPT_TLS_VERIFY },     \
 		{ "quiet", no_argument, NULL, 'q' },                           \
 	{                                                                      \
 		"help", no_argument, NULL, OPT_HELP                            \
@@ -75,6 +78,8 @@ enum {
 	"                       $XDG_CACHE_HOME/layerfs, ~/.cache/layerfs)\n"  \
 	"      --no-cache       do not read or write the index cache\n"        \
 	"      --no-verify      do not check layer digests and diff_ids\n"     \
+	"      --tls-verify=false  docker://: no TLS checks, plain HTTP "      \
+	"allowed\n"                                                            \
 	"      --json           machine-readable output\n"                     \
 	"  -q, --quiet          no progress line\n"                            \
 	"      --help           show this help\n"                              \

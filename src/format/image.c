@@ -685,12 +685,6 @@ static int detect_and_open(struct lf_image *img,
 static int transport_opts(const char *arg, const struct lf_imgref *r,
 			  struct lf_image_opts *o, struct lf_err *err)
 {
-	if (r->kind == LF_IMGREF_DOCKER)
-		/* the registry client is not part of this build yet */
-		return lf_err_set(err, -EPROTONOSUPPORT,
-				  "'%.200s': registry images are not "
-				  "supported by this build yet",
-				  arg);
 	if (r->ref && o->ref && strcmp(r->ref, o->ref))
 		return lf_err_set(err, -EINVAL,
 				  "'%.200s' names image '%.200s' but --ref "
@@ -710,6 +704,19 @@ static int transport_opts(const char *arg, const struct lf_imgref *r,
 	return 0;
 }
 
+/* docker://: the registry's repository, read as an OCI layout. */
+static int registry_open(struct lf_image *img, const struct lf_imgref *r,
+			 const struct lf_image_opts *o, struct lf_err *err)
+{
+	int ret = lf_image_store_open_registry(&img->store, r->host, r->repo,
+					       r->digest ? r->digest : r->tag,
+					       !o->no_tls_verify, err);
+
+	img->store.label = img->path;
+	img->format = "docker";
+	return ret ? ret : oci_open(img, o, err);
+}
+
 int lf_image_open(const char *path, const struct lf_image_opts *opts,
 		  struct lf_image **out, struct lf_err *err)
 {
@@ -724,18 +731,23 @@ int lf_image_open(const char *path, const struct lf_image_opts *opts,
 	if ((ret = transport_opts(path, &r, &o, err)))
 		goto out;
 	img = calloc(1, sizeof(*img));
-	if (!img || !(img->path = strdup(r.path))) {
+	if (!img || !(img->path = strdup(r.path ? r.path : path))) {
 		free(img);
 		ret = oom(err);
 		goto out;
 	}
 	lf_buf_init(&img->store.names);
+	if (r.kind == LF_IMGREF_DOCKER) {
+		ret = registry_open(img, &r, &o, err);
+		goto opened;
+	}
 	img->want_format = r.kind == LF_IMGREF_OCI	     ? "oci-layout"
 			   : r.kind == LF_IMGREF_OCI_ARCHIVE ? "oci-archive"
 			   : r.kind == LF_IMGREF_DOCKER_ARCHIVE
 				   ? "docker-archive"
 				   : NULL;
 	ret = detect_and_open(img, &o, err);
+opened:
 	if (ret) {
 		lf_image_close(img);
 		goto out;

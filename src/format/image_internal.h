@@ -44,6 +44,7 @@
 #define LF_IMAGE_INDEX_DEPTH 4
 
 struct lf_image_member;
+struct lf_image_remote;
 
 /* Where the image's files live: a directory or the members of a tar. */
 struct lf_image_store {
@@ -53,7 +54,8 @@ struct lf_image_store {
 	struct lf_vfile *archive;	 /* owned: outer tar, or NULL */
 	struct lf_image_member *members; /* owned, sorted by name */
 	size_t nmembers;
-	struct lf_buf names; /* string table for members */
+	struct lf_buf names;		/* string table for members */
+	struct lf_image_remote *remote; /* owned: a registry, or NULL */
 };
 
 struct lf_image_desc {
@@ -135,6 +137,22 @@ int lf_image_store_read(const struct lf_image_store *st, const char *name,
 int lf_image_store_read_max(const struct lf_image_store *st, const char *name,
 			    size_t max, char **data, size_t *len,
 			    struct lf_err *err);
+
+/*
+ * image_registry.c: a registry repository seen as an OCI layout: a made-up
+ * `oci-layout` and `index.json` whose one descriptor is the manifest `ref`
+ * names (fetched, its digest computed and, for a digest ref, checked), and
+ * `blobs/sha256/<hex>`: that manifest, other manifests (fetched from
+ * /manifests/ when the registry has no such blob), configs, and layer
+ * blobs read by HTTP range.
+ */
+int lf_image_store_open_registry(struct lf_image_store *st, const char *host,
+				 const char *repo, const char *ref,
+				 bool tls_verify, struct lf_err *err);
+bool lf_image_remote_has(const struct lf_image_store *st, const char *name);
+int lf_image_remote_blob(const struct lf_image_store *st, const char *name,
+			 struct lf_vfile **out, struct lf_err *err);
+void lf_image_remote_release(struct lf_image_store *st);
 
 /*
  * Open `rel` under dirfd without ever leaving it: symlinks are followed

@@ -42,6 +42,7 @@ void lf_image_store_release(struct lf_image_store *st)
 	lf_vfile_close(st->archive);
 	free(st->members);
 	lf_buf_release(&st->names);
+	lf_image_remote_release(st);
 	memset(st, 0, sizeof(*st));
 	lf_buf_init(&st->names);
 }
@@ -217,6 +218,8 @@ bool lf_image_store_has(const struct lf_image_store *st, const char *name)
 	bool ok;
 	int fd;
 
+	if (st->remote)
+		return lf_image_remote_has(st, name);
 	if (st->archive)
 		return lf_image_archive_find(st, name, &off, &size) == 0;
 	lf_buf_init(&rel);
@@ -287,6 +290,8 @@ int lf_image_store_blob(const struct lf_image_store *st, const char *name,
 	struct lf_buf rel, path;
 	int fd, ret;
 
+	if (st->remote)
+		return lf_image_remote_blob(st, name, out, err);
 	if (st->archive)
 		return archive_blob(st, name, out, err);
 	lf_buf_init(&rel);

@@ -202,8 +202,10 @@ static int add_src(struct lf_stack *ci, size_t *cap, struct stack_src s)
 static int gather(const struct lf_stack_opts *o, const char *path,
 		  struct lf_stack *ci, struct lf_err *err)
 {
-	struct lf_image_opts io = { o->ref, o->platform,
-				    lf_stack_cache_dir(ci) };
+	struct lf_image_opts io = { .ref = o->ref,
+				    .platform = o->platform,
+				    .cache_dir = lf_stack_cache_dir(ci),
+				    .no_tls_verify = o->no_tls_verify };
 	size_t cap = 0, count, n, i, k;
 	int ret;
 

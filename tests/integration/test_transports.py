@@ -155,7 +155,8 @@ def test_every_command_takes_a_transport(world, layerfs_bin, tmp_path):
      "'containers-storage'"),
     ("docker:busybox", 1, "docker://[HOST[:PORT]/]NAME"),
     ("docker://Upper/Case", 1, "bad repository name"),
-    ("docker://127.0.0.1:1/app:v1", 1, "registry images are not supported"),
+    ("docker://127.0.0.1:1/app:v1", 1, "https://127.0.0.1:1/v2/app/"
+     "manifests/v1: Couldn't connect"),
 ])
 def test_bad_references(world, layerfs_bin, arg, code, msg):
     d, _ = world
