@@ -334,7 +334,6 @@ int lf_registry_blob_size(struct lf_registry *r, const char *digest,
 struct rblob {
 	struct lf_registry *r;
 	char *digest;
-	uint64_t size;
 	atomic_int refs;
 };
 
@@ -420,7 +419,6 @@ int lf_registry_blob_vfile(struct lf_registry *r, const char *digest,
 	}
 	b->r = r;
 	atomic_fetch_add(&r->refs, 1);
-	b->size = size;
 	atomic_init(&b->refs, 1);
 	snprintf(name, sizeof(name), "%s@%s", r->name, digest);
 	ret = lf_vfile_from_ops(&rblob_ops, b, size, name, out);
