@@ -57,6 +57,12 @@ int lf_registry_manifest(struct lf_registry *r, const char *ref, size_t max,
 int lf_registry_blob_size(struct lf_registry *r, const char *digest,
 			  uint64_t *size, struct lf_err *err);
 
+/* Bytes [off, off + len) of blob `digest` into buf by one range GET (with
+ * retries): all of them, or an error (a short or misplaced answer: -EIO). */
+int lf_registry_blob_range(struct lf_registry *r, const char *digest,
+			   uint64_t off, size_t len, void *buf,
+			   struct lf_err *err);
+
 /* A vfile of `size` bytes over blob `digest`, read by ranges. */
 int lf_registry_blob_vfile(struct lf_registry *r, const char *digest,
 			   uint64_t size, struct lf_vfile **out,

@@ -710,7 +710,7 @@ static int registry_open(struct lf_image *img, const struct lf_imgref *r,
 {
 	int ret = lf_image_store_open_registry(&img->store, r->host, r->repo,
 					       r->digest ? r->digest : r->tag,
-					       !o->no_tls_verify, err);
+					       o, err);
 
 	img->store.label = img->path;
 	img->format = "docker";

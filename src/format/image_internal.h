@@ -148,7 +148,8 @@ int lf_image_store_read_max(const struct lf_image_store *st, const char *name,
  */
 int lf_image_store_open_registry(struct lf_image_store *st, const char *host,
 				 const char *repo, const char *ref,
-				 bool tls_verify, struct lf_err *err);
+				 const struct lf_image_opts *o,
+				 struct lf_err *err);
 bool lf_image_remote_has(const struct lf_image_store *st, const char *name);
 int lf_image_remote_blob(const struct lf_image_store *st, const char *name,
 			 struct lf_vfile **out, struct lf_err *err);

@@ -98,9 +98,10 @@ static int put_doc(struct lf_image_remote *m, const char *name,
 
 int lf_image_store_open_registry(struct lf_image_store *st, const char *host,
 				 const char *repo, const char *ref,
-				 bool tls_verify, struct lf_err *err)
+				 const struct lf_image_opts *o,
+				 struct lf_err *err)
 {
-	struct lf_registry_opts ro = { .tls_verify = tls_verify };
+	struct lf_registry_opts ro = { .tls_verify = !o->no_tls_verify };
 	struct lf_image_remote *m = calloc(1, sizeof(*m));
 	char digest[LF_DIGEST_LEN], *mt = NULL, index[512];
 	struct doc *top;

@@ -13,6 +13,8 @@
 
 #include <curl/curl.h>
 
+#include "layerfs/log.h"
+
 #define RETRIES 4	      /* after the first try */
 #define BACKOFF_MS 200	      /* doubled each retry */
 #define CONNECT_TIMEOUT_S 10L /* to connect */
@@ -369,31 +371,40 @@ static int parse_range(const char *s, unsigned long long *a,
 	return errno || *end != '/' ? -1 : 0;
 }
 
-/* A range GET: 206 with exactly [off, off + len). */
-static ssize_t rblob_pread(void *ctx, void *buf, size_t len, uint64_t off)
+int lf_registry_blob_range(struct lf_registry *r, const char *digest,
+			   uint64_t off, size_t len, void *buf,
+			   struct lf_err *err)
 {
-	struct rblob *b = ctx;
-	struct req q = { "blobs", b->digest, false, off, len };
+	struct req q = { "blobs", digest, false, off, len };
 	struct sink s = { .dst = buf, .cap = len };
-	struct lf_err err = { 0 };
 	unsigned long long a = 0, z = 0;
 	int ret;
 
 	if (!len)
 		return 0;
-	ret = request(b->r, &q, &s, &err);
-	if (ret) {
-		fprintf(stderr, "layerfs: %s\n", err.msg);
+	if ((ret = request(r, &q, &s, err)))
 		return ret;
-	}
 	if (s.n != len || parse_range(s.crange, &a, &z) || a != off ||
-	    z != off + len - 1) {
-		fprintf(stderr,
-			"layerfs: %s/blobs/%s: asked for bytes %llu-%llu, got "
-			"%zu bytes (Content-Range '%s')\n",
-			b->r->name, b->digest, (unsigned long long)off,
-			(unsigned long long)(off + len - 1), s.n, s.crange);
-		return -EIO;
+	    z != off + len - 1)
+		return lf_err_set(err, -EIO,
+				  "%s/blobs/%s: asked for bytes %llu-%llu, "
+				  "got %zu bytes (Content-Range '%s')",
+				  r->name, digest, (unsigned long long)off,
+				  (unsigned long long)(off + len - 1), s.n,
+				  s.crange);
+	return 0;
+}
+
+/* A range GET; a failure is logged (a reader sees only EIO). */
+static ssize_t rblob_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct rblob *b = ctx;
+	struct lf_err err = { 0 };
+	int ret = lf_registry_blob_range(b->r, b->digest, off, len, buf, &err);
+
+	if (ret) {
+		lf_log(LF_LOG_ERR, "%s", err.msg);
+		return ret;
 	}
 	return (ssize_t)len;
 }
