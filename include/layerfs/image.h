@@ -58,6 +58,7 @@ struct lf_image_opts {
 	bool by_index;	       /* choose the index-th image instead of by ref */
 	size_t index;	       /* (index.json manifests / manifest.json) */
 	bool no_tls_verify; /* docker://: no TLS checks, plain HTTP allowed */
+	uint64_t cache_max; /* docker://: span cache cap (lf_rblob_opts) */
 };
 
 struct lf_image_layer {

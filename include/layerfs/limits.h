@@ -36,6 +36,9 @@ struct lf_limits {
 
 /* Fill the zero fields of *l from the environment, then the defaults.
  * -EINVAL with a message for a malformed variable. */
+/* "123", "64K", "4G" (binary multiples); false when malformed or 0. */
+bool lf_parse_size(const char *s, uint64_t *out);
+
 int lf_limits_resolve(struct lf_limits *l, struct lf_err *err);
 
 #endif

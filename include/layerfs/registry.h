@@ -42,6 +42,8 @@ struct lf_registry_opts {
 int lf_registry_open(const char *host, const char *repo,
 		     const struct lf_registry_opts *o, struct lf_registry **out,
 		     struct lf_err *err);
+/* Another reference to r (each is dropped by lf_registry_close()). */
+struct lf_registry *lf_registry_ref(struct lf_registry *r);
 void lf_registry_close(struct lf_registry *r);
 
 /* How messages name it: "HOST/REPO". */

@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "layerfs/limits.h"
 #include "layerfs/log.h"
+#include "layerfs/rblob.h"
 
 static const struct {
 	const char *name;
@@ -131,6 +133,19 @@ int cli_common_opt(int c, const char *arg, struct cli_opts *o)
 		}
 		o->no_tls_verify = !strcmp(arg, "false");
 		return 1;
+	case OPT_CACHE_MAX:
+		if (!strcmp(arg, "0")) {
+			o->cache_max = LF_RBLOB_CACHE_NONE;
+			return 1;
+		}
+		if (!lf_parse_size(arg, &o->cache_max)) {
+			fprintf(stderr,
+				"layerfs: --cache-max wants a size such as "
+				"500M or 2G, not '%s'\n",
+				arg);
+			return -1;
+		}
+		return 1;
 	case 'q':
 		o->quiet = true;
 		return 1;
@@ -169,6 +184,7 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 		.platform = o->platform,
 		.verify = !o->no_verify,
 		.no_tls_verify = o->no_tls_verify,
+		.cache_max = o->cache_max,
 		.layers = o->has_layers && !all_layers ? o->layers : 0,
 		.lowers = o->lowers,
 		.nlowers = o->nlowers,

@@ -26,6 +26,7 @@ struct cli_opts {
 	const char *cache; /* --cache DIR */
 	bool no_verify;
 	bool no_tls_verify; /* --tls-verify=false */
+	uint64_t cache_max; /* --cache-max, 0: the default */
 	bool no_cache;	    /* --no-cache: index in memory only */
 	bool has_layers;
 	long layers; /* --layers N as given */
@@ -53,6 +54,7 @@ enum {
 	OPT_LAYERS,
 	OPT_JSON,
 	OPT_TLS_VERIFY,
+	OPT_CACHE_MAX,
 	OPT_HELP,
 };
 #define CLI_COMMON_LONGOPTS                                                    \
@@ -64,6 +66,7 @@ enum {
 		{ "layers", required_argument, NULL, OPT_LAYERS },             \
 		{ "json", no_argument, NULL, OPT_JSON },                       \
 		{ "tls-verify", required_argument, NULL, OPT_TLS_VERIFY },     \
+		{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },       \
 		{ "quiet", no_argument, NULL, 'q' },                           \
 	{                                                                      \
 		"help", no_argument, NULL, OPT_HELP                            \
@@ -80,6 +83,9 @@ enum {
 	"      --no-verify      do not check layer digests and diff_ids\n"     \
 	"      --tls-verify=false  docker://: no TLS checks, plain HTTP "      \
 	"allowed\n"                                                            \
+	"      --cache-max SIZE  docker://: keep at most SIZE bytes of "       \
+	"fetched\n"                                                            \
+	"                       spans (K, M, G; default 2G; 0: none)\n"       \
 	"      --json           machine-readable output\n"                     \
 	"  -q, --quiet          no progress line\n"                            \
 	"      --help           show this help\n"                              \

@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* "123", "64K", "4G" (binary multiples); false when malformed or 0. */
-static bool parse_size(const char *s, uint64_t *out)
+bool lf_parse_size(const char *s, uint64_t *out)
 {
 	static const char units[] = "KMGT";
 	const char *u;
@@ -41,7 +40,7 @@ static int env_size(const char *name, uint64_t *dst, struct lf_err *err)
 
 	if (*dst || !v || !*v)
 		return 0;
-	if (!parse_size(v, dst))
+	if (!lf_parse_size(v, dst))
 		return lf_err_set(err, -EINVAL,
 				  "%s: '%s' is not a positive "
 				  "size (e.g. 8G)",
@@ -63,9 +62,9 @@ int lf_limits_resolve(struct lf_limits *l, struct lf_err *err)
 		colon = strchr(buf, ':');
 		if (colon)
 			*colon = '\0';
-		if (!parse_size(buf, &l->max_ratio) ||
+		if (!lf_parse_size(buf, &l->max_ratio) ||
 		    (colon && !l->ratio_floor &&
-		     !parse_size(colon + 1, &l->ratio_floor)))
+		     !lf_parse_size(colon + 1, &l->ratio_floor)))
 			return lf_err_set(err, -EINVAL,
 					  "LAYERFS_MAX_RATIO: "
 					  "'%s' is not N or N:FLOOR",

@@ -318,7 +318,11 @@ static int fill_layer(struct lf_image *img, size_t i, const char *digest,
 	l->source = strdup(source);
 	if (!l->media_type || !l->source)
 		return oom(err);
-	ret = lf_image_store_blob(&img->store, source, &l->blob, err);
+	if (img->store.remote && declared >= 0)
+		ret = lf_image_remote_layer(&img->store, source,
+					    (uint64_t)declared, &l->blob, err);
+	else
+		ret = lf_image_store_blob(&img->store, source, &l->blob, err);
 	if (ret == -ENOENT)
 		return lf_err_set(err, ret,
 				  "'%s': layer %zu (%s): blob %s is missing%s",

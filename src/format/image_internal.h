@@ -153,6 +153,10 @@ int lf_image_store_open_registry(struct lf_image_store *st, const char *host,
 bool lf_image_remote_has(const struct lf_image_store *st, const char *name);
 int lf_image_remote_blob(const struct lf_image_store *st, const char *name,
 			 struct lf_vfile **out, struct lf_err *err);
+/* A layer blob of `size` bytes (its descriptor's): no request made. */
+int lf_image_remote_layer(const struct lf_image_store *st, const char *name,
+			  uint64_t size, struct lf_vfile **out,
+			  struct lf_err *err);
 void lf_image_remote_release(struct lf_image_store *st);
 
 /*

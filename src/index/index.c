@@ -687,12 +687,17 @@ static int build(const struct lf_image_layer *layer,
 	return ret;
 }
 
-/* A usable cache file for this layer, or -ENOENT/-EINVAL to rebuild. */
+/*
+ * A usable cache file for this layer, or -ENOENT/-EINVAL to rebuild.  want:
+ * the blob's compression, or -1 to take the file's word for it (a key made
+ * of the blob's digest names its bytes, so its compression too).
+ */
 static int load(const struct lf_image_layer *layer,
-		const struct lf_index_opts *opts, enum lf_compression comp,
-		const char *key, const char *cache_path, struct lf_index *idx)
+		const struct lf_index_opts *opts, int want, const char *key,
+		const char *cache_path, struct lf_index *idx)
 {
 	const struct lf_cache_header *h;
+	enum lf_compression comp;
 	const char *why = NULL;
 	struct lf_buf copy;
 	struct lf_err err;
@@ -709,8 +714,10 @@ static int load(const struct lf_image_layer *layer,
 	}
 	idx->mapped = true;
 	h = idx->map;
+	comp = (enum lf_compression)lf_le32(h->compression);
 	if (lf_le64(h->blob_size) != lf_vfile_size(layer->blob) ||
-	    lf_le32(h->compression) != comp)
+	    (want >= 0 && comp != (enum lf_compression)want) ||
+	    comp > LF_COMP_ZSTD)
 		why = "it describes a blob of another size or compression";
 	else if (opts->verify && !(lf_le32(h->flags) & LF_CACHE_VERIFIED))
 		why = "it was built with --no-verify";
@@ -761,8 +768,9 @@ int lf_index_open(const struct lf_image_layer *layer,
 {
 	const char *label = opts->label ? opts->label : "layer";
 	struct lf_index *idx;
-	enum lf_compression comp;
+	enum lf_compression comp = LF_COMP_NONE;
 	struct lf_buf path;
+	bool by_digest;
 	char key[80];
 	int ret;
 
@@ -773,8 +781,10 @@ int lf_index_open(const struct lf_image_layer *layer,
 	if (!idx)
 		return lf_err_set(err, -ENOMEM, "out of memory");
 	lf_buf_init(&path);
-	ret = detect(layer, &comp, err);
-	if (ret)
+	/* keyed by the blob's digest, a cached index needs no blob byte (a
+	 * registry blob is not fetched); by diff_id it must match the blob */
+	by_digest = lf_digest_valid(layer->digest);
+	if (!by_digest && (ret = detect(layer, &comp, err)))
 		goto fail;
 	lf_index_key(layer, key);
 	if (key[0] && opts->cache_dir &&
@@ -782,11 +792,14 @@ int lf_index_open(const struct lf_image_layer *layer,
 		ret = lf_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	if (path.len && !load(layer, opts, comp, key, path.data, idx)) {
+	if (path.len && !load(layer, opts, by_digest ? -1 : (int)comp, key,
+			      path.data, idx)) {
 		*out = idx;
 		lf_buf_release(&path);
 		return 0;
 	}
+	if (by_digest && (ret = detect(layer, &comp, err)))
+		goto fail;
 	ret = build(layer, opts, comp, key, path.len ? path.data : NULL, idx,
 		    err);
 	if (ret)

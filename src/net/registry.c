@@ -73,6 +73,12 @@ static void registry_unref(struct lf_registry *r)
 	free(r);
 }
 
+struct lf_registry *lf_registry_ref(struct lf_registry *r)
+{
+	atomic_fetch_add(&r->refs, 1);
+	return r;
+}
+
 void lf_registry_close(struct lf_registry *r)
 {
 	registry_unref(r);

@@ -205,7 +205,8 @@ static int gather(const struct lf_stack_opts *o, const char *path,
 	struct lf_image_opts io = { .ref = o->ref,
 				    .platform = o->platform,
 				    .cache_dir = lf_stack_cache_dir(ci),
-				    .no_tls_verify = o->no_tls_verify };
+				    .no_tls_verify = o->no_tls_verify,
+				    .cache_max = o->cache_max };
 	size_t cap = 0, count, n, i, k;
 	int ret;
 

@@ -72,6 +72,43 @@ class Registry:
         assert r.returncode == 0, r.stderr.decode()
         return ref
 
+    def push_layout(self, layout, name):
+        """Upload an OCI layout's first image as it is, blob for blob, by
+        the distribution API (skopeo would compress an uncompressed
+        layer); returns the ref."""
+        import json
+        repo, tag = name.rsplit(":", 1)
+
+        def blob(hexd):
+            with open(os.path.join(layout, "blobs", "sha256", hexd),
+                      "rb") as f:
+                return f.read()
+
+        def call(method, path, body=None, headers=None):
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=T)
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            assert r.status < 300, (method, path, r.status)
+            return r
+
+        with open(os.path.join(layout, "index.json")) as f:
+            desc = json.load(f)["manifests"][0]
+        man = blob(desc["digest"][7:])
+        m = json.loads(man)
+        for d in [m["config"]] + m["layers"]:
+            loc = call("POST", "/v2/%s/blobs/uploads/" % repo
+                       ).getheader("Location")
+            loc = loc.split("://", 1)[-1].split("/", 1)[-1]
+            call("PUT", "/%s%sdigest=%s" % (loc, "&" if "?" in loc else "?",
+                                             d["digest"]),
+                 blob(d["digest"][7:]),
+                 {"Content-Type": "application/octet-stream"})
+        call("PUT", "/v2/%s/manifests/%s" % (repo, tag), man,
+             {"Content-Type": desc["mediaType"]})
+        return "docker://%s/%s" % (self.host, name)
+
     def stop(self):
         self.proc.terminate()
         try:
@@ -85,12 +122,15 @@ class FaultProxy:
     """mode: None (pass through), "flip" (one byte of every blob body),
     "fail-once" (each path answers 500, then 429, then the truth), "drop"
     (each blob path's first response is cut in the middle), "norange"
-    (blob GETs answered 200 with the whole blob, ignoring Range)."""
+    (blob GETs answered 200 with the whole blob, ignoring Range).
+    log: (method, path, Range header or None, body bytes sent) of every
+    request, to count what a command fetched."""
 
     def __init__(self, upstream_port, mode=None):
         self.mode = mode
         self.seen = {}
         self.requests = 0
+        self.log = []
         proxy = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -142,6 +182,8 @@ class FaultProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 self.wfile.write(body)
+                proxy.log.append(("HEAD" if head else "GET", self.path,
+                                  self.headers.get("Range"), len(body)))
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
@@ -154,6 +196,11 @@ class FaultProxy:
     @property
     def host(self):
         return "127.0.0.1:%d" % self.port
+
+    def blob_gets(self, digest=None):
+        """The blob GETs logged so far (of one blob when digest)."""
+        return [e for e in self.log if e[0] == "GET" and "/blobs/" in e[1]
+                and (digest is None or e[1].endswith(digest))]
 
     def stop(self):
         self.server.shutdown()

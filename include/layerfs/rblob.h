@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rblob.h - a registry blob as a vfile: streamed once, then read by
+ * verified spans kept in an on-disk span cache.
+ *
+ * A blob is cut into spans of LF_RBLOB_SPAN compressed bytes.  Until the
+ * sha256 of every span is known, reads must go forward from offset 0 (the
+ * one-pass index does): they are served from large range GETs that are
+ * hashed as they arrive and never stored; when the last byte has arrived
+ * and the whole blob matches its digest, the span digests are written to
+ * `<cache_dir>/spans/<hex>.sums`.  A read elsewhere before that streams the
+ * rest of the blob first (the digests are needed to trust any span).
+ *
+ * Once the digests are known, a read fetches only the spans it covers (one
+ * range GET for a run of missing spans), checks each against its digest
+ * (a mismatch is -EIO and a log line, never wrong bytes), keeps it in
+ * `<cache_dir>/spans/<hex>/<n>` and in a small memory LRU.  A reader going
+ * forward span after span gets the next spans in the same request
+ * (read-ahead, up to LF_RBLOB_READAHEAD spans); concurrent readers of one
+ * span wait for one fetch.  Span files count against cache_max bytes;
+ * beyond it the least recently used span files are removed.  Cached spans
+ * are checked against their digest each time they are loaded.
+ *
+ * Thread safety: the vfile may be read from many threads.
+ */
+#ifndef LAYERFS_RBLOB_H
+#define LAYERFS_RBLOB_H
+
+#include <stdint.h>
+
+#include "layerfs/common.h"
+#include "layerfs/registry.h"
+#include "layerfs/vfile.h"
+
+#define LF_RBLOB_SPAN (512u << 10)
+#define LF_RBLOB_READAHEAD 8
+/* The span cache's cap when none is given. */
+#define LF_RBLOB_CACHE_DEFAULT (2ull << 30)
+/* cache_max meaning: keep no span on disk. */
+#define LF_RBLOB_CACHE_NONE UINT64_MAX
+
+struct lf_rblob_opts {
+	const char *cache_dir; /* NULL: no cache, nothing kept on disk */
+	uint64_t cache_max;    /* 0: LF_RBLOB_CACHE_DEFAULT */
+};
+
+/* A vfile of `size` bytes over blob `digest` ("sha256:<hex>") of r. */
+int lf_rblob_open(struct lf_registry *r, const char *digest, uint64_t size,
+		  const struct lf_rblob_opts *o, struct lf_vfile **out,
+		  struct lf_err *err);
+
+#endif /* LAYERFS_RBLOB_H */
