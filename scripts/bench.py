@@ -23,6 +23,16 @@ times and prints, for each size, the cached commands (layers, ls -R, diff,
 waste), the warm mount and the daemon's RSS after find -ls; the RSS slope
 between the smallest and the largest is the per-entry memory figure.
 
+--registry also serves the image from a registry on 127.0.0.1 (Debian's
+docker-registry, blobs uploaded as they are) and prints: the time to GET
+every blob once, the first mount of docker://…@digest with an empty cache
+(against the local cold mount plus that GET time), the second mount with
+the index cached, the requests and bytes a mount and a `cat` of one small
+file make (counted by a proxy), and `grep -r` over the mounted registry
+image (spans fetched on demand) next to `skopeo copy` + local mount + grep
+and `podman pull` + `podman image mount` + grep.  --registry-only skips
+the local peers (the local cold mount is still measured).
+
 --compare BINARY measures another layerfs build (an older commit, say) in the
 same run, on the same image, and prints this build's figures over its.
 """
@@ -268,6 +278,145 @@ def command_figures(binary, img, cache, runs):
     return out
 
 
+class RegistryLayerfs(Layerfs):
+    def mount(self, mnt):
+        self.daemon = subprocess.Popen(
+            [self.binary, "mount", "-f", "-q", "--tls-verify=false",
+             "--cache", self.cache, self.img, mnt],
+            stderr=subprocess.PIPE, text=True)
+        wait_mount(mnt, self.daemon)
+
+
+def registry_figures(binary, img, info, work, mnt):
+    """Figures of docker:// reads from a loopback registry (see --help)."""
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+    from registry import FaultProxy, Registry
+    out = {}
+    root = os.path.join(work, "registry")
+    shutil.rmtree(root, ignore_errors=True)
+    reg = Registry(root)
+    null = subprocess.DEVNULL
+    try:
+        reg.push_layout(img, "bench/image:v1")
+        with open(os.path.join(img, "index.json")) as f:
+            digest = json.load(f)["manifests"][0]["digest"]
+        ref = "docker://%s/bench/image@%s" % (reg.host, digest)
+        out["GET every blob once"] = timed(lambda: [sh(
+            ["curl", "-sf", "-o", "/dev/null", "http://%s/v2/bench/image/"
+             "blobs/%s" % (reg.host, l["digest"])]) for l in info["layers"]])
+        cache = os.path.join(work, "cache-registry")
+        shutil.rmtree(cache, ignore_errors=True)
+        peer = RegistryLayerfs(binary, ref, cache)
+        drop_caches()
+        out["first mount"] = timed(lambda: peer.mount(mnt))
+        peer.stop(mnt)
+        again = []
+        for _ in range(3):
+            again.append(timed(lambda: peer.mount(mnt)))
+            peer.stop(mnt)
+        out["second mount"] = statistics.median(again)
+        # what a mount and a cat ask for, counted by a proxy
+        px = FaultProxy(reg.port)
+        try:
+            pref = "docker://%s/bench/image@%s" % (px.host, digest)
+            ppeer = RegistryLayerfs(binary, pref, cache)
+            ppeer.mount(mnt)
+            ppeer.stop(mnt)
+            out["second mount requests"] = len(px.log)
+            out["second mount blob requests"] = len(px.blob_gets())
+            listing = json.loads(subprocess.run(
+                [binary, "ls", "-R", "--json", "-q", "--tls-verify=false",
+                 "--cache", cache, pref], check=True,
+                stdout=subprocess.PIPE).stdout)
+            small = [e["path"] for e in listing if e["type"] == "file"
+                     and 100 < e["size"] < 4096][len(listing) // 7]
+            px.log.clear()
+            sh([binary, "cat", "-q", "--tls-verify=false", "--cache", cache,
+                pref, "/" + small], stdout=null)
+            out["cat: file"] = small
+            out["cat: requests"] = len(px.blob_gets())
+            out["cat: bytes"] = sum(e[3] for e in px.blob_gets())
+        finally:
+            px.stop()
+        # grep over the mount, every span fetched on demand (index kept)
+        spans = os.path.join(cache, "spans")
+        for d in os.listdir(spans):
+            if os.path.isdir(os.path.join(spans, d)):
+                shutil.rmtree(os.path.join(spans, d))
+        peer.mount(mnt)
+        drop_caches()
+        out["grep -r, lazy mount"] = timed(lambda: subprocess.run(
+            ["grep", "-r", NEEDLE, mnt], stdout=null))
+        peer.stop(mnt)
+        # skopeo copy + local mount (cold) + grep
+        copy = os.path.join(work, "skopeo-copy")
+        shutil.rmtree(copy, ignore_errors=True)
+        ccache = os.path.join(work, "cache-copy")
+        shutil.rmtree(ccache, ignore_errors=True)
+        drop_caches()
+        t = time.monotonic()
+        sh(["skopeo", "--insecure-policy", "copy", "-q",
+            "--src-tls-verify=false", ref, "oci:" + copy + ":bench"])
+        lpeer = Layerfs(binary, copy, ccache)
+        lpeer.mount(mnt)
+        subprocess.run(["grep", "-r", NEEDLE, mnt], stdout=null)
+        out["skopeo copy + mount + grep"] = time.monotonic() - t
+        lpeer.stop(mnt)
+        shutil.rmtree(copy, ignore_errors=True)
+        out["podman pull + mount + grep"] = podman_grep(reg, digest, work)
+    finally:
+        reg.stop()
+    return out
+
+
+def podman_grep(reg, digest, work):
+    """podman pull + podman image mount + grep -r, in a private store."""
+    if not shutil.which("podman"):
+        return None
+    store = ["--root", os.path.join(work, "podman-root"), "--runroot",
+             os.path.join(work, "podman-run"), "--storage-driver", "overlay"]
+    for d in store[1::2][:2]:
+        shutil.rmtree(d, ignore_errors=True)
+    name = "%s/bench/image@%s" % (reg.host, digest)
+    drop_caches()
+    t = time.monotonic()
+    p = subprocess.run(["podman", *store, "pull", "-q", "--tls-verify=false",
+                        name], capture_output=True, text=True)
+    if p.returncode:
+        print("podman pull failed: " + p.stderr.strip(), file=sys.stderr)
+        return None
+    path = subprocess.run(["podman", *store, "image", "mount", name],
+                          capture_output=True, text=True).stdout.strip()
+    if not path:
+        return None
+    subprocess.run(["grep", "-r", NEEDLE, path], stdout=subprocess.DEVNULL)
+    took = time.monotonic() - t
+    subprocess.run(["podman", *store, "image", "unmount", "-a"],
+                   capture_output=True)
+    subprocess.run(["podman", *store, "rmi", "-a", "-f"],
+                   capture_output=True)
+    return took
+
+
+def print_registry(reg, local_cold):
+    print("\nregistry on 127.0.0.1 (docker://…@digest, --tls-verify=false):")
+    for k, v in reg.items():
+        if isinstance(v, float):
+            v = "%.3f s" % v
+        elif v is None:
+            v = "-"
+        print("  %-34s %s" % (k, v))
+    if reg.get("first mount") and local_cold:
+        floor = local_cold + reg["GET every blob once"]
+        print("  first mount / (local cold mount %.3f s + GET %.3f s) = "
+              "%.2f" % (local_cold, reg["GET every blob once"],
+                        reg["first mount"] / floor))
+    for k in ("skopeo copy + mount + grep", "podman pull + mount + grep"):
+        if reg.get(k):
+            print("  grep -r, lazy mount / %s = %.2f" % (
+                k, reg["grep -r, lazy mount"] / reg[k]))
+
+
 def fmt_val(k, v):
     if v is None:
         return "-"
@@ -283,6 +432,10 @@ def main():
         os.environ.get("TMPDIR", "/tmp"), "layerfs-bench"))
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--registry", action="store_true",
+                    help="also the docker:// figures (a local registry)")
+    ap.add_argument("--registry-only", action="store_true",
+                    help="the docker:// figures and the local cold mount")
     ap.add_argument("--scale", default="",
                     help="K[,K...]: also build K times larger images and "
                          "print the cached-command and warm-mount figures "
@@ -319,6 +472,20 @@ def main():
 
     cache = os.path.join(work, "cache")
     results = {}
+    if a.registry_only:
+        shutil.rmtree(cache, ignore_errors=True)
+        drop_caches()
+        lpeer = Layerfs(a.layerfs, img, cache)
+        cold = timed(lambda: lpeer.mount(mnt))
+        lpeer.stop(mnt)
+        reg = registry_figures(a.layerfs, img, info, work, mnt)
+        if a.json:
+            print(json.dumps({"local cold mount": cold, "registry": reg},
+                             indent=2))
+        else:
+            print("local cold mount: %.3f s" % cold)
+            print_registry(reg, cold)
+        return
     results["layerfs"] = measure(
         Layerfs(a.layerfs, img, cache), mnt, a.runs,
         cold_setup=lambda: shutil.rmtree(cache, ignore_errors=True))
@@ -338,6 +505,8 @@ def main():
                         for b in blobs])
     results["gzip -dc (all blobs)"] = {"cold mount": gz}
     rss = results["layerfs"]["peak RSS"]
+    reg = (registry_figures(a.layerfs, img, info, work, mnt)
+           if a.registry else None)
 
     scaled = {}
     scales = sorted({int(k) for k in a.scale.split(",") if k.strip()} - {1})
@@ -364,7 +533,7 @@ def main():
             entries=sum(l["entries"] for l in binfo["layers"]))
 
     if a.json:
-        print(json.dumps({"scaled": scaled,
+        print(json.dumps({"scaled": scaled, "registry": reg,
                           "image": {"layers": len(info["layers"]),
                                     "entries": entries,
                                     "compressed": csize,
@@ -424,6 +593,8 @@ def main():
                   "RSS after find"):
             if new.get(k) and old.get(k):
                 print("  %-16s %.2f (cached command)" % (k, new[k] / old[k]))
+    if reg:
+        print_registry(reg, results["layerfs"]["cold mount"])
     meta = results["layerfs"].get("RSS after find")
     if meta:
         print("layerfs daemon: RSS after find -ls / entries = %.0f bytes "

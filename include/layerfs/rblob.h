@@ -34,6 +34,8 @@
 
 #define LF_RBLOB_SPAN (512u << 10)
 #define LF_RBLOB_READAHEAD 8
+/* The largest blob read (its span digests take 64 MiB of memory). */
+#define LF_RBLOB_MAX_SIZE (1ull << 40)
 /* The span cache's cap when none is given. */
 #define LF_RBLOB_CACHE_DEFAULT (2ull << 30)
 /* cache_max meaning: keep no span on disk. */

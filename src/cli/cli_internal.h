@@ -85,7 +85,7 @@ enum {
 	"allowed\n"                                                            \
 	"      --cache-max SIZE  docker://: keep at most SIZE bytes of "       \
 	"fetched\n"                                                            \
-	"                       spans (K, M, G; default 2G; 0: none)\n"       \
+	"                       spans (K, M, G; default 2G; 0: none)\n"        \
 	"      --json           machine-readable output\n"                     \
 	"  -q, --quiet          no progress line\n"                            \
 	"      --help           show this help\n"                              \

@@ -105,6 +105,7 @@ static void doc_save(const struct lf_image_remote *m, const char *hex,
 		     const struct lf_buf *body, const char *media_type)
 {
 	char path[4200], tmp[4300];
+	struct stat st;
 	FILE *f;
 	int fd;
 
@@ -112,7 +113,8 @@ static void doc_save(const struct lf_image_remote *m, const char *hex,
 		return;
 	snprintf(path, sizeof(path), "%s/%s", m->docs_dir, hex);
 	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
-	if (mkdir(m->docs_dir, 0700) && errno != EEXIST)
+	if ((mkdir(m->docs_dir, 0700) && errno != EEXIST) ||
+	    lstat(m->docs_dir, &st) || !S_ISDIR(st.st_mode))
 		return;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 		  0600);
@@ -140,7 +142,7 @@ static int fetch_manifest(struct lf_image_remote *m, const char *ref,
 
 	lf_buf_init(&body);
 	cached = !strncmp(ref, "sha256:", 7) && strlen(ref) == 71 &&
-		      !doc_load(m, ref + 7, &body, media_type);
+		 !doc_load(m, ref + 7, &body, media_type);
 
 	if (cached)
 		ret = 0;
@@ -199,8 +201,7 @@ int lf_image_store_open_registry(struct lf_image_store *st, const char *host,
 	st->remote = m;
 	m->span_opts.cache_dir = o->cache_dir;
 	m->span_opts.cache_max = o->cache_max;
-	if (o->cache_dir &&
-	    !(m->docs_dir = malloc(strlen(o->cache_dir) + 8)))
+	if (o->cache_dir && !(m->docs_dir = malloc(strlen(o->cache_dir) + 8)))
 		return lf_err_set(err, -ENOMEM, "out of memory");
 	if (m->docs_dir)
 		sprintf(m->docs_dir, "%s/docs", o->cache_dir);
@@ -239,8 +240,8 @@ static int fetch_doc(struct lf_image_remote *m, const char *name,
 	lf_buf_init(&body);
 	if (lf_buf_addzero(&body, (size_t)size))
 		return lf_err_set(err, -ENOMEM, "out of memory");
-	ret = lf_registry_blob_range(m->reg, digest, 0, (size_t)size,
-				     body.data, err);
+	ret = lf_registry_blob_range(m->reg, digest, 0, (size_t)size, body.data,
+				     err);
 	if (!ret) {
 		if (lf_sha256_mem(body.data, body.len, got))
 			ret = lf_err_set(err, -ENOMEM, "out of memory");

@@ -214,11 +214,15 @@ static int write_file(const char *path, const void *data, size_t len)
 	return ret;
 }
 
-static void mkdir_quiet(const char *path)
+/* Make directory path (one level); true when it is one (not a symlink). */
+static bool mkdir_quiet(const char *path)
 {
+	struct stat st;
+
 	if (mkdir(path, 0700) && errno != EEXIST)
 		lf_log(LF_LOG_DEBUG, "cannot create %s: %s", path,
 		       strerror(errno));
+	return !lstat(path, &st) && S_ISDIR(st.st_mode);
 }
 
 /* ---- the size cap: least recently used span files go ---- */
@@ -335,8 +339,9 @@ static int sums_load(struct rb *b)
 	struct lf_sha256 *h = NULL;
 	uint64_t hdr[3] = { b->size, SPAN, b->nspans };
 
-	if (!p || read_exact(b->sums_path, p, len) || memcmp(p, SUMS_MAGIC, 8) ||
-	    memcmp(p + 8, hdr, sizeof(hdr)) || lf_sha256_new(&h)) {
+	if (!p || read_exact(b->sums_path, p, len) ||
+	    memcmp(p, SUMS_MAGIC, 8) || memcmp(p + 8, hdr, sizeof(hdr)) ||
+	    lf_sha256_new(&h)) {
 		free(p);
 		return -1;
 	}
@@ -372,8 +377,7 @@ static void sums_save(struct rb *b)
 	lf_sha256_update(h, p, len - HASH);
 	final_raw(h, p + len - HASH);
 	lf_sha256_free(h);
-	mkdir_quiet(b->cache_root);
-	if (write_file(b->sums_path, p, len))
+	if (!mkdir_quiet(b->cache_root) || write_file(b->sums_path, p, len))
 		lf_log(LF_LOG_DEBUG, "cannot write %s", b->sums_path);
 	free(p);
 }
@@ -428,9 +432,8 @@ static int stream_next(struct rb *b)
 	struct lf_err err = { 0 };
 	int ret;
 
-	if (!b->whole &&
-	    (lf_sha256_new(&b->whole) || lf_sha256_new(&b->part) ||
-	     !(b->building = calloc(b->nspans + 1, HASH))))
+	if (!b->whole && (lf_sha256_new(&b->whole) || lf_sha256_new(&b->part) ||
+			  !(b->building = calloc(b->nspans + 1, HASH))))
 		return -ENOMEM;
 	b->win = b->win ? (b->win < WIN_MAX ? 2 * b->win : WIN_MAX) : WIN_MIN;
 	n = (size_t)(b->size - at < b->win ? b->size - at : b->win);
@@ -550,10 +553,9 @@ static void disk_store(struct rb *b, uint64_t k, const char *data, size_t len)
 {
 	char path[4200];
 
-	if (!b->dir || b->max == LF_RBLOB_CACHE_NONE)
+	if (!b->dir || b->max == LF_RBLOB_CACHE_NONE ||
+	    !mkdir_quiet(b->cache_root) || !mkdir_quiet(b->dir))
 		return;
-	mkdir_quiet(b->cache_root);
-	mkdir_quiet(b->dir);
 	span_path(b, k, path, sizeof(path));
 	if (!write_file(path, data, len))
 		disk_account(b->cache_root, len, b->max);
@@ -793,6 +795,13 @@ int lf_rblob_open(struct lf_registry *r, const char *digest, uint64_t size,
 				  "%s: blob %s: only sha256 digests can be "
 				  "read by spans",
 				  lf_registry_name(r), digest);
+	if (size > LF_RBLOB_MAX_SIZE)
+		return lf_err_set(err, -EFBIG,
+				  "%s: blob %s: %llu bytes, more than layerfs "
+				  "reads from a registry (%llu)",
+				  lf_registry_name(r), digest,
+				  (unsigned long long)size,
+				  (unsigned long long)LF_RBLOB_MAX_SIZE);
 	if (!(b = calloc(1, sizeof(*b))))
 		return lf_err_set(err, -ENOMEM, "out of memory");
 	snprintf(b->digest, sizeof(b->digest), "%s", digest);

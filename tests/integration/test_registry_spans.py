@@ -403,3 +403,34 @@ def test_sums_missing_but_index_cached(reg, proxy, layerfs_bin, tmp_path):
     assert os.path.exists(os.path.join(str(cache), "spans",
                                        gz[0][7:] + ".sums"))
     shutil.rmtree(os.path.join(str(cache), "spans"))
+
+
+@pytest.mark.parametrize("delta,msg", [
+    (-1, b"other bytes"),           # the stream ends early: wrong digest
+    (1, b"asked for bytes"),        # a range past the blob's end
+    (1 << 62, b"more than layerfs reads"),
+])
+def test_descriptor_size_lies(reg, layerfs_bin, tmp_path, delta, msg):
+    r, layout, _ = reg
+    bad = str(tmp_path / "bad")
+    shutil.copytree(layout, bad)
+    with open(os.path.join(bad, "index.json")) as f:
+        index = json.load(f)
+    desc = index["manifests"][0]
+    with open(os.path.join(bad, "blobs", "sha256", desc["digest"][7:])) as f:
+        man = json.load(f)
+    man["layers"][0]["size"] += delta
+    data = json.dumps(man).encode()
+    hexd = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(bad, "blobs", "sha256", hexd), "wb") as f:
+        f.write(data)
+    desc.update(digest="sha256:" + hexd, size=len(data))
+    with open(os.path.join(bad, "index.json"), "w") as f:
+        json.dump(index, f)
+    name = "test/lies%d:v1" % abs(hash(delta))
+    img = r.push_layout(bad, name)
+    p = run(layerfs_bin, ["ls", "-R", "--tls-verify=false", img],
+            tmp_path / "c", timeout=60)
+    assert p.returncode == 1 and p.stdout == b"", p.stdout
+    assert msg in p.stderr, p.stderr
+    assert b"Sanitizer" not in p.stderr
