@@ -194,7 +194,8 @@ static bool retryable(CURLcode c)
 }
 
 static int perform(struct lf_registry *r, const struct req *q, struct sink *s,
-		   long *status, char *url, size_t urlsize, CURLcode *cc)
+		   long *status, char *url, size_t urlsize, CURLcode *cc,
+		   bool *plain)
 {
 	struct curl_slist *hdr = NULL;
 	char range[64];
@@ -202,8 +203,9 @@ static int perform(struct lf_registry *r, const struct req *q, struct sink *s,
 
 	if (!c)
 		return -ENOMEM;
+	*plain = atomic_load(&r->plain);
 	snprintf(url, urlsize, "%s://%s/v2/%s/%s/%s",
-		 atomic_load(&r->plain) ? "http" : "https", r->host, r->repo,
+		 *plain ? "http" : "https", r->host, r->repo,
 		 q->what, q->ref);
 	if (!strcmp(q->what, "manifests"))
 		hdr = curl_slist_append(hdr, ACCEPT_MANIFESTS);
@@ -248,6 +250,7 @@ static int request(struct lf_registry *r, const struct req *q, struct sink *s,
 	char url[2048];
 	long status = 0;
 	CURLcode cc = CURLE_OK;
+	bool plain = false;
 	int attempt, ret;
 
 	for (attempt = 0;; attempt++) {
@@ -256,11 +259,13 @@ static int request(struct lf_registry *r, const struct req *q, struct sink *s,
 		s->ctype[0] = s->crange[0] = s->clen[0] = '\0';
 		if (s->buf)
 			lf_buf_reset(s->buf);
-		if ((ret = perform(r, q, s, &status, url, sizeof(url), &cc)))
+		if ((ret = perform(r, q, s, &status, url, sizeof(url), &cc,
+				   &plain)))
 			return lf_err_set(err, ret, "out of memory");
 		if (cc == CURLE_SSL_CONNECT_ERROR && !r->tls_verify &&
-		    !atomic_load(&r->plain)) {
-			/* --tls-verify=false: a server without TLS */
+		    !plain) {
+			/* --tls-verify=false: a server without TLS (another
+			 * thread may have found out first) */
 			atomic_store(&r->plain, true);
 			attempt--;
 			continue;

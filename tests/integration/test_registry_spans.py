@@ -434,3 +434,19 @@ def test_descriptor_size_lies(reg, layerfs_bin, tmp_path, delta, msg):
     assert p.returncode == 1 and p.stdout == b"", p.stdout
     assert msg in p.stderr, p.stderr
     assert b"Sanitizer" not in p.stderr
+
+
+def test_plain_http_found_by_concurrent_readers(reg, layerfs_bin, tmp_path):
+    """--tls-verify=false, a digest reference, the index cached: the first
+    requests are blob reads from several threads at once, all trying
+    HTTPS first; each must fall back to plain HTTP, not just the first."""
+    r, layout, digest = reg
+    img = "docker://%s/test/spans@%s" % (r.host, digest)
+    gz = layers_of(layout)[0]
+    for i in range(4):
+        cache = tmp_path / ("c%d" % i)
+        assert run(layerfs_bin, ["ls", "--tls-verify=false", img],
+                   cache).returncode == 0
+        p = run(layerfs_bin, ["cat", "--tls-verify=false", img, BIG], cache)
+        assert p.returncode == 0 and p.stderr == b"", p.stderr
+        assert p.stdout == member(gz[3], BIG)
