@@ -16,7 +16,9 @@
  * (a mismatch is -EIO and a log line, never wrong bytes), keeps it in
  * `<cache_dir>/spans/<hex>/<n>` and in a small memory LRU.  A reader going
  * forward span after span gets the next spans in the same request
- * (read-ahead, up to LF_RBLOB_READAHEAD spans); concurrent readers of one
+ * (read-ahead, up to LF_RBLOB_READAHEAD spans), and a reader that says
+ * what it will read (lf_vfile_advise: the gzip source names a checkpoint
+ * span's compressed bytes) gets it in one request; concurrent readers of one
  * span wait for one fetch.  Span files count against cache_max bytes;
  * beyond it the least recently used span files are removed.  Cached spans
  * are checked against their digest each time they are loaded.
@@ -34,6 +36,8 @@
 
 #define LF_RBLOB_SPAN (512u << 10)
 #define LF_RBLOB_READAHEAD 8
+/* At most this many spans fetched for one lf_vfile_advise(). */
+#define LF_RBLOB_ADVISE 16
 /* The largest blob read (its span digests take 64 MiB of memory). */
 #define LF_RBLOB_MAX_SIZE (1ull << 40)
 /* The span cache's cap when none is given. */

@@ -53,13 +53,15 @@ int lf_vfile_sub(const struct lf_vfile *parent, uint64_t off, uint64_t size,
 /*
  * A backend: pread must be thread-safe and return len bytes, fewer only at
  * the end, or -errno; ref/unref count the vfiles sharing ctx (sub-ranges
- * take one each); check (may be NULL) is lf_vfile_check's answer.
+ * take one each); check (may be NULL) is lf_vfile_check's answer; advise
+ * (may be NULL) hears that [off, off + len) is about to be read.
  */
 struct lf_vfile_ops {
 	ssize_t (*pread)(void *ctx, void *buf, size_t len, uint64_t off);
 	void (*ref)(void *ctx);
 	void (*unref)(void *ctx);
 	int (*check)(void *ctx);
+	void (*advise)(void *ctx, uint64_t off, uint64_t len);
 };
 
 /* A vfile of `size` bytes served by ops; takes over one reference to ctx
@@ -93,6 +95,15 @@ struct lf_vfile_cursor {
 	uint64_t pos;
 };
 ssize_t lf_vfile_cursor_read(void *ctx, void *buf, size_t len);
+
+/*
+ * [off, off + len) will be read soon, in pieces: a backend that fetches
+ * bytes from far away (a registry) can fetch them in one go.  A hint only:
+ * nothing for files and memory, and errors wait for the reads.
+ */
+void lf_vfile_advise(const struct lf_vfile *vf, uint64_t off, uint64_t len);
+/* Its backend takes advice: bytes come from far away (a registry). */
+bool lf_vfile_far(const struct lf_vfile *vf);
 
 uint64_t lf_vfile_size(const struct lf_vfile *vf);
 /* The name used in messages (valid while vf is open). */

@@ -193,6 +193,20 @@ ssize_t lf_vfile_pread(const struct lf_vfile *vf, void *buf, size_t len,
 	return (ssize_t)done;
 }
 
+void lf_vfile_advise(const struct lf_vfile *vf, uint64_t off, uint64_t len)
+{
+	if (!vf->ops || !vf->ops->advise || off >= vf->size)
+		return;
+	if (len > vf->size - off)
+		len = vf->size - off;
+	vf->ops->advise(vf->ops_ctx, vf->base + off, len);
+}
+
+bool lf_vfile_far(const struct lf_vfile *vf)
+{
+	return vf->ops && vf->ops->advise;
+}
+
 uint64_t lf_vfile_size(const struct lf_vfile *vf)
 {
 	return vf->size;

@@ -707,6 +707,20 @@ static int ex_run(struct ex *x, unsigned char *out, size_t len, size_t *got,
 	return 0;
 }
 
+/* The compressed bytes span i inflates from, to a far-away blob. */
+static void advise_span(const struct lf_gzidx_view *view, size_t i,
+			const struct lf_vfile *blob)
+{
+	uint64_t a = lf_le64(view->points[i].in), z = lf_vfile_size(blob);
+
+	if (view->points[i].bits && a)
+		a--;
+	if (i + 1 < view->npoints)
+		z = lf_le64(view->points[i + 1].in) + 1;
+	if (z > a)
+		lf_vfile_advise(blob, a, z - a);
+}
+
 int lf_gzidx_extract(const struct lf_gzidx_view *view, size_t i,
 		     const struct lf_vfile *blob, void *out, size_t len,
 		     size_t *got, struct lf_err *err)
@@ -724,6 +738,7 @@ int lf_gzidx_extract(const struct lf_gzidx_view *view, size_t i,
 	x.in = malloc(EXTRACT_CHUNK + WSIZE);
 	if (!x.in)
 		return lf_err_set(err, -ENOMEM, "'%s': out of memory", x.name);
+	advise_span(view, i, blob);
 	ret = ex_start(&x, view, i, err);
 	if (!ret)
 		ret = ex_run(&x, out, len, got, err);

@@ -608,8 +608,9 @@ static uint64_t run_length(struct rb *b, uint64_t k)
 	return n;
 }
 
-/* Fetch spans [k, k + n) (marked busy; b->mu not held), check, keep. */
-static int fetch(struct rb *b, uint64_t k, uint64_t n)
+/* Fetch spans [k, k + n) (marked busy; b->mu not held), check, keep;
+ * quiet: failures are not logged (a hint's: the read will say). */
+static int fetch(struct rb *b, uint64_t k, uint64_t n, bool quiet)
 {
 	uint64_t off = k * SPAN, i;
 	size_t len = 0;
@@ -622,13 +623,17 @@ static int fetch(struct rb *b, uint64_t k, uint64_t n)
 	if (!(buf = malloc(len)))
 		return -ENOMEM;
 	ret = lf_registry_blob_range(b->r, b->digest, off, len, buf, &err);
-	if (ret)
+	if (ret && !quiet)
 		lf_log(LF_LOG_ERR, "%s", err.msg);
 	for (i = 0; !ret && i < n; i++) {
 		const char *p = buf + i * SPAN;
 		size_t sl = span_len(b, k + i);
 
 		if (!span_ok(b, k + i, p, sl)) {
+			if (quiet) {
+				ret = -EIO;
+				break;
+			}
 			lf_log(LF_LOG_ERR,
 			       "%s@%s: bytes %llu-%llu do not match their "
 			       "digest: not used",
@@ -673,7 +678,7 @@ static int span_read(struct rb *b, uint64_t k, size_t at, char *dst, size_t n)
 		for (uint64_t i = 0; i < run; i++)
 			set_busy(b, k + i, true);
 		pthread_mutex_unlock(&b->mu);
-		ret = fetch(b, k, run);
+		ret = fetch(b, k, run, false);
 		pthread_mutex_lock(&b->mu);
 		for (uint64_t i = 0; i < run; i++)
 			set_busy(b, k + i, false);
@@ -684,6 +689,66 @@ static int span_read(struct rb *b, uint64_t k, size_t at, char *dst, size_t n)
 	pthread_mutex_unlock(&b->mu);
 	free(tmp);
 	return ret;
+}
+
+/* The span digests from the cache, the first time they are needed. */
+static void sums_once(struct rb *b)
+{
+	if (!b->sums && !b->tried_sums && b->sums_path) {
+		b->tried_sums = true;
+		sums_load(b);
+	}
+}
+
+/* Spans neither in memory nor on disk nor being fetched: k is one. */
+static bool missing(const struct rb *b, uint64_t k)
+{
+	return !busy(b, k) && !mem_has(b->id, k) && !on_disk(b, k);
+}
+
+/*
+ * A reader is about to read [off, off + len) in pieces (the gzip source:
+ * one checkpoint span's compressed bytes): fetch the missing spans of it in
+ * one request per run, at most LF_RBLOB_ADVISE spans.
+ */
+static void rb_advise(void *ctx, uint64_t off, uint64_t len)
+{
+	struct rb *b = ctx;
+	uint64_t k, last, n;
+
+	if (!len)
+		return;
+	pthread_mutex_lock(&b->mu);
+	sums_once(b);
+	if (!b->sums || b->bad ||
+	    (b->sbuf && off >= b->soff && off + len <= b->soff + b->slen)) {
+		pthread_mutex_unlock(&b->mu);
+		return;
+	}
+	k = off / SPAN;
+	last = (off + len - 1) / SPAN;
+	if (last >= b->nspans)
+		last = b->nspans - 1;
+	if (last - k >= LF_RBLOB_ADVISE)
+		last = k + LF_RBLOB_ADVISE - 1;
+	while (k <= last) {
+		if (!missing(b, k)) {
+			k++;
+			continue;
+		}
+		for (n = 1; k + n <= last && missing(b, k + n); n++)
+			;
+		for (uint64_t i = 0; i < n; i++)
+			set_busy(b, k + i, true);
+		pthread_mutex_unlock(&b->mu);
+		fetch(b, k, n, true);
+		pthread_mutex_lock(&b->mu);
+		for (uint64_t i = 0; i < n; i++)
+			set_busy(b, k + i, false);
+		pthread_cond_broadcast(&b->cv);
+		k += n;
+	}
+	pthread_mutex_unlock(&b->mu);
 }
 
 static ssize_t rb_pread(void *ctx, void *buf, size_t len, uint64_t off)
@@ -700,10 +765,7 @@ static ssize_t rb_pread(void *ctx, void *buf, size_t len, uint64_t off)
 	if (!len)
 		return 0;
 	pthread_mutex_lock(&b->mu);
-	if (!b->sums && !b->tried_sums && b->sums_path) {
-		b->tried_sums = true;
-		sums_load(b);
-	}
+	sums_once(b);
 	if (b->bad)
 		ret = -EIO;
 	else if (!b->sums)
@@ -767,6 +829,7 @@ static const struct lf_vfile_ops rb_ops = {
 	.ref = rb_ref,
 	.unref = rb_unref,
 	.check = NULL,
+	.advise = rb_advise,
 };
 
 static int set_paths(struct rb *b, const char *cache_dir)

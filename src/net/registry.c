@@ -204,9 +204,8 @@ static int perform(struct lf_registry *r, const struct req *q, struct sink *s,
 	if (!c)
 		return -ENOMEM;
 	*plain = atomic_load(&r->plain);
-	snprintf(url, urlsize, "%s://%s/v2/%s/%s/%s",
-		 *plain ? "http" : "https", r->host, r->repo,
-		 q->what, q->ref);
+	snprintf(url, urlsize, "%s://%s/v2/%s/%s/%s", *plain ? "http" : "https",
+		 r->host, r->repo, q->what, q->ref);
 	if (!strcmp(q->what, "manifests"))
 		hdr = curl_slist_append(hdr, ACCEPT_MANIFESTS);
 	if (q->len) {
@@ -262,8 +261,7 @@ static int request(struct lf_registry *r, const struct req *q, struct sink *s,
 		if ((ret = perform(r, q, s, &status, url, sizeof(url), &cc,
 				   &plain)))
 			return lf_err_set(err, ret, "out of memory");
-		if (cc == CURLE_SSL_CONNECT_ERROR && !r->tls_verify &&
-		    !plain) {
+		if (cc == CURLE_SSL_CONNECT_ERROR && !r->tls_verify && !plain) {
 			/* --tls-verify=false: a server without TLS (another
 			 * thread may have found out first) */
 			atomic_store(&r->plain, true);

@@ -123,6 +123,16 @@ static int check_gz_span(struct lf_blob *b, size_t i, uint64_t start,
 
 static void fill_chunk(void *ctx, uint64_t no);
 
+/* Chunk i - 1 is in the LRU: the reader of chunk i is going forward. */
+static bool came_from(struct lf_blob *b, size_t i)
+{
+	struct lf_chunk *c = i ? lf_chunk_get(b->cc, b->id, i - 1) : NULL;
+
+	if (c)
+		lf_chunk_unref(c);
+	return c != NULL;
+}
+
 /* The decompressed span of checkpoint i, referenced (lf_chunk_unref). */
 static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 		     size_t i, bool worker, struct lf_chunk **out,
@@ -147,8 +157,11 @@ static int get_chunk(struct lf_blob *b, const struct lf_gzidx_view *gz,
 			return 0;
 		}
 		/* a sequential reader wants the next one soon: start it now,
-		 * on the other core, while this one inflates here */
-		if (i + 1 < gz->npoints)
+		 * on the other core, while this one inflates here (from a
+		 * far blob only when the reader came from the chunk before:
+		 * a small file must not cost the next span's fetch) */
+		if (i + 1 < gz->npoints &&
+		    (!lf_vfile_far(b->vf) || came_from(b, i)))
 			lf_chunk_prefetch(b->cc, fill_chunk, b, b->id, i + 1);
 	}
 	if (end - start > SIZE_MAX - sizeof(*c))
