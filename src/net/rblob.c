@@ -19,7 +19,7 @@
 
 #define SPAN LF_RBLOB_SPAN
 #define WIN_MIN (1u << 20)  /* the first streaming window */
-#define WIN_MAX (16u << 20) /* windows double up to this */
+#define WIN_MAX (8u << 20)  /* windows double up to this */
 #define MEM_SLOTS 8	    /* verified spans kept in memory */
 #define TOUCH_S 60	    /* a hit refreshes a span file's mtime this often */
 #define HASH 32		    /* bytes of a span digest */
@@ -48,6 +48,14 @@ struct rb {
 	char *sbuf;
 	uint64_t soff;
 	size_t slen, scap, win;
+	/* the next window, fetched by a thread while this one is read */
+	pthread_t th;
+	bool th_live;
+	char *nbuf;
+	size_t ncap, nlen;
+	uint64_t noff;
+	int nret;
+	struct lf_err nerr;
 	struct lf_sha256 *whole, *part;
 	size_t part_fill;
 	unsigned char *building; /* nspans * HASH */
@@ -420,47 +428,117 @@ static int stream_end(struct rb *b)
 	}
 	b->sums = b->building;
 	b->building = NULL;
+	free(b->nbuf); /* no more windows */
+	b->nbuf = NULL;
+	b->ncap = 0;
 	sums_save(b);
 	return 0;
 }
 
-/* Fetch the window after the current one; -errno on failure. */
+/* Room for n bytes in *buf of *cap. */
+static int room(char **buf, size_t *cap, size_t n)
+{
+	char *p;
+
+	if (n <= *cap)
+		return 0;
+	if (!(p = realloc(*buf, n)))
+		return -ENOMEM;
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+/* The next window's fetch, on a thread of its own. */
+static void *next_fetch(void *arg)
+{
+	struct rb *b = arg;
+
+	b->nret = lf_registry_blob_range(b->r, b->digest, b->noff, b->nlen,
+					 b->nbuf, &b->nerr);
+	return NULL;
+}
+
+static void next_join(struct rb *b)
+{
+	if (b->th_live)
+		pthread_join(b->th, NULL);
+	b->th_live = false;
+}
+
+/* Start fetching the window after the current one while it is read. */
+static void next_start(struct rb *b)
+{
+	uint64_t at = b->soff + b->slen;
+
+	b->win = b->win < WIN_MAX ? 2 * b->win : WIN_MAX;
+	b->nlen = (size_t)(b->size - at < b->win ? b->size - at : b->win);
+	b->noff = at;
+	memset(&b->nerr, 0, sizeof(b->nerr));
+	if (b->nlen && !room(&b->nbuf, &b->ncap, b->nlen) &&
+	    !pthread_create(&b->th, NULL, next_fetch, b))
+		b->th_live = true;
+}
+
+static void stream_reset(struct rb *b)
+{
+	next_join(b);
+	b->slen = 0; /* the stream cannot go on: start again */
+	b->soff = 0;
+	b->win = 0;
+	lf_sha256_free(b->whole);
+	lf_sha256_free(b->part);
+	b->whole = b->part = NULL;
+	b->part_fill = 0;
+	free(b->building);
+	b->building = NULL;
+}
+
+/*
+ * The window after the current one, -errno on failure: the one a thread
+ * has been fetching meanwhile (double buffering: the network works while
+ * the reader inflates), or, the first time, fetched here.
+ */
 static int stream_next(struct rb *b)
 {
 	uint64_t at = b->soff + b->slen;
-	size_t n;
 	struct lf_err err = { 0 };
+	size_t n;
 	int ret;
 
 	if (!b->whole && (lf_sha256_new(&b->whole) || lf_sha256_new(&b->part) ||
 			  !(b->building = calloc(b->nspans + 1, HASH))))
 		return -ENOMEM;
-	b->win = b->win ? (b->win < WIN_MAX ? 2 * b->win : WIN_MAX) : WIN_MIN;
-	n = (size_t)(b->size - at < b->win ? b->size - at : b->win);
-	if (n > b->scap) {
-		char *p = realloc(b->sbuf, n);
+	if (b->th_live) {
+		char *t = b->sbuf;
+		size_t c = b->scap;
 
-		if (!p)
-			return -ENOMEM;
-		b->sbuf = p;
-		b->scap = n;
+		next_join(b);
+		b->sbuf = b->nbuf;
+		b->scap = b->ncap;
+		b->nbuf = t;
+		b->ncap = c;
+		n = b->nlen;
+		ret = b->nret;
+		err = b->nerr;
+	} else {
+		b->win = WIN_MIN;
+		n = (size_t)(b->size - at < b->win ? b->size - at : b->win);
+		ret = room(&b->sbuf, &b->scap, n);
+		if (!ret)
+			ret = lf_registry_blob_range(b->r, b->digest, at, n,
+						     b->sbuf, &err);
 	}
-	ret = lf_registry_blob_range(b->r, b->digest, at, n, b->sbuf, &err);
 	if (ret) {
-		lf_log(LF_LOG_ERR, "%s", err.msg);
-		b->slen = 0; /* the stream cannot go on: start again */
-		b->soff = 0;
-		b->win = 0;
-		lf_sha256_free(b->whole);
-		lf_sha256_free(b->part);
-		b->whole = b->part = NULL;
-		b->part_fill = 0;
-		free(b->building);
-		b->building = NULL;
+		if (err.msg[0])
+			lf_log(LF_LOG_ERR, "%s", err.msg);
+		stream_reset(b);
 		return ret;
 	}
 	b->soff = at;
 	b->slen = n;
+	if (at + n < b->size)
+		next_start(b);
 	stream_hash(b, b->sbuf, n);
 	return at + n == b->size ? stream_end(b) : 0;
 }
@@ -586,24 +664,31 @@ static bool mem_has(uint64_t id, uint64_t k)
 }
 
 /*
- * How many spans from k to fetch in one request (b->mu held).  A reader
- * going forward (the spans before k are here: it read them; readers may
- * interleave, so no order is assumed) gets more: from the third span in a
- * row on, doubling up to LF_RBLOB_READAHEAD.
+ * Spans a reader at k is given in one request: 1, or more when it is going
+ * forward (the spans before k are here: it read them; readers interleave,
+ * so no order is assumed): from the third span in a row on, 2, 4, then
+ * LF_RBLOB_READAHEAD.
  */
-static uint64_t run_length(struct rb *b, uint64_t k)
+static uint64_t forward(const struct rb *b, uint64_t k)
 {
-	uint64_t n = 1, want = 1, behind = 0;
+	uint64_t behind = 0;
 
 	while (behind < 4 && behind < k &&
 	       (mem_has(b->id, k - behind - 1) || on_disk(b, k - behind - 1)))
 		behind++;
-	if (behind >= 2)
-		want = (uint64_t)1 << (behind - 1);
 	if (behind >= 4)
-		want = LF_RBLOB_READAHEAD;
-	while (n < want && k + n < b->nspans && !busy(b, k + n) &&
-	       !on_disk(b, k + n))
+		return LF_RBLOB_READAHEAD;
+	return behind >= 2 ? (uint64_t)1 << (behind - 1) : 1;
+}
+
+static bool missing(const struct rb *b, uint64_t k);
+
+/* How many spans from k (missing) to fetch in one request (b->mu held). */
+static uint64_t run_length(const struct rb *b, uint64_t k)
+{
+	uint64_t n = 1, want = forward(b, k);
+
+	while (n < want && k + n < b->nspans && missing(b, k + n))
 		n++;
 	return n;
 }
@@ -738,6 +823,11 @@ static void rb_advise(void *ctx, uint64_t off, uint64_t len)
 		}
 		for (n = 1; k + n <= last && missing(b, k + n); n++)
 			;
+		/* a reader going forward: more after what it will read */
+		if (k + n > last)
+			for (uint64_t e = forward(b, k);
+			     e > 1 && k + n < b->nspans && missing(b, k + n); e--)
+				n++;
 		for (uint64_t i = 0; i < n; i++)
 			set_busy(b, k + i, true);
 		pthread_mutex_unlock(&b->mu);
@@ -808,6 +898,7 @@ static void rb_unref(void *ctx)
 
 	if (atomic_fetch_sub(&b->refs, 1) != 1)
 		return;
+	next_join(b);
 	mem_forget(b->id);
 	lf_registry_close(b->r);
 	pthread_mutex_destroy(&b->mu);
@@ -818,6 +909,7 @@ static void rb_unref(void *ctx)
 	free(b->sums);
 	free(b->busy);
 	free(b->sbuf);
+	free(b->nbuf);
 	free(b->dir);
 	free(b->sums_path);
 	free(b->cache_root);
