@@ -18,11 +18,11 @@
 #include "layerfs/log.h"
 
 #define SPAN LF_RBLOB_SPAN
-#define WIN_MIN (1u << 20)  /* the first streaming window */
-#define WIN_MAX (8u << 20)  /* windows double up to this */
-#define MEM_SLOTS 8	    /* verified spans kept in memory */
-#define TOUCH_S 60	    /* a hit refreshes a span file's mtime this often */
-#define HASH 32		    /* bytes of a span digest */
+#define WIN_MIN (1u << 20) /* the first streaming window */
+#define WIN_MAX (8u << 20) /* windows double up to this */
+#define MEM_SLOTS 8	   /* verified spans kept in memory */
+#define TOUCH_S 60	   /* a hit refreshes a span file's mtime this often */
+#define HASH 32		   /* bytes of a span digest */
 #define SUMS_MAGIC "lfspans1"
 
 /* ---- the blob ---- */
@@ -826,7 +826,8 @@ static void rb_advise(void *ctx, uint64_t off, uint64_t len)
 		/* a reader going forward: more after what it will read */
 		if (k + n > last)
 			for (uint64_t e = forward(b, k);
-			     e > 1 && k + n < b->nspans && missing(b, k + n); e--)
+			     e > 1 && k + n < b->nspans && missing(b, k + n);
+			     e--)
 				n++;
 		for (uint64_t i = 0; i < n; i++)
 			set_busy(b, k + i, true);
