@@ -57,8 +57,10 @@ struct lf_image_opts {
 	const char *cache_dir; /* for a gzip'd archive's checkpoints, or NULL */
 	bool by_index;	       /* choose the index-th image instead of by ref */
 	size_t index;	       /* (index.json manifests / manifest.json) */
-	bool no_tls_verify; /* docker://: no TLS checks, plain HTTP allowed */
-	uint64_t cache_max; /* docker://: span cache cap (lf_rblob_opts) */
+	bool no_tls_verify;   /* docker://: no TLS checks, plain HTTP allowed */
+	uint64_t cache_max;   /* docker://: span cache cap (lf_rblob_opts) */
+	const char *creds;    /* docker://: "USER[:PASS]", NULL: auth files */
+	const char *cert_dir; /* docker://: CA and client certificates */
 };
 
 struct lf_image_layer {

@@ -11,11 +11,20 @@
  * (a 206 with exactly the range asked for, or an error), so only what is
  * read is fetched.  Every error names the URL and the HTTP status.
  *
- * This first version speaks anonymous HTTP(S) (with `tls_verify` false:
- * HTTPS without verification, then plain HTTP when the server does not
- * speak TLS); a registry that asks for credentials is an error that says
- * so.  Retries: a dropped connection, 429 or 5xx is retried up to 4 times
- * with backoff, bounded in time; a stalled transfer times out.
+ * HTTPS (with `tls_verify` false: without verification, then plain HTTP
+ * when the server does not speak TLS); CA certificates and a client
+ * certificate from `cert_dir` (containers-certs.d(5); default
+ * /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST).  A 401 is
+ * answered once per request: Basic with the credentials, or the Bearer
+ * flow (a token from the challenge's realm for its service and scope,
+ * asked with the credentials when there are some); credentials come from
+ * `creds` or the auth files podman, skopeo and docker write (auth.c).  An
+ * Authorization header never follows a redirect to another host.
+ * Connections are kept alive and shared by all requests.  Retries: a
+ * dropped connection, 429 (after its Retry-After, at most 10 s) or 5xx is
+ * retried up to 4 times with backoff, all waits within 60 s; a transfer
+ * below 1 KiB/s for 30 s ($LAYERFS_NET_STALL) is dropped and retried.
+ * Passwords and tokens appear in no message.
  *
  * Thread safety: a registry and its vfiles may be used from many threads
  * (one curl handle per request).  Ownership: vfiles hold a reference to
@@ -35,7 +44,9 @@
 struct lf_registry;
 
 struct lf_registry_opts {
-	bool tls_verify; /* false: no TLS verification, plain HTTP allowed */
+	bool tls_verify;      /* false: no TLS verification, plain HTTP ok */
+	const char *creds;    /* "USER[:PASS]", or NULL: the auth files */
+	const char *cert_dir; /* containers-certs.d(5) dir, or NULL */
 };
 
 /* host: "HOST[:PORT]"; repo: "library/busybox". */

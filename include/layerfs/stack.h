@@ -38,6 +38,8 @@ struct lf_stack_opts {
 	bool verify;		   /* check layer digests and diff_ids */
 	bool no_tls_verify;	   /* docker://: no TLS checks, plain HTTP ok */
 	uint64_t cache_max;	   /* docker://: span cache cap, 0 default */
+	const char *creds;	   /* docker://: "USER[:PASS]" or NULL */
+	const char *cert_dir;	   /* docker://: certificates, or NULL */
 	long layers;		   /* prefix of IMAGE: N > 0 first N layers,
 				 * N < 0 all but the top -N, 0 all */
 	const char *const *lowers; /* more layers above IMAGE, top first:

@@ -133,6 +133,12 @@ int cli_common_opt(int c, const char *arg, struct cli_opts *o)
 		}
 		o->no_tls_verify = !strcmp(arg, "false");
 		return 1;
+	case OPT_CREDS:
+		o->creds = arg;
+		return 1;
+	case OPT_CERT_DIR:
+		o->cert_dir = arg;
+		return 1;
 	case OPT_CACHE_MAX:
 		if (!strcmp(arg, "0")) {
 			o->cache_max = LF_RBLOB_CACHE_NONE;
@@ -185,6 +191,8 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 		.verify = !o->no_verify,
 		.no_tls_verify = o->no_tls_verify,
 		.cache_max = o->cache_max,
+		.creds = o->creds,
+		.cert_dir = o->cert_dir,
 		.layers = o->has_layers && !all_layers ? o->layers : 0,
 		.lowers = o->lowers,
 		.nlowers = o->nlowers,

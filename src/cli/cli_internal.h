@@ -25,9 +25,11 @@ struct cli_opts {
 	const char *platform;
 	const char *cache; /* --cache DIR */
 	bool no_verify;
-	bool no_tls_verify; /* --tls-verify=false */
-	uint64_t cache_max; /* --cache-max, 0: the default */
-	bool no_cache;	    /* --no-cache: index in memory only */
+	bool no_tls_verify;   /* --tls-verify=false */
+	uint64_t cache_max;   /* --cache-max, 0: the default */
+	const char *creds;    /* --creds */
+	const char *cert_dir; /* --cert-dir */
+	bool no_cache;	      /* --no-cache: index in memory only */
 	bool has_layers;
 	long layers; /* --layers N as given */
 	bool json;
@@ -55,6 +57,8 @@ enum {
 	OPT_JSON,
 	OPT_TLS_VERIFY,
 	OPT_CACHE_MAX,
+	OPT_CREDS,
+	OPT_CERT_DIR,
 	OPT_HELP,
 };
 #define CLI_COMMON_LONGOPTS                                                    \
@@ -67,6 +71,8 @@ enum {
 		{ "json", no_argument, NULL, OPT_JSON },                       \
 		{ "tls-verify", required_argument, NULL, OPT_TLS_VERIFY },     \
 		{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },       \
+		{ "creds", required_argument, NULL, OPT_CREDS },               \
+		{ "cert-dir", required_argument, NULL, OPT_CERT_DIR },         \
 		{ "quiet", no_argument, NULL, 'q' },                           \
 	{                                                                      \
 		"help", no_argument, NULL, OPT_HELP                            \
@@ -83,6 +89,14 @@ enum {
 	"      --no-verify      do not check layer digests and diff_ids\n"     \
 	"      --tls-verify=false  docker://: no TLS checks, plain HTTP "      \
 	"allowed\n"                                                            \
+	"      --creds USER[:PASS]  docker://: credentials (no PASS: asked "   \
+	"on\n"                                                                 \
+	"                       the terminal; default: the auth files of "     \
+	"podman,\n"                                                            \
+	"                       skopeo and docker)\n"                          \
+	"      --cert-dir DIR   docker://: CA certificates (*.crt) and a "     \
+	"client\n"                                                             \
+	"                       certificate (*.cert, *.key)\n"                 \
 	"      --cache-max SIZE  docker://: keep at most SIZE bytes of "       \
 	"fetched\n"                                                            \
 	"                       spans (K, M, G; default 2G; 0: none)\n"        \

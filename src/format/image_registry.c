@@ -190,7 +190,9 @@ int lf_image_store_open_registry(struct lf_image_store *st, const char *host,
 				 const struct lf_image_opts *o,
 				 struct lf_err *err)
 {
-	struct lf_registry_opts ro = { .tls_verify = !o->no_tls_verify };
+	struct lf_registry_opts ro = { .tls_verify = !o->no_tls_verify,
+				       .creds = o->creds,
+				       .cert_dir = o->cert_dir };
 	struct lf_image_remote *m = calloc(1, sizeof(*m));
 	char digest[LF_DIGEST_LEN], *mt = NULL, index[512];
 	struct doc *top;

@@ -23,7 +23,7 @@
 #define MEM_SLOTS 8	   /* verified spans kept in memory */
 #define TOUCH_S 60	   /* a hit refreshes a span file's mtime this often */
 #define HASH 32		   /* bytes of a span digest */
-#define SUMS_MAGIC "lfspans1"
+static const char sums_magic[8] = { 'l', 'f', 's', 'p', 'a', 'n', 's', '1' };
 
 /* ---- the blob ---- */
 
@@ -348,7 +348,7 @@ static int sums_load(struct rb *b)
 	uint64_t hdr[3] = { b->size, SPAN, b->nspans };
 
 	if (!p || read_exact(b->sums_path, p, len) ||
-	    memcmp(p, SUMS_MAGIC, 8) || memcmp(p + 8, hdr, sizeof(hdr)) ||
+	    memcmp(p, sums_magic, sizeof(sums_magic)) || memcmp(p + 8, hdr, sizeof(hdr)) ||
 	    lf_sha256_new(&h)) {
 		free(p);
 		return -1;
@@ -379,7 +379,7 @@ static void sums_save(struct rb *b)
 		free(p);
 		return;
 	}
-	memcpy(p, SUMS_MAGIC, 8);
+	memcpy(p, sums_magic, sizeof(sums_magic));
 	memcpy(p + 8, hdr, sizeof(hdr));
 	memcpy(p + 32, b->sums, b->nspans * HASH);
 	lf_sha256_update(h, p, len - HASH);

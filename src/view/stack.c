@@ -206,7 +206,9 @@ static int gather(const struct lf_stack_opts *o, const char *path,
 				    .platform = o->platform,
 				    .cache_dir = lf_stack_cache_dir(ci),
 				    .no_tls_verify = o->no_tls_verify,
-				    .cache_max = o->cache_max };
+				    .cache_max = o->cache_max,
+				    .creds = o->creds,
+				    .cert_dir = o->cert_dir };
 	size_t cap = 0, count, n, i, k;
 	int ret;
 

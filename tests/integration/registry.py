@@ -3,7 +3,11 @@
 
 Registry: Debian's docker-registry (CNCF distribution 2.8) serving plain
 HTTP on 127.0.0.1 and a free port, its storage in a temp dir; images are
-pushed with skopeo.  FaultProxy: an HTTP proxy on 127.0.0.1 in front of
+pushed with skopeo.  Flavours: htpasswd Basic auth, TLS with a CA the test
+makes (openssl).  AuthFront: a front on 127.0.0.1 that asks for a Bearer
+token (from its own /token, with Basic credentials) or Basic credentials,
+and may redirect blob GETs to a blob host on another port that records
+whether credentials reached it.  FaultProxy: an HTTP proxy on 127.0.0.1 in front of
 it that can flip a byte of every blob body, fail requests with 500/429
 first, or drop the connection in the middle of a body; its request loop is
 bounded by shutdown() and by a per-connection timeout.
@@ -12,6 +16,7 @@ bounded by shutdown() and by a per-connection timeout.
 import http.client
 import http.server
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,14 +32,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_http(port, proc=None, timeout=15.0):
+def wait_http(port, proc=None, timeout=15.0, ctx=None):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError("the registry exited: %s"
                                % proc.stderr.read().decode(errors="replace"))
         try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c = (http.client.HTTPSConnection("127.0.0.1", port, timeout=1,
+                                             context=ctx) if ctx else
+                 http.client.HTTPConnection("127.0.0.1", port, timeout=1))
             c.request("GET", "/v2/")
             if c.getresponse().status in (200, 401):
                 return
@@ -43,21 +50,75 @@ def wait_http(port, proc=None, timeout=15.0):
     raise RuntimeError("no registry on port %d" % port)
 
 
+def _run(cmd):
+    p = subprocess.run(cmd, capture_output=True, timeout=T)
+    assert p.returncode == 0, (cmd, p.stderr.decode(errors="replace"))
+
+
+def make_tls(d):
+    """A CA and a server certificate for 127.0.0.1: the paths; the CA alone
+    also in d/certs/ca.crt (a --cert-dir)."""
+    os.makedirs(os.path.join(d, "certs"), exist_ok=True)
+    j = lambda n: os.path.join(d, n)  # noqa: E731
+    _run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+          "-keyout", j("ca.key"), "-out", j("certs/ca.crt"), "-days", "2",
+          "-subj", "/CN=layerfs test CA"])
+    _run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout",
+          j("srv.key"), "-out", j("srv.csr"), "-subj", "/CN=127.0.0.1"])
+    with open(j("ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    _run(["openssl", "x509", "-req", "-in", j("srv.csr"), "-CA",
+          j("certs/ca.crt"), "-CAkey", j("ca.key"), "-CAcreateserial",
+          "-out", j("srv.pem"), "-days", "2", "-extfile", j("ext.cnf")])
+    return {"ca": j("certs/ca.crt"), "cert_dir": j("certs"),
+            "cert": j("srv.pem"), "key": j("srv.key")}
+
+
+def htpasswd_line(user, password):
+    """A bcrypt line (docker-registry takes only bcrypt), made by glibc's
+    libxcrypt through python's crypt module; low cost, tests only."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    return "%s:%s" % (user, crypt.crypt(
+        password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))
+
+
 class Registry:
-    def __init__(self, root):
+    """auth: (user, password) for htpasswd Basic auth; tls: serve HTTPS
+    with a certificate of a CA made here (self.tls: its paths)."""
+
+    def __init__(self, root, auth=None, tls=False):
         self.root = root
         self.port = free_port()
+        self.auth = auth
         os.makedirs(root, exist_ok=True)
+        self.tls = make_tls(os.path.join(root, "tls")) if tls else None
         cfg = os.path.join(root, "config.yml")
+        text = ("version: 0.1\nlog:\n  level: error\n"
+                "storage:\n  filesystem:\n    rootdirectory: %s\n"
+                "http:\n  addr: 127.0.0.1:%d\n"
+                % (os.path.join(root, "data"), self.port))
+        if self.tls:
+            text += ("  tls:\n    certificate: %s\n    key: %s\n"
+                     % (self.tls["cert"], self.tls["key"]))
+        if auth:
+            pw = os.path.join(root, "htpasswd")
+            with open(pw, "w") as f:
+                f.write(htpasswd_line(*auth) + "\n")
+            text += ("auth:\n  htpasswd:\n    realm: layerfs-test\n"
+                     "    path: %s\n" % pw)
         with open(cfg, "w") as f:
-            f.write("version: 0.1\nlog:\n  level: error\n"
-                    "storage:\n  filesystem:\n    rootdirectory: %s\n"
-                    "http:\n  addr: 127.0.0.1:%d\n"
-                    % (os.path.join(root, "data"), self.port))
+            f.write(text)
         self.proc = subprocess.Popen(
             [shutil.which("docker-registry") or "/usr/bin/docker-registry",
              "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_http(self.port, self.proc)
+        ctx = None
+        if self.tls:
+            import ssl
+            ctx = ssl.create_default_context(cafile=self.tls["ca"])
+        wait_http(self.port, self.proc, ctx=ctx)
 
     @property
     def host(self):
@@ -66,8 +127,13 @@ class Registry:
     def push(self, src, name):
         """skopeo copy src (a transport) to HOST/name; returns the ref."""
         ref = "docker://%s/%s" % (self.host, name)
+        opts = ["--dest-tls-verify=false"]
+        if self.tls:
+            opts = ["--dest-cert-dir", self.tls["cert_dir"]]
+        if self.auth:
+            opts += ["--dest-creds", "%s:%s" % self.auth]
         r = subprocess.run(["skopeo", "--insecure-policy", "copy", "-q",
-                            "--dest-tls-verify=false", src, ref],
+                            *opts, src, ref],
                            capture_output=True, timeout=T)
         assert r.returncode == 0, r.stderr.decode()
         return ref
@@ -122,7 +188,9 @@ class FaultProxy:
     """mode: None (pass through), "flip" (one byte of every blob body),
     "fail-once" (each path answers 500, then 429, then the truth), "drop"
     (each blob path's first response is cut in the middle), "norange"
-    (blob GETs answered 200 with the whole blob, ignoring Range).
+    (blob GETs answered 200 with the whole blob, ignoring Range),
+    "retry-after" (each path's first answer 429 with Retry-After: 1),
+    "stall" (each blob path's first answer stops mid-body for 8 s).
     log: (method, path, Range header or None, body bytes sent) of every
     request, to count what a command fetched."""
 
@@ -131,6 +199,7 @@ class FaultProxy:
         self.seen = {}
         self.requests = 0
         self.log = []
+        self.times = []
         proxy = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -150,6 +219,14 @@ class FaultProxy:
                 n = proxy.seen.get(self.path, 0)
                 proxy.seen[self.path] = n + 1
                 blob = "/blobs/" in self.path
+                if proxy.mode == "retry-after" and n == 0:
+                    proxy.log.append(("429", self.path, time.monotonic(),
+                                      0))
+                    self.send_response(429)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if proxy.mode == "fail-once" and n < 2:
                     self.send_response(500 if n == 0 else 429)
                     self.send_header("Content-Length", "0")
@@ -174,6 +251,13 @@ class FaultProxy:
                     if k.lower() not in ("transfer-encoding", "connection"):
                         self.send_header(k, v)
                 self.end_headers()
+                if proxy.mode == "stall" and blob and not head and n == 0 \
+                        and len(body) > 1:
+                    self.wfile.write(body[:len(body) // 2])
+                    self.wfile.flush()
+                    time.sleep(8)
+                    self.close_connection = True
+                    return
                 if proxy.mode == "drop" and blob and not head and n == 0 \
                         and len(body) > 1:
                     self.wfile.write(body[:len(body) // 2])
@@ -184,6 +268,7 @@ class FaultProxy:
                 self.wfile.write(body)
                 proxy.log.append(("HEAD" if head else "GET", self.path,
                                   self.headers.get("Range"), len(body)))
+                proxy.times.append(time.monotonic())
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
@@ -205,3 +290,118 @@ class FaultProxy:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class AuthFront:
+    """A front on 127.0.0.1 for a plain registry at upstream_port.
+
+    scheme "bearer": /v2/ wants `Authorization: Bearer <token>`; 401 with a
+    challenge naming realm http://127.0.0.1:PORT/token, which hands out a
+    token for Basic `creds` (token_mode "garbage": not JSON, "none": {}).
+    scheme "basic": /v2/ wants Basic `creds`.  redirect: blob GETs are
+    answered 307 to a blob host on another port, which serves the bytes
+    (Range honoured) and records every Authorization header it is sent in
+    blob_auth (None when there was none).  Bounded by shutdown()."""
+
+    def __init__(self, upstream_port, scheme, creds, token_mode="ok",
+                 redirect=False):
+        import base64
+        import secrets
+        self.token = "tok-" + secrets.token_hex(8)
+        self.token_requests = []
+        self.blob_auth = []
+        basic = "Basic " + base64.b64encode(
+            ("%s:%s" % creds).encode()).decode()
+        front = self
+
+        def upstream(handler, path, head=False):
+            c = http.client.HTTPConnection("127.0.0.1", upstream_port,
+                                           timeout=20)
+            hdr = {k: v for k, v in handler.headers.items()
+                   if k.lower() in ("accept", "range")}
+            c.request("HEAD" if head else "GET", path, headers=hdr)
+            r = c.getresponse()
+            body = b"" if head else r.read()
+            handler.send_response(r.status)
+            for k, v in r.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection"):
+                    handler.send_header(k, v)
+            handler.end_headers()
+            handler.wfile.write(body)
+
+        class Blobs(http.server.BaseHTTPRequestHandler):
+            timeout = 20
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                front.blob_auth.append(self.headers.get("Authorization"))
+                upstream(self, self.path[len("/blob"):])
+
+        class H(http.server.BaseHTTPRequestHandler):
+            timeout = 20
+
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_HEAD(self):
+                self.serve(head=True)
+
+            def do_GET(self):
+                self.serve(head=False)
+
+            def serve(self, head):
+                if self.path.startswith("/token"):
+                    front.token_requests.append(
+                        (self.path, self.headers.get("Authorization")))
+                    if self.headers.get("Authorization") != basic:
+                        return self.answer(401)
+                    body = {"ok": json.dumps({"token": front.token}),
+                            "garbage": "<html>", "none": "{}"}[token_mode]
+                    return self.answer(200, body.encode())
+                want = ("Bearer " + front.token if scheme == "bearer"
+                        else basic)
+                if self.headers.get("Authorization") != want:
+                    ch = ('Bearer realm="http://127.0.0.1:%d/token",'
+                          'service="layerfs-test",scope="repository:%s:pull"'
+                          % (front.port, re.sub(r"^/v2/(.*?)/(manifests|"
+                                                r"blobs)/.*", r"\1",
+                                                self.path))
+                          if scheme == "bearer"
+                          else 'Basic realm="layerfs-test"')
+                    return self.answer(401, b"{}",
+                                       [("WWW-Authenticate", ch)])
+                if redirect and "/blobs/" in self.path and not head:
+                    return self.answer(307, b"", [(
+                        "Location", "http://127.0.0.1:%d/blob%s"
+                        % (front.blob_port, self.path))])
+                upstream(self, self.path, head)
+
+        import json
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.blobs = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Blobs)
+        for s in (self.server, self.blobs):
+            s.daemon_threads = True
+            threading.Thread(target=s.serve_forever,
+                             kwargs={"poll_interval": 0.1},
+                             daemon=True).start()
+        self.port = self.server.server_address[1]
+        self.blob_port = self.blobs.server_address[1]
+
+    @property
+    def host(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        for s in (self.server, self.blobs):
+            s.shutdown()
+            s.server_close()
