@@ -348,8 +348,8 @@ static int sums_load(struct rb *b)
 	uint64_t hdr[3] = { b->size, SPAN, b->nspans };
 
 	if (!p || read_exact(b->sums_path, p, len) ||
-	    memcmp(p, sums_magic, sizeof(sums_magic)) || memcmp(p + 8, hdr, sizeof(hdr)) ||
-	    lf_sha256_new(&h)) {
+	    memcmp(p, sums_magic, sizeof(sums_magic)) ||
+	    memcmp(p + 8, hdr, sizeof(hdr)) || lf_sha256_new(&h)) {
 		free(p);
 		return -1;
 	}

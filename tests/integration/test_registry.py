@@ -167,3 +167,28 @@ def test_proxy_lies_are_errors(reg, layerfs_bin, tmp_path, mode, msg):
     got, _ = files(layerfs_bin, ref(r.host, "hardlinks"), tmp_path / "c",
                    "--tls-verify=false")
     assert got
+
+
+def test_commit_and_commands_on_a_registry_base(reg, layerfs_bin, tmp_path):
+    """commit's base image, layers, stat, diff and waste take docker://
+    like a path: the same output as from the layout pushed."""
+    r, images = reg
+    img, layout = ref(r.host, "hardlinks"), images["hardlinks"]
+    upper = tmp_path / "upper"
+    (upper / "newdir").mkdir(parents=True)
+    (upper / "newdir" / "f").write_bytes(b"hello\n")
+    for cmd in (["layers"], ["stat", "/h"], ["diff"], ["waste"]):
+        a = run([layerfs_bin, *cmd[:1], "--tls-verify=false", img,
+                 *cmd[1:]], tmp_path / "c1")
+        b = run([layerfs_bin, *cmd[:1], layout, *cmd[1:]], tmp_path / "c2")
+        assert a.returncode == b.returncode == 0, a.stderr
+        assert a.stdout == b.stdout, cmd
+    outs = []
+    for base, extra in ((img, ["--tls-verify=false"]), (layout, [])):
+        out = tmp_path / ("out%d" % len(outs))
+        p = run([layerfs_bin, "commit", *extra, "--upper", str(upper),
+                 "-o", str(out), base], tmp_path / "c3")
+        assert p.returncode == 0, p.stderr.decode()
+        outs.append(run([layerfs_bin, "ls", "-R", "-l", str(out)],
+                        tmp_path / "c3").stdout)
+    assert outs[0] == outs[1] and b"newdir" in outs[0]
