@@ -13,7 +13,8 @@
  *
  * Once the digests are known, a read fetches only the spans it covers (one
  * range GET for a run of missing spans), checks each against its digest
- * (a mismatch is -EIO and a log line, never wrong bytes), keeps it in
+ * (a mismatch is -EIO and a log line, the first for the blob; never wrong
+ * bytes), keeps it in
  * `<cache_dir>/spans/<hex>/<n>` and in a small memory LRU.  A reader going
  * forward span after span gets the next spans in the same request
  * (read-ahead, up to LF_RBLOB_READAHEAD spans), and a reader that says

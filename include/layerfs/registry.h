@@ -7,9 +7,8 @@
  * asked for with every media type layerfs reads (OCI manifest and index,
  * Docker schema 2 manifest and manifest list) and bounded in size; what
  * the caller holds a digest for is checked against it.  Blobs are read by
- * HTTP Range: a layer blob becomes a vfile whose preads are range GETs
- * (a 206 with exactly the range asked for, or an error), so only what is
- * read is fetched.  Every error names the URL and the HTTP status.
+ * HTTP Range (a 206 with exactly the range asked for, or an error; rblob.h
+ * makes a vfile of that).  Every error names the URL and the HTTP status.
  *
  * HTTPS (with `tls_verify` false: without verification, then plain HTTP
  * when the server does not speak TLS); CA certificates and a client
@@ -26,9 +25,9 @@
  * below 1 KiB/s for 30 s ($LAYERFS_NET_STALL) is dropped and retried.
  * Passwords and tokens appear in no message.
  *
- * Thread safety: a registry and its vfiles may be used from many threads
- * (one curl handle per request).  Ownership: vfiles hold a reference to
- * the registry; lf_registry_close() drops the caller's.
+ * Thread safety: a registry may be used from many threads (one curl handle
+ * per request).  Ownership: lf_registry_ref() takes a reference (a blob
+ * vfile holds one); lf_registry_close() drops one.
  */
 #ifndef LAYERFS_REGISTRY_H
 #define LAYERFS_REGISTRY_H
@@ -39,7 +38,6 @@
 
 #include "layerfs/buf.h"
 #include "layerfs/common.h"
-#include "layerfs/vfile.h"
 
 struct lf_registry;
 
@@ -74,11 +72,6 @@ int lf_registry_blob_size(struct lf_registry *r, const char *digest,
  * retries): all of them, or an error (a short or misplaced answer: -EIO). */
 int lf_registry_blob_range(struct lf_registry *r, const char *digest,
 			   uint64_t off, size_t len, void *buf,
-			   struct lf_err *err);
-
-/* A vfile of `size` bytes over blob `digest`, read by ranges. */
-int lf_registry_blob_vfile(struct lf_registry *r, const char *digest,
-			   uint64_t size, struct lf_vfile **out,
 			   struct lf_err *err);
 
 /* Requests made and body bytes received so far. */

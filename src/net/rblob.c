@@ -43,6 +43,7 @@ struct rb {
 	unsigned char *sums; /* nspans * HASH, once known */
 	unsigned char *busy; /* bitmap: spans being fetched */
 	bool tried_sums, bad;
+	atomic_bool logged; /* a failure is logged once per blob */
 
 	/* streaming, until the sums are known */
 	char *sbuf;
@@ -420,9 +421,9 @@ static int stream_end(struct rb *b)
 
 	lf_sha256_final(b->whole, got);
 	if (strcmp(got, b->digest)) {
-		lf_log(LF_LOG_ERR,
-		       "%s@%s: the registry sent other bytes (digest %s)",
-		       lf_registry_name(b->r), b->digest, got);
+		lf_log_once(&b->logged, LF_LOG_ERR,
+			    "%s@%s: the registry sent other bytes (digest %s)",
+			    lf_registry_name(b->r), b->digest, got);
 		b->bad = true;
 		return -EIO;
 	}
@@ -531,7 +532,7 @@ static int stream_next(struct rb *b)
 	}
 	if (ret) {
 		if (err.msg[0])
-			lf_log(LF_LOG_ERR, "%s", err.msg);
+			lf_log_once(&b->logged, LF_LOG_ERR, "%s", err.msg);
 		stream_reset(b);
 		return ret;
 	}
@@ -709,7 +710,7 @@ static int fetch(struct rb *b, uint64_t k, uint64_t n, bool quiet)
 		return -ENOMEM;
 	ret = lf_registry_blob_range(b->r, b->digest, off, len, buf, &err);
 	if (ret && !quiet)
-		lf_log(LF_LOG_ERR, "%s", err.msg);
+		lf_log_once(&b->logged, LF_LOG_ERR, "%s", err.msg);
 	for (i = 0; !ret && i < n; i++) {
 		const char *p = buf + i * SPAN;
 		size_t sl = span_len(b, k + i);
@@ -719,12 +720,13 @@ static int fetch(struct rb *b, uint64_t k, uint64_t n, bool quiet)
 				ret = -EIO;
 				break;
 			}
-			lf_log(LF_LOG_ERR,
-			       "%s@%s: bytes %llu-%llu do not match their "
-			       "digest: not used",
-			       lf_registry_name(b->r), b->digest,
-			       (unsigned long long)(off + i * SPAN),
-			       (unsigned long long)(off + i * SPAN + sl - 1));
+			lf_log_once(&b->logged, LF_LOG_ERR,
+				    "%s@%s: bytes %llu-%llu do not match their "
+				    "digest: not used",
+				    lf_registry_name(b->r), b->digest,
+				    (unsigned long long)(off + i * SPAN),
+				    (unsigned long long)(off + i * SPAN + sl -
+							 1));
 			ret = -EIO;
 			break;
 		}

@@ -730,29 +730,7 @@ int lf_registry_blob_size(struct lf_registry *r, const char *digest,
 	return 0;
 }
 
-/* ---- blobs as vfiles ---- */
-
-struct rblob {
-	struct lf_registry *r;
-	char *digest;
-	atomic_int refs;
-};
-
-static void rblob_ref(void *ctx)
-{
-	atomic_fetch_add(&((struct rblob *)ctx)->refs, 1);
-}
-
-static void rblob_unref(void *ctx)
-{
-	struct rblob *b = ctx;
-
-	if (atomic_fetch_sub(&b->refs, 1) != 1)
-		return;
-	registry_unref(b->r);
-	free(b->digest);
-	free(b);
-}
+/* ---- blob ranges ---- */
 
 /* "bytes A-Z/SIZE" (SIZE may be a star): 0, or -1 when it is not that. */
 static int parse_range(const char *s, unsigned long long *a,
@@ -791,48 +769,5 @@ int lf_registry_blob_range(struct lf_registry *r, const char *digest,
 				  r->name, digest, (unsigned long long)off,
 				  (unsigned long long)(off + len - 1), s.n,
 				  s.crange);
-	return 0;
-}
-
-/* A range GET; a failure is logged (a reader sees only EIO). */
-static ssize_t rblob_pread(void *ctx, void *buf, size_t len, uint64_t off)
-{
-	struct rblob *b = ctx;
-	struct lf_err err = { 0 };
-	int ret = lf_registry_blob_range(b->r, b->digest, off, len, buf, &err);
-
-	if (ret) {
-		lf_log(LF_LOG_ERR, "%s", err.msg);
-		return ret;
-	}
-	return (ssize_t)len;
-}
-
-static const struct lf_vfile_ops rblob_ops = {
-	.pread = rblob_pread,
-	.ref = rblob_ref,
-	.unref = rblob_unref,
-	.check = NULL,
-};
-
-int lf_registry_blob_vfile(struct lf_registry *r, const char *digest,
-			   uint64_t size, struct lf_vfile **out,
-			   struct lf_err *err)
-{
-	struct rblob *b = calloc(1, sizeof(*b));
-	char name[1024];
-	int ret;
-
-	if (!b || !(b->digest = strdup(digest))) {
-		free(b);
-		return lf_err_set(err, -ENOMEM, "out of memory");
-	}
-	b->r = r;
-	atomic_fetch_add(&r->refs, 1);
-	atomic_init(&b->refs, 1);
-	snprintf(name, sizeof(name), "%s@%s", r->name, digest);
-	ret = lf_vfile_from_ops(&rblob_ops, b, size, name, out);
-	if (ret)
-		return lf_err_set(err, ret, "out of memory");
 	return 0;
 }
