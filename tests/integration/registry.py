@@ -26,6 +26,15 @@ import time
 T = 60
 
 
+def require_registry():
+    """Skip without docker-registry; on CI (CI=true) that is a failure."""
+    import pytest
+    if not os.path.exists("/usr/bin/docker-registry"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("docker-registry is not installed")
+        pytest.skip("docker-registry is not installed")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 import fusehelpers as fh
-from registry import FaultProxy, Registry
+from registry import FaultProxy, Registry, require_registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MKIMAGE = os.path.join(HERE, "..", "fixtures", "mkimage.py")
@@ -26,10 +26,7 @@ def run(args, cache, **kw):
 
 @pytest.fixture(scope="module")
 def reg(tmp_path_factory, need_tools):
-    if not os.path.exists("/usr/bin/docker-registry"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("docker-registry is not installed")
-        pytest.skip("docker-registry is not installed")
+    require_registry()
     d = tmp_path_factory.mktemp("registry")
     r = Registry(str(d / "registry"))
     images = {}

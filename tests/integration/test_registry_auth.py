@@ -18,7 +18,7 @@ import time
 import pytest
 
 import fusehelpers as fh
-from registry import AuthFront, FaultProxy, Registry
+from registry import AuthFront, FaultProxy, Registry, require_registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MKIMAGE = os.path.join(HERE, "..", "fixtures", "mkimage.py")
@@ -26,16 +26,9 @@ USER, PASSWORD = "alice", "s3cret-Pass:word"
 T = 120
 
 
-def need_registry():
-    if not os.path.exists("/usr/bin/docker-registry"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("docker-registry is not installed")
-        pytest.skip("docker-registry is not installed")
-
-
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory, need_tools):
-    need_registry()
+    require_registry()
     d = tmp_path_factory.mktemp("authbed")
     layout = str(d / "layout")
     p = subprocess.run(["/usr/bin/python3", MKIMAGE, "hardlinks", layout],

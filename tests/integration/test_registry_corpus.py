@@ -17,7 +17,7 @@ import sys
 import pytest
 
 import fusehelpers as fh
-from registry import Registry
+from registry import Registry, require_registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
@@ -30,10 +30,7 @@ NAMES = sorted(specs.SPECS)
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, need_tools):
-    if not os.path.exists("/usr/bin/docker-registry"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("docker-registry is not installed")
-        pytest.skip("docker-registry is not installed")
+    require_registry()
     d = tmp_path_factory.mktemp("corpus")
     r = Registry(str(d / "registry"))
     images = {}

@@ -22,7 +22,7 @@ import threading
 import pytest
 
 import fusehelpers as fh
-from registry import FaultProxy, Registry
+from registry import FaultProxy, Registry, require_registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
@@ -49,10 +49,7 @@ def image():
 
 @pytest.fixture(scope="module")
 def reg(tmp_path_factory, need_tools):
-    if not os.path.exists("/usr/bin/docker-registry"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("docker-registry is not installed")
-        pytest.skip("docker-registry is not installed")
+    require_registry()
     d = tmp_path_factory.mktemp("spans")
     layout = str(d / "layout")
     mk.write_image(image(), layout, "oci")
