@@ -52,7 +52,8 @@ static void usage(FILE *f)
 	for (i = 0; i < LF_ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name,
 			commands[i].summary);
-	fprintf(f, "\nRun 'layerfs <command> --help' for its options.\n");
+	fprintf(f, "\nRun 'layerfs <command> --help' for its options, "
+		   "'layerfs --version' (-V) for\nthe version.\n");
 }
 
 void cli_error(const char *fmt, ...)
@@ -260,7 +261,8 @@ int lf_cli_main(int argc, char **argv)
 		usage(stdout);
 		return CLI_OK;
 	}
-	if (!strcmp(argv[1], "--version")) {
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") ||
+	    !strcmp(argv[1], "version")) {
 		printf("layerfs %s\n", LAYERFS_VERSION);
 		return CLI_OK;
 	}

@@ -22,7 +22,9 @@ static const char ls_help[] =
 static const char cat_help[] =
 	"usage: layerfs cat [options] IMAGE PATH...\n\n"
 	"Write the contents of files of the merged view to standard output.\n"
-	"Symlinks are followed inside the image.\n\n"
+	"Symlinks are followed inside the image.  A PATH that cannot be read\n"
+	"is reported and the others are still written; the exit status is\n"
+	"then 1.\n\n"
 	"options:\n" CLI_COMMON_HELP;
 
 static const char stat_help[] =
@@ -224,6 +226,10 @@ out:
 	return cli_flush(ret);
 }
 
+/* cat_one()'s answer when standard output failed: no use going on. */
+#define CAT_OUTPUT_FAILED (-1)
+
+/* One file to stdout: CLI_OK, CLI_ERR (said why), or CAT_OUTPUT_FAILED. */
 static int cat_one(const struct lf_stack *ci, const char *path)
 {
 	const struct lf_idx_entry *e;
@@ -263,7 +269,7 @@ static int cat_one(const struct lf_stack *ci, const char *path)
 		}
 		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) {
 			cli_error("cannot write output: %s", strerror(errno));
-			return CLI_ERR;
+			return CAT_OUTPUT_FAILED;
 		}
 		off += (uint64_t)n;
 	}
@@ -283,8 +289,16 @@ int cli_cmd_cat(int argc, char **argv)
 	if (argc - optind < 2)
 		return cli_usage("cat", "expected IMAGE PATH...");
 	ret = cli_open(&o, argv[optind], false, true, &ci);
-	for (i = optind + 1; ret == CLI_OK && i < argc; i++)
-		ret = cat_one(ci, argv[i]);
+	/* as cat(1): a path that fails is reported, the others still go out,
+	 * and the exit status says something failed */
+	for (i = optind + 1; ci && i < argc; i++) {
+		int r = cat_one(ci, argv[i]);
+
+		if (r != CLI_OK)
+			ret = CLI_ERR;
+		if (r == CAT_OUTPUT_FAILED)
+			break;
+	}
 	lf_stack_close(ci);
 	return cli_flush(ret);
 }

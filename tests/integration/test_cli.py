@@ -7,6 +7,7 @@ image itself, never from literals."""
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import tarfile
@@ -89,6 +90,36 @@ def test_cat_missing_path(images, cache_dir, layerfs_bin):
     p = O.layerfs("cat", "--cache", cache_dir, images("basic"),
                   "no/such/file")
     _assert_error(p, 1)
+
+
+def test_cat_goes_on_after_a_failing_path(images, cache_dir, layerfs_bin):
+    """As cat(1): every readable PATH is written, in order; each one that
+    fails is named on stderr; the exit status is 1."""
+    img = images("basic")
+    one = O.layerfs("cat", "--cache", cache_dir, img, "etc/passwd")
+    two = O.layerfs("cat", "--cache", cache_dir, img, "usr/bin/su")
+    assert one.returncode == two.returncode == 0 and one.stdout
+    p = O.layerfs("cat", "--cache", cache_dir, img, "no/such", "etc/passwd",
+                  "etc", "usr/bin/su", "no/more")
+    _assert_error(p, 1, "no/such", "no/more", "is a directory")
+    assert p.stdout == one.stdout + two.stdout
+
+
+def test_cat_stops_when_output_fails(images, cache_dir, layerfs_bin):
+    img = images("basic")
+    p = subprocess.run([layerfs_bin, "cat", "--cache", cache_dir, img,
+                        "etc/passwd", "usr/bin/su"],
+                       stdout=open("/dev/full", "wb"),
+                       stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.count(b"cannot write output") == 1, p.stderr
+
+
+@pytest.mark.parametrize("how", ["--version", "-V", "version"])
+def test_version(layerfs_bin, how):
+    p = subprocess.run([layerfs_bin, how], capture_output=True, timeout=30)
+    assert p.returncode == 0 and p.stderr == b""
+    assert re.fullmatch(rb"layerfs \d+\.\d+\.\d+\n", p.stdout), p.stdout
 
 
 # -- bad images ----------------------------------------------------------------
