@@ -756,6 +756,35 @@ def test_umount_not_mounted(mnt, layerfs_bin):
     p = O.layerfs("umount", mnt)
     assert p.returncode == 1, _err(p)
     assert "layerfs: " in _err(p) and mnt in _err(p)
+    assert "not mounted" in _err(p)
+
+
+def test_umount_leaves_other_mounts_alone(images, session_caches, mounter,
+                                          mnt, layerfs_bin):
+    """A tmpfs is not unmounted by layerfs umount, not even one mounted on
+    top of a layerfs mount; a layerfs mount whose daemon died is."""
+    subprocess.run(["mount", "-t", "tmpfs", "none", mnt], check=True,
+                   timeout=30)
+    try:
+        p = O.layerfs("umount", mnt)
+        assert p.returncode == 1 and "not a layerfs mount" in _err(p)
+        assert fh.mount_entry(mnt) is not None
+    finally:
+        subprocess.run(["umount", mnt], timeout=30)
+    m, proc = mounter(images("basic"), cache=session_caches("basic", "oci"))
+    subprocess.run(["mount", "-t", "tmpfs", "none", m], check=True,
+                   timeout=30)
+    try:
+        p = O.layerfs("umount", m + "/")
+        assert p.returncode == 1 and "tmpfs" in _err(p), _err(p)
+    finally:
+        subprocess.run(["umount", m], timeout=30)
+    assert "etc" in os.listdir(m)
+    proc.kill()
+    proc.wait(timeout=15)
+    p = O.layerfs("umount", m)
+    assert p.returncode == 0, _err(p)
+    assert not fh.is_mounted(m)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT],
