@@ -383,6 +383,10 @@ static bool retryable(CURLcode c)
 static void common_opts(struct lf_registry *r, CURL *c, struct sink *s)
 {
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	/* a registry, its token server or a redirect cannot send us to
+	 * file:, ftp: or anything else */
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);

@@ -310,10 +310,11 @@ class AuthFront:
     scheme "basic": /v2/ wants Basic `creds`.  redirect: blob GETs are
     answered 307 to a blob host on another port, which serves the bytes
     (Range honoured) and records every Authorization header it is sent in
-    blob_auth (None when there was none).  Bounded by shutdown()."""
+    blob_auth (None when there was none); redirect_to: that Location
+    instead.  Bounded by shutdown()."""
 
     def __init__(self, upstream_port, scheme, creds, token_mode="ok",
-                 redirect=False):
+                 redirect=False, redirect_to=None):
         import base64
         import secrets
         self.token = "tok-" + secrets.token_hex(8)
@@ -391,7 +392,7 @@ class AuthFront:
                                        [("WWW-Authenticate", ch)])
                 if redirect and "/blobs/" in self.path and not head:
                     return self.answer(307, b"", [(
-                        "Location", "http://127.0.0.1:%d/blob%s"
+                        "Location", redirect_to or "http://127.0.0.1:%d/blob%s"
                         % (front.blob_port, self.path))])
                 upstream(self, self.path, head)
 

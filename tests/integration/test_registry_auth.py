@@ -276,6 +276,23 @@ def test_redirect_never_forwards_credentials(bed, layerfs_bin, tmp_path):
         front.stop()
 
 
+def test_redirect_to_a_local_file_is_refused(bed, layerfs_bin, tmp_path):
+    regs, _, _ = bed
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"local-secret-bytes\n" * 100)
+    front = AuthFront(regs["plain"].port, "basic", (USER, PASSWORD),
+                      redirect=True, redirect_to="file://%s" % secret)
+    try:
+        p = run(layerfs_bin, ["cat", "--tls-verify=false", "--creds",
+                              "%s:%s" % (USER, PASSWORD),
+                              "docker://%s/test/img:v1" % front.host,
+                              "/h/orig"], tmp_path)
+    finally:
+        front.stop()
+    assert p.returncode == 1 and b"local-secret" not in p.stdout + p.stderr
+    assert b"layerfs: " in p.stderr
+
+
 # -- busy and slow registries ---------------------------------------------------
 
 def test_retry_after_is_honoured(bed, layerfs_bin, tmp_path):
