@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "layerfs/blob.h"
 #include "layerfs/common.h"
@@ -63,6 +64,14 @@ int lf_fs_run(struct lf_fs *fs, struct lf_err *err);
 
 /* Unmount if still mounted, free the session. */
 void lf_fs_free(struct lf_fs *fs);
+
+/*
+ * The file system type ("fuse.layerfs", "tmpfs") of the top mount at path,
+ * "" when nothing is mounted there, from /proc/self/mountinfo; *dev (may be
+ * NULL) its device.  path is made absolute through its parent: a mount
+ * whose daemon died cannot be resolved itself.
+ */
+int lf_fs_mount_type(const char *path, char *type, size_t size, dev_t *dev);
 
 /* Unmount `mountpoint` (umount2 as root, else fusermount3 -u). */
 int lf_fs_umount(const char *mountpoint, bool lazy, struct lf_err *err);

@@ -4,8 +4,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <libgen.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,73 +314,6 @@ int cli_mount_helper(int argc, char **argv)
 	return mount_main(argc, argv, true);
 }
 
-/* mountinfo's octal escapes (\040 for a space) undone in place. */
-static void unescape(char *s)
-{
-	char *o = s;
-
-	for (; *s; s++, o++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
-		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-			*o = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
-				    (s[3] - '0'));
-			s += 3;
-		} else {
-			*o = *s;
-		}
-	}
-	*o = '\0';
-}
-
-/*
- * The file system type of the mount at path (the top one), or "" when
- * nothing is mounted there.  The path is made absolute through its parent:
- * a mount whose daemon died cannot be resolved itself.
- */
-static int mount_type(const char *path, char *type, size_t size)
-{
-	char *a = strdup(path), *b = strdup(path), where[PATH_MAX + 256];
-	char parent[PATH_MAX], *line = NULL;
-	size_t cap = 0;
-	FILE *f;
-
-	type[0] = '\0';
-	if (!a || !b || !realpath(dirname(a), parent)) {
-		free(a);
-		free(b);
-		return -errno;
-	}
-	snprintf(where, sizeof(where), "%s/%s",
-		 strcmp(parent, "/") ? parent : "", basename(b));
-	free(a);
-	free(b);
-	if (!strcmp(basename(where), ".") || !strcmp(basename(where), ".."))
-		return realpath(path, where) ? 0 : -errno;
-	if (!(f = fopen("/proc/self/mountinfo", "re")))
-		return -errno;
-	while (getline(&line, &cap, f) > 0) {
-		char *fld[10], *save = NULL, *sep = strstr(line, " - ");
-		int n = 0;
-
-		if (!sep)
-			continue;
-		for (char *t = strtok_r(line, " ", &save); t && n < 5;
-		     t = strtok_r(NULL, " ", &save))
-			fld[n++] = t;
-		if (n < 5)
-			continue;
-		unescape(fld[4]);
-		if (strcmp(fld[4], where))
-			continue;
-		/* later lines are mounted on top of earlier ones */
-		snprintf(type, size, "%.*s", (int)strcspn(sep + 3, " "),
-			 sep + 3);
-	}
-	free(line);
-	fclose(f);
-	return 0;
-}
-
 int cli_cmd_umount(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -406,7 +337,8 @@ int cli_cmd_umount(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return cli_usage("umount", "expected MOUNTPOINT");
-	if (mount_type(argv[optind], type, sizeof(type)) < 0 || !type[0]) {
+	if (lf_fs_mount_type(argv[optind], type, sizeof(type), NULL) < 0 ||
+	    !type[0]) {
 		cli_error("'%s': not mounted", argv[optind]);
 		return CLI_ERR;
 	}

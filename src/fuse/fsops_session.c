@@ -4,12 +4,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -302,6 +305,72 @@ void lf_fs_free(struct lf_fs *fs)
 		fuse_session_destroy(fs->se);
 	}
 	free(fs);
+}
+
+/* mountinfo's octal escapes (\040 for a space) undone in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++, o++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
+		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*o = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
+				    (s[3] - '0'));
+			s += 3;
+		} else {
+			*o = *s;
+		}
+	}
+	*o = '\0';
+}
+
+int lf_fs_mount_type(const char *path, char *type, size_t size,
+		     dev_t *dev)
+{
+	char *a = strdup(path), *b = strdup(path), where[PATH_MAX + 256];
+	char parent[PATH_MAX], *line = NULL;
+	unsigned maj, min;
+	size_t cap = 0;
+	FILE *f;
+
+	type[0] = '\0';
+	if (!a || !b || !realpath(dirname(a), parent)) {
+		free(a);
+		free(b);
+		return -errno;
+	}
+	snprintf(where, sizeof(where), "%s/%s",
+		 strcmp(parent, "/") ? parent : "", basename(b));
+	free(a);
+	free(b);
+	if (!strcmp(basename(where), ".") || !strcmp(basename(where), ".."))
+		return realpath(path, where) ? 0 : -errno;
+	if (!(f = fopen("/proc/self/mountinfo", "re")))
+		return -errno;
+	while (getline(&line, &cap, f) > 0) {
+		char *fld[10], *save = NULL, *sep = strstr(line, " - ");
+		int n = 0;
+
+		if (!sep)
+			continue;
+		for (char *t = strtok_r(line, " ", &save); t && n < 5;
+		     t = strtok_r(NULL, " ", &save))
+			fld[n++] = t;
+		if (n < 5)
+			continue;
+		unescape(fld[4]);
+		if (strcmp(fld[4], where))
+			continue;
+		/* later lines are mounted on top of earlier ones */
+		snprintf(type, size, "%.*s", (int)strcspn(sep + 3, " "),
+			 sep + 3);
+		if (dev && sscanf(fld[2], "%u:%u", &maj, &min) == 2)
+			*dev = makedev(maj, min);
+	}
+	free(line);
+	fclose(f);
+	return 0;
 }
 
 int lf_fs_umount(const char *mountpoint, bool lazy, struct lf_err *err)
