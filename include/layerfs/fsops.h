@@ -73,7 +73,12 @@ void lf_fs_free(struct lf_fs *fs);
  */
 int lf_fs_mount_type(const char *path, char *type, size_t size, dev_t *dev);
 
-/* Unmount `mountpoint` (umount2 as root, else fusermount3 -u). */
+/*
+ * Unmount `mountpoint` (umount2 as root, else fusermount3 -u) and, unless
+ * lazy, wait (at most 10 s) until its daemon has exited: each daemon leaves
+ * its pid in /run/layerfs (root) or $XDG_RUNTIME_DIR/layerfs, named by its
+ * mount's device, while it runs.
+ */
 int lf_fs_umount(const char *mountpoint, bool lazy, struct lf_err *err);
 
 #endif /* LAYERFS_FSOPS_H */

@@ -31,6 +31,7 @@ struct lf_fs {
 					 * that INIT arrived, then -1 */
 	atomic_bool eio_logged;	  /* lf_log_once for read failures */
 	bool no_open, no_opendir; /* zero-message opens negotiated */
+	char pidfile[4096];	  /* our pid for layerfs umount, or "" */
 };
 
 extern const struct fuse_lowlevel_ops lf_fsops_ro;

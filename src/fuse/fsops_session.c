@@ -2,6 +2,7 @@
 /* fsops_session.c - mount options, session, multithreaded loop, unmount. */
 #include "fsops_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -190,10 +191,56 @@ fail:
 	return ret;
 }
 
+/*
+ * Where a daemon leaves its pid for `layerfs umount` to wait on, named by
+ * its mount's device: /run/layerfs as root, else $XDG_RUNTIME_DIR/layerfs;
+ * "" when there is no such place.
+ */
+static void pid_path(dev_t dev, char *dir, char *out, size_t size)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	out[0] = dir[0] = '\0';
+	if (geteuid() == 0)
+		snprintf(dir, PATH_MAX, "/run/layerfs");
+	else if (xdg && xdg[0] == '/' && strlen(xdg) < PATH_MAX - 16)
+		snprintf(dir, PATH_MAX, "%s/layerfs", xdg);
+	else
+		return;
+	snprintf(out, size, "%s/%u:%u.pid", dir, major(dev), minor(dev));
+}
+
+/* Leave our pid beside the mount (best effort: umount then only waits
+ * less). */
+static void write_pid(struct lf_fs *fs)
+{
+	char type[64], dir[PATH_MAX], tmp[PATH_MAX + 32];
+	dev_t dev;
+	FILE *f;
+
+	if (lf_fs_mount_type(fs->opts.mountpoint, type, sizeof(type), &dev) ||
+	    strcmp(type, "fuse.layerfs"))
+		return;
+	pid_path(dev, dir, fs->pidfile, sizeof(fs->pidfile));
+	if (!fs->pidfile[0] || (mkdir(dir, 0700) && errno != EEXIST)) {
+		fs->pidfile[0] = '\0';
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.%ld", fs->pidfile, (long)getpid());
+	f = fopen(tmp, "wex");
+	if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) ||
+	    rename(tmp, fs->pidfile)) {
+		if (f)
+			unlink(tmp);
+		fs->pidfile[0] = '\0';
+	}
+}
+
 void lf_fs_ready(struct lf_fs *fs)
 {
 	int null;
 
+	write_pid(fs);
 	if (fs->ready_fd < 0)
 		return;
 	if (write(fs->ready_fd, "y", 1) != 1) {
@@ -290,6 +337,8 @@ out:
 	fuse_remove_signal_handlers(fs->se);
 	fuse_session_unmount(fs->se);
 	fs->mounted = false;
+	if (fs->pidfile[0])
+		unlink(fs->pidfile);
 	return ret;
 }
 
@@ -325,8 +374,7 @@ static void unescape(char *s)
 	*o = '\0';
 }
 
-int lf_fs_mount_type(const char *path, char *type, size_t size,
-		     dev_t *dev)
+int lf_fs_mount_type(const char *path, char *type, size_t size, dev_t *dev)
 {
 	char *a = strdup(path), *b = strdup(path), where[PATH_MAX + 256];
 	char parent[PATH_MAX], *line = NULL;
@@ -365,15 +413,119 @@ int lf_fs_mount_type(const char *path, char *type, size_t size,
 		/* later lines are mounted on top of earlier ones */
 		snprintf(type, size, "%.*s", (int)strcspn(sep + 3, " "),
 			 sep + 3);
-		if (dev && sscanf(fld[2], "%u:%u", &maj, &min) == 2)
+		if (dev) {
+			char *end;
+
+			maj = (unsigned)strtoul(fld[2], &end, 10);
+			min = *end == ':' ? (unsigned)strtoul(end + 1, NULL, 10)
+					  : 0;
 			*dev = makedev(maj, min);
+		}
 	}
 	free(line);
 	fclose(f);
 	return 0;
 }
 
+static int unmount(const char *mountpoint, bool lazy, struct lf_err *err);
+
+/* Process pid has /dev/fuse open (a FUSE daemon). */
+static bool holds_fuse(long pid)
+{
+	char path[64], link[PATH_MAX];
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%ld/fd", pid);
+	if (!(d = opendir(path)))
+		return false;
+	while (!found && (e = readdir(d))) {
+		ssize_t n = readlinkat(dirfd(d), e->d_name, link,
+				       sizeof(link) - 1);
+
+		if (n > 0) {
+			link[n] = '\0';
+			found = !strcmp(link, "/dev/fuse");
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* The layerfs daemon serving the mount of device dev, or 0. */
+static pid_t daemon_pid(dev_t dev)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 32], comm[32] = "";
+	long pid = 0;
+	FILE *f;
+
+	pid_path(dev, dir, path, sizeof(path));
+	if (!path[0] || !(f = fopen(path, "re")))
+		return 0;
+	if (fgets(comm, sizeof(comm), f)) {
+		char *end;
+
+		pid = strtol(comm, &end, 10);
+		if (*end != '\n' || pid <= 0 || pid > INT32_MAX)
+			pid = 0;
+	}
+	fclose(f);
+	comm[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	if (pid && (f = fopen(path, "re"))) {
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = '\0';
+		fclose(f);
+	}
+	if (strncmp(comm, "layerfs", 7))
+		return 0;
+	return holds_fuse(pid) ? (pid_t)pid : 0; /* not a stale file's pid */
+}
+
+/* Until process pid is gone (or a zombie), at most ten seconds. */
+static void wait_gone(pid_t pid)
+{
+	char path[64], buf[512];
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	for (i = 0; i < 1000; i++) {
+		FILE *f = fopen(path, "re");
+		char *p = NULL;
+
+		if (!f)
+			return;
+		if (fgets(buf, sizeof(buf), f))
+			p = strrchr(buf, ')');
+		fclose(f);
+		if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+			return;
+		usleep(10000);
+	}
+}
+
+/*
+ * Unmount, then wait until the daemon has exited: a lower directory it held
+ * is then free (umount(8) of it right after does not find it busy).
+ */
 int lf_fs_umount(const char *mountpoint, bool lazy, struct lf_err *err)
+{
+	char type[64];
+	dev_t dev;
+	pid_t daemon = 0;
+	int ret;
+
+	if (!lazy && !lf_fs_mount_type(mountpoint, type, sizeof(type), &dev) &&
+	    !strcmp(type, "fuse.layerfs"))
+		daemon = daemon_pid(dev);
+	ret = unmount(mountpoint, lazy, err);
+	if (!ret && daemon > 0)
+		wait_gone(daemon);
+	return ret;
+}
+
+static int unmount(const char *mountpoint, bool lazy, struct lf_err *err)
 {
 	char *argv[5];
 	pid_t pid;

@@ -759,6 +759,36 @@ def test_umount_not_mounted(mnt, layerfs_bin):
     assert "not mounted" in _err(p)
 
 
+def test_umount_returns_when_the_daemon_is_gone(images, session_caches,
+                                                mounter, tmp_path,
+                                                layerfs_bin):
+    """layerfs umount waits for the daemon: a lower directory it held is
+    free at once (umount of its tmpfs right after is not EBUSY)."""
+    low = tmp_path / "low"
+    low.mkdir()
+    for i in range(3):
+        subprocess.run(["mount", "-t", "tmpfs", "none", str(low)],
+                       check=True, timeout=30)
+        try:
+            (low / "f").write_bytes(b"lower %d\n" % i)
+            m, proc = mounter(images("basic"), "--lower", str(low),
+                              cache=session_caches("basic", "oci"))
+            with open(os.path.join(m, "f"), "rb") as f:
+                assert f.read() == b"lower %d\n" % i
+            pid = "/run/layerfs/%d:%d.pid" % (os.major(os.stat(m).st_dev),
+                                              os.minor(os.stat(m).st_dev))
+            with open(pid) as f:
+                assert int(f.read()) == proc.pid
+            p = O.layerfs("umount", m)
+            assert p.returncode == 0, _err(p)
+            assert proc.poll() is not None, "umount returned first"
+            assert not os.path.exists(pid)
+        finally:
+            r = subprocess.run(["umount", str(low)], capture_output=True,
+                               timeout=30)
+        assert r.returncode == 0, r.stderr
+
+
 def test_umount_leaves_other_mounts_alone(images, session_caches, mounter,
                                           mnt, layerfs_bin):
     """A tmpfs is not unmounted by layerfs umount, not even one mounted on
