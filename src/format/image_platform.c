@@ -15,12 +15,15 @@ bool lf_image_is_index_type(const char *mt)
 			   "vnd.docker.distribution.manifest.list.v2+json");
 }
 
-/* "docker.io/library/alpine:3" and "alpine:3" name the same image. */
+/* "docker.io/library/alpine:3" and "alpine:3" name the same image, and
+ * so do podman's "localhost/app:1" and "app:1". */
 static const char *strip_registry(const char *s)
 {
 	if (!strncmp(s, "docker.io/library/", 18))
 		return s + 18;
 	if (!strncmp(s, "docker.io/", 10))
+		return s + 10;
+	if (!strncmp(s, "localhost/", 10))
 		return s + 10;
 	return s;
 }

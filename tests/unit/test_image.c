@@ -296,6 +296,20 @@ LF_TEST(ref_selection)
 		CHECK_EQ_STR(lf_image_ref(img), "a:1");
 		lf_image_close(img);
 	}
+	/* and podman's localhost/ (both ways) */
+	CHECK_EQ_INT(open_img("img", "localhost/b:2", NULL, &img, &err), 0);
+	if (img) {
+		CHECK_EQ_STR(lf_image_ref(img), "b:2");
+		lf_image_close(img);
+	}
+	CHECK_EQ_INT(sh("python3 mk.py oci img2 localhost/app:1 b:2"), 0);
+	CHECK_EQ_INT(open_img("img2", "app:1", NULL, &img, &err), 0);
+	if (img) {
+		CHECK_EQ_STR(lf_image_ref(img), "localhost/app:1");
+		lf_image_close(img);
+	}
+	CHECK_EQ_INT(open_img("img2", "localhost/b:3", NULL, &img, &err),
+		     -ENOENT);
 }
 
 LF_TEST(ref_bare_tag)
