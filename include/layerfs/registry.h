@@ -19,7 +19,8 @@
  * asked with the credentials when there are some); credentials come from
  * `creds` or the auth files podman, skopeo and docker write (auth.c).  An
  * Authorization header never follows a redirect to another host.
- * Connections are kept alive and shared by all requests.  Retries: a
+ * Connections are kept alive in up to 8 idle curl handles per registry
+ * (DNS and TLS sessions are shared by all).  Retries: a
  * dropped connection, 429 (after its Retry-After, at most 10 s) or 5xx is
  * retried up to 4 times with backoff, all waits within 60 s; a transfer
  * below 1 KiB/s for 30 s ($LAYERFS_NET_STALL) is dropped and retried.

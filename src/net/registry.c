@@ -30,6 +30,7 @@
 #define TOKEN_MAX (1u << 20)  /* a token server's answer */
 #define CA_MAX (4u << 20)     /* a CA file */
 #define SYSTEM_CAS "/etc/ssl/certs/ca-certificates.crt"
+#define IDLE_MAX 8 /* idle handles (kept-alive connections) per registry */
 #define ACCEPT_MANIFESTS                                                       \
 	"Accept: application/vnd.oci.image.manifest.v1+json, "                 \
 	"application/vnd.oci.image.index.v1+json, "                            \
@@ -46,13 +47,19 @@ struct lf_registry {
 	char *userpwd; /* "USER:PASS" or NULL (a secret) */
 	char *user;    /* for messages */
 	pthread_mutex_t amu;
+	/* idle easy handles: each keeps its connections alive for the next
+	 * request (libcurl does not support a connection cache shared by
+	 * concurrent threads, so only DNS and TLS sessions are shared) */
+	pthread_mutex_t hmu;
+	CURL *idle[IDLE_MAX];
+	int nidle;
 	char *authz;	   /* "Authorization: ..." once a challenge asked */
 	struct lf_buf cas; /* CA bundle with --cert-dir's, or empty */
 	char *cert, *key;  /* client certificate files, or NULL */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLSH *share; /* connections, DNS, TLS sessions: kept alive */
+static CURLSH *share; /* DNS and TLS sessions, shared by all handles */
 static pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
 
 static void share_lock(CURL *c, curl_lock_data d, curl_lock_access a, void *u)
@@ -81,7 +88,6 @@ static void curl_init(void)
 		return;
 	curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock);
 	curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
 	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 }
@@ -214,6 +220,7 @@ int lf_registry_open(const char *host, const char *repo,
 	r->stall = stall_seconds();
 	atomic_init(&r->refs, 1);
 	pthread_mutex_init(&r->amu, NULL);
+	pthread_mutex_init(&r->hmu, NULL);
 	lf_buf_init(&r->cas);
 	if ((ret = tls_files(r, o ? o->cert_dir : NULL, err)) ||
 	    (ret = lf_net_creds(o ? o->creds : NULL, host, repo, &r->userpwd,
@@ -243,7 +250,10 @@ static void registry_unref(struct lf_registry *r)
 	free(r->cert);
 	free(r->key);
 	lf_buf_release(&r->cas);
+	while (r->nidle)
+		curl_easy_cleanup(r->idle[--r->nidle]);
 	pthread_mutex_destroy(&r->amu);
+	pthread_mutex_destroy(&r->hmu);
 	free(r);
 }
 
@@ -411,13 +421,39 @@ static void common_opts(struct lf_registry *r, CURL *c, struct sink *s)
 		curl_easy_setopt(c, CURLOPT_SHARE, share);
 }
 
+/* An idle handle of r (its connections still open), or a new one. */
+static CURL *handle_get(struct lf_registry *r)
+{
+	CURL *c = NULL;
+
+	pthread_mutex_lock(&r->hmu);
+	if (r->nidle)
+		c = r->idle[--r->nidle];
+	pthread_mutex_unlock(&r->hmu);
+	return c ? c : curl_easy_init();
+}
+
+/* Back to the idle list, options cleared, connections kept. */
+static void handle_put(struct lf_registry *r, CURL *c)
+{
+	curl_easy_reset(c);
+	pthread_mutex_lock(&r->hmu);
+	if (r->nidle < IDLE_MAX) {
+		r->idle[r->nidle++] = c;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&r->hmu);
+	if (c)
+		curl_easy_cleanup(c);
+}
+
 static int perform(struct lf_registry *r, const struct req *q, struct sink *s,
 		   long *status, char *url, size_t urlsize, CURLcode *cc,
 		   bool *plain)
 {
 	struct curl_slist *hdr = NULL;
 	char range[64];
-	CURL *c = curl_easy_init();
+	CURL *c = handle_get(r);
 
 	if (!c)
 		return -ENOMEM;
@@ -449,7 +485,7 @@ static int perform(struct lf_registry *r, const struct req *q, struct sink *s,
 	*cc = curl_easy_perform(c);
 	*status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-	curl_easy_cleanup(c);
+	handle_put(r, c);
 	curl_slist_free_all(hdr);
 	atomic_fetch_add(&r->requests, 1);
 	atomic_fetch_add(&r->bytes, s->n);
