@@ -48,6 +48,11 @@ struct lf_commit_opts {
 	const char *tag;     /* NAME:TAG for the ref / RepoTags, or NULL */
 	const char *message; /* history created_by; NULL: "layerfs commit" */
 	bool squash;	     /* one layer with the whole merged view */
+	/* the image owner of upper objects without an ownership record
+	 * (upper.h: rootless) that the committing user owns, when the
+	 * commit does not run as root; 0:0 by default */
+	uid_t owner_uid;
+	gid_t owner_gid;
 };
 
 struct lf_commit_result {

@@ -26,6 +26,18 @@
  * docs/architecture.md); struct stat results carry the inode number the
  * object keeps across copy-up (the lower one, as overlayfs does).
  *
+ * Rootless: a daemon that is not root cannot give host files the image's
+ * owners, nor make device nodes.  It keeps each copied-up or created regular
+ * file's and directory's image owner, mode and type in the xattr
+ * user.containers.override_stat ("UID:GID:MODE:TYPE", the format
+ * fuse-overlayfs and containers-storage use), makes special files as empty
+ * regular files whose record holds the type (pipe, socket, char-MAJ-MIN,
+ * block-MAJ-MIN), and keeps owner read/write (search on directories) on the
+ * host copy.  A record is honoured whoever reads the upper dir; the xattr is
+ * never shown nor settable through the view.  Objects without a record
+ * (symlinks: Linux keeps no user xattrs on them) that the daemon's user owns
+ * show as owned by the upper's owner (lf_upper_set_owner(), default 0:0).
+ *
  * Ownership: the stack is borrowed and must outlive the upper.
  * Thread safety: every function may be called from many threads; one mutex
  * (upper->lock) serialises the node table and every namespace change; file
@@ -59,6 +71,19 @@ struct lf_upper;
 int lf_upper_new(const char *dir, const struct lf_stack *stack,
 		 struct lf_upper **out, struct lf_err *err);
 void lf_upper_free(struct lf_upper *up);
+
+/* The image owner of what a rootless daemon creates (default 0:0). */
+void lf_upper_set_owner(struct lf_upper *up, uid_t uid, gid_t gid);
+
+#define LF_UPPER_OVERRIDE_XATTR "user.containers.override_stat"
+/*
+ * Apply an override value (len bytes, "UID:GID:MODE[:TYPE]", MODE octal) to
+ * a host object's stat: 0, or -EINVAL (st unchanged) when it is malformed or
+ * its TYPE does not fit the host object.
+ */
+int lf_upper_override_apply(const char *val, size_t len, struct stat *st);
+/* The override value for st (owner, mode bits, type): 0 or -ERANGE. */
+int lf_upper_override_format(char *buf, size_t size, const struct stat *st);
 
 /* Name lookup: on success *node has one more lookup reference. */
 int lf_upper_lookup(struct lf_upper *up, uint64_t parent, const char *name,

@@ -81,6 +81,37 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 	return CLI_USAGE;
 }
 
+static bool parse_id(const char *s, const char *end, uint32_t *out)
+{
+	uint64_t v = 0;
+
+	if (s == end)
+		return false;
+	for (; s < end; s++) {
+		if (*s < '0' || *s > '9' ||
+		    (v = v * 10 + (uint64_t)(*s - '0')) > UINT32_MAX - 1)
+			return false;
+	}
+	*out = (uint32_t)v;
+	return true;
+}
+
+int cli_parse_owner(const char *cmd, const char *arg, uid_t *uid, gid_t *gid)
+{
+	const char *colon = strchr(arg, ':');
+	uint32_t u, g;
+
+	if (!colon || !parse_id(arg, colon, &u) ||
+	    !parse_id(colon + 1, colon + strlen(colon), &g))
+		return cli_usage(cmd,
+				 "--owner wants numeric UID:GID (the image's "
+				 "ids, not the host's names), not '%s'",
+				 arg);
+	*uid = u;
+	*gid = g;
+	return CLI_OK;
+}
+
 int cli_bad_option(const char *cmd, int c, char **argv)
 {
 	if (c == ':')

@@ -27,13 +27,17 @@ static const char commit_help[] =
 	"                       default) or docker-archive (docker load)\n"
 	"  -t, --tag NAME:TAG   name the image (ref annotation, RepoTags)\n"
 	"  -m, --message TEXT   history created_by (\"layerfs commit\")\n"
-	"      --squash         one layer with the whole merged "
-	"view\n" CLI_COMMON_HELP;
+	"      --squash         one layer with the whole merged view\n"
+	"      --owner UID:GID  committing as a normal user: the image owner "
+	"of\n"
+	"                       upper files you own that have no ownership\n"
+	"                       record (default 0:0)\n" CLI_COMMON_HELP;
 
 enum {
 	OPT_UPPER = 2000,
 	OPT_FORMAT,
 	OPT_SQUASH,
+	OPT_OWNER,
 };
 
 struct commit_args {
@@ -53,6 +57,7 @@ static int parse(int argc, char **argv, struct commit_args *a)
 		{ "tag", required_argument, NULL, 't' },
 		{ "message", required_argument, NULL, 'm' },
 		{ "squash", no_argument, NULL, OPT_SQUASH },
+		{ "owner", required_argument, NULL, OPT_OWNER },
 		{ 0, 0, 0, 0 }
 	};
 	int c, ret;
@@ -88,6 +93,11 @@ static int parse(int argc, char **argv, struct commit_args *a)
 			continue;
 		case OPT_SQUASH:
 			a->co.squash = true;
+			continue;
+		case OPT_OWNER:
+			if (cli_parse_owner("commit", optarg, &a->co.owner_uid,
+					    &a->co.owner_gid))
+				return CLI_USAGE;
 			continue;
 		}
 		ret = cli_common_opt(c, optarg, &a->o);

@@ -108,6 +108,8 @@ enum {
 
 int cli_common_opt(int c, const char *arg, struct cli_opts *o);
 
+/* --owner UID:GID (numeric): CLI_OK, or a usage error (2). */
+int cli_parse_owner(const char *cmd, const char *arg, uid_t *uid, gid_t *gid);
 /* Usage error for getopt_long's '?' or ':' result; returns 2. */
 int cli_bad_option(const char *cmd, int c, char **argv);
 /* Flush stdout at the end of a command: a write error turns CLI_OK into

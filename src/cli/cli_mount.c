@@ -32,6 +32,11 @@ static const char mount_help[] =
 	"if\n"
 	"                       missing; OCI whiteouts), never in the image;\n"
 	"                       mount again with the same DIR to continue\n"
+	"      --owner UID:GID  as a normal user: the image owner of what is\n"
+	"                       created through the mount (default 0:0;\n"
+	"                       owners a normal user cannot give host files\n"
+	"                       are kept in the user.containers.override_stat\n"
+	"                       xattr)\n"
 	"      --lower DIR      one more layer above IMAGE (repeatable; the\n"
 	"                       first --lower is the top, as in lowerdir=): a\n"
 	"                       plain directory (an extracted layer, with OCI\n"
@@ -84,7 +89,9 @@ struct mount_args {
 	struct lf_buf fuse_opts; /* passed through to FUSE */
 	char *owned[64];	 /* the value strings of -o keys */
 	size_t nowned;
-	const char *upper;	 /* --upper DIR */
+	const char *upper; /* --upper DIR */
+	uid_t owner_uid;   /* --owner */
+	gid_t owner_gid;
 	const char *lowers[256]; /* --lower, lowerdir= (top first) */
 	const char *label;	 /* mount(8)'s source when not an image */
 	bool lowerdir_opt;	 /* -o lowerdir=: the overlayfs syntax */
@@ -203,6 +210,8 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 		cli_error("%s", err.msg);
 		ret = CLI_ERR;
 	}
+	if (m->fo.upper)
+		lf_upper_set_owner(m->fo.upper, m->owner_uid, m->owner_gid);
 	if (ret == CLI_OK && lf_fs_mount(ci, &m->fo, &fs, &err)) {
 		cli_error("%s", err.msg);
 		ret = CLI_ERR;
@@ -235,6 +244,7 @@ static int mount_main(int argc, char **argv, bool helper)
 		{ "allow-other", no_argument, NULL, 'A' },
 		{ "upper", required_argument, NULL, 'U' },
 		{ "lower", required_argument, NULL, 'L' },
+		{ "owner", required_argument, NULL, 'W' },
 		{ 0, 0, 0, 0 },
 	};
 	struct mount_args m = { 0 };
@@ -262,6 +272,10 @@ static int mount_main(int argc, char **argv, bool helper)
 			continue;
 		case 'L':
 			ret = add_lower(&m, optarg);
+			continue;
+		case 'W':
+			ret = cli_parse_owner("mount", optarg, &m.owner_uid,
+					      &m.owner_gid);
 			continue;
 		case 'o':
 			ret = parse_o(&m, optarg);

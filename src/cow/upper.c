@@ -68,6 +68,12 @@ int lf_upper_view(struct lf_upper *up, struct node *dir, const char *name,
 	if (!ret) {
 		v->upper = fits &&
 			   fstatat(fd, name, &v->ust, AT_SYMLINK_NOFOLLOW) == 0;
+		if (v->upper) {
+			bool reg = S_ISREG(v->ust.st_mode);
+
+			lf_upper_owner_view(up, fd, name, &v->ust);
+			v->placeholder = reg && !S_ISREG(v->ust.st_mode);
+		}
 		v->whiteout = wh_fits && exists_at(fd, wh);
 		dopaque = exists_at(fd, LF_WH_OPAQUE);
 		if (v->upper && S_ISDIR(v->ust.st_mode))
@@ -100,6 +106,7 @@ int lf_upper_node_view(struct lf_upper *up, struct node *n, struct view *v)
 	memset(v, 0, sizeof(*v));
 	if (fstat(up->root, &v->ust) < 0)
 		return -errno;
+	lf_upper_owner_view(up, up->root, NULL, &v->ust);
 	v->upper = true;
 	if (!lf_upper_dirfd(up, n, &fd)) {
 		v->opaque = exists_at(fd, LF_WH_OPAQUE);
@@ -322,7 +329,9 @@ ssize_t lf_upper_getxattr(struct lf_upper *up, uint64_t id, const char *name,
 			ret = -ENODATA;
 		if (ret)
 			goto out;
-		ret = fgetxattr(fd, name, buf, size);
+		ret = lf_upper_is_override(name)
+			      ? (errno = ENODATA, -1)
+			      : fgetxattr(fd, name, buf, size);
 		ret = ret < 0 ? -errno : ret;
 		close(fd);
 		goto out;
@@ -343,6 +352,41 @@ ssize_t lf_upper_getxattr(struct lf_upper *up, uint64_t id, const char *name,
 out:
 	pthread_mutex_unlock(&up->lock);
 	return ret;
+}
+
+/* flistxattr() without the override record. */
+static ssize_t list_shown(int fd, char *buf, size_t size)
+{
+	ssize_t len = flistxattr(fd, NULL, 0), got;
+	size_t total = 0;
+	char *all, *p;
+
+	if (len <= 0)
+		return len < 0 ? -errno : 0;
+	/* one spare byte: the list may grow between the two calls */
+	if (!(all = malloc((size_t)len + 1)))
+		return -ENOMEM;
+	got = flistxattr(fd, all, (size_t)len + 1);
+	if (got < 0) {
+		got = errno == ERANGE ? -EAGAIN : -errno;
+		free(all);
+		return got;
+	}
+	for (p = all; p < all + got; p += strlen(p) + 1) {
+		size_t l = strlen(p) + 1;
+
+		if (lf_upper_is_override(p))
+			continue;
+		if (size && total + l > size) {
+			free(all);
+			return -ERANGE;
+		}
+		if (size)
+			memcpy(buf + total, p, l);
+		total += l;
+	}
+	free(all);
+	return (ssize_t)total;
 }
 
 ssize_t lf_upper_listxattr(struct lf_upper *up, uint64_t id, char *buf,
@@ -366,8 +410,7 @@ ssize_t lf_upper_listxattr(struct lf_upper *up, uint64_t id, char *buf,
 		}
 		if (ret)
 			goto out;
-		ret = flistxattr(fd, buf, size);
-		ret = ret < 0 ? -errno : ret;
+		ret = list_shown(fd, buf, size);
 		close(fd);
 		goto out;
 	}
@@ -428,10 +471,23 @@ static void adopt_root(struct lf_upper *up)
 		return;
 	ts[0].tv_sec = ts[1].tv_sec = a.mtime;
 	ts[0].tv_nsec = ts[1].tv_nsec = a.mtime_nsec;
-	if (fchown(up->root, a.uid, a.gid) < 0) {
-		/* a normal user keeps their own directory */
+	if (up->rootless) {
+		struct stat img = { .st_mode = S_IFDIR | (a.mode & 07777),
+				    .st_uid = a.uid,
+				    .st_gid = a.gid };
+
+		int r = lf_upper_owner_set(up, -1, up->root, NULL, &img);
+
+		if (r)
+			lf_log(LF_LOG_WARN,
+			       "cannot record the image root's owner on the "
+			       "upper directory (user xattrs): %s",
+			       strerror(-r));
+	} else if (fchown(up->root, a.uid, a.gid) < 0) {
+		/* cannot happen as root; the directory stays the user's */
 	}
-	if (fchmod(up->root, a.mode & 07777) < 0 || futimens(up->root, ts) < 0)
+	if (fchmod(up->root, lf_upper_host_mode(up, S_IFDIR, a.mode)) < 0 ||
+	    futimens(up->root, ts) < 0)
 		lf_log(LF_LOG_WARN,
 		       "cannot give the upper directory the "
 		       "image root's metadata: %s",
@@ -452,6 +508,9 @@ int lf_upper_new(const char *dir, const struct lf_stack *stack,
 	pthread_mutex_init(&up->lock, NULL);
 	up->stack = stack;
 	up->tree = lf_stack_tree(stack);
+	up->rootless = geteuid() != 0;
+	up->host_uid = geteuid();
+	up->host_gid = getegid();
 	if (mkdir(dir, 0755) == 0) {
 		created = true;
 	} else if (errno != EEXIST) {
@@ -467,6 +526,16 @@ int lf_upper_new(const char *dir, const struct lf_stack *stack,
 		goto fail;
 	}
 	up->dev = st.st_dev;
+	/* an upper dir a normal user's mount made (its root has a record):
+	 * what that user owns without a record is the owner's, whoever
+	 * reads it */
+	up->map_owner = up->rootless;
+	if (!up->rootless && st.st_uid != 0 &&
+	    fgetxattr(up->root, LF_UPPER_OVERRIDE_XATTR, NULL, 0) > 0) {
+		up->map_owner = true;
+		up->host_uid = st.st_uid;
+		up->host_gid = st.st_gid;
+	}
 	/* only a directory we made: diff and commit open existing ones and
 	 * must not change them */
 	if (created && is_empty_dir(up->root))

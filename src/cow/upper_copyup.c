@@ -16,6 +16,21 @@
 
 #define COPY_BUF (1u << 20)
 
+/* A rootless copy's record of the lower object's owner, mode and type
+ * (symlinks cannot hold one). */
+static int record(struct lf_upper *up, int fd, int dirfd, const char *name,
+		  const struct lf_tree_attr *a)
+{
+	struct stat img = { .st_mode = a->mode,
+			    .st_uid = a->uid,
+			    .st_gid = a->gid,
+			    .st_rdev = makedev(a->rdev_major, a->rdev_minor) };
+
+	if (S_ISLNK(a->mode))
+		return 0;
+	return lf_upper_owner_set(up, fd, dirfd, name, &img);
+}
+
 /* Owner, xattrs, mode and times of a copied object, in that order (chown
  * clears suid bits; times last, after everything that would touch them). */
 static int set_meta(struct lf_upper *up, int fd, int dirfd, const char *name,
@@ -26,7 +41,10 @@ static int set_meta(struct lf_upper *up, int fd, int dirfd, const char *name,
 	size_t k;
 	int ret;
 
-	if (fchownat(dirfd, name, a->uid, a->gid, AT_SYMLINK_NOFOLLOW) < 0 &&
+	if (up->rootless && (ret = record(up, fd, dirfd, name, a)))
+		return ret;
+	if (!up->rootless &&
+	    fchownat(dirfd, name, a->uid, a->gid, AT_SYMLINK_NOFOLLOW) < 0 &&
 	    errno != EPERM)
 		return -errno;
 	if (fd >= 0) {
@@ -38,14 +56,19 @@ static int set_meta(struct lf_upper *up, int fd, int dirfd, const char *name,
 			lf_tree_xattr(up->tree, ino, k, &xn, &v, &len);
 			/* trusted.* and security.* need privileges we may not
 			 * have; the copy is still a faithful one for users */
+			if (lf_upper_is_override(xn))
+				continue;
 			if (fsetxattr(fd, xn, v, len, 0) < 0 &&
 			    errno != EPERM && errno != ENOTSUP)
 				return -errno;
 		}
-		if (fchmod(fd, a->mode & 07777) < 0)
+		if (fchmod(fd, lf_upper_host_mode(up, a->mode & S_IFMT,
+						  a->mode)) < 0)
 			return -errno;
 	} else if (!S_ISLNK(a->mode) &&
-		   (ret = lf_upper_chmod_at(dirfd, name, a->mode & 07777))) {
+		   (ret = lf_upper_chmod_at(dirfd, name,
+					    lf_upper_host_mode(up, S_IFREG,
+							       a->mode)))) {
 		return ret;
 	}
 	ret = fd >= 0 ? futimens(fd, ts)
@@ -143,7 +166,9 @@ static int fill_tmp(struct lf_upper *up, int pfd, uint64_t ino,
 					  { a.mtime, a.mtime_nsec } };
 		size_t k;
 
-		if (fchown(t->fd, a.uid, a.gid) < 0 && errno != EPERM)
+		if (up->rootless)
+			ret = record(up, t->fd, pfd, NULL, &a);
+		else if (fchown(t->fd, a.uid, a.gid) < 0 && errno != EPERM)
 			ret = -errno;
 		for (k = 0; !ret && k < lf_tree_xattr_count(up->tree, ino);
 		     k++) {
@@ -152,11 +177,14 @@ static int fill_tmp(struct lf_upper *up, int pfd, uint64_t ino,
 			size_t len;
 
 			lf_tree_xattr(up->tree, ino, k, &xn, &v, &len);
+			if (lf_upper_is_override(xn))
+				continue;
 			if (fsetxattr(t->fd, xn, v, len, 0) < 0 &&
 			    errno != EPERM && errno != ENOTSUP)
 				ret = -errno;
 		}
-		if (!ret && fchmod(t->fd, a.mode & 07777) < 0)
+		if (!ret &&
+		    fchmod(t->fd, lf_upper_host_mode(up, S_IFREG, a.mode)) < 0)
 			ret = -errno;
 		if (!ret && futimens(t->fd, ts) < 0)
 			ret = -errno;
@@ -231,6 +259,27 @@ static int copy_one(struct lf_upper *up, int pfd, const char *name,
 			return -errno;
 		return set_meta(up, -1, pfd, name, &a, ino);
 	default:
+		if (up->rootless) {
+			/* a regular file stands in; its record has the type */
+			fd = openat(pfd, name,
+				    O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW |
+					    O_CLOEXEC,
+				    0600);
+			if (fd < 0)
+				return -errno;
+			ret = record(up, fd, pfd, name, &a);
+			if (!ret)
+				ret = futimens(fd,
+					       (struct timespec[2]){
+						       { a.mtime,
+							 a.mtime_nsec },
+						       { a.mtime,
+							 a.mtime_nsec } }) < 0
+					      ? -errno
+					      : 0;
+			close(fd);
+			return ret;
+		}
 		if (mknodat(pfd, name, a.mode,
 			    makedev(a.rdev_major, a.rdev_minor)) < 0)
 			return -errno;

@@ -32,6 +32,8 @@ struct view {
 	struct lf_tree_attr lat; /* valid when lower */
 	bool whiteout;		 /* the upper parent has .wh.NAME */
 	bool opaque;		 /* (dirs) upper dir holds .wh..wh..opq */
+	bool placeholder;	 /* ust is a special file a regular file stands
+			   * in for (its override says so) */
 };
 
 struct ino_map_ent {
@@ -53,6 +55,12 @@ struct lf_upper {
 	size_t nhash;
 	struct ino_map_ent *imap; /* upper inode -> reported inode */
 	size_t nimap, aimap;
+	/* a daemon that cannot chown (not root): owners, modes and special
+	 * types go in the override xattr (upper_owner.c) */
+	bool rootless;
+	bool map_owner;		   /* host_uid/gid show as owner_uid/gid */
+	uid_t host_uid, owner_uid; /* the daemon's; the image's for it */
+	gid_t host_gid, owner_gid;
 };
 
 /* Open files: a host fd, or (read-only, not copied up) a lower inode. */
@@ -131,6 +139,21 @@ int lf_upper_xattr_fd(struct lf_upper *up, struct node *n, const struct view *v,
 int lf_upper_opendir_locked(struct lf_upper *up, struct node *n, uint64_t *dh);
 /* Merged emptiness of a directory view (for rmdir, rename over). */
 int lf_upper_dir_empty(struct lf_upper *up, struct node *dir, bool *empty);
+
+/* upper_owner.c */
+/* Apply name's override (NULL name: dirfd itself) to its host stat; in a
+ * rootless upper, the daemon's own uid/gid show as the owner's. */
+void lf_upper_owner_view(struct lf_upper *up, int dirfd, const char *name,
+			 struct stat *st);
+/* Record an object's image owner, mode and type (img) in its override:
+ * through fd if >= 0, else name in dirfd (NULL: dirfd itself). */
+int lf_upper_owner_set(struct lf_upper *up, int fd, int dirfd, const char *name,
+		       const struct stat *img);
+/* The mode a host object gets for image mode `mode` (rootless: the owner
+ * keeps read and write, and search on directories). */
+mode_t lf_upper_host_mode(const struct lf_upper *up, mode_t type, mode_t mode);
+/* The override xattr's name (hidden from the view). */
+bool lf_upper_is_override(const char *name);
 
 /* upper_copyup.c */
 /* Copy a node (and its parents) up; no-op when already upper. */

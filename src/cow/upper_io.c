@@ -217,8 +217,43 @@ static int set_times(int dirfd, const char *name, const struct stat *attr,
  * one, else through an fd of the object itself (never a second lookup of a
  * name that could have become a symlink meanwhile).
  */
+/*
+ * A rootless daemon's chown and chmod of a file or directory: the record
+ * takes the new owner and mode (the view's are the old ones), the host copy
+ * the mode with owner access kept.
+ */
+static int rootless_attrs(struct lf_upper *up, const struct view *v, int fd,
+			  int dfd, const char *name, const struct stat *attr,
+			  int what)
+{
+	struct stat img = v->ust;
+	int ret;
+
+	if (what & LF_SET_UID)
+		img.st_uid = attr->st_uid;
+	if (what & LF_SET_GID)
+		img.st_gid = attr->st_gid;
+	if (what & LF_SET_MODE)
+		img.st_mode = (img.st_mode & S_IFMT) | (attr->st_mode & 07777);
+	/* like chown(2): a change of owner drops the set-id bits */
+	else if ((what & (LF_SET_UID | LF_SET_GID)) && !S_ISDIR(img.st_mode))
+		img.st_mode &= ~(mode_t)(S_ISUID | S_ISGID);
+	if ((ret = lf_upper_owner_set(up, fd, dfd, name, &img)))
+		return ret;
+	if (!(what & LF_SET_MODE) || v->placeholder)
+		return 0;
+	if (fd >= 0)
+		return fchmod(fd, lf_upper_host_mode(up, img.st_mode & S_IFMT,
+						     img.st_mode)) < 0
+			       ? -errno
+			       : 0;
+	return lf_upper_chmod_at(dfd, name ? name : ".",
+				 lf_upper_host_mode(up, img.st_mode & S_IFMT,
+						    img.st_mode));
+}
+
 static int apply_attrs(struct lf_upper *up, struct node *n, uint64_t fh,
-		       const struct stat *attr, int what)
+		       const struct view *v, const struct stat *attr, int what)
 {
 	struct ofile *of = (struct ofile *)(uintptr_t)fh;
 	const char *name = n->parent ? n->name : ".";
@@ -238,6 +273,15 @@ static int apply_attrs(struct lf_upper *up, struct node *n, uint64_t fh,
 		ret = lf_upper_open_at(dfd, name, O_WRONLY, &fd);
 	if (!ret && (what & LF_SET_SIZE) && ftruncate(fd, attr->st_size) < 0)
 		ret = -errno;
+	if (up->rootless && (what & (LF_SET_UID | LF_SET_GID | LF_SET_MODE)) &&
+	    (S_ISREG(v->ust.st_mode) || S_ISDIR(v->ust.st_mode) ||
+	     v->placeholder)) {
+		if (!ret)
+			ret = rootless_attrs(up, v, fd, dfd,
+					     n->parent ? name : NULL, attr,
+					     what);
+		what &= ~(LF_SET_UID | LF_SET_GID | LF_SET_MODE);
+	}
 	if (!ret && (what & (LF_SET_UID | LF_SET_GID)) &&
 	    (fd >= 0 ? fchown(fd, uid, gid)
 		     : fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW)) < 0)
@@ -279,7 +323,9 @@ int lf_upper_setattr(struct lf_upper *up, uint64_t id, uint64_t fh,
 	if (!ret)
 		ret = lf_upper_copyup(up, n);
 	if (!ret)
-		ret = apply_attrs(up, n, fh, attr, what);
+		ret = lf_upper_node_view(up, n, &v);
+	if (!ret)
+		ret = apply_attrs(up, n, fh, &v, attr, what);
 	if (!ret)
 		ret = lf_upper_node_view(up, n, &v);
 	if (!ret)
@@ -303,6 +349,9 @@ static int xattr_change(struct lf_upper *up, uint64_t id, const char *name,
 	struct view v;
 	int fd = -1, ret;
 
+	/* the ownership record is layerfs's, not the image's */
+	if (lf_upper_is_override(name))
+		return -EPERM;
 	pthread_mutex_lock(&up->lock);
 	ret = node_view(up, id, &n, &v);
 	/* like the kernel: no user.* xattrs on symlinks and special files */

@@ -96,15 +96,11 @@ static int prepare_create(struct lf_upper *up, uint64_t parent,
 	return lf_upper_parent_fd(up, *dirp, pfd);
 }
 
-/* After creating: drop the whiteout, own the object, make its node. */
-static int finish_create(struct lf_upper *up, struct node *dir, int pfd,
-			 const char *name, bool whiteout, uid_t uid, gid_t gid,
-			 mode_t mode, uint64_t *id, struct stat *st)
+/* Give a new object the caller's owner (as root). */
+static int set_owner(int pfd, const char *name, uid_t uid, gid_t gid,
+		     mode_t mode)
 {
 	struct stat pst;
-	struct node *n;
-	struct view v;
-	int ret;
 
 	/* a setgid parent gives its group, as the kernel would */
 	if (fstat(pfd, &pst) == 0 && (pst.st_mode & S_ISGID))
@@ -116,8 +112,58 @@ static int finish_create(struct lf_upper *up, struct node *dir, int pfd,
 		return -errno;
 	/* chown clears set-id bits; the object keeps the mode it was made
 	 * with (including a setgid inherited from its directory) */
-	if ((mode & 07000 || pst.st_mode & 07000) && !S_ISLNK(mode) &&
-	    (ret = lf_upper_chmod_at(pfd, name, pst.st_mode & 07777)))
+	if ((mode & 07000 || pst.st_mode & 07000) && !S_ISLNK(mode))
+		return lf_upper_chmod_at(pfd, name, pst.st_mode & 07777);
+	return 0;
+}
+
+/*
+ * A rootless daemon's new object belongs to the upper's owner in the image
+ * (the group of a setgid parent, which also passes setgid on to a
+ * directory); files and directories record it, symlinks cannot.
+ */
+static int rootless_owner(struct lf_upper *up, int pfd, const char *name,
+			  mode_t mode, dev_t rdev)
+{
+	struct stat img = { .st_mode = mode, .st_rdev = rdev }, pst;
+
+	if (S_ISLNK(mode))
+		return 0;
+	img.st_uid = up->owner_uid;
+	img.st_gid = up->owner_gid;
+	if (fstat(pfd, &pst) < 0)
+		return -errno;
+	lf_upper_owner_view(up, pfd, NULL, &pst);
+	if (pst.st_mode & S_ISGID) {
+		img.st_gid = pst.st_gid;
+		if (S_ISDIR(mode))
+			img.st_mode |= S_ISGID;
+	}
+	if (S_ISREG(mode) || S_ISDIR(mode)) {
+		int ret = lf_upper_chmod_at(pfd, name,
+					    lf_upper_host_mode(up,
+							       mode & S_IFMT,
+							       mode));
+		if (ret)
+			return ret;
+	}
+	return lf_upper_owner_set(up, -1, pfd, name, &img);
+}
+
+/* After creating: drop the whiteout, own the object, make its node. */
+static int finish_create(struct lf_upper *up, struct node *dir, int pfd,
+			 const char *name, bool whiteout, uid_t uid, gid_t gid,
+			 mode_t mode, dev_t rdev, uint64_t *id, struct stat *st)
+{
+	struct node *n;
+	struct view v;
+	int ret;
+
+	if (up->rootless)
+		ret = rootless_owner(up, pfd, name, mode, rdev);
+	else
+		ret = set_owner(pfd, name, uid, gid, mode);
+	if (ret)
 		return ret;
 	if (whiteout && (ret = lf_upper_remove_whiteout(pfd, name)))
 		return ret;
@@ -135,6 +181,23 @@ static int finish_create(struct lf_upper *up, struct node *dir, int pfd,
 	return 0;
 }
 
+/* mknod, or for a rootless daemon's special file a regular file standing
+ * in for it (its type goes in the record). */
+static int make_node(struct lf_upper *up, int pfd, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	int fd;
+
+	if (!up->rootless || S_ISREG(mode))
+		return mknodat(pfd, name, mode, rdev) < 0 ? -errno : 0;
+	fd = openat(pfd, name,
+		    O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
 int lf_upper_mknod(struct lf_upper *up, uint64_t parent, const char *name,
 		   mode_t mode, dev_t rdev, uid_t uid, gid_t gid, uint64_t *id,
 		   struct stat *st)
@@ -145,11 +208,11 @@ int lf_upper_mknod(struct lf_upper *up, uint64_t parent, const char *name,
 
 	pthread_mutex_lock(&up->lock);
 	ret = prepare_create(up, parent, name, &dir, &pfd, &wh);
-	if (!ret && mknodat(pfd, name, mode, rdev) < 0)
-		ret = -errno;
 	if (!ret)
-		ret = finish_create(up, dir, pfd, name, wh, uid, gid, mode, id,
-				    st);
+		ret = make_node(up, pfd, name, mode, rdev);
+	if (!ret)
+		ret = finish_create(up, dir, pfd, name, wh, uid, gid, mode,
+				    rdev, id, st);
 	if (pfd >= 0)
 		close(pfd);
 	pthread_mutex_unlock(&up->lock);
@@ -214,7 +277,7 @@ int lf_upper_mkdir(struct lf_upper *up, uint64_t parent, const char *name,
 		ret = make_opaque(pfd, name);
 	if (!ret)
 		ret = finish_create(up, dir, pfd, name, wh, uid, gid,
-				    mode | S_IFDIR, id, st);
+				    mode | S_IFDIR, 0, id, st);
 	if (pfd >= 0)
 		close(pfd);
 	pthread_mutex_unlock(&up->lock);
@@ -235,7 +298,7 @@ int lf_upper_symlink(struct lf_upper *up, uint64_t parent, const char *name,
 		ret = -errno;
 	if (!ret)
 		ret = finish_create(up, dir, pfd, name, wh, uid, gid, S_IFLNK,
-				    id, st);
+				    0, id, st);
 	if (pfd >= 0)
 		close(pfd);
 	pthread_mutex_unlock(&up->lock);

@@ -490,7 +490,9 @@ int lf_commit(const struct lf_stack *stack, const char *upper_dir,
 	size_t nlayers = lf_stack_count(stack);
 	struct lf_tree *tree = lf_stack_tree(stack);
 	struct job j = { .opts = opts, .err = err, .sfd = -1, .bfd = -1 };
-	struct commit_src src = { .upper_dir = upper_dir,
+	struct commit_src src = { .owner_uid = opts->owner_uid,
+				  .owner_gid = opts->owner_gid,
+				  .upper_dir = upper_dir,
 				  .stack = stack,
 				  .tree = tree };
 	struct commit_layer cl = { 0 };

@@ -37,6 +37,8 @@ struct commit_src {
 	const char *upper_dir;	      /* DIR and UPPER */
 	const struct lf_stack *stack; /* UPPER and TREE (borrowed) */
 	struct lf_tree *tree;	      /* the stack's, UPPER and TREE */
+	uid_t owner_uid; /* the image owner of what the committing user */
+	gid_t owner_gid; /* owns without a record (when not root) */
 };
 
 /* The layer blob written by lf_commit_write_layer(). */

@@ -65,6 +65,9 @@ struct writer {
 	uint64_t entries;
 	char *buf;		     /* DATA_CHUNK bytes */
 	const struct lf_mview *view; /* during walk_view() */
+	bool map_owner;		     /* walk_host(): see owner_map() */
+	uid_t host_uid;
+	gid_t host_gid;
 	struct lf_err *err;
 };
 
@@ -283,7 +286,8 @@ static bool xattr_kept(const char *name)
 {
 	/* what an image layer may carry: user.* and security.* (file
 	 * capabilities); trusted.* and system.* (ACLs) are host business */
-	return !strncmp(name, "user.", 5) || !strncmp(name, "security.", 9);
+	return (!strncmp(name, "user.", 5) || !strncmp(name, "security.", 9)) &&
+	       strcmp(name, LF_UPPER_OVERRIDE_XATTR) != 0;
 }
 
 static int cmp_xattr(const void *a, const void *b)
@@ -523,6 +527,47 @@ out:
 	return ret;
 }
 
+/*
+ * The image owner, mode and type of a host object: a rootless daemon's
+ * record (upper.h) when it has one; else what the rootless user owns (the
+ * committing user when not root, or the owner of an upper dir whose root
+ * has a record) belongs to the owner the commit names (0:0).  True for a
+ * socket, which a tar cannot hold.
+ */
+static bool host_owner(struct writer *w, int fd, struct stat *st)
+{
+	char val[128];
+	ssize_t len = fd >= 0 ? fgetxattr(fd, LF_UPPER_OVERRIDE_XATTR, val,
+					  sizeof(val))
+			      : -1;
+
+	if (len > 0 && !lf_upper_override_apply(val, (size_t)len, st))
+		return S_ISSOCK(st->st_mode);
+	if (w->map_owner) {
+		if (st->st_uid == w->host_uid)
+			st->st_uid = w->src->owner_uid;
+		if (st->st_gid == w->host_gid)
+			st->st_gid = w->src->owner_gid;
+	}
+	return false;
+}
+
+/* Whose unrecorded objects host_owner() maps (see there). */
+static void owner_map(struct writer *w, int rootfd)
+{
+	struct stat st;
+
+	w->map_owner = geteuid() != 0;
+	w->host_uid = geteuid();
+	w->host_gid = getegid();
+	if (!w->map_owner && fstat(rootfd, &st) == 0 && st.st_uid != 0 &&
+	    fgetxattr(rootfd, LF_UPPER_OVERRIDE_XATTR, NULL, 0) > 0) {
+		w->map_owner = true;
+		w->host_uid = st.st_uid;
+		w->host_gid = st.st_gid;
+	}
+}
+
 /* Names in directory `dfd`, sorted, without "." and our temp files. */
 static int dir_names(int dfd, char ***names, size_t *n)
 {
@@ -606,6 +651,8 @@ static int host_entry(struct writer *w, int dfd, const char *name, int *sub)
 				   shown(w), strerror(-ret));
 			goto out;
 		}
+		if (host_owner(w, fd, &e.st))
+			goto out; /* a socket: a tar cannot hold one */
 	} else if (S_ISLNK(e.st.st_mode)) {
 		/* Linux symlinks hold at most PATH_MAX - 1 bytes */
 		len = readlinkat(dfd, name, target, sizeof(target) - 1);
@@ -618,6 +665,9 @@ static int host_entry(struct writer *w, int dfd, const char *name, int *sub)
 		}
 		target[len] = '\0';
 		e.symlink = target;
+		host_owner(w, -1, &e.st);
+	} else {
+		host_owner(w, -1, &e.st);
 	}
 	e.link_candidate = e.st.st_nlink > 1;
 	if ((ret = emit(w, &e, fd_read, &fd)))
@@ -816,6 +866,7 @@ static int walk(struct writer *w)
 					  "cannot open upper "
 					  "directory '%s': %s",
 					  src->upper_dir, strerror(errno));
+		owner_map(w, fd);
 		return walk_host(w, fd);
 	case COMMIT_SRC_UPPER:
 		/* read-only use: lookups and reads never copy anything up */
@@ -823,6 +874,7 @@ static int walk(struct writer *w)
 				   w->err);
 		if (ret)
 			return ret;
+		lf_upper_set_owner(v.upper, src->owner_uid, src->owner_gid);
 		ret = walk_view(w, &v);
 		lf_upper_free(v.upper);
 		return ret;
