@@ -281,6 +281,8 @@ int lf_cli_main(int argc, char **argv)
 	 * they are, others as PAX hdrcharset=BINARY */
 	if (!setlocale(LC_CTYPE, "C.UTF-8"))
 		setlocale(LC_CTYPE, "");
+	/* ls sorts names as ls(1) does, by the user's collation */
+	setlocale(LC_COLLATE, "");
 	cli_set_progress(isatty(STDERR_FILENO));
 	opterr = 0; /* cli_bad_option() words the message */
 	if (argc < 2) {

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <locale.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,8 +17,11 @@ static const char ls_help[] =
 	"  -l                   long format: mode, links, uid, gid, size,\n"
 	"                       mtime, name (and symlink target)\n"
 	"  -R                   recursive: every path below PATH, relative\n"
-	"                       to it, parents before "
-	"children\n" CLI_COMMON_HELP;
+	"                       to it, parents before children\n"
+	"  -U                   do not sort: names in archive order (else\n"
+	"                       sorted as ls(1) sorts them, by the locale's\n"
+	"                       collation; LC_ALL=C: byte "
+	"order)\n" CLI_COMMON_HELP;
 
 static const char cat_help[] =
 	"usage: layerfs cat [options] IMAGE PATH...\n\n"
@@ -52,6 +56,9 @@ static int parse(const char *cmd, const char *help, const char *shortopts,
 			continue;
 		case 'R':
 			o->recursive = true;
+			continue;
+		case 'U':
+			o->unsorted = true;
 			continue;
 		case 'L':
 			*follow = true;
@@ -129,58 +136,137 @@ static void emit(struct walk *w, const char *name, uint64_t ino)
 	}
 }
 
-/* Depth-first walk with an explicit stack of (dir, next index) pairs. */
+/* One name of a directory, for sorting. */
+struct dent {
+	const char *name;
+	size_t len;
+	uint64_t ino;
+};
+
+/* Sorting by the locale's collation (strcoll), not bytes alone. */
+static bool collate;
+
+static int cmp_dent(const void *pa, const void *pb)
+{
+	const struct dent *a = pa, *b = pb;
+	size_t n = a->len < b->len ? a->len : b->len;
+	int c;
+
+	/* as ls(1): the locale's collation (names are NUL-terminated
+	 * copies then), bytes break ties; the C locale is byte order */
+	if (collate && (c = strcoll(a->name, b->name)))
+		return c;
+	c = memcmp(a->name, b->name, n);
+	return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/*
+ * The entries of dir, sorted unless -U (archive order): *out malloc'd, and
+ * *names (NUL-terminated copies for strcoll, or NULL) too.
+ */
+static int dir_entries(const struct walk *w, uint64_t dir, struct dent **out,
+		       size_t *n, char **names)
+{
+	const struct lf_tree *t = lf_stack_tree(w->ci);
+	size_t i, cnt = lf_tree_dir_count(t, dir), total = 0;
+	struct dent *d = malloc((cnt ? cnt : 1) * sizeof(*d));
+	char *p;
+
+	*names = NULL;
+	if (!d)
+		return -ENOMEM;
+	for (i = 0; i < cnt; i++) {
+		lf_tree_dir_entry(t, dir, i, &d[i].name, &d[i].len, &d[i].ino);
+		total += d[i].len + 1;
+	}
+	if (!w->o->unsorted && cnt > 1 && collate) {
+		if (!(p = *names = malloc(total))) {
+			free(d);
+			return -ENOMEM;
+		}
+		for (i = 0; i < cnt; i++) {
+			memcpy(p, d[i].name, d[i].len);
+			p[d[i].len] = '\0';
+			d[i].name = p;
+			p += d[i].len + 1;
+		}
+	}
+	if (!w->o->unsorted && cnt > 1)
+		qsort(d, cnt, sizeof(*d), cmp_dent);
+	*out = d;
+	*n = cnt;
+	return 0;
+}
+
+/* Depth-first walk with an explicit stack of directories being listed. */
 static int walk_dir(struct walk *w, uint64_t dir)
 {
 	struct frame {
-		uint64_t dir;
-		size_t i;
+		struct dent *d;
+		char *names;
+		size_t n, i;
 		size_t plen;
 	} *st = NULL;
-	size_t depth = 0, cap = 0;
+	size_t depth = 0, cap = 64;
+	int ret = 0;
 
-	if (!(st = malloc(sizeof(*st) * (cap = 64))))
+	if (!(st = malloc(sizeof(*st) * cap)))
 		return -ENOMEM;
-	st[depth++] = (struct frame){ dir, 0, w->path.len };
+	st[0].plen = w->path.len;
+	st[0].i = 0;
+	if ((ret = dir_entries(w, dir, &st[0].d, &st[0].n, &st[0].names))) {
+		free(st);
+		return ret;
+	}
+	depth = 1;
 	while (depth) {
 		struct frame *f = &st[depth - 1];
-		const char *name;
-		size_t len;
-		uint64_t ino;
+		const struct dent *e;
 		struct lf_tree_attr a;
 
-		if (f->i >= lf_tree_dir_count(lf_stack_tree(w->ci), f->dir)) {
+		if (f->i >= f->n) {
 			lf_buf_setlen(&w->path, f->plen);
+			free(f->d);
+			free(f->names);
 			depth--;
 			continue;
 		}
-		lf_tree_dir_entry(lf_stack_tree(w->ci), f->dir, f->i++, &name,
-				  &len, &ino);
+		e = &f->d[f->i++];
 		lf_buf_setlen(&w->path, f->plen);
 		if (w->path.len)
 			lf_buf_addch(&w->path, '/');
-		lf_buf_add(&w->path, name, len);
+		lf_buf_add(&w->path, e->name, e->len);
 		emit(w,
 		     w->o->recursive ? w->path.data
-				     : w->path.data + w->path.len - len,
-		     ino);
-		lf_tree_getattr(lf_stack_tree(w->ci), ino, &a);
+				     : w->path.data + w->path.len - e->len,
+		     e->ino);
+		lf_tree_getattr(lf_stack_tree(w->ci), e->ino, &a);
 		if (!w->o->recursive || !S_ISDIR(a.mode))
 			continue;
 		if (depth == cap) {
-			struct frame *n = realloc(st, sizeof(*st) * cap * 2);
+			struct frame *nf = realloc(st, sizeof(*st) * cap * 2);
 
-			if (!n) {
-				free(st);
-				return -ENOMEM;
+			if (!nf) {
+				ret = -ENOMEM;
+				break;
 			}
-			st = n;
+			st = nf;
 			cap *= 2;
 		}
-		st[depth++] = (struct frame){ ino, 0, w->path.len };
+		st[depth].plen = w->path.len;
+		st[depth].i = 0;
+		if ((ret = dir_entries(w, e->ino, &st[depth].d, &st[depth].n,
+				       &st[depth].names)))
+			break;
+		depth++;
+	}
+	while (depth) {
+		depth--;
+		free(st[depth].d);
+		free(st[depth].names);
 	}
 	free(st);
-	return 0;
+	return ret;
 }
 
 int cli_cmd_ls(int argc, char **argv)
@@ -194,12 +280,17 @@ int cli_cmd_ls(int argc, char **argv)
 	bool follow = false;
 	int ret;
 
-	ret = parse("ls", ls_help, ":lRq", argc, argv, &o, &follow);
+	ret = parse("ls", ls_help, ":lRUq", argc, argv, &o, &follow);
 	if (ret >= 0)
 		return ret;
 	if (optind >= argc || argc - optind > 2)
 		return cli_usage("ls", "expected IMAGE [PATH]");
 	path = optind + 1 < argc ? argv[optind + 1] : "";
+	{
+		const char *c = setlocale(LC_COLLATE, NULL);
+
+		collate = c && strcmp(c, "C") && strcmp(c, "POSIX");
+	}
 	ret = cli_open(&o, argv[optind], false, true, &ci);
 	if (ret)
 		goto out;
@@ -303,6 +394,21 @@ int cli_cmd_cat(int argc, char **argv)
 	return cli_flush(ret);
 }
 
+/* A time as stat(1) prints it: local time, nanoseconds, UTC offset. */
+static void print_time(const char *what, int64_t sec, unsigned nsec)
+{
+	time_t t = (time_t)sec;
+	char day[64], zone[16];
+	struct tm tm;
+
+	if ((int64_t)t != sec || !localtime_r(&t, &tm) ||
+	    !strftime(day, sizeof(day), "%Y-%m-%d %H:%M:%S", &tm) ||
+	    !strftime(zone, sizeof(zone), "%z", &tm))
+		printf("%s: %lld.%09u\n", what, (long long)sec, nsec);
+	else
+		printf("%s: %s.%09u %s\n", what, day, nsec, zone);
+}
+
 static void print_stat(const struct lf_stack *ci, const char *path,
 		       uint64_t ino)
 {
@@ -324,7 +430,7 @@ static void print_stat(const struct lf_stack *ci, const char *path,
 	       a.uid, a.gid);
 	if (S_ISCHR(a.mode) || S_ISBLK(a.mode))
 		printf("Device: %u,%u\n", a.rdev_major, a.rdev_minor);
-	printf("Modify: %lld.%09u\n", (long long)a.mtime, a.mtime_nsec);
+	print_time("Modify", a.mtime, a.mtime_nsec);
 	if (a.layer < 0)
 		printf(" Layer: none (implicit directory)\n");
 	else

@@ -117,13 +117,26 @@ int lf_upper_override_format(char *buf, size_t size, const struct stat *st)
 	int n;
 
 	switch (st->st_mode & S_IFMT) {
-	case S_IFREG: t = "file"; break;
-	case S_IFDIR: t = "dir"; break;
-	case S_IFIFO: t = "pipe"; break;
-	case S_IFSOCK: t = "socket"; break;
-	case S_IFCHR: t = "char"; break;
-	case S_IFBLK: t = "block"; break;
-	default: return -EINVAL;
+	case S_IFREG:
+		t = "file";
+		break;
+	case S_IFDIR:
+		t = "dir";
+		break;
+	case S_IFIFO:
+		t = "pipe";
+		break;
+	case S_IFSOCK:
+		t = "socket";
+		break;
+	case S_IFCHR:
+		t = "char";
+		break;
+	case S_IFBLK:
+		t = "block";
+		break;
+	default:
+		return -EINVAL;
 	}
 	if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode))
 		snprintf(dev, sizeof(dev), "-%u-%u", major(st->st_rdev),
@@ -172,8 +185,8 @@ void lf_upper_owner_view(struct lf_upper *up, int dirfd, const char *name,
 	}
 }
 
-int lf_upper_owner_set(struct lf_upper *up, int fd, int dirfd,
-		       const char *name, const struct stat *img)
+int lf_upper_owner_set(struct lf_upper *up, int fd, int dirfd, const char *name,
+		       const struct stat *img)
 {
 	char path[PATH_MAX + 32], val[128];
 	int ret;

@@ -30,7 +30,7 @@ struct job {
 	size_t nlayers;
 	struct commit_desc config, manifest;
 	char *tag;	 /* --tag, with ":latest" added when bare */
-	const char *ref; /* the tag part of it */
+	const char *ref; /* the OCI ref.name: NAME:TAG whole */
 	char created[32];
 	int64_t mtime; /* of the docker-archive members */
 };
@@ -406,7 +406,9 @@ out:
 /*
  * --tag NAME[:TAG]: docker's reading, a bare NAME means NAME:latest (a ':'
  * before the last '/' is a registry port).  The OCI ref.name annotation
- * gets the tag part alone, as skopeo, umoci and docker save write it.
+ * gets NAME:TAG whole, as skopeo and podman write `oci:DIR:NAME:TAG`: then
+ * `skopeo ... oci:OUT:NAME:TAG`, umoci's `--image OUT:NAME:TAG` and
+ * `podman load` (which takes a bare tag for a name) all find it.
  */
 static int parse_tag(struct job *j, const char *tag)
 {
@@ -428,7 +430,7 @@ static int parse_tag(struct job *j, const char *tag)
 	}
 	if (!j->tag)
 		return lf_err_set(j->err, -ENOMEM, "out of memory");
-	j->ref = strrchr(j->tag, ':') + 1;
+	j->ref = j->tag;
 	return 0;
 }
 

@@ -70,8 +70,10 @@ def _check(p, what):
             what, p.returncode, p.stderr.decode(errors="replace")))
 
 
-def umoci_unpack(layout, bundle):
-    p = run(["umoci", "unpack", "--image", "%s:%s" % (layout, TAG), bundle])
+def umoci_unpack(layout, bundle, tag=TAG):
+    """umoci unpack of the image named `tag` (layerfs commit --tag N:T
+    names it N:T whole; generated images are named TAG)."""
+    p = run(["umoci", "unpack", "--image", "%s:%s" % (layout, tag), bundle])
     _check(p, "umoci unpack " + layout)
     return os.path.join(bundle, "rootfs")
 

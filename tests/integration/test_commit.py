@@ -27,7 +27,7 @@ from fusehelpers import fuse_required  # noqa: F401  (fixture, see marker)
 pytestmark = fh.fuse_marker()
 
 SPEC = "basic"
-TAG = "layerfs-test:" + O.TAG      # O.umoci_unpack() unpacks O.TAG
+TAG = "layerfs-test:" + O.TAG
 
 
 def _changes(mnt):
@@ -119,10 +119,10 @@ def config_of(layout, man):
         return json.load(f)
 
 
-def umoci_tree(layout, w, name):
+def umoci_tree(layout, w, name, tag=TAG):
     bundle = os.path.join(w["work"], "bundle-" + name)
     t0 = time.time()
-    rootfs = O.umoci_unpack(layout, bundle)
+    rootfs = O.umoci_unpack(layout, bundle, tag)
     try:
         return O.walk_rootfs(rootfs, t0)
     finally:
@@ -168,7 +168,7 @@ def test_upper_dir_is_what_layerfs_wrote(world):
 def test_oci_output(world, oci_out):
     out, res = oci_out
     d, man = manifest_of(out)
-    assert d["annotations"]["org.opencontainers.image.ref.name"] == O.TAG
+    assert d["annotations"]["org.opencontainers.image.ref.name"] == TAG
     assert man["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert len(man["layers"]) == 4 and res["layers"] == 4
     new = man["layers"][-1]
@@ -187,7 +187,7 @@ def test_oci_output(world, oci_out):
     assert cfg["history"][-1]["comment"] == "layerfs"
     assert cfg["created"] == cfg["history"][-1]["created"]
     assert cfg["config"] == bcfg["config"]
-    p = O.run(["skopeo", "inspect", "oci:%s:%s" % (out, O.TAG)])
+    p = O.run(["skopeo", "inspect", "oci:%s:%s" % (out, TAG)])
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     assert json.loads(p.stdout)["Digest"] == res["manifest"]
 
@@ -232,7 +232,7 @@ def test_docker_archive_output(world, oci_out):
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     assert len(json.loads(p.stdout)["Layers"]) == 4
     layout = O.skopeo_to_oci(out, out_path(world, "skopeo.oci"))
-    assert_same(umoci_tree(layout, world, "docker"), world["view"],
+    assert_same(umoci_tree(layout, world, "docker", O.TAG), world["view"],
                 "docker-archive commit (skopeo copy + umoci unpack)")
     assert_ls_equals(world, out, world["view"], "docker-archive commit")
 

@@ -420,7 +420,7 @@ def test_commit_on_top(fmt, fimages, tmp_path, layerfs_bin):
     p = O.layerfs("commit", "--no-cache", *REF, img, "--upper", str(up),
                   "-o", out, "--tag", "x:" + O.TAG, timeout=TIMEOUT)
     assert p.returncode == 0, _err(p)
-    rootfs = O.umoci_unpack(out, str(tmp_path / "bundle"))
+    rootfs = O.umoci_unpack(out, str(tmp_path / "bundle"), "x:" + O.TAG)
     with open(os.path.join(rootfs, "new.txt"), "rb") as f:
         assert f.read() == b"new\n"
     got, _ = O.layerfs_ls(out, None, str(tmp_path / "c"))

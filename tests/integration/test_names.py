@@ -29,7 +29,7 @@ from mkimage import Image, Layer, dir, file, hardlink, opaque, symlink, \
     whiteout
 
 TIMEOUT = 120
-TAG = "names:" + O.TAG      # O.umoci_unpack() unpacks O.TAG
+TAG = "names:" + O.TAG
 
 
 def _per_byte(err):
@@ -111,12 +111,13 @@ def test_umoci_agrees_with_generator(world):
     assert got == expected_view()
 
 
-def _ls_order(view):
-    """ls -R order: parents before children, each directory in tar order."""
+def _ls_order(view, tar_order=True):
+    """ls -R order: parents before children, each directory in tar order
+    (ls -U), or in byte order (ls with LC_ALL=C, as ls(1) sorts)."""
     order = {}
     for i, d in enumerate(N.DIALECTS):
         for k, (kind, path, _) in enumerate(N.members(d)):
-            order.setdefault(path, (i, k))
+            order.setdefault(path, (i, k) if tar_order else path)
     kids = {}
     for p in view:
         head = p.rpartition(b"/")[0]
@@ -132,12 +133,17 @@ def _ls_order(view):
 
 
 def test_ls_text_bytes(world):
-    p = lf("ls", "-R", "--cache", world["cache"], world["img"])
+    p = lf("ls", "-R", "-U", "--cache", world["cache"], world["img"])
     view = expected_view()
     names = sorted(view)
     assert len(p.stdout) == sum(len(n) + 1 for n in names)
     # every name with its newline, in an order that puts parents first
     assert p.stdout == b"".join(n + b"\n" for n in _ls_order(view))
+    # sorted (the default): byte order in the C locale, names are bytes
+    p = O.layerfs("ls", "-R", "--cache", world["cache"], world["img"],
+                  env={"LC_ALL": "C"}, timeout=TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"".join(n + b"\n" for n in _ls_order(view, False))
 
 
 def test_ls_json_bytes(world):
@@ -264,7 +270,7 @@ def test_commit_squash_bytes(world):
         if k == "hardlink":
             assert members[t][0] == "file"
     bundle = str(world["work"] / "bundle-squash")
-    rootfs = O.umoci_unpack(out, bundle)
+    rootfs = O.umoci_unpack(out, bundle, TAG)
     got = walk_bytes(os.fsencode(rootfs))
     assert {p: v[:2] for p, v in got.items()} == view
 
@@ -289,7 +295,7 @@ def test_commit_upper_bytes(world):
     top = _tar_members(out)[-1]
     assert {p: (k, t) for p, (k, t, _) in top.items()} == want
     bundle = str(world["work"] / "bundle-upper")
-    got = walk_bytes(os.fsencode(O.umoci_unpack(out, bundle)))
+    got = walk_bytes(os.fsencode(O.umoci_unpack(out, bundle, TAG)))
     full = dict(expected_view())
     full.update(want)
     assert {p: v[:2] for p, v in got.items()} == full
