@@ -118,23 +118,6 @@ static int parse(int argc, char **argv, struct commit_args *a)
 	return -1;
 }
 
-/* A JSON string (the output path is the only free text we print). */
-static void json_str(FILE *f, const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	fputc('"', f);
-	for (; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
-
 static void print_result(const struct commit_args *a,
 			 const struct lf_commit_result *r)
 {
@@ -144,14 +127,11 @@ static void print_result(const struct commit_args *a,
 		       r->nlayers == 1 ? "" : "s", a->co.out);
 		return;
 	}
-	printf("{\"layer\":\"%s\",\"diff_id\":\"%s\",\"layer_size\":%llu,"
-	       "\"manifest\":\"%s\",\"layers\":%zu,\"format\":\"%s\","
-	       "\"out\":",
-	       r->layer_digest, r->diff_id, (unsigned long long)r->layer_size,
-	       r->manifest_digest, r->nlayers,
-	       a->co.format == LF_COMMIT_OCI ? "oci" : "docker-archive");
-	json_str(stdout, a->co.out);
-	fputs("}\n", stdout);
+	cli_json_commit(stdout, r->layer_digest, r->diff_id, r->layer_size,
+			r->manifest_digest, r->nlayers,
+			a->co.format == LF_COMMIT_OCI ? "oci"
+						      : "docker-archive",
+			a->co.out);
 }
 
 int cli_cmd_commit(int argc, char **argv)

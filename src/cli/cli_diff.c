@@ -220,13 +220,16 @@ int cli_cmd_diff(int argc, char **argv)
 		}
 	}
 	if (o.json && !out.stat)
-		fputs("{\"changes\": [\n", stdout);
+		printf("{\"schema\":%d,\"changes\": [\n", CLI_JSON_SCHEMA);
 	ret = upper ? run_upper(ci, upper, &out)
 		    : run_prefixes(ci, from, to, &out);
 	if (ret == CLI_OK && o.json) {
 		if (!out.stat)
 			fputs(out.first ? "]" : "\n]", stdout);
-		printf("%s\"stat\": ", out.stat ? "{" : ", ");
+		if (out.stat)
+			printf("{\"schema\":%d,\"stat\": ", CLI_JSON_SCHEMA);
+		else
+			fputs(", \"stat\": ", stdout);
 		cli_json_diff_stat(stdout, out.paths, out.bytes);
 		fputs("}\n", stdout);
 	} else if (ret == CLI_OK && out.stat) {

@@ -146,9 +146,29 @@ void cli_mode_string(uint32_t mode, char out[11]);
 const char *cli_type_name(uint32_t mode);
 /* Human-readable size ("12.3 MB") into out. */
 void cli_human_size(uint64_t n, char out[16]);
-/* One JSON object describing an inode (ls --json, stat --json). */
+/*
+ * JSON output (docs/json.md): every top-level object starts with "schema":
+ * CLI_JSON_SCHEMA; bytes and counts are integers, ratios have at most 4
+ * decimals, paths are absolute in the image ("/etc/passwd"), with a
+ * KEY_hex twin holding the exact bytes when they are not UTF-8.
+ */
+#define CLI_JSON_SCHEMA 1
+#define CLI_JSON_COMPACT                                                       \
+	(JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10))
+#define CLI_JSON_INDENT                                                        \
+	(JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10))
+typedef struct json_t json_t;
+/* {"schema": CLI_JSON_SCHEMA}, or NULL. */
+json_t *cli_json_top(void);
+/* A ratio rounded to 4 decimals. */
+json_t *cli_json_ratio(double v);
+/* o[key] = s (a name: bytes; KEY_hex too when s is not UTF-8). */
+void cli_json_name(json_t *o, const char *key, const char *s);
+/* One JSON object describing an inode (ls --json, stat --json): path is
+ * absolute; name (ls: the name as listed) is added when not NULL; top:
+ * a top-level object (with "schema"). */
 int cli_json_inode(FILE *f, const struct lf_stack *ci, const char *path,
-		   uint64_t ino);
+		   const char *name, uint64_t ino, bool top);
 /* One CI gate of `waste --ci`. */
 struct cli_gate_result {
 	const char *name; /* dive's rule name */
@@ -165,6 +185,10 @@ struct lf_diff_change;
 int cli_json_change(FILE *f, const struct lf_diff_change *c);
 int cli_json_diff_stat(FILE *f, const uint64_t paths[3],
 		       const uint64_t bytes[3]);
+/* commit --json. */
+int cli_json_commit(FILE *f, const char *layer, const char *diff_id,
+		    uint64_t layer_size, const char *manifest, size_t nlayers,
+		    const char *format, const char *out);
 /* `layers --json` (w: the waste columns). */
 int cli_json_layers(FILE *f, const struct lf_stack *ci,
 		    const struct lf_waste *w);

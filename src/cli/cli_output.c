@@ -212,8 +212,33 @@ static void set_name(json_t *o, const char *key, const char *s)
 	lf_buf_release(&hkey);
 }
 
+json_t *cli_json_top(void)
+{
+	json_t *o = json_object();
+
+	if (o)
+		json_object_set_new(o, "schema", json_integer(CLI_JSON_SCHEMA));
+	return o;
+}
+
+json_t *cli_json_ratio(double v)
+{
+	/* 4 decimals: what the text output shows, and no binary noise (the
+	 * dump prints the shortest form that reads back) */
+	double r = v * 10000.0;
+
+	if (r > -1e15 && r < 1e15) /* else there are no decimals to cut */
+		v = (double)(long long)(r + (r < 0 ? -0.5 : 0.5)) / 10000.0;
+	return json_real(v);
+}
+
+void cli_json_name(json_t *o, const char *key, const char *s)
+{
+	set_name(o, key, s);
+}
+
 int cli_json_inode(FILE *f, const struct lf_stack *ci, const char *path,
-		   uint64_t ino)
+		   const char *name, uint64_t ino, bool top)
 {
 	struct lf_tree_attr a;
 	json_t *o, *x;
@@ -222,11 +247,13 @@ int cli_json_inode(FILE *f, const struct lf_stack *ci, const char *path,
 
 	if (lf_tree_getattr(lf_stack_tree(ci), ino, &a))
 		return -1;
-	o = json_object();
+	o = top ? cli_json_top() : json_object();
 	x = json_object();
 	if (!o || !x)
 		return -1;
 	set_name(o, "path", path);
+	if (name)
+		set_name(o, "name", name);
 	json_object_set_new(o, "type", json_string(cli_type_name(a.mode)));
 	json_object_set_new(o, "mode", json_integer(a.mode & 07777));
 	json_object_set_new(o, "uid", json_integer(a.uid));
@@ -247,18 +274,18 @@ int cli_json_inode(FILE *f, const struct lf_stack *ci, const char *path,
 	}
 	n = lf_tree_xattr_count(lf_stack_tree(ci), ino);
 	for (k = 0; k < n; k++) {
-		const char *name;
+		const char *xn;
 		const void *v;
 		size_t len;
 
-		lf_tree_xattr(lf_stack_tree(ci), ino, k, &name, &v, &len);
-		json_object_set_new(x, name, hex_value(v, len));
+		lf_tree_xattr(lf_stack_tree(ci), ino, k, &xn, &v, &len);
+		json_object_set_new(x, xn, hex_value(v, len));
 	}
 	json_object_set_new(o, "xattrs", x);
 	json_object_set_new(o, "layer",
 			    a.layer < 0 ? json_null()
 					: json_integer(a.layer + 1));
-	ret = json_dumpf(o, f, JSON_COMPACT | JSON_ENSURE_ASCII);
+	ret = json_dumpf(o, f, CLI_JSON_COMPACT);
 	json_decref(o);
 	return ret;
 }
@@ -330,7 +357,35 @@ int cli_json_layers(FILE *f, const struct lf_stack *ci,
 		json_array_append_new(arr, e);
 	}
 	json_object_set_new(o, "layers", arr);
-	ret = json_dumpf(o, f, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+	ret = json_dumpf(o, f, CLI_JSON_INDENT);
+	fputc('\n', f);
+	json_decref(o);
+	return ret;
+}
+
+int cli_json_commit(FILE *f, const char *layer, const char *diff_id,
+		    uint64_t layer_size, const char *manifest, size_t nlayers,
+		    const char *format, const char *out)
+{
+	json_t *o = cli_json_top();
+	int ret;
+
+	if (!o)
+		return -1;
+	json_object_set_new(o, "layer_digest", json_string(layer));
+	json_object_set_new(o, "diff_id", json_string(diff_id));
+	json_object_set_new(o, "layer_size",
+			    json_integer((json_int_t)layer_size));
+	json_object_set_new(o, "manifest_digest", json_string(manifest));
+	json_object_set_new(o, "layer_count",
+			    json_integer((json_int_t)nlayers));
+	json_object_set_new(o, "format", json_string(format));
+	set_name(o, "out", out);
+	/* the names before schema 1, kept for scripts */
+	json_object_set_new(o, "layer", json_string(layer));
+	json_object_set_new(o, "manifest", json_string(manifest));
+	json_object_set_new(o, "layers", json_integer((json_int_t)nlayers));
+	ret = json_dumpf(o, f, CLI_JSON_COMPACT);
 	fputc('\n', f);
 	json_decref(o);
 	return ret;
@@ -348,7 +403,7 @@ int cli_json_change(FILE *f, const struct lf_diff_change *c)
 	set_name(o, "path", c->path);
 	json_object_set_new(o, "type", json_string(cli_type_name(c->mode)));
 	json_object_set_new(o, "size", json_integer((json_int_t)c->size));
-	ret = json_dumpf(o, f, JSON_COMPACT | JSON_ENSURE_ASCII);
+	ret = json_dumpf(o, f, CLI_JSON_COMPACT);
 	json_decref(o);
 	return ret;
 }
@@ -371,7 +426,7 @@ int cli_json_diff_stat(FILE *f, const uint64_t paths[3],
 				    json_integer((json_int_t)bytes[k]));
 		json_object_set_new(o, names[k], e);
 	}
-	ret = json_dumpf(o, f, JSON_COMPACT);
+	ret = json_dumpf(o, f, CLI_JSON_COMPACT);
 	json_decref(o);
 	return ret;
 }
@@ -456,7 +511,7 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 		json_object_set_new(c, "rules", rules);
 		json_object_set_new(o, "ci", c);
 	}
-	ret = json_dumpf(o, f, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+	ret = json_dumpf(o, f, CLI_JSON_INDENT);
 	fputc('\n', f);
 	json_decref(o);
 	return ret;

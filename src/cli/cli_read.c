@@ -120,14 +120,59 @@ struct walk {
 	const struct lf_stack *ci;
 	const struct cli_opts *o;
 	struct lf_buf path;
-	bool first; /* no JSON object printed yet */
+	struct lf_buf abs;  /* --json: the listed path, absolute */
+	struct lf_buf full; /* and the current one */
+	bool first;	    /* no JSON object printed yet */
 };
+
+/*
+ * PATH as an absolute path in the image: "/" and its components without
+ * empty ones and ".", ".." taking the previous one off (as the image's own
+ * root has no parent).
+ */
+static int abs_path(const char *in, struct lf_buf *out)
+{
+	lf_buf_setlen(out, 0);
+	while (*in) {
+		const char *end = strchr(in, '/');
+		size_t n = end ? (size_t)(end - in) : strlen(in);
+
+		if (n == 2 && !memcmp(in, "..", 2)) {
+			char *slash = out->len ? memrchr(out->data, '/',
+							 out->len)
+					       : NULL;
+
+			lf_buf_setlen(out,
+				      slash ? (size_t)(slash - out->data) : 0);
+		} else if (n && !(n == 1 && in[0] == '.')) {
+			if (lf_buf_addch(out, '/') || lf_buf_add(out, in, n))
+				return -ENOMEM;
+		}
+		in += n + (end ? 1 : 0);
+	}
+	return out->len ? 0 : lf_buf_addch(out, '/');
+}
+
+/* The absolute path of `rel` (a path below the listed one). */
+static const char *json_path(struct walk *w, const char *rel)
+{
+	size_t base = w->abs.len;
+
+	lf_buf_setlen(&w->full, 0);
+	if (lf_buf_add(&w->full, w->abs.data, base) ||
+	    (*rel && base > 1 && lf_buf_addch(&w->full, '/')) ||
+	    lf_buf_adds(&w->full, rel))
+		return NULL;
+	return w->full.data;
+}
 
 static void emit(struct walk *w, const char *name, uint64_t ino)
 {
 	if (w->o->json) {
+		const char *p = json_path(w, w->path.len ? w->path.data : "");
+
 		fputs(w->first ? "[\n" : ",\n", stdout);
-		cli_json_inode(stdout, w->ci, name, ino);
+		cli_json_inode(stdout, w->ci, p ? p : name, name, ino, false);
 		w->first = false;
 	} else if (w->o->long_fmt) {
 		print_long(w->ci, name, ino);
@@ -296,22 +341,29 @@ int cli_cmd_ls(int argc, char **argv)
 		goto out;
 	w.ci = ci;
 	lf_buf_init(&w.path);
+	lf_buf_init(&w.abs);
+	lf_buf_init(&w.full);
 	/* like ls(1): a symlink to a directory is listed as the directory */
 	if (resolve(ci, path, LF_TREE_FOLLOW, &ino)) {
 		ret = CLI_ERR;
-		goto out;
-	}
-	lf_tree_getattr(lf_stack_tree(ci), ino, &a);
-	if (S_ISDIR(a.mode)) {
-		if (walk_dir(&w, ino))
-			ret = CLI_ERR;
+	} else if (abs_path(path, &w.abs)) {
+		cli_error("out of memory");
+		ret = CLI_ERR;
 	} else {
-		lf_tree_resolve(lf_stack_tree(ci), path, 0, &ino);
-		emit(&w, path, ino);
+		lf_tree_getattr(lf_stack_tree(ci), ino, &a);
+		if (S_ISDIR(a.mode)) {
+			if (walk_dir(&w, ino))
+				ret = CLI_ERR;
+		} else {
+			lf_tree_resolve(lf_stack_tree(ci), path, 0, &ino);
+			emit(&w, path, ino);
+		}
+		if (o.json)
+			fputs(w.first ? "[]\n" : "\n]\n", stdout);
 	}
-	if (o.json)
-		fputs(w.first ? "[]\n" : "\n]\n", stdout);
 	lf_buf_release(&w.path);
+	lf_buf_release(&w.abs);
+	lf_buf_release(&w.full);
 out:
 	lf_stack_close(ci);
 	return cli_flush(ret);
@@ -468,12 +520,19 @@ int cli_cmd_stat(int argc, char **argv)
 	    resolve(ci, argv[optind + 1], follow ? LF_TREE_FOLLOW : 0, &ino))
 		ret = CLI_ERR;
 	if (ret == CLI_OK) {
-		if (o.json) {
-			cli_json_inode(stdout, ci, argv[optind + 1], ino);
+		struct lf_buf abs;
+
+		lf_buf_init(&abs);
+		if (o.json && abs_path(argv[optind + 1], &abs)) {
+			cli_error("out of memory");
+			ret = CLI_ERR;
+		} else if (o.json) {
+			cli_json_inode(stdout, ci, abs.data, NULL, ino, true);
 			putchar('\n');
 		} else {
 			print_stat(ci, argv[optind + 1], ino);
 		}
+		lf_buf_release(&abs);
 	}
 	lf_stack_close(ci);
 	return cli_flush(ret);

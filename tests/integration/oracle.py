@@ -182,8 +182,23 @@ def layerfs_ls(image, n=None, cache=None, path=None, extra=()):
     if p.returncode != 0:
         raise AssertionError("layerfs %s exited %d: %s" % (
             " ".join(args), p.returncode, p.stderr.decode(errors="replace")))
-    entries = json.loads(p.stdout)
+    entries = listed(json.loads(p.stdout), path)
     return {e["path"]: e for e in entries}, entries
+
+
+def listed(entries, path=None):
+    """ls --json entries keyed on the listed form: "path" is absolute in the
+    image, "name" relative to the listed PATH as ls prints it; callers here
+    compare with rootfs-relative paths, so "path" becomes "name"."""
+    for e in entries:
+        top = "/" + path.strip("/") if path and path.strip("/") else ""
+        assert e["path"] == top + "/" + e["name"], (e["path"], e["name"])
+        assert ("path_hex" in e) == ("name_hex" in e)
+        e["path"] = e.pop("name")
+        if "name_hex" in e:
+            e.pop("path_hex")
+            e["path_hex"] = e.pop("name_hex")
+    return entries
 
 
 def layerfs_cat_sha(image, path, n=None, cache=None, extra=()):

@@ -150,7 +150,8 @@ def test_ls_json_bytes(world):
     p = lf("ls", "-lR", "--json", "--cache", world["cache"], world["img"])
     got = {}
     for e in json.loads(p.stdout):
-        path = json_name(e)
+        path = json_name(e, "name")
+        assert json_name(e) == b"/" + path  # the absolute form
         target = json_name(e, "target") if e["type"] == "symlink" else b""
         got[path] = (e["type"], target)
         if e["type"] == "symlink":
@@ -161,7 +162,7 @@ def test_ls_json_bytes(world):
             want_hex = False
         except UnicodeDecodeError:
             pass
-        assert ("path_hex" in e) == want_hex
+        assert ("path_hex" in e) == want_hex == ("name_hex" in e)
     assert got == expected_view()
     # NFC and NFD stay two files, in every dialect
     for d in N.DIALECTS:
@@ -171,7 +172,7 @@ def test_ls_json_bytes(world):
 
 def test_hardlinks_share_inode(world):
     p = lf("ls", "-lR", "--json", "--cache", world["cache"], world["img"])
-    ino = {json_name(e): e["ino"] for e in json.loads(p.stdout)}
+    ino = {json_name(e, "name"): e["ino"] for e in json.loads(p.stdout)}
     for link, target in link_groups().items():
         assert ino[link] == ino[target], link
 
@@ -312,7 +313,7 @@ def test_long_pax_path(tmp_path, need_tools, layerfs_bin):
     if p.returncode == 1:
         assert p.stderr.startswith(b"layerfs: ") and b"\n" == p.stderr[-1:]
         return
-    paths = [json_name(e) for e in json.loads(p.stdout)]
+    paths = [json_name(e, "name") for e in json.loads(p.stdout)]
     tar = N.pax_long_path(65536)
     with tarfile.open(fileobj=io.BytesIO(tar),
                       encoding="utf-8", errors="surrogateescape") as tf:

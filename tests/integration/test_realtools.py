@@ -391,7 +391,7 @@ def test_first_run_with_no_cache_dir_yet(real_lf, session_caches, tmp_path,
                   env={"XDG_CACHE_HOME": str(xdg)})
     assert p.returncode == 0, "reproduce: XDG_CACHE_HOME=%s %s ls %s\n%s" % (
         xdg, O.LAYERFS, img, p.stderr.decode(errors="replace"))
-    got = {e["path"]: e for e in json.loads(p.stdout)}
+    got = {e["path"]: e for e in O.listed(json.loads(p.stdout))}
     assert got == want
 
 
