@@ -152,6 +152,7 @@ struct cli_gate_result {
 	bool pass;
 	char value[32], limit[32]; /* as text */
 	double v, lim;		   /* as numbers */
+	bool skip;		   /* the rule is disabled */
 };
 struct lf_waste;
 int cli_json_waste(FILE *f, const struct lf_waste *w,

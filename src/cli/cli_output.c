@@ -447,8 +447,14 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 
 			json_object_set_new(r, "name", json_string(g[i].name));
 			json_object_set_new(r, "value", json_real(g[i].v));
-			json_object_set_new(r, "limit", json_real(g[i].lim));
+			json_object_set_new(r, "limit",
+					    g[i].skip ? json_null()
+						      : json_real(g[i].lim));
 			json_object_set_new(r, "pass", json_boolean(g[i].pass));
+			json_object_set_new(r, "status",
+					    json_string(g[i].skip   ? "skip"
+							: g[i].pass ? "pass"
+								    : "fail"));
 			json_array_append_new(rules, r);
 			pass = pass && g[i].pass;
 		}

@@ -553,18 +553,23 @@ def test_ci_wasteful_fails_with_defaults(wimages, cache_dir, waste_bin):
 
 def test_ci_wasteful_passes_loose(wimages, cache_dir, waste_bin):
     img = wimages("waste_mix")
-    loose = ["--min-efficiency", "0.4", "--max-wasted-percent", "4"]
+    # its wasted / user ratio is 3.16: beyond any limit dive accepts (0..1)
+    loose = ["--min-efficiency", "0.4", "--max-wasted-percent", "off"]
     p = _ci(img, cache_dir, *loose)
     assert p.returncode == 0, (p.stdout, p.stderr)
     # each gate on its own, just either side of the value
     for args, rc in ((["--min-efficiency", "0.49",
-                       "--max-wasted-percent", "4"], 1),
+                       "--max-wasted-percent", "off"], 1),
                      (["--min-efficiency", "0.48",
-                       "--max-wasted-percent", "4"], 0),
+                       "--max-wasted-percent", "off"], 0),
                      (["--min-efficiency", "0.4",
-                       "--max-wasted-percent", "3.16"], 1),
+                       "--max-wasted-percent", "1"], 1),
+                     (["--min-efficiency", "0.4",
+                       "--max-wasted-percent", "4"], 2),    # out of range
                      (loose + ["--max-wasted-bytes", "41999"], 1),
-                     (loose + ["--max-wasted-bytes", "42000"], 0)):
+                     (loose + ["--max-wasted-bytes", "42000"], 0),
+                     (loose + ["--max-wasted-bytes", "42kB"], 0),
+                     (loose + ["--max-wasted-bytes", "41.999 KB"], 1)):
         p = _ci(img, cache_dir, *args)
         assert p.returncode == rc, (args, p.returncode, p.stdout, p.stderr)
 
@@ -591,7 +596,7 @@ def test_ci_json(wimages, cache_dir, waste_bin):
     failing = [r for r in ci["rules"] if not r["pass"]]
     assert len(failing) == 2, ci          # efficiency and wasted percent
     p = waste(img, "--ci", "--json", "--min-efficiency", "0.4",
-              "--max-wasted-percent", "4", cache=cache_dir)
+              "--max-wasted-percent", "off", cache=cache_dir)
     assert p.returncode == 0
     assert json.loads(p.stdout)["ci"]["pass"] is True
 
