@@ -163,9 +163,10 @@ struct lf_diff_change;
 int cli_json_change(FILE *f, const struct lf_diff_change *c);
 int cli_json_diff_stat(FILE *f, const uint64_t paths[3],
 		       const uint64_t bytes[3]);
-/* `layers --json` (w: the waste columns). */
+/* `layers --json` (w: the waste columns, h: the config history). */
+struct cli_history;
 int cli_json_layers(FILE *f, const struct lf_stack *ci,
-		    const struct lf_waste *w);
+		    const struct lf_waste *w, const struct cli_history *h);
 
 /* Subcommands. */
 int cli_cmd_layers(int argc, char **argv);

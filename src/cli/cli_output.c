@@ -9,6 +9,7 @@
 
 #include "layerfs/buf.h"
 #include "layerfs/diff.h"
+#include "cli_history.h"
 #include "layerfs/waste.h"
 
 /* Set once in lf_cli_main() before any thread starts. */
@@ -273,7 +274,7 @@ static void add_waste_fields(json_t *e, const struct lf_waste_layer *l)
 }
 
 int cli_json_layers(FILE *f, const struct lf_stack *ci,
-		    const struct lf_waste *w)
+		    const struct lf_waste *w, const struct cli_history *h)
 {
 	const struct lf_image *img = lf_stack_image(ci);
 	json_t *o = json_object(), *arr = json_array();
@@ -330,6 +331,8 @@ int cli_json_layers(FILE *f, const struct lf_stack *ci,
 		json_array_append_new(arr, e);
 	}
 	json_object_set_new(o, "layers", arr);
+	json_object_set_new(o, "history", cli_history_json(h));
+	json_object_set_new(o, "schema", json_integer(1));
 	ret = json_dumpf(o, f, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 	fputc('\n', f);
 	json_decref(o);
