@@ -18,15 +18,16 @@ static const char layers_help[] =
 	"made no layer (ENV, CMD, LABEL...) are rows too, with 0 B and '-'\n"
 	"for the layer's fields; CREATED is relative (\"2 weeks ago\") and\n"
 	"CREATED BY cut to 45 characters with '\xe2\x80\xa6'.\n"
+	"--json lists the layers as before, plus \"history\": every entry\n"
+	"with created, created_by, comment, empty_layer and layer (its\n"
+	"index, or null).\n"
 	"Indexes every layer (once: the index is cached by blob digest).\n\n"
 	"options:\n"
 	"      --no-trunc       whole CREATED BY, CREATED as RFC 3339 (UTC)\n"
 	"      --layers-only    no rows for history entries without a layer\n"
-	"      --classic        the table of layerfs 0.x: no CREATED column,\n"
-	"                       no history-only rows, CREATED BY uncut\n"
-	"--json lists the layers as before, plus \"history\": every entry\n"
-	"with created, created_by, comment, empty_layer and layer (its\n"
-	"index, or null).\n" CLI_COMMON_HELP;
+	"      --classic        the previous table: no CREATED column, no\n"
+	"                       history-only rows, CREATED BY "
+	"uncut\n" CLI_COMMON_HELP;
 
 enum { OPT_NO_TRUNC = 3100, OPT_LAYERS_ONLY, OPT_CLASSIC };
 
