@@ -148,8 +148,8 @@ const char *cli_type_name(uint32_t mode);
 void cli_human_size(uint64_t n, char out[16]);
 /*
  * JSON output (docs/json.md): every top-level object starts with "schema":
- * CLI_JSON_SCHEMA; bytes and counts are integers, ratios have at most 4
- * decimals, paths are absolute in the image ("/etc/passwd"), with a
+ * CLI_JSON_SCHEMA; bytes and counts are integers, ratios have at most 10
+ * significant digits, paths are absolute in the image ("/etc/passwd"), with a
  * KEY_hex twin holding the exact bytes when they are not UTF-8.
  */
 #define CLI_JSON_SCHEMA 1
@@ -160,7 +160,7 @@ void cli_human_size(uint64_t n, char out[16]);
 typedef struct json_t json_t;
 /* {"schema": CLI_JSON_SCHEMA}, or NULL. */
 json_t *cli_json_top(void);
-/* A ratio rounded to 4 decimals. */
+/* A ratio (printed with 10 significant digits). */
 json_t *cli_json_ratio(double v);
 /* o[key] = s (a name: bytes; KEY_hex too when s is not UTF-8). */
 void cli_json_name(json_t *o, const char *key, const char *s);
@@ -175,10 +175,12 @@ struct cli_gate_result {
 	bool pass;
 	char value[32], limit[32]; /* as text */
 	double v, lim;		   /* as numbers */
+	bool skip;		   /* the rule is disabled */
 };
 struct lf_waste;
-int cli_json_waste(FILE *f, const struct lf_waste *w,
-		   const struct cli_gate_result *g, size_t ng, bool ci);
+int cli_json_waste(FILE *f, const struct lf_stack *stack,
+		   const struct lf_waste *w, const struct cli_gate_result *g,
+		   size_t ng, bool ci);
 
 /* diff --json: one change object; the stat object. */
 struct lf_diff_change;
@@ -189,9 +191,10 @@ int cli_json_diff_stat(FILE *f, const uint64_t paths[3],
 int cli_json_commit(FILE *f, const char *layer, const char *diff_id,
 		    uint64_t layer_size, const char *manifest, size_t nlayers,
 		    const char *format, const char *out);
-/* `layers --json` (w: the waste columns). */
+/* `layers --json` (w: the waste columns, h: the config history). */
+struct cli_history;
 int cli_json_layers(FILE *f, const struct lf_stack *ci,
-		    const struct lf_waste *w);
+		    const struct lf_waste *w, const struct cli_history *h);
 
 /* Subcommands. */
 int cli_cmd_layers(int argc, char **argv);

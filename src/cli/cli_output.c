@@ -9,6 +9,7 @@
 
 #include "layerfs/buf.h"
 #include "layerfs/diff.h"
+#include "cli_history.h"
 #include "layerfs/waste.h"
 
 /* Set once in lf_cli_main() before any thread starts. */
@@ -223,12 +224,8 @@ json_t *cli_json_top(void)
 
 json_t *cli_json_ratio(double v)
 {
-	/* 4 decimals: what the text output shows, and no binary noise (the
-	 * dump prints the shortest form that reads back) */
-	double r = v * 10000.0;
-
-	if (r > -1e15 && r < 1e15) /* else there are no decimals to cut */
-		v = (double)(long long)(r + (r < 0 ? -0.5 : 0.5)) / 10000.0;
+	/* printed with 10 significant digits (CLI_JSON_*): 0.9 is "0.9",
+	 * not the nearest double's 17 digits */
 	return json_real(v);
 }
 
@@ -299,11 +296,49 @@ static void add_waste_fields(json_t *e, const struct lf_waste_layer *l)
 	json_object_set_new(e, "deleted", json_integer((json_int_t)l->deleted));
 }
 
+/* A layer object: the same fields in `layers --json` and `waste --json`. */
+static json_t *layer_object(const struct lf_stack *ci, size_t i,
+			    const struct lf_waste *w)
+{
+	const struct lf_image_layer *l = lf_stack_layer(ci, i);
+	const struct lf_index *x = lf_stack_index(ci, i);
+	json_t *e = json_object();
+
+	if (!e)
+		return NULL;
+	json_object_set_new(e, "index", json_integer((json_int_t)i + 1));
+	json_object_set_new(e, "digest",
+			    json_string(l->digest[0]
+						? l->digest
+						: lf_index_blob_digest(x)));
+	json_object_set_new(e, "diff_id", json_string(lf_index_diff_id(x)));
+	json_object_set_new(e, "media_type",
+			    json_string(l->media_type ? l->media_type : ""));
+	json_object_set_new(e, "compression",
+			    json_string(lf_compression_name(
+				    lf_index_compression(x))));
+	json_object_set_new(e, "size",
+			    json_integer((json_int_t)lf_index_blob_size(x)));
+	json_object_set_new(e, "uncompressed_size",
+			    json_integer((json_int_t)lf_index_tar_size(x)));
+	json_object_set_new(e, "entries",
+			    json_integer((json_int_t)lf_index_count(x)));
+	json_object_set_new(e, "whiteouts",
+			    json_integer((json_int_t)lf_index_whiteouts(x)));
+	json_object_set_new(e, "created_by",
+			    l->created_by ? json_string(l->created_by)
+					  : json_null());
+	json_object_set_new(e, "created",
+			    l->created ? json_string(l->created) : json_null());
+	add_waste_fields(e, &w->layers[i]);
+	return e;
+}
+
 int cli_json_layers(FILE *f, const struct lf_stack *ci,
-		    const struct lf_waste *w)
+		    const struct lf_waste *w, const struct cli_history *h)
 {
 	const struct lf_image *img = lf_stack_image(ci);
-	json_t *o = json_object(), *arr = json_array();
+	json_t *o = cli_json_top(), *arr = json_array();
 	size_t i;
 	int ret;
 
@@ -315,54 +350,15 @@ int cli_json_layers(FILE *f, const struct lf_stack *ci,
 			    json_string(lf_image_manifest_digest(img)));
 	json_object_set_new(o, "config_digest",
 			    json_string(lf_image_config_digest(img)));
-	for (i = 0; i < lf_stack_count(ci); i++) {
-		const struct lf_image_layer *l = lf_stack_layer(ci, i);
-		const struct lf_index *x = lf_stack_index(ci, i);
-		json_t *e = json_object();
-
-		json_object_set_new(e, "index",
-				    json_integer((json_int_t)i + 1));
-		json_object_set_new(e, "digest",
-				    json_string(
-					    l->digest[0]
-						    ? l->digest
-						    : lf_index_blob_digest(x)));
-		json_object_set_new(e, "diff_id",
-				    json_string(lf_index_diff_id(x)));
-		json_object_set_new(e, "media_type",
-				    json_string(l->media_type ? l->media_type
-							      : ""));
-		json_object_set_new(e, "compression",
-				    json_string(lf_compression_name(
-					    lf_index_compression(x))));
-		json_object_set_new(e, "size",
-				    json_integer(
-					    (json_int_t)lf_index_blob_size(x)));
-		json_object_set_new(e, "uncompressed_size",
-				    json_integer(
-					    (json_int_t)lf_index_tar_size(x)));
-		json_object_set_new(e, "entries",
-				    json_integer(
-					    (json_int_t)lf_index_count(x)));
-		json_object_set_new(e, "whiteouts",
-				    json_integer(
-					    (json_int_t)lf_index_whiteouts(x)));
-		json_object_set_new(e, "created_by",
-				    l->created_by ? json_string(l->created_by)
-						  : json_null());
-		json_object_set_new(e, "created",
-				    l->created ? json_string(l->created)
-					       : json_null());
-		add_waste_fields(e, &w->layers[i]);
-		json_array_append_new(arr, e);
-	}
+	for (i = 0; i < lf_stack_count(ci); i++)
+		json_array_append_new(arr, layer_object(ci, i, w));
 	json_object_set_new(o, "layers", arr);
+	json_object_set_new(o, "history", cli_history_json(h));
 	ret = json_dumpf(o, f, CLI_JSON_INDENT);
 	fputc('\n', f);
 	json_decref(o);
 	return ret;
 }
-
 int cli_json_commit(FILE *f, const char *layer, const char *diff_id,
 		    uint64_t layer_size, const char *manifest, size_t nlayers,
 		    const char *format, const char *out)
@@ -431,24 +427,27 @@ int cli_json_diff_stat(FILE *f, const uint64_t paths[3],
 	return ret;
 }
 
-int cli_json_waste(FILE *f, const struct lf_waste *w,
-		   const struct cli_gate_result *g, size_t ng, bool ci)
+/* A gate's value or limit: bytes are integers, the rest ratios. */
+static json_t *gate_number(const struct cli_gate_result *g, double v)
 {
-	json_t *o = json_object(), *layers = json_array(), *top = json_array();
+	if (!strcmp(g->name, "highestWastedBytes"))
+		return json_integer((json_int_t)v);
+	return cli_json_ratio(v);
+}
+
+int cli_json_waste(FILE *f, const struct lf_stack *stack,
+		   const struct lf_waste *w, const struct cli_gate_result *g,
+		   size_t ng, bool ci)
+{
+	json_t *o = cli_json_top(), *layers = json_array(), *top = json_array();
 	json_t *sec = json_array();
 	size_t i, k;
 	int ret;
 
 	if (!o || !layers || !top || !sec)
 		return -1;
-	for (i = 0; i < w->nlayers; i++) {
-		json_t *e = json_object();
-
-		json_object_set_new(e, "index",
-				    json_integer((json_int_t)i + 1));
-		add_waste_fields(e, &w->layers[i]);
-		json_array_append_new(layers, e);
-	}
+	for (i = 0; i < w->nlayers; i++)
+		json_array_append_new(layers, layer_object(stack, i, w));
 	for (i = 0; i < w->ntop; i++) {
 		json_t *e = json_object(), *l = json_array();
 
@@ -482,7 +481,7 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 		json_array_append_new(sec, e);
 	}
 	json_object_set_new(o, "layers", layers);
-	json_object_set_new(o, "efficiency", json_real(w->efficiency));
+	json_object_set_new(o, "efficiency", cli_json_ratio(w->efficiency));
 	json_object_set_new(o, "wasted_bytes",
 			    json_integer((json_int_t)w->wasted_bytes));
 	json_object_set_new(o, "total_size",
@@ -490,7 +489,7 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 	json_object_set_new(o, "user_size",
 			    json_integer((json_int_t)w->user_size));
 	json_object_set_new(o, "wasted_user_percent",
-			    json_real(w->wasted_user_ratio));
+			    cli_json_ratio(w->wasted_user_ratio));
 	json_object_set_new(o, "top", top);
 	json_object_set_new(o, "secrets", sec);
 	if (ci) {
@@ -501,9 +500,17 @@ int cli_json_waste(FILE *f, const struct lf_waste *w,
 			json_t *r = json_object();
 
 			json_object_set_new(r, "name", json_string(g[i].name));
-			json_object_set_new(r, "value", json_real(g[i].v));
-			json_object_set_new(r, "limit", json_real(g[i].lim));
+			json_object_set_new(r, "value",
+					    gate_number(&g[i], g[i].v));
+			json_object_set_new(r, "limit",
+					    g[i].skip ? json_null()
+						      : gate_number(&g[i],
+								    g[i].lim));
 			json_object_set_new(r, "pass", json_boolean(g[i].pass));
+			json_object_set_new(r, "status",
+					    json_string(g[i].skip   ? "skip"
+							: g[i].pass ? "pass"
+								    : "fail"));
 			json_array_append_new(rules, r);
 			pass = pass && g[i].pass;
 		}

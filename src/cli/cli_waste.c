@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_diveci.h"
 #include "layerfs/waste.h"
 
 static const char waste_help[] =
@@ -20,21 +21,42 @@ static const char waste_help[] =
 	"view but readable in a layer.\n\n"
 	"options:\n"
 	"      --top N          list the N most wasteful paths (default 10)\n"
-	"      --ci             exit 1 when a gate fails (dive's CI rules):\n"
-	"      --min-efficiency F      efficiency below F fails (default 0.9)\n"
-	"      --max-wasted-bytes N    wasted bytes above N fail (default "
-	"off)\n"
-	"      --max-wasted-percent R  wasted / user bytes above R fails, a\n"
-	"                              ratio as dive takes it (default "
-	"0.1)\n" CLI_COMMON_HELP;
+	"      --ci             exit 1 when a gate fails (dive's CI rules,\n"
+	"                       read from ./.dive-ci when it exists; the\n"
+	"                       options below override the file):\n"
+	"      --ci-config FILE       dive's .dive-ci file to use (implies "
+	"--ci)\n"
+	"      --min-efficiency F     efficiency below F fails (a ratio 0..1,\n"
+	"                             default 0.9)\n"
+	"      --max-wasted-bytes N   wasted bytes above N fail (20MB = "
+	"20*1000^2,\n"
+	"                             20MiB = 20*1024^2; default disabled)\n"
+	"      --max-wasted-percent R wasted / user bytes above R fails (a\n"
+	"                             ratio 0..1 as dive takes it; default "
+	"0.1)\n"
+	"                       each also takes 'disabled' or 'off'; dive's\n"
+	"                       --lowestEfficiency, --highestWastedBytes and\n"
+	"                       --highestUserWastedPercent are the same "
+	"options.\n"
+	"Exit status with --ci: 0 all gates pass, 1 a gate fails, 2 a bad\n"
+	"option or CI file.\n" CLI_COMMON_HELP;
 
-enum { OPT_TOP = 3000, OPT_CI, OPT_MIN_EFF, OPT_MAX_BYTES, OPT_MAX_PCT };
+enum {
+	OPT_TOP = 3000,
+	OPT_CI,
+	OPT_MIN_EFF,
+	OPT_MAX_BYTES,
+	OPT_MAX_PCT,
+	OPT_CI_CONFIG
+};
 
 struct gates {
 	bool ci;
-	double min_eff, max_ratio;
-	bool has_max_bytes;
-	uint64_t max_bytes;
+	const char *config;	 /* --ci-config FILE */
+	struct cli_diveci cmd;	 /* rules given on the command line */
+	struct cli_diveci rules; /* in force: defaults < file < command line */
+	const char *used;	 /* the CI file read, or NULL */
+	struct cli_diveci_result res[DIVECI_NRULES];
 };
 
 static int parse_double(const char *arg, const char *what, double *out)
@@ -50,7 +72,8 @@ static int parse_double(const char *arg, const char *what, double *out)
 }
 
 static void print_text(const struct lf_waste *w, const struct lf_stack *ci,
-		       const struct cli_gate_result *g, size_t ng)
+		       const struct cli_gate_result *g, size_t ng,
+		       const struct gates *gt)
 {
 	char a[16], o[16], d[16], t[16];
 	size_t i, k;
@@ -100,47 +123,92 @@ static void print_text(const struct lf_waste *w, const struct lf_stack *ci,
 		printf("  %s: shipped in layer %u, hidden by layer %u (%s)\n",
 		       w->secrets[i].path, w->secrets[i].layer,
 		       w->secrets[i].hidden_by, w->secrets[i].reason);
-	for (i = 0; i < ng; i++)
-		printf("%s%s: %s (%s %s %s)\n", i ? "" : "\n", g[i].name,
-		       g[i].pass ? "PASS" : "FAIL", g[i].value,
-		       g[i].pass ? "within" : "beyond", g[i].limit);
+	for (i = 0, k = 0; i < ng; i++)
+		if (!g[i].skip)
+			printf("%s%s: %s (%s %s %s)\n", k++ ? "" : "\n",
+			       g[i].name, g[i].pass ? "PASS" : "FAIL",
+			       g[i].value, g[i].pass ? "within" : "beyond",
+			       g[i].limit);
+	if (!ng)
+		return;
+	/* dive's own lines, for scripts written against dive */
+	if (gt->used)
+		printf("\nUsing CI config: %s\n", gt->used);
+	else
+		printf("\nUsing default CI config\n");
+	cli_diveci_print(stdout, gt->res);
 }
 
-static size_t run_gates(const struct lf_waste *w, const struct gates *gt,
+/* One gate per rule for the table and the JSON (dive's verdicts in res). */
+static size_t run_gates(const struct lf_waste *w, struct gates *gt,
 			struct cli_gate_result *g)
 {
-	size_t n = 0;
+	const struct cli_diveci_rule *r = gt->rules.r;
+	double v[DIVECI_NRULES] = { w->efficiency, (double)w->wasted_bytes,
+				    w->wasted_user_ratio };
+	size_t i;
 
-	g[n] = (struct cli_gate_result){ "lowestEfficiency",
-					 w->efficiency >= gt->min_eff,
-					 "",
-					 "",
-					 w->efficiency,
-					 gt->min_eff };
-	snprintf(g[n].value, sizeof(g[n].value), "%.4f", w->efficiency);
-	snprintf(g[n++].limit, sizeof(g[n].limit), "%.4f", gt->min_eff);
-	if (gt->has_max_bytes) {
-		g[n] = (struct cli_gate_result){ "highestWastedBytes",
-						 w->wasted_bytes <=
-							 gt->max_bytes,
-						 "",
-						 "",
-						 (double)w->wasted_bytes,
-						 (double)gt->max_bytes };
-		snprintf(g[n].value, sizeof(g[n].value), "%llu",
-			 (unsigned long long)w->wasted_bytes);
-		snprintf(g[n++].limit, sizeof(g[n].limit), "%llu",
-			 (unsigned long long)gt->max_bytes);
+	cli_diveci_eval(&gt->rules, w->efficiency, w->wasted_bytes,
+			w->wasted_user_ratio, gt->res);
+	for (i = 0; i < DIVECI_NRULES; i++) {
+		bool bytes = i == DIVECI_BYTES;
+
+		g[i] = (struct cli_gate_result){
+			cli_diveci_name((int)i),
+			gt->res[i].status != DIVECI_FAIL,
+			"",
+			"",
+			v[i],
+			bytes ? (double)r[i].bytes : r[i].ratio,
+			gt->res[i].status == DIVECI_SKIP,
+		};
+		if (bytes) {
+			snprintf(g[i].value, sizeof(g[i].value), "%llu",
+				 (unsigned long long)w->wasted_bytes);
+			snprintf(g[i].limit, sizeof(g[i].limit), "%llu",
+				 (unsigned long long)r[i].bytes);
+		} else {
+			snprintf(g[i].value, sizeof(g[i].value), "%.4f", v[i]);
+			snprintf(g[i].limit, sizeof(g[i].limit), "%.4f",
+				 r[i].ratio);
+		}
 	}
-	g[n] = (struct cli_gate_result){ "highestUserWastedPercent",
-					 w->wasted_user_ratio <= gt->max_ratio,
-					 "",
-					 "",
-					 w->wasted_user_ratio,
-					 gt->max_ratio };
-	snprintf(g[n].value, sizeof(g[n].value), "%.4f", w->wasted_user_ratio);
-	snprintf(g[n++].limit, sizeof(g[n].limit), "%.4f", gt->max_ratio);
-	return n;
+	return DIVECI_NRULES;
+}
+
+static int rule_opt(struct gates *gt, int rule, const char *opt,
+		    const char *arg)
+{
+	char why[256];
+
+	if (cli_diveci_value(rule, arg, &gt->cmd.r[rule], why, sizeof(why)))
+		return cli_usage("waste", "%s: %s", opt, why);
+	return 0;
+}
+
+/* The rules in force: dive's defaults, then the CI file (--ci-config, or
+ * ./.dive-ci when there is one), then the command line. */
+static int ci_rules(struct gates *gt)
+{
+	char msg[512];
+	const char *path = gt->config ? gt->config : ".dive-ci";
+	int ret, i;
+
+	cli_diveci_defaults(&gt->rules);
+	ret = cli_diveci_load(path, &gt->rules, msg, sizeof(msg));
+	if (ret == -ENOENT && !gt->config) {
+		cli_diveci_defaults(&gt->rules);
+		ret = 0;
+	} else if (ret) {
+		cli_error("%s", msg);
+		return CLI_USAGE;
+	} else {
+		gt->used = path;
+	}
+	for (i = 0; i < DIVECI_NRULES; i++)
+		if (gt->cmd.r[i].set)
+			gt->rules.r[i] = gt->cmd.r[i];
+	return CLI_OK;
 }
 
 int cli_cmd_waste(int argc, char **argv)
@@ -152,10 +220,17 @@ int cli_cmd_waste(int argc, char **argv)
 		{ "min-efficiency", required_argument, NULL, OPT_MIN_EFF },
 		{ "max-wasted-bytes", required_argument, NULL, OPT_MAX_BYTES },
 		{ "max-wasted-percent", required_argument, NULL, OPT_MAX_PCT },
+		{ "ci-config", required_argument, NULL, OPT_CI_CONFIG },
+		/* dive's own names */
+		{ "lowestEfficiency", required_argument, NULL, OPT_MIN_EFF },
+		{ "highestWastedBytes", required_argument, NULL,
+		  OPT_MAX_BYTES },
+		{ "highestUserWastedPercent", required_argument, NULL,
+		  OPT_MAX_PCT },
 		{ 0, 0, 0, 0 },
 	};
-	struct gates gt = { false, 0.9, 0.1, false, 0 };
-	struct cli_gate_result g[3];
+	struct gates gt = { 0 };
+	struct cli_gate_result g[DIVECI_NRULES];
 	struct cli_opts o = { 0 };
 	struct lf_waste *w = NULL;
 	struct lf_err err = { 0 };
@@ -177,20 +252,23 @@ int cli_cmd_waste(int argc, char **argv)
 		case OPT_CI:
 			gt.ci = true;
 			continue;
+		case OPT_CI_CONFIG:
+			gt.config = optarg;
+			gt.ci = true;
+			continue;
 		case OPT_MIN_EFF:
-			if (parse_double(optarg, "--min-efficiency",
-					 &gt.min_eff))
+			if (rule_opt(&gt, DIVECI_EFF, "--min-efficiency",
+				     optarg))
 				return CLI_USAGE;
 			continue;
 		case OPT_MAX_BYTES:
-			if (parse_double(optarg, "--max-wasted-bytes", &v))
+			if (rule_opt(&gt, DIVECI_BYTES, "--max-wasted-bytes",
+				     optarg))
 				return CLI_USAGE;
-			gt.max_bytes = (uint64_t)v;
-			gt.has_max_bytes = true;
 			continue;
 		case OPT_MAX_PCT:
-			if (parse_double(optarg, "--max-wasted-percent",
-					 &gt.max_ratio))
+			if (rule_opt(&gt, DIVECI_PCT, "--max-wasted-percent",
+				     optarg))
 				return CLI_USAGE;
 			continue;
 		}
@@ -202,6 +280,8 @@ int cli_cmd_waste(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return cli_usage("waste", "expected one IMAGE");
+	if (gt.ci && ci_rules(&gt))
+		return CLI_USAGE;
 	if (o.quiet)
 		cli_set_progress(false);
 	ret = cli_open(&o, argv[optind], false, false, &ci);
@@ -218,9 +298,9 @@ int cli_cmd_waste(int argc, char **argv)
 		if (gt.ci)
 			ng = run_gates(w, &gt, g);
 		if (o.json)
-			cli_json_waste(stdout, w, g, ng, gt.ci);
+			cli_json_waste(stdout, ci, w, g, ng, gt.ci);
 		else
-			print_text(w, ci, g, ng);
+			print_text(w, ci, g, ng, &gt);
 		for (i = 0; i < ng; i++)
 			if (!g[i].pass)
 				ret = CLI_ERR;

@@ -127,3 +127,24 @@ def test_commit(img, tmp_path, fmt):
     validate("commit", doc)
     assert doc["layer"] == doc["layer_digest"]
     assert doc["layers"] == doc["layer_count"] == 3
+
+
+@pytest.mark.parametrize("args", [(), ("--layers", "1"), ("--layers-only",)])
+def test_layers(img, args):
+    doc = lf_json(img, "layers", *args, img["img"])
+    validate("layers", doc)
+
+
+@pytest.mark.parametrize("args", [(), ("--ci",), ("--ci",
+                                                  "--max-wasted-bytes", "1")])
+def test_waste(img, args):
+    p = O.layerfs("waste", "--json", "--cache", img["cache"], *args,
+                  img["img"])
+    assert p.returncode in (0, 1), p.stderr
+    doc = json.loads(p.stdout)
+    validate("waste", doc)
+    assert doc["layers"] == lf_json(img, "layers", img["img"])["layers"], \
+        "a layer is the same object in waste and layers"
+    assert doc["secrets"] and doc["top"], "every part of the schema reached"
+    if "--ci" in args:
+        assert doc["ci"]["rules"]
