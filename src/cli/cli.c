@@ -112,6 +112,13 @@ int cli_parse_owner(const char *cmd, const char *arg, uid_t *uid, gid_t *gid)
 	return CLI_OK;
 }
 
+int cli_no_json(const char *cmd, const struct cli_opts *o)
+{
+	if (!o->json)
+		return 0;
+	return cli_usage(cmd, "--json: %s has no JSON output", cmd);
+}
+
 int cli_bad_option(const char *cmd, int c, char **argv)
 {
 	if (c == ':')
@@ -272,6 +279,30 @@ static bool has_lowerdir(int argc, char **argv)
 	return false;
 }
 
+/* `layerfs version [--json]` (also --version, -V). */
+static int version(int argc, char **argv)
+{
+	if (argc == 1) {
+		printf("layerfs %s\n", LAYERFS_VERSION);
+		return CLI_OK;
+	}
+	if (argc == 2 && !strcmp(argv[1], "--json")) {
+		printf("{\"schema\":%d,\"version\":\"%s\"}\n", CLI_JSON_SCHEMA,
+		       LAYERFS_VERSION);
+		return CLI_OK;
+	}
+	if (argc == 2 && !strcmp(argv[1], "--help")) {
+		fputs("usage: layerfs version [--json]\n\n"
+		      "Print the version (also: layerfs --version, -V).\n\n"
+		      "options:\n"
+		      "      --json           machine-readable output\n"
+		      "      --help           show this help\n",
+		      stdout);
+		return CLI_OK;
+	}
+	return cli_usage("version", "unexpected '%s'", argv[1]);
+}
+
 int lf_cli_main(int argc, char **argv)
 {
 	size_t i;
@@ -295,10 +326,8 @@ int lf_cli_main(int argc, char **argv)
 		return CLI_OK;
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") ||
-	    !strcmp(argv[1], "version")) {
-		printf("layerfs %s\n", LAYERFS_VERSION);
-		return CLI_OK;
-	}
+	    !strcmp(argv[1], "version"))
+		return version(argc - 1, argv + 1);
 	for (i = 0; i < LF_ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);

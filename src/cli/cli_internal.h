@@ -78,7 +78,12 @@ enum {
 	{                                                                      \
 		"help", no_argument, NULL, OPT_HELP                            \
 	}
-#define CLI_COMMON_HELP                                                        \
+/* The common options' help (CLI_COMMON_HELP_NOJSON: for the commands
+ * that have no JSON form and refuse --json). */
+#define CLI_COMMON_HELP CLI_COMMON_HELP_HEAD CLI_JSON_HELP CLI_COMMON_HELP_TAIL
+#define CLI_COMMON_HELP_NOJSON CLI_COMMON_HELP_HEAD CLI_COMMON_HELP_TAIL
+#define CLI_JSON_HELP "      --json           machine-readable output\n"
+#define CLI_COMMON_HELP_HEAD                                                   \
 	"      --layers N       use layers 1..N only (negative: from the "     \
 	"top,\n"                                                               \
 	"                       -1 = all but the top layer)\n"                 \
@@ -100,14 +105,17 @@ enum {
 	"                       certificate (*.cert, *.key)\n"                 \
 	"      --cache-max SIZE  docker://: keep at most SIZE bytes of "       \
 	"fetched\n"                                                            \
-	"                       spans (K, M, G; default 2G; 0: none)\n"        \
-	"      --json           machine-readable output\n"                     \
+	"                       spans (K, M, G; default 2G; 0: none)\n"
+
+#define CLI_COMMON_HELP_TAIL                                                   \
 	"  -q, --quiet          no progress line\n"                            \
 	"      --help           show this help\n"                              \
 	"Layer limits (environment): LAYERFS_MAX_LAYER_SIZE (default 1T),\n"   \
 	"LAYERFS_MAX_RATIO (1000:4G), LAYERFS_MAX_ENTRIES (4000000).\n"
 
 int cli_common_opt(int c, const char *arg, struct cli_opts *o);
+/* A command without JSON output given --json: usage error (2), else 0. */
+int cli_no_json(const char *cmd, const struct cli_opts *o);
 
 /* --owner UID:GID (numeric): CLI_OK, or a usage error (2). */
 int cli_parse_owner(const char *cmd, const char *arg, uid_t *uid, gid_t *gid);

@@ -41,7 +41,8 @@ static const char mount_help[] =
 	"                       first --lower is the top, as in lowerdir=): a\n"
 	"                       plain directory (an extracted layer, with OCI\n"
 	"                       or overlayfs whiteouts), or another "
-	"image\n" CLI_COMMON_HELP "\nAs a mount(8) helper (layerfs installed "
+	"image\n" CLI_COMMON_HELP_NOJSON
+	"\nAs a mount(8) helper (layerfs installed "
 	"in /usr/local/bin or /usr/bin,\n"
 	"where mount(8) finds it): mount -t fuse.layerfs IMAGE MNT -o "
 	"layers=3\n"
@@ -290,6 +291,8 @@ static int mount_main(int argc, char **argv, bool helper)
 			      : (ret ? CLI_OK
 				     : cli_bad_option("mount", c, argv));
 	}
+	if (ret == CLI_OK && cli_no_json("mount", &m.o))
+		ret = CLI_USAGE;
 	if (ret != CLI_OK)
 		goto out;
 	if (argc - optind == 1 && m.o.nlowers) {

@@ -29,7 +29,7 @@ static const char cat_help[] =
 	"Symlinks are followed inside the image.  A PATH that cannot be read\n"
 	"is reported and the others are still written; the exit status is\n"
 	"then 1.\n\n"
-	"options:\n" CLI_COMMON_HELP;
+	"options:\n" CLI_COMMON_HELP_NOJSON;
 
 static const char stat_help[] =
 	"usage: layerfs stat [options] IMAGE PATH\n\n"
@@ -429,6 +429,8 @@ int cli_cmd_cat(int argc, char **argv)
 	ret = parse("cat", cat_help, ":q", argc, argv, &o, &follow);
 	if (ret >= 0)
 		return ret;
+	if (cli_no_json("cat", &o))
+		return CLI_USAGE;
 	if (argc - optind < 2)
 		return cli_usage("cat", "expected IMAGE PATH...");
 	ret = cli_open(&o, argv[optind], false, true, &ci);

@@ -148,3 +148,39 @@ def test_waste(img, args):
     assert doc["secrets"] and doc["top"], "every part of the schema reached"
     if "--ci" in args:
         assert doc["ci"]["rules"]
+
+
+def test_version():
+    p = O.layerfs("version", "--json")
+    assert p.returncode == 0, p.stderr
+    validate("version", json.loads(p.stdout))
+    assert json.loads(p.stdout)["version"] in O.layerfs("--version").stdout \
+        .decode()
+
+
+@pytest.mark.parametrize("cmd", ["cat", "mount"])
+def test_no_json_form(img, cmd, tmp_path):
+    """Commands without a JSON form refuse --json (usage error) rather
+    than print text a script would take for JSON."""
+    args = [img["img"], "etc/passwd"] if cmd == "cat" else [
+        img["img"], str(tmp_path)]
+    p = O.layerfs(cmd, "--json", "--cache", img["cache"], *args)
+    assert p.returncode == 2, p.stderr
+    assert b"--json" in p.stderr and p.stdout == b""
+    help_ = O.layerfs(cmd, "--help").stdout.decode()
+    assert "--json" not in help_
+
+
+def test_doc_lists_every_json_command():
+    """docs/json.md has a schema for every command the README says takes
+    --json, and the README names them."""
+    text = open(DOC, encoding="utf-8").read()
+    first = text.split("\n\n")[1]
+    cmds = re.findall(r"`([a-z]+(?: [a-z]+)?)`", first)
+    readme = open(os.path.join(os.path.dirname(DOC), "..", "README.md"),
+                  encoding="utf-8").read()
+    for c in cmds:
+        if c in ("cat", "mount", "umount"):
+            continue
+        assert c.split()[0] in SCHEMAS or c.replace(" ", "-") in SCHEMAS, c
+    assert "docs/json.md" in readme
