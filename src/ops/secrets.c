@@ -163,27 +163,54 @@ static bool hit(struct lf_secret_hit *h, const char *rule, const char *why)
 	return true;
 }
 
-/* The base64 bytes in b[from..to), header lines ("Proc-Type: ...")
- * aside; *ex: the first. */
+/* The end of the line at k, before `to`: a newline, or "\n" as a JSON or
+ * C string writes it; *next: where the next line starts. */
+static size_t eol(const struct scan *s, size_t k, size_t to, size_t *next)
+{
+	for (; k < to; k++) {
+		if (s->b[k] == '\n') {
+			*next = k + 1;
+			return k;
+		}
+		if (s->b[k] == '\\' && k + 1 < to && s->b[k + 1] == 'n') {
+			*next = k + 2;
+			return k;
+		}
+	}
+	*next = to;
+	return to;
+}
+
+static bool pem_filler(int c)
+{
+	return c == '=' || c == ' ' || c == '\t' || c == '\r' || c == '"' ||
+	       c == '\'';
+}
+
+/* The base64 bytes of a key body in b[from..to), header lines
+ * ("Proc-Type: ...") aside; 0 when another line holds anything but base64
+ * (code or prose between a BEGIN and an END is no key).  *ex: the first. */
 static size_t pem_body(const struct scan *s, size_t from, size_t to,
 		       const char **ex)
 {
-	size_t k, j, nb = 0;
+	size_t k, j, e, next, nb = 0;
 
 	*ex = NULL;
-	for (k = from; k < to; k = j + 1) {
-		const char *nl = memchr(s->b + k, '\n', to - k);
-		size_t eol = nl ? (size_t)(nl - s->b) : to;
-
-		j = eol;
-		if (memchr(s->b + k, ':', eol - k))
+	for (k = from; k < to; k = next) {
+		e = eol(s, k, to, &next);
+		if (memchr(s->b + k, ':', e - k))
 			continue;
-		for (j = k; j < eol; j++)
-			if (is_b64((unsigned char)s->b[j]) || s->b[j] == '=') {
+		for (j = k; j < e; j++) {
+			int c = (unsigned char)s->b[j];
+
+			if (is_b64(c)) {
 				if (!*ex)
 					*ex = s->b + j;
 				nb++;
+			} else if (!pem_filler(c)) {
+				return 0;
 			}
+		}
 	}
 	return nb;
 }
