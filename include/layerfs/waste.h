@@ -2,8 +2,9 @@
 /*
  * waste.h - where an image's bytes go: per layer, bytes shipped that a
  * later layer overwrites or deletes; for the image, dive's efficiency score
- * and wasted bytes; and files that look like secrets, invisible in the final
- * view but still readable in the layer that shipped them.
+ * and wasted bytes; and files that hold secrets (secrets.h), invisible in
+ * the final view but still readable in the layer that shipped them (or, on
+ * request, visible ones too).
  *
  * Definitions (docs/architecture.md states them too):
  *   added        sizes of a layer's regular-file entries (hardlink entries
@@ -35,6 +36,7 @@
 #include "layerfs/blob.h"
 #include "layerfs/common.h"
 #include "layerfs/index.h"
+#include "layerfs/secrets.h"
 #include "layerfs/stack.h"
 
 struct lf_waste_layer {
@@ -52,10 +54,24 @@ struct lf_waste_path {
 struct lf_waste_secret {
 	char *path;
 	uint32_t layer;	    /* ships it (1-based) */
-	uint32_t hidden_by; /* hides it */
+	uint32_t hidden_by; /* hides it; 0: visible in the final view */
 	uint64_t size;
-	const char *reason; /* static text */
+	const char *reason;		 /* static text */
+	const char *rule;		 /* static id, secrets.h */
+	char excerpt[LF_SECRET_EXCERPT]; /* redacted */
 };
+
+/* Which files lf_waste_scan() judges: none, those a later layer hides
+ * (the "RUN rm" trap; the default), or every regular file. */
+enum lf_waste_secrets {
+	LF_WASTE_SECRETS_NONE,
+	LF_WASTE_SECRETS_HIDDEN,
+	LF_WASTE_SECRETS_ALL
+};
+
+/* Content scanning stops after this many bytes in all (files then judged
+ * by name only, and counted in secrets_unscanned). */
+#define LF_WASTE_SCAN_TOTAL (256ull << 20)
 
 struct lf_waste {
 	size_t nlayers;
@@ -69,15 +85,21 @@ struct lf_waste {
 	size_t ntop;
 	struct lf_waste_secret *secrets;
 	size_t nsecrets;
+	size_t secrets_unscanned; /* files judged by name: budget spent */
 };
 
 /*
  * Account the stack's layers (bottom first), reading hidden files through
- * the stack's blobs to look for private keys.  `top` limits the list of
- * paths.
+ * the stack's blobs to look for secrets (secrets.h: the first
+ * LF_SECRET_SCAN_BYTES of each file, streamed from its layer blob).  `top`
+ * limits the list of paths.  lf_waste_compute() is lf_waste_scan() with
+ * LF_WASTE_SECRETS_HIDDEN.
  */
 int lf_waste_compute(const struct lf_stack *stack, size_t top,
 		     struct lf_waste **out, struct lf_err *err);
+int lf_waste_scan(const struct lf_stack *stack, size_t top,
+		  enum lf_waste_secrets which, struct lf_waste **out,
+		  struct lf_err *err);
 /* Only the per-layer fields (added, overwritten, deleted; the rest is zero,
  * efficiency 0): what `layers` shows, without dive's path accounting. */
 int lf_waste_per_layer(struct lf_index *const *layers, size_t n,

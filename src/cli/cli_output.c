@@ -472,12 +472,18 @@ int cli_json_waste(FILE *f, const struct lf_stack *stack,
 		json_object_set_new(e, "layer",
 				    json_integer(w->secrets[i].layer));
 		json_object_set_new(e, "hidden_by",
-				    json_integer(w->secrets[i].hidden_by));
+				    w->secrets[i].hidden_by
+					    ? json_integer(
+						      w->secrets[i].hidden_by)
+					    : json_null());
 		json_object_set_new(e, "size",
 				    json_integer(
 					    (json_int_t)w->secrets[i].size));
 		json_object_set_new(e, "reason",
 				    json_string(w->secrets[i].reason));
+		json_object_set_new(e, "rule", json_string(w->secrets[i].rule));
+		json_object_set_new(e, "excerpt",
+				    json_string(w->secrets[i].excerpt));
 		json_array_append_new(sec, e);
 	}
 	json_object_set_new(o, "layers", layers);
@@ -492,6 +498,8 @@ int cli_json_waste(FILE *f, const struct lf_stack *stack,
 			    cli_json_ratio(w->wasted_user_ratio));
 	json_object_set_new(o, "top", top);
 	json_object_set_new(o, "secrets", sec);
+	json_object_set_new(o, "secrets_unscanned",
+			    json_integer((json_int_t)w->secrets_unscanned));
 	if (ci) {
 		json_t *c = json_object(), *rules = json_array();
 		bool pass = true;

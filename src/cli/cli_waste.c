@@ -16,11 +16,14 @@ static const char waste_help[] =
 	"them a later layer overwrites or deletes; dive's efficiency score "
 	"and\n"
 	"wasted bytes; the paths that waste most, with the layers that ship\n"
-	"and hide them; and files that look like secrets (keys, .env,\n"
-	"credentials, private-key blocks) that are invisible in the final\n"
-	"view but readable in a layer.\n\n"
+	"and hide them; and files that hold secrets (private keys, cloud and\n"
+	"registry tokens, credential files: well-known rules on the first\n"
+	"MiB of each file) that are invisible in the final view but readable\n"
+	"in a layer.\n\n"
 	"options:\n"
 	"      --top N          list the N most wasteful paths (default 10)\n"
+	"      --secrets WHICH  files to judge: hidden (default), all (the\n"
+	"                       visible ones too), none\n"
 	"      --ci             exit 1 when a gate fails (dive's CI rules,\n"
 	"                       read from ./.dive-ci when it exists; the\n"
 	"                       options below override the file):\n"
@@ -43,6 +46,7 @@ static const char waste_help[] =
 
 enum {
 	OPT_TOP = 3000,
+	OPT_SECRETS,
 	OPT_CI,
 	OPT_MIN_EFF,
 	OPT_MAX_BYTES,
@@ -69,6 +73,36 @@ static int parse_double(const char *arg, const char *what, double *out)
 		return cli_usage("waste", "%s wants a number, not '%s'", what,
 				 arg);
 	return 0;
+}
+
+/* The secrets a later layer hides, or those still visible. */
+static void print_secrets(const struct lf_waste *w, bool hidden)
+{
+	bool head = false;
+	size_t i;
+
+	for (i = 0; i < w->nsecrets; i++) {
+		const struct lf_waste_secret *s = &w->secrets[i];
+
+		if (!s->hidden_by != !hidden)
+			continue;
+		if (!head)
+			printf(hidden ? "\nhidden but shipped, and it looks "
+					"like "
+					"a secret:\n"
+				      : "\nvisible, and it looks like a "
+					"secret:\n");
+		head = true;
+		if (hidden)
+			printf("  %s: shipped in layer %u, hidden by layer %u "
+			       "(%s) %s %s\n",
+			       s->path, s->layer, s->hidden_by, s->reason,
+			       s->rule, s->excerpt);
+		else
+			printf("  %s: shipped in layer %u (%s) %s %s\n",
+			       s->path, s->layer, s->reason, s->rule,
+			       s->excerpt);
+	}
 }
 
 static void print_text(const struct lf_waste *w, const struct lf_stack *ci,
@@ -117,12 +151,12 @@ static void print_text(const struct lf_waste *w, const struct lf_stack *ci,
 		       (unsigned long long)w->top[i].cumulative, layers, hid,
 		       w->top[i].path);
 	}
-	if (w->nsecrets)
-		printf("\nhidden but shipped, and it looks like a secret:\n");
-	for (i = 0; i < w->nsecrets; i++)
-		printf("  %s: shipped in layer %u, hidden by layer %u (%s)\n",
-		       w->secrets[i].path, w->secrets[i].layer,
-		       w->secrets[i].hidden_by, w->secrets[i].reason);
+	print_secrets(w, true);
+	print_secrets(w, false);
+	if (w->secrets_unscanned)
+		printf("\n%zu files judged by name only: the scan budget is "
+		       "spent\n",
+		       w->secrets_unscanned);
 	for (i = 0, k = 0; i < ng; i++)
 		if (!g[i].skip)
 			printf("%s%s: %s (%s %s %s)\n", k++ ? "" : "\n",
@@ -216,6 +250,7 @@ int cli_cmd_waste(int argc, char **argv)
 	static const struct option longopts[] = {
 		CLI_COMMON_LONGOPTS,
 		{ "top", required_argument, NULL, OPT_TOP },
+		{ "secrets", required_argument, NULL, OPT_SECRETS },
 		{ "ci", no_argument, NULL, OPT_CI },
 		{ "min-efficiency", required_argument, NULL, OPT_MIN_EFF },
 		{ "max-wasted-bytes", required_argument, NULL, OPT_MAX_BYTES },
@@ -230,6 +265,7 @@ int cli_cmd_waste(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	struct gates gt = { 0 };
+	enum lf_waste_secrets which = LF_WASTE_SECRETS_HIDDEN;
 	struct cli_gate_result g[DIVECI_NRULES];
 	struct cli_opts o = { 0 };
 	struct lf_waste *w = NULL;
@@ -248,6 +284,19 @@ int cli_cmd_waste(int argc, char **argv)
 			if (parse_double(optarg, "--top", &v))
 				return CLI_USAGE;
 			top = (size_t)v;
+			continue;
+		case OPT_SECRETS:
+			if (!strcmp(optarg, "hidden"))
+				which = LF_WASTE_SECRETS_HIDDEN;
+			else if (!strcmp(optarg, "all"))
+				which = LF_WASTE_SECRETS_ALL;
+			else if (!strcmp(optarg, "none"))
+				which = LF_WASTE_SECRETS_NONE;
+			else
+				return cli_usage("waste",
+						 "--secrets wants hidden, all "
+						 "or none, not '%s'",
+						 optarg);
 			continue;
 		case OPT_CI:
 			gt.ci = true;
@@ -290,7 +339,7 @@ int cli_cmd_waste(int argc, char **argv)
 			cli_error("%s: %s", lf_stack_name(ci), err.msg);
 			ret = CLI_ERR;
 		}
-	if (ret == CLI_OK && lf_waste_compute(ci, top, &w, &err)) {
+	if (ret == CLI_OK && lf_waste_scan(ci, top, which, &w, &err)) {
 		cli_error("%s: %s", lf_stack_name(ci), err.msg);
 		ret = CLI_ERR;
 	}

@@ -1,17 +1,14 @@
 // SPDX-License-Identifier: MIT
-/* waste.c - bytes shipped but hidden, dive's efficiency, hidden secrets. */
+/* waste.c - bytes shipped but hidden, dive's efficiency, shipped secrets. */
 #include "layerfs/waste.h"
 
 #include <errno.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layerfs/path.h"
 #include "layerfs/tree.h"
-
-#define SNIFF_BYTES 65536
 
 /* One leaf path of dive's accounting. */
 struct pstat {
@@ -50,6 +47,8 @@ struct acc {
 	size_t npaths;
 	struct pmap map;
 	struct lf_waste *w;
+	char *buf;	/* secrets: LF_SECRET_SCAN_BYTES */
+	size_t scanned; /* bytes read for secrets so far */
 };
 
 static uint64_t hash_str(const char *s)
@@ -270,94 +269,93 @@ static int file_gone(void *arg, size_t l, uint32_t i)
 	return 0;
 }
 
-static const char *secret_name(const char *base, const char *path)
+/* Read up to LF_SECRET_SCAN_BYTES of the file into a->buf (binary data:
+ * the probe only) within the total budget; the bytes read. */
+static size_t scan_read(struct acc *a, size_t l, const struct lf_idx_entry *e)
 {
-	static const char *const pats[] = {
-		"id_rsa",      "id_dsa",  "id_ecdsa", "id_ed25519",
-		"*.pem",       "*.key",	  ".env",     ".env.*",
-		".netrc",      ".npmrc",  ".pypirc",  ".git-credentials",
-		"credentials", "*token*", "*secret*",
-	};
-	size_t k;
-
-	if (strstr(path, ".docker/config.json"))
-		return "docker registry credentials file";
-	for (k = 0; k < LF_ARRAY_SIZE(pats); k++)
-		if (!fnmatch(pats[k], base, FNM_CASEFOLD))
-			return "the name looks like a secret";
-	return NULL;
-}
-
-static const char *sniff(struct acc *a, size_t l, const struct lf_idx_entry *e)
-{
-	char *buf = malloc(SNIFF_BYTES + 1), *p;
+	size_t want = (size_t)LF_MIN(e->size, (uint64_t)LF_SECRET_SCAN_BYTES);
+	size_t probe = LF_MIN(want, (size_t)LF_SECRET_BINARY_PROBE);
 	struct lf_err err;
 	ssize_t n;
-	const char *why = NULL;
 
-	if (!buf)
-		return NULL;
-	n = lf_stack_read_file(a->stack, l, e, buf, SNIFF_BYTES, 0, &err);
-	if (n > 0) {
-		buf[n] = '\0';
-		for (p = buf;
-		     (p = memmem(p, (size_t)(buf + n - p), "-----BEGIN ", 11));
-		     p += 11) {
-			char *end = memchr(p, '\n', (size_t)(buf + n - p));
-			size_t len = end ? (size_t)(end - p)
-					 : (size_t)(buf + n - p);
-
-			if (memmem(p, len, "PRIVATE KEY-----", 16)) {
-				why = "it holds a private key";
-				break;
-			}
-		}
+	if (!want)
+		return 0;
+	if (a->scanned + want > LF_WASTE_SCAN_TOTAL) {
+		a->w->secrets_unscanned++;
+		return 0;
 	}
-	free(buf);
-	return why;
+	n = lf_stack_read_file(a->stack, l, e, a->buf, probe, 0, &err);
+	if (n <= 0)
+		return 0;
+	a->scanned += (size_t)n;
+	if ((size_t)n < probe || want == probe ||
+	    lf_secret_is_binary(a->buf, (size_t)n))
+		return (size_t)n;
+	want -= (size_t)n;
+	n = lf_stack_read_file(a->stack, l, e, a->buf + probe, want, probe,
+			       &err);
+	if (n <= 0)
+		return probe;
+	a->scanned += (size_t)n;
+	return probe + (size_t)n;
 }
 
-static int find_secrets(struct acc *a)
+static int add_secret(struct lf_waste *w, size_t *cap, const char *path,
+		      uint32_t layer, uint32_t hid, uint64_t size,
+		      const struct lf_secret_hit *h)
 {
-	struct lf_waste *w = a->w;
-	size_t l, i, cap = 0;
+	struct lf_waste_secret *s;
 
-	for (l = 0; l < a->n; l++) {
+	if (w->nsecrets == *cap) {
+		size_t nc = *cap ? *cap * 2 : 8;
+
+		if (!(s = realloc(w->secrets, nc * sizeof(*s))))
+			return -ENOMEM;
+		w->secrets = s;
+		*cap = nc;
+	}
+	s = &w->secrets[w->nsecrets];
+	*s = (struct lf_waste_secret){ NULL,	  layer,   hid, size,
+				       h->reason, h->rule, "" };
+	memcpy(s->excerpt, h->excerpt, sizeof(s->excerpt));
+	if (!(s->path = malloc(strlen(path) + 2)))
+		return -ENOMEM;
+	sprintf(s->path, "/%s", path);
+	w->nsecrets++;
+	return 0;
+}
+
+static int find_secrets(struct acc *a, enum lf_waste_secrets which)
+{
+	size_t l, i, cap = 0;
+	int ret = 0;
+
+	if (which == LF_WASTE_SECRETS_NONE)
+		return 0;
+	if (a->stack && !(a->buf = malloc(LF_SECRET_SCAN_BYTES)))
+		return -ENOMEM;
+	for (l = 0; l < a->n && !ret; l++) {
 		const struct lf_index *x = a->idx[l];
 
-		for (i = 0; i < lf_index_count(x); i++) {
+		for (i = 0; i < lf_index_count(x) && !ret; i++) {
 			const struct lf_idx_entry *e = lf_index_entry(x, i);
-			const char *path = lf_index_path(x, e), *why;
+			const char *path = lf_index_path(x, e);
 			uint32_t hid = a->hidden_at[a->base[l] + i];
+			struct lf_secret_hit h;
+			size_t n;
 
-			if (e->kind != LF_KIND_REG || !hid ||
-			    (e->flags & LF_IDX_WHITEOUT))
+			if (e->kind != LF_KIND_REG || !e->size ||
+			    (e->flags & LF_IDX_WHITEOUT) ||
+			    (!hid && which != LF_WASTE_SECRETS_ALL))
 				continue;
-			why = secret_name(lf_path_basename(path), path);
-			if (!why && e->size && a->stack)
-				why = sniff(a, l, e);
-			if (!why)
-				continue;
-			if (w->nsecrets == cap) {
-				size_t nc = cap ? cap * 2 : 8;
-				struct lf_waste_secret *s =
-					realloc(w->secrets, nc * sizeof(*s));
-
-				if (!s)
-					return -ENOMEM;
-				w->secrets = s;
-				cap = nc;
-			}
-			w->secrets[w->nsecrets] = (struct lf_waste_secret){
-				NULL, (uint32_t)l + 1, hid, e->size, why
-			};
-			if (!(w->secrets[w->nsecrets].path = malloc(
-				      strlen(path) + 2)))
-				return -ENOMEM;
-			sprintf(w->secrets[w->nsecrets++].path, "/%s", path);
+			n = a->stack ? scan_read(a, l, e) : 0;
+			if (lf_secret_check(path, e->size, a->buf, n, &h))
+				ret = add_secret(a->w, &cap, path,
+						 (uint32_t)l + 1, hid, e->size,
+						 &h);
 		}
 	}
-	return 0;
+	return ret;
 }
 
 static int cmp_cum(const void *x, const void *y)
@@ -445,12 +443,13 @@ static void acc_release(struct acc *a)
 	free(a->base);
 	free(a->hidden_at);
 	free(a->paths);
+	free(a->buf);
 }
 
 /* full: dive's path accounting and secrets too, else per layer only. */
 static int compute(struct lf_index *const *layers, const struct lf_stack *stack,
-		   size_t n, size_t top, bool full, struct lf_waste **out,
-		   struct lf_err *err)
+		   size_t n, size_t top, bool full, enum lf_waste_secrets which,
+		   struct lf_waste **out, struct lf_err *err)
 {
 	struct acc a = { .idx = layers, .stack = stack, .n = n };
 	struct lf_merge *merge = NULL;
@@ -486,7 +485,8 @@ static int compute(struct lf_index *const *layers, const struct lf_stack *stack,
 		free(a.paths);
 		a.paths = NULL;
 	}
-	if (full && ((ret = find_secrets(&a)) || (ret = summarise(&a, top))))
+	if (full &&
+	    ((ret = find_secrets(&a, which)) || (ret = summarise(&a, top))))
 		goto nomem;
 	lf_merge_free(merge);
 	acc_release(&a);
@@ -503,17 +503,25 @@ fail:
 	return ret;
 }
 
+int lf_waste_scan(const struct lf_stack *stack, size_t top,
+		  enum lf_waste_secrets which, struct lf_waste **out,
+		  struct lf_err *err)
+{
+	return compute(lf_stack_indexes(stack), stack, lf_stack_count(stack),
+		       top, true, which, out, err);
+}
+
 int lf_waste_compute(const struct lf_stack *stack, size_t top,
 		     struct lf_waste **out, struct lf_err *err)
 {
-	return compute(lf_stack_indexes(stack), stack, lf_stack_count(stack),
-		       top, true, out, err);
+	return lf_waste_scan(stack, top, LF_WASTE_SECRETS_HIDDEN, out, err);
 }
 
 int lf_waste_per_layer(struct lf_index *const *layers, size_t n,
 		       struct lf_waste **out, struct lf_err *err)
 {
-	return compute(layers, NULL, n, 0, false, out, err);
+	return compute(layers, NULL, n, 0, false, LF_WASTE_SECRETS_NONE, out,
+		       err);
 }
 
 void lf_waste_free(struct lf_waste *w)

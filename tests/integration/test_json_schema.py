@@ -136,7 +136,8 @@ def test_layers(img, args):
 
 
 @pytest.mark.parametrize("args", [(), ("--ci",), ("--ci",
-                                                  "--max-wasted-bytes", "1")])
+                                                  "--max-wasted-bytes", "1"),
+                                  ("--secrets", "all")])
 def test_waste(img, args):
     p = O.layerfs("waste", "--json", "--cache", img["cache"], *args,
                   img["img"])
