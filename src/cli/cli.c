@@ -11,9 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "layerfs/cache_dir.h"
 #include "layerfs/limits.h"
-#include "layerfs/log.h"
 #include "layerfs/rblob.h"
+#include "layerfs/log.h"
 
 static const struct {
 	const char *name;
@@ -36,6 +37,7 @@ static const struct {
 	{ "mount", cli_cmd_mount,
 	  "mount an image (or a layer prefix) with FUSE" },
 	{ "umount", cli_cmd_umount, "unmount a layerfs mount" },
+	{ "cache", cli_cmd_cache, "list, measure, prune the cache directory" },
 };
 
 static void usage(FILE *f)
@@ -110,6 +112,13 @@ int cli_parse_owner(const char *cmd, const char *arg, uid_t *uid, gid_t *gid)
 	*uid = u;
 	*gid = g;
 	return CLI_OK;
+}
+
+uint64_t cli_cache_cap(const struct cli_opts *o)
+{
+	if (!o->cache_max)
+		return LF_RBLOB_CACHE_DEFAULT;
+	return o->cache_max == LF_RBLOB_CACHE_NONE ? 0 : o->cache_max;
 }
 
 int cli_no_json(const char *cmd, const struct cli_opts *o)
@@ -247,6 +256,10 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 		lf_buf_reset(&cache_dir); /* no HOME: work uncached */
 	so.cache_dir = cache_dir.len ? cache_dir.data : NULL;
 	ret = lf_stack_open(path, &so, out, &err);
+	/* what this command wrote counts against the cap at once; what it
+	 * uses is marked used now and stays */
+	if (!ret && so.cache_dir)
+		lf_cache_cap(so.cache_dir, cli_cache_cap(o));
 	lf_buf_release(&cache_dir);
 	cli_progress_done();
 	if (ret == -ERANGE && !strncmp(err.msg, "--layers ", 9)) {

@@ -103,9 +103,12 @@ enum {
 	"      --cert-dir DIR   docker://: CA certificates (*.crt) and a "     \
 	"client\n"                                                             \
 	"                       certificate (*.cert, *.key)\n"                 \
-	"      --cache-max SIZE  docker://: keep at most SIZE bytes of "       \
-	"fetched\n"                                                            \
-	"                       spans (K, M, G; default 2G; 0: none)\n"
+	"      --cache-max SIZE  keep the cache directory under SIZE "         \
+	"(K, M, G;\n"                                                          \
+	"                       default 2G; least recently used first, "       \
+	"never\n"                                                              \
+	"                       what a running layerfs uses; 0: nothing "      \
+	"else)\n"
 
 #define CLI_COMMON_HELP_TAIL                                                   \
 	"  -q, --quiet          no progress line\n"                            \
@@ -114,6 +117,9 @@ enum {
 	"LAYERFS_MAX_RATIO (1000:4G), LAYERFS_MAX_ENTRIES (4000000).\n"
 
 int cli_common_opt(int c, const char *arg, struct cli_opts *o);
+/* The cache directory's size cap from --cache-max (default 2G; 0: keep
+ * nothing not in use). */
+uint64_t cli_cache_cap(const struct cli_opts *o);
 /* A command without JSON output given --json: usage error (2), else 0. */
 int cli_no_json(const char *cmd, const struct cli_opts *o);
 
@@ -216,5 +222,6 @@ int cli_cmd_diff(int argc, char **argv);
 int cli_cmd_waste(int argc, char **argv);
 int cli_cmd_commit(int argc, char **argv);
 int cli_cmd_umount(int argc, char **argv);
+int cli_cmd_cache(int argc, char **argv);
 
 #endif /* LAYERFS_CLI_INTERNAL_H */

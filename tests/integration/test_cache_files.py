@@ -109,11 +109,13 @@ def test_tree_stored_per_prefix_and_reused(images, oracles, cache_dir,
     n = O.layer_count("basic")
     first = _ls(img, cache_dir)
     assert len(_trees(cache_dir)) == 1
-    before = {t: os.stat(t).st_mtime_ns for t in _trees(cache_dir)}
+    # reused, not rewritten: the same inode (a store renames a new file in;
+    # mtime is the LRU mark and moves on every use)
+    before = {t: os.stat(t).st_ino for t in _trees(cache_dir)}
     again = _ls(img, cache_dir)
     assert again.stdout == first.stdout
     assert not _err(again), _err(again)
-    assert {t: os.stat(t).st_mtime_ns for t in _trees(cache_dir)} == before
+    assert {t: os.stat(t).st_ino for t in _trees(cache_dir)} == before
     for k in range(1, n):
         _ls(img, cache_dir, "--layers", str(k))
     assert len(_trees(cache_dir)) == n, "one tree per prefix"

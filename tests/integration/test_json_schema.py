@@ -185,3 +185,12 @@ def test_doc_lists_every_json_command():
             continue
         assert c.split()[0] in SCHEMAS or c.replace(" ", "-") in SCHEMAS, c
     assert "docs/json.md" in readme
+
+
+@pytest.mark.parametrize("sub", ["ls", "du"])
+def test_cache(img, sub):
+    lf_json(img, "ls", img["img"])      # something in the cache
+    doc = lf_json(img, "cache", sub)
+    validate("cache-" + sub, doc)
+    if sub == "ls":
+        assert doc["items"]
