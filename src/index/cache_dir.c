@@ -67,6 +67,38 @@ static bool used_has(const struct used *u, dev_t dev, ino_t ino)
 	return u->n && bsearch(&k, u->f, u->n, sizeof(k), cmp_fid);
 }
 
+/* "ADDR PERMS OFFSET MAJ:MIN INODE [PATH]" of /proc/PID/maps: 0 or -1. */
+static int maps_line(const char *line, dev_t *dev, ino_t *ino)
+{
+	unsigned long maj, min;
+	unsigned long long i;
+	const char *p = line;
+	char *end;
+	int k;
+
+	for (k = 0; k < 3; k++) { /* skip address, perms, offset */
+		p = strchr(p, ' ');
+		if (!p)
+			return -1;
+		p++;
+	}
+	errno = 0;
+	maj = strtoul(p, &end, 16);
+	if (end == p || *end != ':')
+		return -1;
+	p = end + 1;
+	min = strtoul(p, &end, 16);
+	if (end == p || *end != ' ')
+		return -1;
+	p = end + 1;
+	i = strtoull(p, &end, 10);
+	if (end == p || errno)
+		return -1;
+	*dev = makedev((unsigned)maj, (unsigned)min);
+	*ino = (ino_t)i;
+	return 0;
+}
+
 /* The files process `pid` ("self" or digits) maps or has open on `dev`. */
 static void proc_used(const char *pid, dev_t dev, struct used *u)
 {
@@ -78,13 +110,11 @@ static void proc_used(const char *pid, dev_t dev, struct used *u)
 	snprintf(path, sizeof(path), "/proc/%s/maps", pid);
 	if ((f = fopen(path, "re"))) {
 		while (fgets(line, sizeof(line), f)) {
-			unsigned maj, min;
-			unsigned long long ino;
+			dev_t mdev;
+			ino_t ino;
 
-			if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min,
-				   &ino) == 3 &&
-			    ino && makedev(maj, min) == dev)
-				used_add(u, dev, (ino_t)ino);
+			if (!maps_line(line, &mdev, &ino) && ino && mdev == dev)
+				used_add(u, dev, ino);
 		}
 		fclose(f);
 	}
