@@ -299,22 +299,35 @@ static bool span_file(const char *name)
 	return i && (!name[i] || ends_with(name, ".tmp"));
 }
 
-/* spans/<hex>/ and spans/<hex>.sums: one item per blob. */
-static int scan_spans(int dfd, struct list *l)
+/* List subdirectory `name` of dfd, never through a symlink: 0 with *d
+ * NULL when there is none (or it is not a directory), else -errno. */
+static int open_sub(int dfd, const char *name, DIR **d)
 {
-	int sfd = openat(dfd, "spans",
-			 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	struct dirent *de;
-	DIR *d;
+	int fd = openat(dfd, name,
+			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-	if (sfd < 0)
+	*d = NULL;
+	if (fd < 0)
 		return errno == ENOENT || errno == ENOTDIR || errno == ELOOP
 			       ? 0
 			       : -errno;
-	if (!(d = fdopendir(sfd))) {
-		close(sfd);
+	if (!(*d = fdopendir(fd))) {
+		close(fd);
 		return -errno;
 	}
+	return 0;
+}
+
+/* spans/<hex>/ and spans/<hex>.sums: one item per blob. */
+static int scan_spans(int dfd, struct list *l)
+{
+	struct dirent *de;
+	int sfd, ret;
+	DIR *d;
+
+	if ((ret = open_sub(dfd, "spans", &d)) || !d)
+		return ret;
+	sfd = dirfd(d);
 	while ((de = readdir(d))) {
 		size_t len = strlen(de->d_name);
 		char name[80];
@@ -368,19 +381,13 @@ static int scan_spans(int dfd, struct list *l)
 
 static int scan_docs(int dfd, struct list *l)
 {
-	int fd = openat(dfd, "docs",
-			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct dirent *de;
+	int fd, ret;
 	DIR *d;
 
-	if (fd < 0)
-		return errno == ENOENT || errno == ENOTDIR || errno == ELOOP
-			       ? 0
-			       : -errno;
-	if (!(d = fdopendir(fd))) {
-		close(fd);
-		return -errno;
-	}
+	if ((ret = open_sub(dfd, "docs", &d)) || !d)
+		return ret;
+	fd = dirfd(d);
 	while ((de = readdir(d))) {
 		struct lf_cache_item *it;
 		char name[80];
