@@ -323,9 +323,9 @@ def _snapshot(d):
             p = os.path.join(root, f)
             st = os.stat(p)
             with open(p, "rb") as fh:
+                # not mtime: it is the cache's last-use mark (LRU)
                 out[os.path.relpath(p, d)] = (
-                    st.st_ino, st.st_mtime_ns,
-                    hashlib.sha256(fh.read()).hexdigest())
+                    st.st_ino, hashlib.sha256(fh.read()).hexdigest())
     return out
 
 
