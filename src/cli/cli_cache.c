@@ -109,7 +109,7 @@ static int print_ls(const char *dir, const struct lf_cache_item *it, size_t n,
 			char t[32];
 
 			when(it[i].last_use, t);
-			printf("%-9s %12llu  %s  %-6s %s\n",
+			printf("%-11s %12llu  %s  %-6s %s\n",
 			       lf_cache_kind_name(it[i].kind),
 			       (unsigned long long)it[i].size, t,
 			       it[i].in_use ? "in-use" : "-", it[i].name);
@@ -167,11 +167,11 @@ static int print_du(const char *dir, const struct lf_cache_item *it, size_t n,
 	}
 	if (!json) {
 		for (k = 0; k < LF_CACHE_NKINDS; k++)
-			printf("%-9s %12llu bytes  %zu item%s\n",
+			printf("%-11s %12llu bytes  %zu item%s\n",
 			       lf_cache_kind_name(k),
 			       (unsigned long long)bytes[k], count[k],
 			       count[k] == 1 ? "" : "s");
-		printf("%-9s %12llu bytes  %zu item%s, %llu in use, cap "
+		printf("%-11s %12llu bytes  %zu item%s, %llu in use, cap "
 		       "%llu\n",
 		       "total", (unsigned long long)total, n, n == 1 ? "" : "s",
 		       (unsigned long long)used, (unsigned long long)cap);
