@@ -75,6 +75,8 @@ int lf_upper_override_apply(const char *val, size_t len, struct stat *st)
 	    field(&p, end, 10, UINT32_MAX - 1, &gid) ||
 	    field(&p, end, 8, 07777, &mode))
 		return -EINVAL;
+	if (p == end && p[-1] == ':')
+		return -EINVAL; /* "UID:GID:MODE:" */
 	if (p < end && p[-1] == ':') {
 		/* the type: the host object is what it says, or a regular
 		 * file standing in for a special file */

@@ -430,6 +430,101 @@ LF_TEST(image_copy_up_streams_data_and_keeps_metadata)
 	lf_stack_close(c.stack);
 }
 
+/* The rootless ownership record: what it accepts, and that anything else
+ * leaves the host stat as it is. */
+LF_TEST(override_record_parse)
+{
+	static const struct {
+		const char *v;
+		mode_t host, want_mode;
+		uid_t uid;
+		gid_t gid;
+		dev_t rdev;
+	} ok[] = {
+		{ "0:0:0644", S_IFREG, S_IFREG | 0644, 0, 0, 0 },
+		{ "33:33:0750:dir", S_IFDIR, S_IFDIR | 0750, 33, 33, 0 },
+		{ "0:0:4755:file", S_IFREG, S_IFREG | 04755, 0, 0, 0 },
+		{ "7:8:0620:pipe", S_IFREG, S_IFIFO | 0620, 7, 8, 0 },
+		{ "0:0:0666:char-1-3", S_IFREG, S_IFCHR | 0666, 0, 0,
+		  1 * 256 + 3 },
+		{ "0:6:0660:block-8-1", S_IFREG, S_IFBLK | 0660, 0, 6,
+		  8 * 256 + 1 },
+		{ "4294967294:1:0", S_IFREG, S_IFREG, 4294967294u, 1, 0 },
+	};
+	static const struct {
+		const char *v;
+		mode_t host;
+	} bad[] = {
+		{ "", S_IFREG },
+		{ "0:0", S_IFREG },
+		{ "0:0:", S_IFREG },
+		{ "a:0:0644", S_IFREG },
+		{ "0:0:0648", S_IFREG },	  /* not octal */
+		{ "0:0:17777", S_IFREG },	  /* beyond 07777 */
+		{ "4294967295:0:0644", S_IFREG }, /* (uid_t)-1 */
+		{ "99999999999999999999:0:0644", S_IFREG },
+		{ "-1:0:0644", S_IFREG },
+		{ "0:0:0644:dir", S_IFREG }, /* type does not fit */
+		{ "0:0:0755:file", S_IFDIR },
+		{ "0:0:0644:pipe", S_IFDIR }, /* only a file stands in */
+		{ "0:0:0644:symlink", S_IFREG },
+		{ "0:0:0644:char-1", S_IFREG },
+		{ "0:0:0644:char-1-", S_IFREG },
+		{ "0:0:0644:char-x-3", S_IFREG },
+		{ "0:0:0644:char-99999999-3", S_IFREG },
+		{ "0:0:0644:", S_IFREG },
+		{ "0:0:0644:file:x", S_IFREG },
+		{ "0:0:0644 ", S_IFREG },
+	};
+	size_t i;
+
+	for (i = 0; i < LF_ARRAY_SIZE(ok); i++) {
+		struct stat st = { .st_mode = ok[i].host | 0600,
+				   .st_uid = 1000,
+				   .st_gid = 1000,
+				   .st_size = 5 };
+
+		CHECK_EQ_INT(lf_upper_override_apply(ok[i].v, strlen(ok[i].v),
+						     &st),
+			     0);
+		CHECK_EQ_INT(st.st_mode, ok[i].want_mode);
+		CHECK_EQ_INT(st.st_uid, ok[i].uid);
+		CHECK_EQ_INT(st.st_gid, ok[i].gid);
+		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+			CHECK_EQ_INT(st.st_size, 0);
+			CHECK_EQ_INT(st.st_rdev, ok[i].rdev);
+		}
+	}
+	for (i = 0; i < LF_ARRAY_SIZE(bad); i++) {
+		struct stat st = { .st_mode = bad[i].host | 0600,
+				   .st_uid = 1000,
+				   .st_gid = 1000 };
+
+		CHECK_EQ_INT(lf_upper_override_apply(bad[i].v, strlen(bad[i].v),
+						     &st),
+			     -EINVAL);
+		CHECK_EQ_INT(st.st_mode, bad[i].host | 0600);
+		CHECK_EQ_INT(st.st_uid, 1000);
+	}
+	/* format and parse agree */
+	{
+		struct stat img = { .st_mode = S_IFCHR | 0640,
+				    .st_uid = 5,
+				    .st_gid = 6,
+				    .st_rdev = 4 * 256 + 64 },
+			    st = { .st_mode = S_IFREG | 0600 };
+		char buf[128];
+
+		CHECK_EQ_INT(lf_upper_override_format(buf, sizeof(buf), &img),
+			     0);
+		CHECK_EQ_STR(buf, "5:6:0640:char-4-64");
+		CHECK_EQ_INT(lf_upper_override_apply(buf, strlen(buf), &st), 0);
+		CHECK_EQ_INT(st.st_mode, img.st_mode);
+		CHECK_EQ_INT(st.st_rdev, img.st_rdev);
+		CHECK_EQ_INT(lf_upper_override_format(buf, 8, &img), -ERANGE);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	return lf_test_main(argc, argv);
