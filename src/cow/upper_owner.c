@@ -37,19 +37,32 @@ static int field(const char **p, const char *end, int base, uint64_t max,
 	return 0;
 }
 
-/* "char-MAJ-MIN" / "block-MAJ-MIN": the device number. */
-static int devnum(const char *s, const char *end, dev_t *rdev)
+/* A decimal number at *p, before `end` (the value is not NUL-terminated):
+ * 0 and *p past it, or -EINVAL. */
+static int number(const char **p, const char *end, uint64_t max, uint64_t *out)
 {
-	uint64_t ma = 0, mi = 0;
-	char *e;
+	const char *s = *p;
+	uint64_t v = 0;
 
 	if (s == end || *s < '0' || *s > '9')
 		return -EINVAL;
-	ma = strtoull(s, &e, 10);
-	if (e >= end || *e != '-' || e[1] < '0' || e[1] > '9')
-		return -EINVAL;
-	mi = strtoull(e + 1, &e, 10);
-	if (e != end || ma > 0xfffff || mi > 0xfffff)
+	for (; s < end && *s >= '0' && *s <= '9'; s++) {
+		v = v * 10 + (uint64_t)(*s - '0');
+		if (v > max)
+			return -EINVAL;
+	}
+	*p = s;
+	*out = v;
+	return 0;
+}
+
+/* "MAJ-MIN" of "char-MAJ-MIN" / "block-MAJ-MIN": the device number. */
+static int devnum(const char *s, const char *end, dev_t *rdev)
+{
+	uint64_t ma, mi;
+
+	if (number(&s, end, 0xfffff, &ma) || s == end || *s++ != '-' ||
+	    number(&s, end, 0xfffff, &mi) || s != end)
 		return -EINVAL;
 	*rdev = makedev((unsigned)ma, (unsigned)mi);
 	return 0;
@@ -90,10 +103,10 @@ int lf_upper_override_apply(const char *val, size_t len, struct stat *st)
 			type = S_IFIFO;
 		else if (is(p, end, "socket") && reg)
 			type = S_IFSOCK;
-		else if (!strncmp(p, "char-", 5) && reg &&
+		else if (end - p > 5 && !memcmp(p, "char-", 5) && reg &&
 			 !devnum(p + 5, end, &rdev))
 			type = S_IFCHR;
-		else if (!strncmp(p, "block-", 6) && reg &&
+		else if (end - p > 6 && !memcmp(p, "block-", 6) && reg &&
 			 !devnum(p + 6, end, &rdev))
 			type = S_IFBLK;
 		else

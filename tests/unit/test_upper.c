@@ -484,8 +484,13 @@ LF_TEST(override_record_parse)
 				   .st_gid = 1000,
 				   .st_size = 5 };
 
-		CHECK_EQ_INT(lf_upper_override_apply(ok[i].v, strlen(ok[i].v),
-						     &st),
+		char buf[128];
+
+		/* the value is not NUL-terminated (an xattr): digits after
+		 * it must not be read */
+		memset(buf, '9', sizeof(buf));
+		memcpy(buf, ok[i].v, strlen(ok[i].v));
+		CHECK_EQ_INT(lf_upper_override_apply(buf, strlen(ok[i].v), &st),
 			     0);
 		CHECK_EQ_INT(st.st_mode, ok[i].want_mode);
 		CHECK_EQ_INT(st.st_uid, ok[i].uid);
