@@ -457,7 +457,7 @@ void cli_diveci_gofloat(double v, char *out, size_t len)
 		if (strtod(buf, NULL) == v)
 			break;
 	}
-	exp = atoi(strchr(buf, 'e') + 1);
+	exp = (int)strtol(strchr(buf, 'e') + 1, NULL, 10);
 	if (exp < -4 || exp >= 6)
 		snprintf(out, len, "%.*e", p, v);
 	else
