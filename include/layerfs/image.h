@@ -50,6 +50,7 @@
 #include "layerfs/vfile.h"
 
 struct lf_image;
+struct lf_registry;
 
 struct lf_image_opts {
 	const char *ref; /* NAME:TAG or ref annotation, NULL = the only one */
@@ -112,6 +113,13 @@ const char *lf_image_format(const struct lf_image *img);
 const char *lf_image_path(const struct lf_image *img);
 /* Digest of the selected manifest ("" for docker-archive). */
 const char *lf_image_manifest_digest(const struct lf_image *img);
+/* The selected manifest's media type (NULL for docker-archive) and its
+ * size in bytes: with its digest, the descriptor an artifact's `subject`
+ * names. */
+const char *lf_image_manifest_type(const struct lf_image *img, uint64_t *size);
+/* The registry a docker:// image is read from (borrowed: valid until
+ * lf_image_close()), or NULL for other transports. */
+struct lf_registry *lf_image_registry(const struct lf_image *img);
 /* Config blob digest, and its raw JSON bytes (NUL-terminated). */
 const char *lf_image_config_digest(const struct lf_image *img);
 const char *lf_image_config_json(const struct lf_image *img, size_t *len);

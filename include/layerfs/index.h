@@ -113,6 +113,11 @@ const struct lf_gzidx_view *lf_index_gzidx(const struct lf_index *idx);
 int lf_index_check_windows(const struct lf_index *idx);
 /* The cache file the index was loaded from, or NULL (built now). */
 const char *lf_index_cache_path(const struct lf_index *idx);
+/* The whole index file image (cache.h), as stored or loaded; NULL for a
+ * directory layer.  *len gets its size. */
+const void *lf_index_file(const struct lf_index *idx, size_t *len);
+/* Built with digest verification on (LF_CACHE_VERIFIED). */
+bool lf_index_verified(const struct lf_index *idx);
 /*
  * The hash (lf_cache_hash64()) of span `block` of the uncompressed stream
  * as seen while indexing: gzip layers, checkpoint span `block`; others,

@@ -31,6 +31,7 @@
 
 #include <stdint.h>
 
+#include "layerfs/buf.h"
 #include "layerfs/common.h"
 #include "layerfs/registry.h"
 #include "layerfs/vfile.h"
@@ -55,5 +56,21 @@ struct lf_rblob_opts {
 int lf_rblob_open(struct lf_registry *r, const char *digest, uint64_t size,
 		  const struct lf_rblob_opts *o, struct lf_vfile **out,
 		  struct lf_err *err);
+
+/*
+ * Span digests as an index artifact carries them (the `.sums` file's
+ * self-checked form: magic, blob size, span size, count, the digests, a
+ * sha256 of it all).  lf_rblob_sums(): those of rblob vfile f into out,
+ * streaming the blob once first when they are not known (-EINVAL when f
+ * is not an rblob).  lf_rblob_sums_valid(): are they such bytes for a
+ * blob of `size`?  lf_rblob_sums_install(): check such bytes against a
+ * blob of `size` bytes and this build's span size, then store them in the
+ * cache (atomically) where lf_rblob_open() of that digest finds them.
+ */
+int lf_rblob_sums(struct lf_vfile *f, struct lf_buf *out, struct lf_err *err);
+bool lf_rblob_sums_valid(const void *data, size_t len, uint64_t size);
+int lf_rblob_sums_install(const char *cache_dir, const char *digest,
+			  uint64_t size, const void *data, size_t len,
+			  struct lf_err *err);
 
 #endif /* LAYERFS_RBLOB_H */

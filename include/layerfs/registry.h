@@ -75,6 +75,31 @@ int lf_registry_blob_range(struct lf_registry *r, const char *digest,
 			   uint64_t off, size_t len, void *buf,
 			   struct lf_err *err);
 
+/*
+ * Writes (`layerfs index push`; the token asked for then has push scope).
+ * lf_registry_blob_put(): upload `len` bytes as blob `digest` (POST an
+ * upload, PUT its location with the digest; nothing when the registry has
+ * it already); an upload location on another host is refused.
+ * lf_registry_manifest_put(): PUT a manifest or index of `media_type`
+ * under `ref` (a tag or its digest); *subject_seen tells whether the
+ * answer carried OCI-Subject (the registry indexed its subject for the
+ * referrers API).  Errors carry the registry's own error code.
+ */
+int lf_registry_blob_put(struct lf_registry *r, const char *digest,
+			 const void *data, size_t len, struct lf_err *err);
+int lf_registry_manifest_put(struct lf_registry *r, const char *ref,
+			     const char *media_type, const void *data,
+			     size_t len, bool *subject_seen,
+			     struct lf_err *err);
+
+/* GET the referrers of manifest `digest` (OCI 1.1), filtered to
+ * `artifact_type` when not NULL: an image index of at most `max` bytes
+ * into body (NUL-terminated); -ENOENT when the registry has no referrers
+ * API (404), -EPROTO when the answer is not an image index. */
+int lf_registry_referrers(struct lf_registry *r, const char *digest,
+			  const char *artifact_type, size_t max,
+			  struct lf_buf *body, struct lf_err *err);
+
 /* Requests made and body bytes received so far. */
 void lf_registry_stats(const struct lf_registry *r, uint64_t *requests,
 		       uint64_t *bytes);

@@ -5,7 +5,8 @@
  *
  * lf_stack_open() opens the image and the lowers (bottom first: the image's
  * prefix, then the lowers from the last one to the first, like overlayfs'
- * lowerdir=), indexes every layer on all cores (reporting bytes read through
+ * lowerdir=), installs the indexes a docker:// image's registry shares for
+ * layers not in the cache (index_remote.h), indexes every layer on all cores (reporting bytes read through
  * opts->progress), and, if asked, builds or maps the merged tree.  Layer
  * blobs (blob.h) are opened on first use by lf_stack_blob() and share the
  * stack's chunk cache.
@@ -40,6 +41,8 @@ struct lf_stack_opts {
 	uint64_t cache_max;	   /* docker://: span cache cap, 0 default */
 	const char *creds;	   /* docker://: "USER[:PASS]" or NULL */
 	const char *cert_dir;	   /* docker://: certificates, or NULL */
+	bool no_remote_index;	   /* docker://: do not look for an index
+			       * artifact (index_remote.h) */
 	long layers;		   /* prefix of IMAGE: N > 0 first N layers,
 				 * N < 0 all but the top -N, 0 all */
 	const char *const *lowers; /* more layers above IMAGE, top first:

@@ -38,6 +38,9 @@ static const struct {
 	  "mount an image (or a layer prefix) with FUSE" },
 	{ "umount", cli_cmd_umount, "unmount a layerfs mount" },
 	{ "cache", cli_cmd_cache, "list, measure, prune the cache directory" },
+	{ "index", cli_cmd_index,
+	  "share a registry image's layer indexes in the "
+	  "registry" },
 };
 
 static void usage(FILE *f)
@@ -187,6 +190,9 @@ int cli_common_opt(int c, const char *arg, struct cli_opts *o)
 	case OPT_CERT_DIR:
 		o->cert_dir = arg;
 		return 1;
+	case OPT_NO_REMOTE_INDEX:
+		o->no_remote_index = true;
+		return 1;
 	case OPT_CACHE_MAX:
 		if (!strcmp(arg, "0")) {
 			o->cache_max = LF_RBLOB_CACHE_NONE;
@@ -241,6 +247,7 @@ int cli_open(const struct cli_opts *o, const char *path, bool all_layers,
 		.cache_max = o->cache_max,
 		.creds = o->creds,
 		.cert_dir = o->cert_dir,
+		.no_remote_index = o->no_remote_index,
 		.layers = o->has_layers && !all_layers ? o->layers : 0,
 		.lowers = o->lowers,
 		.nlowers = o->nlowers,

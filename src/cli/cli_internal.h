@@ -30,6 +30,7 @@ struct cli_opts {
 	const char *creds;    /* --creds */
 	const char *cert_dir; /* --cert-dir */
 	bool no_cache;	      /* --no-cache: index in memory only */
+	bool no_remote_index; /* --no-remote-index */
 	bool has_layers;
 	long layers; /* --layers N as given */
 	bool json;
@@ -60,6 +61,7 @@ enum {
 	OPT_CACHE_MAX,
 	OPT_CREDS,
 	OPT_CERT_DIR,
+	OPT_NO_REMOTE_INDEX,
 	OPT_HELP,
 };
 #define CLI_COMMON_LONGOPTS                                                    \
@@ -74,6 +76,7 @@ enum {
 		{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },       \
 		{ "creds", required_argument, NULL, OPT_CREDS },               \
 		{ "cert-dir", required_argument, NULL, OPT_CERT_DIR },         \
+		{ "no-remote-index", no_argument, NULL, OPT_NO_REMOTE_INDEX }, \
 		{ "quiet", no_argument, NULL, 'q' },                           \
 	{                                                                      \
 		"help", no_argument, NULL, OPT_HELP                            \
@@ -103,6 +106,11 @@ enum {
 	"      --cert-dir DIR   docker://: CA certificates (*.crt) and a "     \
 	"client\n"                                                             \
 	"                       certificate (*.cert, *.key)\n"                 \
+	"      --no-remote-index  docker://: do not use layer indexes the "    \
+	"registry\n"                                                           \
+	"                       shares (see 'layerfs index push'): stream "    \
+	"and\n"                                                                \
+	"                       index every layer here\n"                      \
 	"      --cache-max SIZE  keep the cache directory under SIZE "         \
 	"(K, M, G;\n"                                                          \
 	"                       default 2G; least recently used first, "       \
@@ -223,5 +231,6 @@ int cli_cmd_waste(int argc, char **argv);
 int cli_cmd_commit(int argc, char **argv);
 int cli_cmd_umount(int argc, char **argv);
 int cli_cmd_cache(int argc, char **argv);
+int cli_cmd_index(int argc, char **argv);
 
 #endif /* LAYERFS_CLI_INTERNAL_H */

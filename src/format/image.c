@@ -191,8 +191,13 @@ static int resolve_manifest(struct lf_image *img, const struct lf_image_desc *d,
 		else /* an artifact (SBOM, chart...) is not an image */
 			ret = lf_image_check_artifact(json, len, &img->manifest,
 						      img->path, err);
-		if (!ret)
+		if (!ret) {
 			memcpy(img->manifest_digest, d->digest, LF_DIGEST_LEN);
+			img->manifest_size = len;
+			free(img->manifest_media_type);
+			if (!(img->manifest_media_type = strdup(mt)))
+				ret = oom(err);
+		}
 	}
 out:
 	free(mt);
@@ -783,6 +788,17 @@ const char *lf_image_path(const struct lf_image *img)
 	return img->path;
 }
 
+const char *lf_image_manifest_type(const struct lf_image *img, uint64_t *size)
+{
+	*size = img->manifest_size;
+	return img->manifest_media_type;
+}
+
+struct lf_registry *lf_image_registry(const struct lf_image *img)
+{
+	return img->store.remote ? lf_image_remote_registry(&img->store) : NULL;
+}
+
 const char *lf_image_manifest_digest(const struct lf_image *img)
 {
 	return img->manifest_digest;
@@ -822,6 +838,7 @@ void lf_image_close(struct lf_image *img)
 	lf_image_store_release(&img->store);
 	free(img->config_json);
 	free(img->ref);
+	free(img->manifest_media_type);
 	free(img->path);
 	free(img);
 }

@@ -106,6 +106,8 @@ struct lf_image {
 	const char *format;
 	const char *want_format; /* a transport's, or NULL */
 	char manifest_digest[LF_DIGEST_LEN];
+	char *manifest_media_type; /* of the selected manifest, or NULL */
+	uint64_t manifest_size;	   /* its bytes */
 	char config_digest[LF_DIGEST_LEN];
 	char *config_json;
 	size_t config_len;
@@ -158,6 +160,8 @@ int lf_image_remote_layer(const struct lf_image_store *st, const char *name,
 			  uint64_t size, struct lf_vfile **out,
 			  struct lf_err *err);
 void lf_image_remote_release(struct lf_image_store *st);
+/* The registry the store reads (borrowed), or NULL for other stores. */
+struct lf_registry *lf_image_remote_registry(const struct lf_image_store *st);
 
 /*
  * Open `rel` under dirfd without ever leaving it: symlinks are followed

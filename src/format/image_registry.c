@@ -339,6 +339,11 @@ int lf_image_remote_layer(const struct lf_image_store *st, const char *name,
 	return lf_rblob_open(m->reg, digest, size, &m->span_opts, out, err);
 }
 
+struct lf_registry *lf_image_remote_registry(const struct lf_image_store *st)
+{
+	return st->remote->reg;
+}
+
 void lf_image_remote_release(struct lf_image_store *st)
 {
 	struct lf_image_remote *m = st->remote;

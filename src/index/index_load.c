@@ -289,6 +289,17 @@ int lf_index_check_windows(const struct lf_index *idx)
 	return idx->cached ? lf_cache_check_windows(idx->map, idx->maplen) : 0;
 }
 
+const void *lf_index_file(const struct lf_index *idx, size_t *len)
+{
+	*len = idx->hdr ? idx->maplen : 0;
+	return idx->hdr ? idx->map : NULL;
+}
+
+bool lf_index_verified(const struct lf_index *idx)
+{
+	return idx->hdr && (lf_le32(idx->hdr->flags) & LF_CACHE_VERIFIED);
+}
+
 const char *lf_index_cache_path(const struct lf_index *idx)
 {
 	return idx->cached ? idx->cache_path : NULL;

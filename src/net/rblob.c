@@ -340,24 +340,58 @@ static void disk_account(const char *root, uint64_t len, uint64_t max)
 
 /* ---- span digests on disk ---- */
 
-/* magic, size, span, count, digests, sha256 of all before it */
-static int sums_load(struct rb *b)
+/*
+ * The file: magic, size, span, count (LE 64-bit), the digests, sha256 of
+ * all before it.  sums_encode() makes one of n digests for a blob of
+ * `size`; sums_check() says whether p holds one for that size.
+ */
+static unsigned char *sums_encode(uint64_t size, const unsigned char *sums,
+				  size_t *len)
 {
-	size_t len = 8 + 8 + 8 + 8 + b->nspans * HASH + HASH;
-	unsigned char *p = malloc(len), got[HASH];
+	uint64_t n = (size + SPAN - 1) / SPAN, hdr[3] = { size, SPAN, n };
+	unsigned char *p;
 	struct lf_sha256 *h = NULL;
-	uint64_t hdr[3] = { b->size, SPAN, b->nspans };
 
-	if (!p || read_exact(b->sums_path, p, len) ||
-	    memcmp(p, sums_magic, sizeof(sums_magic)) ||
-	    memcmp(p + 8, hdr, sizeof(hdr)) || lf_sha256_new(&h)) {
+	*len = 32 + n * HASH + HASH;
+	if (!(p = malloc(*len)) || lf_sha256_new(&h)) {
 		free(p);
-		return -1;
+		return NULL;
 	}
+	memcpy(p, sums_magic, sizeof(sums_magic));
+	memcpy(p + 8, hdr, sizeof(hdr));
+	memcpy(p + 32, sums, n * HASH);
+	lf_sha256_update(h, p, *len - HASH);
+	final_raw(h, p + *len - HASH);
+	lf_sha256_free(h);
+	return p;
+}
+
+static bool sums_check(const unsigned char *p, size_t len, uint64_t size)
+{
+	uint64_t n = (size + SPAN - 1) / SPAN, hdr[3] = { size, SPAN, n };
+	struct lf_sha256 *h = NULL;
+	unsigned char got[HASH];
+
+	if (len != 32 + n * HASH + HASH ||
+	    memcmp(p, sums_magic, sizeof(sums_magic)) ||
+	    memcmp(p + 8, hdr, sizeof(hdr)) || lf_sha256_new(&h))
+		return false;
 	lf_sha256_update(h, p, len - HASH);
 	final_raw(h, got);
 	lf_sha256_free(h);
-	if (memcmp(got, p + len - HASH, HASH)) {
+	return !memcmp(got, p + len - HASH, HASH);
+}
+
+static int sums_load(struct rb *b)
+{
+	size_t len = 32 + b->nspans * HASH + HASH;
+	unsigned char *p = malloc(len);
+
+	if (!p || read_exact(b->sums_path, p, len)) {
+		free(p);
+		return -1;
+	}
+	if (!sums_check(p, len, b->size)) {
 		lf_log(LF_LOG_WARN, "%s: damaged, ignored", b->sums_path);
 		free(p);
 		return -1;
@@ -371,22 +405,12 @@ static int sums_load(struct rb *b)
 
 static void sums_save(struct rb *b)
 {
-	size_t len = 32 + b->nspans * HASH + HASH;
-	unsigned char *p = malloc(len);
-	uint64_t hdr[3] = { b->size, SPAN, b->nspans };
-	struct lf_sha256 *h = NULL;
+	size_t len;
+	unsigned char *p = b->sums_path ? sums_encode(b->size, b->sums, &len)
+					: NULL;
 
-	if (!b->sums_path || !p || lf_sha256_new(&h)) {
-		free(p);
-		return;
-	}
-	memcpy(p, sums_magic, sizeof(sums_magic));
-	memcpy(p + 8, hdr, sizeof(hdr));
-	memcpy(p + 32, b->sums, b->nspans * HASH);
-	lf_sha256_update(h, p, len - HASH);
-	final_raw(h, p + len - HASH);
-	lf_sha256_free(h);
-	if (!mkdir_quiet(b->cache_root) || write_file(b->sums_path, p, len))
+	if (p &&
+	    (!mkdir_quiet(b->cache_root) || write_file(b->sums_path, p, len)))
 		lf_log(LF_LOG_DEBUG, "cannot write %s", b->sums_path);
 	free(p);
 }
@@ -981,5 +1005,87 @@ int lf_rblob_open(struct lf_registry *r, const char *digest, uint64_t size,
 	ret = lf_vfile_from_ops(&rb_ops, b, size, name, out);
 	if (ret)
 		return lf_err_set(err, ret, "out of memory");
+	return 0;
+}
+
+/* ---- span digests for index artifacts ---- */
+
+int lf_rblob_sums(struct lf_vfile *f, struct lf_buf *out, struct lf_err *err)
+{
+	const size_t chunk = 4u << 20;
+	unsigned char *p = NULL;
+	uint64_t off = 0;
+	char *buf = NULL;
+	size_t len = 0;
+	bool known;
+	void *ctx;
+	struct rb *b;
+
+	if (lf_vfile_backend(f, &ctx) != &rb_ops)
+		return lf_err_set(err, -EINVAL, "%s: not a registry blob",
+				  lf_vfile_name(f));
+	b = ctx;
+	pthread_mutex_lock(&b->mu);
+	sums_once(b);
+	known = b->sums != NULL;
+	pthread_mutex_unlock(&b->mu);
+	/* unknown: stream the blob once, forward (it hashes as it goes) */
+	if (!known && !(buf = malloc(chunk)))
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	while (!known && off < b->size) {
+		ssize_t n = lf_vfile_pread(f, buf, chunk, off);
+
+		if (n <= 0) {
+			free(buf);
+			return lf_err_set(err, n ? (int)n : -EIO, "%s@%s: %s",
+					  lf_registry_name(b->r), b->digest,
+					  n ? strerror((int)-n) : "short read");
+		}
+		off += (uint64_t)n;
+	}
+	free(buf);
+	pthread_mutex_lock(&b->mu);
+	if (b->sums)
+		p = sums_encode(b->size, b->sums, &len);
+	pthread_mutex_unlock(&b->mu);
+	if (!p)
+		return lf_err_set(err, -EIO,
+				  "%s@%s: the span digests are not known",
+				  lf_registry_name(b->r), b->digest);
+	lf_buf_reset(out);
+	if (lf_buf_add(out, p, len)) {
+		free(p);
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	}
+	free(p);
+	return 0;
+}
+
+bool lf_rblob_sums_valid(const void *data, size_t len, uint64_t size)
+{
+	return size <= LF_RBLOB_MAX_SIZE && sums_check(data, len, size);
+}
+
+int lf_rblob_sums_install(const char *cache_dir, const char *digest,
+			  uint64_t size, const void *data, size_t len,
+			  struct lf_err *err)
+{
+	char root[4096], path[4200];
+	int ret;
+
+	if (strncmp(digest, "sha256:", 7) || strlen(digest) != 71)
+		return lf_err_set(err, -EINVAL, "blob %s: not a sha256 digest",
+				  digest);
+	if (size > LF_RBLOB_MAX_SIZE || !sums_check(data, len, size))
+		return lf_err_set(err, -EINVAL,
+				  "the span digests of %s do not check "
+				  "(another size, span or damaged)",
+				  digest);
+	snprintf(root, sizeof(root), "%s/spans", cache_dir);
+	snprintf(path, sizeof(path), "%s/%s.sums", root, digest + 7);
+	if (!mkdir_quiet(root))
+		return lf_err_set(err, -EIO, "cannot create %s", root);
+	if ((ret = write_file(path, data, len)))
+		return lf_err_set(err, ret, "%s: %s", path, strerror(-ret));
 	return 0;
 }

@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "layerfs/digest.h"
 #include "layerfs/log.h"
 #include "net_internal.h"
 
@@ -294,8 +295,12 @@ struct sink {
 	char ctype[256];
 	char crange[128];
 	char clen[32];
-	char challenge[1024]; /* WWW-Authenticate */
-	char retry[32];	      /* Retry-After */
+	char challenge[1024];		 /* WWW-Authenticate */
+	char retry[32];			 /* Retry-After */
+	char location[2048];		 /* Location (an upload's URL) */
+	char subject[LF_DIGEST_LEN + 8]; /* OCI-Subject */
+	char errbody[512];		 /* start of an error answer's body */
+	size_t errlen;
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ctx)
@@ -303,8 +308,17 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ctx)
 	struct sink *s = ctx;
 	size_t len = size * nmemb;
 
-	if (s->status < 200 || s->status > 299)
-		return len; /* an error page: not the body asked for */
+	if (s->status < 200 || s->status > 299) {
+		/* an error page: not the body asked for; its start may say
+		 * why (a registry's {"errors":[...]}) */
+		size_t room = sizeof(s->errbody) - 1 - s->errlen;
+		size_t k = len < room ? len : room;
+
+		memcpy(s->errbody + s->errlen, p, k);
+		s->errlen += k;
+		s->errbody[s->errlen] = '\0';
+		return len;
+	}
 	if (s->dst) {
 		if (len > s->cap - s->n) {
 			s->overflow = true;
@@ -357,8 +371,11 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ctx)
 				    : 0;
 		s->ctype[0] = s->crange[0] = s->clen[0] = '\0';
 		s->challenge[0] = s->retry[0] = '\0';
+		s->location[0] = s->subject[0] = '\0';
 	}
 	header_value(p, len, "Content-Type:", s->ctype, sizeof(s->ctype));
+	header_value(p, len, "Location:", s->location, sizeof(s->location));
+	header_value(p, len, "OCI-Subject:", s->subject, sizeof(s->subject));
 	header_value(p, len, "Content-Range:", s->crange, sizeof(s->crange));
 	header_value(p, len, "Content-Length:", s->clen, sizeof(s->clen));
 	header_value(p, len, "WWW-Authenticate:", s->challenge,
@@ -368,10 +385,18 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ctx)
 }
 
 struct req {
-	const char *what;  /* "manifests" or "blobs" */
+	const char *what;  /* "manifests", "blobs" or "referrers" */
 	const char *ref;   /* tag or digest */
 	bool head;	   /* HEAD */
 	uint64_t off, len; /* a range when len */
+	/* writes: "POST" or "PUT" with a body of blen bytes (may be 0) of
+	 * type ctype (or none), to `url` when given (an upload's Location,
+	 * absolute) instead of what/ref; never redirected */
+	const char *method;
+	const char *url;
+	const void *body;
+	size_t blen;
+	const char *ctype;
 };
 
 static void sleep_ms(long ms)
@@ -462,9 +487,13 @@ static int perform(struct lf_registry *r, const struct req *q, struct sink *s,
 		hdr = curl_slist_append(hdr, r->authz);
 	pthread_mutex_unlock(&r->amu);
 	*plain = atomic_load(&r->plain);
-	snprintf(url, urlsize, "%s://%s/v2/%s/%s/%s", *plain ? "http" : "https",
-		 r->host, r->repo, q->what, q->ref);
-	if (!strcmp(q->what, "manifests"))
+	if (q->url)
+		snprintf(url, urlsize, "%s", q->url);
+	else
+		snprintf(url, urlsize, "%s://%s/v2/%s/%s/%s",
+			 *plain ? "http" : "https", r->host, r->repo, q->what,
+			 q->ref);
+	if (!strcmp(q->what, "manifests") && !q->method)
 		hdr = curl_slist_append(hdr, ACCEPT_MANIFESTS);
 	if (q->len) {
 		snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
@@ -476,12 +505,29 @@ static int perform(struct lf_registry *r, const struct req *q, struct sink *s,
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(c, CURLOPT_NOBODY, q->head ? 1L : 0L);
 	common_opts(r, c, s);
+	if (q->method) {
+		char ct[300];
+
+		snprintf(ct, sizeof(ct), "Content-Type: %s",
+			 q->ctype ? q->ctype : "application/octet-stream");
+		hdr = curl_slist_append(hdr, ct);
+		/* no 100-continue round trip before a large body */
+		hdr = curl_slist_append(hdr, "Expect:");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->blen ? q->body : "");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)q->blen);
+		curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+		goto go;
+	}
 	/* blob GETs may be redirected to storage on another host: the
 	 * Authorization header never goes there (libcurl drops custom
 	 * Authorization headers when the host or port changes) */
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
 	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
 	curl_easy_setopt(c, CURLOPT_UNRESTRICTED_AUTH, 0L);
+go:
 	*cc = curl_easy_perform(c);
 	*status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
@@ -667,6 +713,27 @@ static int fail(struct lf_registry *r, const char *url, long status,
 	return lf_err_set(err, -EIO, "%s: HTTP %ld", url, status);
 }
 
+/* A refused write: the registry's own words ({"errors":[{"code":..,
+ * "message":..}]}), when it gave some, after the status. */
+static void explain(const struct sink *s, struct lf_err *err)
+{
+	json_t *j = json_loads(s->errbody, 0, NULL);
+	json_t *e = json_array_get(json_object_get(j, "errors"), 0);
+	const char *code = json_string_value(json_object_get(e, "code"));
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	size_t n = strlen(err->msg);
+
+	if (code && n < sizeof(err->msg)) {
+		snprintf(err->msg + n, sizeof(err->msg) - n, " (%.40s%s%.200s)",
+			 code, msg ? ": " : "", msg ? msg : "");
+		for (; err->msg[n]; n++) /* the server's bytes: no controls */
+			if ((unsigned char)err->msg[n] < 0x20 ||
+			    err->msg[n] == 0x7f)
+				err->msg[n] = '?';
+	}
+	json_decref(j);
+}
+
 /*
  * The request with its retries (s is reset before each try): a 401 is
  * answered once per request (a token may have expired since), a dropped
@@ -688,6 +755,9 @@ static int request(struct lf_registry *r, const struct req *q, struct sink *s,
 		s->status = 0;
 		s->ctype[0] = s->crange[0] = s->clen[0] = '\0';
 		s->challenge[0] = s->retry[0] = '\0';
+		s->location[0] = s->subject[0] = '\0';
+		s->errbody[0] = '\0';
+		s->errlen = 0;
 		if (s->buf)
 			lf_buf_reset(s->buf);
 		if ((ret = perform(r, q, s, &status, url, sizeof(url), &cc,
@@ -723,7 +793,10 @@ static int request(struct lf_registry *r, const struct req *q, struct sink *s,
 		}
 		break;
 	}
-	return fail(r, url, status, cc, err);
+	ret = fail(r, url, status, cc, err);
+	if (q->method && cc == CURLE_OK)
+		explain(s, err);
+	return ret;
 }
 
 int lf_registry_manifest(struct lf_registry *r, const char *ref, size_t max,
@@ -809,5 +882,154 @@ int lf_registry_blob_range(struct lf_registry *r, const char *digest,
 				  r->name, digest, (unsigned long long)off,
 				  (unsigned long long)(off + len - 1), s.n,
 				  s.crange);
+	return 0;
+}
+
+/* ---- writes ---- */
+
+#define WRITE_ANSWER_MAX (64u << 10) /* the body of a write's answer */
+
+/* A write request (q->method set) whose answer body is not needed. */
+static int write_req(struct lf_registry *r, const struct req *q, struct sink *s,
+		     struct lf_err *err)
+{
+	struct lf_buf none;
+	int ret;
+
+	lf_buf_init(&none);
+	s->buf = &none;
+	s->max = WRITE_ANSWER_MAX;
+	ret = request(r, q, s, err);
+	lf_buf_release(&none);
+	return ret;
+}
+
+/* An upload's Location as an absolute URL of r's own host (our credentials
+ * go with it), into out. */
+static int upload_url(struct lf_registry *r, const char *loc, char *out,
+		      size_t size, struct lf_err *err)
+{
+	const char *scheme = atomic_load(&r->plain) ? "http" : "https";
+	size_t hl = strlen(r->host);
+	const char *rest = NULL;
+	int n;
+
+	if (loc[0] == '/' && loc[1] != '/')
+		rest = loc;
+	else if (!strncmp(loc, "http://", 7) || !strncmp(loc, "https://", 8)) {
+		const char *h = strstr(loc, "//") + 2;
+
+		if (!strncmp(h, r->host, hl) && (h[hl] == '/' || !h[hl]))
+			rest = h + hl;
+	}
+	if (!rest || strpbrk(loc, " \r\n"))
+		return lf_err_set(err, -EPROTO,
+				  "%s: the registry sent an upload location "
+				  "on another host or malformed ('%.200s')",
+				  r->name, loc);
+	n = snprintf(out, size, "%s://%s%s", scheme, r->host,
+		     *rest ? rest : "/");
+	if (n < 0 || (size_t)n >= size)
+		return lf_err_set(err, -EPROTO,
+				  "%s: the upload location is too long",
+				  r->name);
+	return 0;
+}
+
+int lf_registry_blob_put(struct lf_registry *r, const char *digest,
+			 const void *data, size_t len, struct lf_err *err)
+{
+	struct req q = { .what = "blobs", .ref = "uploads/", .method = "POST" };
+	struct sink s = { 0 };
+	char url[2400];
+	uint64_t have;
+	int ret;
+
+	if (!lf_registry_blob_size(r, digest, &have, NULL) && have == len)
+		return 0; /* already there (a mount by digest is not asked:
+			   * the blob is ours to send) */
+	if ((ret = write_req(r, &q, &s, err)))
+		return lf_err_prefix(err, "uploading %s", digest);
+	if (!s.location[0])
+		return lf_err_set(err, -EPROTO,
+				  "%s: uploading %s: the registry gave no "
+				  "upload location",
+				  r->name, digest);
+	if ((ret = upload_url(r, s.location, url, sizeof(url) - 120, err)))
+		return ret;
+	/* the digest's ':' escaped, as distribution's clients do */
+	snprintf(url + strlen(url), 120, "%sdigest=sha256%%3A%s",
+		 strchr(url, '?') ? "&" : "?", digest + 7);
+	q = (struct req){ .what = "blobs",
+			  .ref = "",
+			  .method = "PUT",
+			  .url = url,
+			  .body = data,
+			  .blen = len };
+	memset(&s, 0, sizeof(s));
+	if ((ret = write_req(r, &q, &s, err)))
+		return lf_err_prefix(err, "uploading %s", digest);
+	return 0;
+}
+
+int lf_registry_manifest_put(struct lf_registry *r, const char *ref,
+			     const char *media_type, const void *data,
+			     size_t len, bool *subject_seen, struct lf_err *err)
+{
+	struct req q = { .what = "manifests",
+			 .ref = ref,
+			 .method = "PUT",
+			 .body = data,
+			 .blen = len,
+			 .ctype = media_type };
+	struct sink s = { 0 };
+	int ret;
+
+	if ((ret = write_req(r, &q, &s, err)))
+		return ret;
+	if (subject_seen)
+		*subject_seen = s.subject[0] != '\0';
+	return 0;
+}
+
+int lf_registry_referrers(struct lf_registry *r, const char *digest,
+			  const char *artifact_type, size_t max,
+			  struct lf_buf *body, struct lf_err *err)
+{
+	char ref[LF_DIGEST_LEN + 400];
+	struct req q = { "referrers", ref, false, 0, 0 };
+	struct sink s = { .buf = body, .max = max };
+	size_t n;
+	int ret;
+
+	n = (size_t)snprintf(ref, sizeof(ref), "%s", digest);
+	if (artifact_type) {
+		const char *p;
+
+		n += (size_t)snprintf(ref + n, sizeof(ref) - n,
+				      "?artifactType=");
+		/* unreserved characters as they are, the rest %XX */
+		for (p = artifact_type; *p && n + 4 < sizeof(ref); p++)
+			n += (size_t)(isalnum((unsigned char)*p) ||
+						      strchr("-._~", *p)
+					      ? snprintf(ref + n,
+							 sizeof(ref) - n, "%c",
+							 *p)
+					      : snprintf(ref + n,
+							 sizeof(ref) - n,
+							 "%%%02X",
+							 (unsigned char)*p));
+	}
+	if ((ret = request(r, &q, &s, err)))
+		return ret;
+	s.ctype[strcspn(s.ctype, "; ")] = '\0';
+	if (strcmp(s.ctype, "application/vnd.oci.image.index.v1+json"))
+		return lf_err_set(err, -EPROTO,
+				  "%s/referrers/%s: not an image index "
+				  "(Content-Type '%s')",
+				  r->name, digest, s.ctype);
+	if (lf_buf_addch(body, '\0'))
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	lf_buf_setlen(body, s.n);
 	return 0;
 }

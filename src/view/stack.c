@@ -15,6 +15,7 @@
 #include "layerfs/buf.h"
 #include "layerfs/cache.h"
 #include "layerfs/imgref.h"
+#include "layerfs/index_remote.h"
 #include "layerfs/log.h"
 #include "layerfs/tree_cache.h"
 
@@ -198,6 +199,30 @@ static int add_src(struct lf_stack *ci, size_t *cap, struct stack_src s)
 	return 0;
 }
 
+/* docker://: the indexes the registry shares for the first n layers of img
+ * that are not in the cache yet (index_remote.h); a failure costs speed. */
+static void remote_indexes(const struct lf_stack_opts *o,
+			   const struct lf_stack *ci,
+			   const struct lf_image *img, size_t n)
+{
+	struct lf_remote_fetch rf;
+	struct lf_err e = { 0 };
+
+	if (o->no_remote_index || !lf_image_registry(img) ||
+	    !lf_stack_cache_dir(ci))
+		return;
+	if (lf_index_remote_fetch(img, n, lf_stack_cache_dir(ci), &rf, &e))
+		lf_log(LF_LOG_WARN, "%s", e.msg);
+	else if (rf.found)
+		lf_log(LF_LOG_DEBUG,
+		       "%s: %zu layer index%s from artifact %s (%llu "
+		       "requests, %llu bytes)",
+		       lf_image_path(img), rf.installed,
+		       rf.installed == 1 ? "" : "es", rf.digest,
+		       (unsigned long long)rf.requests,
+		       (unsigned long long)rf.bytes);
+}
+
 /* The layers of IMAGE's prefix, then each lower (bottom first). */
 static int gather(const struct lf_stack_opts *o, const char *path,
 		  struct lf_stack *ci, struct lf_err *err)
@@ -228,6 +253,7 @@ static int gather(const struct lf_stack_opts *o, const char *path,
 						  count == 1 ? "" : "s");
 			n = (size_t)want;
 		}
+		remote_indexes(o, ci, ci->img, n);
 		for (i = 0; i < n; i++)
 			if (add_src(ci, &cap,
 				    (struct stack_src){
@@ -249,6 +275,7 @@ static int gather(const struct lf_stack_opts *o, const char *path,
 		if ((ret = lf_image_open(l, &io, &ci->imgs[ci->nimgs], err)))
 			return ret;
 		n = lf_image_layer_count(ci->imgs[ci->nimgs]);
+		remote_indexes(o, ci, ci->imgs[ci->nimgs], n);
 		for (i = 0; i < n; i++)
 			if (add_src(ci, &cap,
 				    (struct stack_src){

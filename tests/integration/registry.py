@@ -184,6 +184,40 @@ class Registry:
              {"Content-Type": desc["mediaType"]})
         return "docker://%s/%s" % (self.host, name)
 
+    def call(self, method, path, body=None, headers=None):
+        """One plain HTTP request to the registry: (status, headers, body)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=T)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, dict(r.getheaders()), data
+
+    def upload(self, repo, data):
+        """Upload a blob by the distribution API; returns its digest."""
+        import hashlib
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        st, h, _ = self.call("POST", "/v2/%s/blobs/uploads/" % repo)
+        assert st == 202, st
+        loc = h["Location"].split("://", 1)[-1].split("/", 1)[-1]
+        st, _, b = self.call(
+            "PUT", "/%s%sdigest=%s" % (loc, "&" if "?" in loc else "?",
+                                       digest), data,
+            {"Content-Type": "application/octet-stream"})
+        assert st == 201, (st, b)
+        return digest
+
+    def put_manifest(self, repo, ref, body, media_type):
+        st, _, b = self.call("PUT", "/v2/%s/manifests/%s" % (repo, ref),
+                             body, {"Content-Type": media_type})
+        assert st == 201, (st, b)
+
+    def get(self, repo, kind, ref, accept=None):
+        """GET /v2/REPO/KIND/REF: (status, body)."""
+        st, _, b = self.call("GET", "/v2/%s/%s/%s" % (repo, kind, ref),
+                             headers={"Accept": accept} if accept else {})
+        return st, b
+
     def stop(self):
         self.proc.terminate()
         try:
@@ -415,3 +449,118 @@ class AuthFront:
         for s in (self.server, self.blobs):
             s.shutdown()
             s.server_close()
+
+
+class ReferrersFront:
+    """A front on 127.0.0.1 for a plain registry at upstream_port that adds
+    the OCI 1.1 referrers API distribution 2.8 lacks: a manifest PUT whose
+    body has a `subject` is answered with OCI-Subject and remembered;
+    GET /v2/REPO/referrers/DIGEST[?artifactType=T] lists what was
+    remembered for DIGEST as an image index.  Everything else is passed
+    through (uploads included: the Host header goes upstream, so upload
+    locations name this front).  log: (method, path) of every request."""
+
+    def __init__(self, upstream_port):
+        import json
+        import urllib.parse
+        self.refs = {}
+        self.log = []
+        front = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            timeout = 20
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def referrers(self):
+                u = urllib.parse.urlsplit(self.path)
+                repo, digest = u.path[4:].split("/referrers/", 1)
+                want = urllib.parse.parse_qs(u.query).get("artifactType")
+                ms = [d for d in front.refs.get((repo, digest), [])
+                      if not want or d.get("artifactType") == want[0]]
+                body = json.dumps({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": ms}).encode()
+                hdr = [("Content-Type",
+                        "application/vnd.oci.image.index.v1+json")]
+                if want:
+                    hdr.append(("OCI-Filters-Applied", "artifactType"))
+                self.answer(200, body, hdr)
+
+            def forward(self):
+                front.log.append((self.command, self.path))
+                if self.command == "GET" and "/referrers/" in self.path:
+                    return self.referrers()
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                c = http.client.HTTPConnection("127.0.0.1", upstream_port,
+                                               timeout=20)
+                hdr = {k: v for k, v in self.headers.items()
+                       if k.lower() in ("accept", "range", "content-type",
+                                        "content-length", "host",
+                                        "authorization")}
+                c.request(self.command, self.path, body=body, headers=hdr)
+                r = c.getresponse()
+                data = r.read()
+                c.close()
+                extra = []
+                if (self.command == "PUT" and "/manifests/" in self.path
+                        and r.status == 201 and body):
+                    m = json.loads(body)
+                    subj = (m.get("subject") or {}).get("digest")
+                    if subj:
+                        repo = self.path[4:].split("/manifests/", 1)[0]
+                        d = {"mediaType": m.get("mediaType"),
+                             "digest": r.getheader("Docker-Content-Digest"),
+                             "size": len(body)}
+                        if m.get("artifactType"):
+                            d["artifactType"] = m["artifactType"]
+                        lst = front.refs.setdefault((repo, subj), [])
+                        if d not in lst:
+                            lst.append(d)
+                        extra.append(("OCI-Subject", subj))
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection",
+                                         "content-length"):
+                        self.send_header(k, v)
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.send_header("Content-Length",
+                                 r.getheader("Content-Length", "0")
+                                 if self.command == "HEAD" else
+                                 str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = \
+                forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.1},
+                                       daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
