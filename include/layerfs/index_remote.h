@@ -52,12 +52,12 @@
 #define LF_REMOTE_BLOB_MAX (1ull << 30)
 
 struct lf_remote_push {
-	char digest[LF_DIGEST_LEN]; /* the artifact manifest's */
-	uint64_t size;		    /* its bytes */
-	size_t layers;		    /* layers whose index it carries */
-	size_t skipped;		    /* layers left out (zstd) */
-	uint64_t blob_bytes;	    /* index and span-digest bytes */
-	bool referrers_api;	    /* the registry took the subject */
+	char digest[LF_DIGEST_LEN];  /* the artifact manifest's */
+	uint64_t size;		     /* its bytes */
+	size_t layers;		     /* layers whose index it carries */
+	size_t skipped;		     /* layers left out (zstd) */
+	uint64_t blob_bytes;	     /* index and span-digest bytes */
+	bool referrers_api;	     /* the registry took the subject */
 	char tag[LF_DIGEST_LEN + 8]; /* else: the fallback tag updated */
 };
 

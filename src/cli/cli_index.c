@@ -59,7 +59,9 @@ static int print(const struct lf_stack *s, const struct lf_remote_push *p,
 		return 0;
 	}
 	o = cli_json_top();
-	if (!o || json_object_set_new(o, "image", json_string(cli_image_path(s))) ||
+	if (o)
+		cli_json_name(o, "image", cli_image_path(s));
+	if (!o ||
 	    json_object_set_new(o, "subject",
 				json_string(lf_image_manifest_digest(img))) ||
 	    json_object_set_new(o, "artifact_digest", json_string(p->digest)) ||
@@ -106,8 +108,8 @@ static int push(const struct cli_opts *o, const char *image)
 	}
 	if (cli_progress_enabled())
 		cli_progress("pushing layer indexes");
-	ret = lf_index_remote_push(lf_stack_image(s), lf_stack_indexes(s),
-				   &res, &err);
+	ret = lf_index_remote_push(lf_stack_image(s), lf_stack_indexes(s), &res,
+				   &err);
 	cli_progress_done();
 	if (ret) {
 		cli_error("%s: index push: %s", cli_image_path(s), err.msg);
@@ -144,8 +146,9 @@ int cli_cmd_index(int argc, char **argv)
 	if (argc - optind < 1)
 		return cli_usage("index", "expected 'push IMAGE'");
 	if (strcmp(argv[optind], "push"))
-		return cli_usage("index", "unknown subcommand '%s' (expected "
-					  "push)",
+		return cli_usage("index",
+				 "unknown subcommand '%s' (expected "
+				 "push)",
 				 argv[optind]);
 	if (argc - optind != 2)
 		return cli_usage("index", "expected 'push IMAGE'");

@@ -20,12 +20,13 @@
 
 #define EMPTY_TYPE "application/vnd.oci.empty.v1+json"
 #define EMPTY_DIGEST                                                           \
-	"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+	"sha256:"                                                              \
+	"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 #define MANIFEST_TYPE "application/vnd.oci.image.manifest.v1+json"
 #define INDEX_TYPE "application/vnd.oci.image.index.v1+json"
-#define DOC_MAX (4u << 20)	/* an artifact manifest or referrers list */
-#define MAX_REFERRERS 4096	/* entries of a referrers list looked at */
-#define MAX_CANDIDATES 8	/* artifacts tried, newest first */
+#define DOC_MAX (4u << 20) /* an artifact manifest or referrers list */
+#define MAX_REFERRERS 4096 /* entries of a referrers list looked at */
+#define MAX_CANDIDATES 8   /* artifacts tried, newest first */
 
 static int oom(struct lf_err *err)
 {
@@ -40,8 +41,8 @@ static void fallback_tag(const char *digest, char *out, size_t size)
 
 static json_t *descriptor(const char *type, const char *digest, uint64_t size)
 {
-	return json_pack("{s:s, s:s, s:I}", "mediaType", type, "digest",
-			 digest, "size", (json_int_t)size);
+	return json_pack("{s:s, s:s, s:I}", "mediaType", type, "digest", digest,
+			 "size", (json_int_t)size);
 }
 
 /* ---- push ---- */
@@ -61,9 +62,10 @@ static int push_blob(struct lf_registry *r, json_t *layers, const char *type,
 	if ((ret = lf_registry_blob_put(r, digest, data, len, err)))
 		return ret;
 	d = descriptor(type, digest, len);
-	if (!d || json_object_set_new(d, "annotations",
-				      json_pack("{s:s}", LF_REMOTE_LAYER_KEY,
-						layer_digest)) ||
+	if (!d ||
+	    json_object_set_new(d, "annotations",
+				json_pack("{s:s}", LF_REMOTE_LAYER_KEY,
+					  layer_digest)) ||
 	    json_array_append_new(layers, d))
 		return oom(err);
 	return 0;
@@ -237,9 +239,8 @@ int lf_index_remote_push(const struct lf_image *img,
 	if (res->referrers_api)
 		goto out;
 	desc = descriptor(MANIFEST_TYPE, res->digest, res->size);
-	if (!desc ||
-	    json_object_set_new(desc, "artifactType",
-				json_string(LF_REMOTE_INDEX_TYPE))) {
+	if (!desc || json_object_set_new(desc, "artifactType",
+					 json_string(LF_REMOTE_INDEX_TYPE))) {
 		ret = oom(err);
 		goto out;
 	}
@@ -307,15 +308,16 @@ static int fetch_blob(struct lf_registry *r, json_t *d, struct lf_buf *out,
 	char got[LF_DIGEST_LEN];
 	int ret;
 
-	if (!digest || !lf_digest_valid(digest) || strncmp(digest, "sha256:", 7) ||
-	    size <= 0 || (uint64_t)size > LF_REMOTE_BLOB_MAX)
+	if (!digest || !lf_digest_valid(digest) ||
+	    strncmp(digest, "sha256:", 7) || size <= 0 ||
+	    (uint64_t)size > LF_REMOTE_BLOB_MAX)
 		return lf_err_set(err, -EINVAL,
 				  "a descriptor with a bad digest or size");
 	lf_buf_reset(out);
 	if (lf_buf_addzero(out, (size_t)size))
 		return oom(err);
-	if ((ret = lf_registry_blob_range(r, digest, 0, (size_t)size,
-					  out->data, err)))
+	if ((ret = lf_registry_blob_range(r, digest, 0, (size_t)size, out->data,
+					  err)))
 		return ret;
 	if (lf_sha256_mem(out->data, out->len, got))
 		return oom(err);
@@ -341,9 +343,8 @@ static int check_index(const char *cache_dir, struct want *w,
 	fd = lf_cache_mkstemp(cache_dir, "/remote-index", &tmp, err);
 	if (fd < 0)
 		return fd;
-	ret = write(fd, w->idx.data, w->idx.len) == (ssize_t)w->idx.len
-		      ? 0
-		      : -EIO;
+	ret = write(fd, w->idx.data, w->idx.len) == (ssize_t)w->idx.len ? 0
+									: -EIO;
 	close(fd);
 	if (!ret)
 		ret = lf_cache_load(tmp.data, w->key, &map, &len, err);
@@ -423,8 +424,8 @@ static int take(struct lf_registry *r, const char *cache_dir, json_t *m,
 
 /* Artifact `digest`: its manifest checked, then its blobs for w. */
 static int try_artifact(struct lf_registry *r, const char *cache_dir,
-			const char *digest, const char *subject,
-			struct want *w, size_t n, struct lf_err *err)
+			const char *digest, const char *subject, struct want *w,
+			size_t n, struct lf_err *err)
 {
 	struct lf_buf body;
 	char *mt = NULL, got[LF_DIGEST_LEN];
@@ -506,7 +507,8 @@ static size_t wanted(const struct lf_image *img, size_t n,
 		const struct lf_image_layer *l = lf_image_layer(img, i);
 		size_t j;
 
-		if (!lf_digest_valid(l->digest) || strncmp(l->digest, "sha256:", 7))
+		if (!lf_digest_valid(l->digest) ||
+		    strncmp(l->digest, "sha256:", 7))
 			continue;
 		for (j = 0; j < k && strcmp(w[j].layer->digest, l->digest); j++)
 			;
@@ -560,8 +562,8 @@ int lf_index_remote_fetch(const struct lf_image *img, size_t n,
 		json_t *d = json_array_get(ms, k);
 		const char *at = json_string_value(
 			json_object_get(d, "artifactType"));
-		const char *digest =
-			json_string_value(json_object_get(d, "digest"));
+		const char *digest = json_string_value(
+			json_object_get(d, "digest"));
 		struct lf_err e = { 0 };
 		size_t i;
 

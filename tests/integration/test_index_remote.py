@@ -102,7 +102,10 @@ def push(setup, ref, cache, *opts, host=None):
         ref = ref.replace(r.host, host)
     p = ok(run(["index", "push", "--tls-verify=false", "--json", *opts,
                 ref], cache))
-    return json.loads(p.stdout)
+    doc = json.loads(p.stdout)
+    from test_json_schema import validate
+    validate("index-push", doc)
+    return doc
 
 
 def blob_gets(px, digest):
