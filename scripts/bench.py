@@ -338,6 +338,8 @@ def registry_figures(binary, img, info, work, mnt):
             out["cat: bytes"] = sum(e[3] for e in px.blob_gets())
         finally:
             px.stop()
+        out.update(artifact_figures(binary, reg, ref, info, work, mnt,
+                                    cache))
         # grep over the mount, every span fetched on demand (index kept)
         spans = os.path.join(cache, "spans")
         for d in os.listdir(spans):
@@ -366,6 +368,54 @@ def registry_figures(binary, img, info, work, mnt):
         out["podman pull + mount + grep"] = podman_grep(reg, digest, work)
     finally:
         reg.stop()
+    return out
+
+
+def artifact_figures(binary, reg, ref, info, work, mnt, cache):
+    """`index push`, then a mount on an empty cache that finds the
+    artifact, and a cat of one small file after it (counted by a proxy)."""
+    from registry import FaultProxy
+    out = {}
+    total = sum(l["size"] for l in info["layers"])
+    out["index push (index cached)"] = timed(lambda: sh(
+        [binary, "index", "push", "-q", "--tls-verify=false", "--cache",
+         cache, ref], stdout=subprocess.DEVNULL))
+    fresh = os.path.join(work, "cache-artifact")
+    px = FaultProxy(reg.port)
+    try:
+        pref = ref.replace(reg.host, px.host)
+        times = []
+        for _ in range(3):
+            shutil.rmtree(fresh, ignore_errors=True)
+            px.log.clear()
+            peer = RegistryLayerfs(binary, pref, fresh)
+            drop_caches()
+            times.append(timed(lambda: peer.mount(mnt)))
+            peer.stop(mnt)
+        out["mount, empty cache, artifact"] = statistics.median(times)
+        out["  its requests"] = len(px.log)
+        out["  its bytes"] = sum(e[3] for e in px.log)
+        digests = [l["digest"] for l in info["layers"]]
+        out["  of it, layer blob bytes"] = sum(
+            e[3] for e in px.blob_gets()
+            if any(e[1].endswith(d) for d in digests))
+        listing = json.loads(subprocess.run(
+            [binary, "ls", "-R", "--json", "-q", "--tls-verify=false",
+             "--cache", fresh, pref], check=True,
+            stdout=subprocess.PIPE).stdout)
+        small = [e["path"] for e in listing if e["type"] == "file"
+                 and 100 < e["size"] < 4096][len(listing) // 5]
+        px.log.clear()
+        sh([binary, "cat", "-q", "--tls-verify=false", "--cache", fresh,
+            pref, small], stdout=subprocess.DEVNULL)
+        n = sum(e[3] for e in px.blob_gets())
+        out["cat after it: requests"] = len(px.blob_gets())
+        out["cat after it: bytes"] = n
+        out["cat after it: % of compressed image"] = (
+            "%.3f %% of %d" % (100.0 * n / total, total))
+    finally:
+        px.stop()
+        shutil.rmtree(fresh, ignore_errors=True)
     return out
 
 
