@@ -28,6 +28,20 @@
 #define MAX_REFERRERS 4096 /* entries of a referrers list looked at */
 #define MAX_CANDIDATES 8   /* artifacts tried, newest first */
 
+#define MAX_VALUES (1u << 18) /* JSON values in one document */
+#define MAX_LAYERS 16384      /* descriptors in an artifact */
+
+/* JSON of at most MAX_VALUES values (jansson takes ~100 bytes each,
+ * whatever the text), or NULL. */
+static json_t *load_json(const char *p, size_t len)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < len; i++)
+		n += p[i] == ',' || p[i] == '[' || p[i] == '{';
+	return n > MAX_VALUES ? NULL : json_loadb(p, len, 0, NULL);
+}
+
 static int oom(struct lf_err *err)
 {
 	return lf_err_set(err, -ENOMEM, "out of memory");
@@ -144,7 +158,7 @@ static int push_fallback(struct lf_registry *r, const char *subject,
 	ret = lf_registry_manifest(r, res->tag, DOC_MAX, &body, &mt, &e2);
 	if (!ret) {
 		if (strcmp(mt, INDEX_TYPE) ||
-		    !(list = json_loadb(body.data, body.len, 0, NULL)) ||
+		    !(list = load_json(body.data, body.len)) ||
 		    !json_is_array(json_object_get(list, "manifests"))) {
 			ret = lf_err_set(err, -EEXIST,
 					 "%s:%s holds something other than a "
@@ -284,7 +298,7 @@ static json_t *referrers(struct lf_registry *r, const char *subject)
 			ret = -ENOENT; /* some other tool's tag */
 	}
 	if (!ret)
-		j = json_loadb(body.data, body.len, 0, NULL);
+		j = load_json(body.data, body.len);
 	else if (ret != -ENOENT)
 		lf_log(LF_LOG_WARN, "looking for an index artifact: %s", e.msg);
 	free(mt);
@@ -445,12 +459,13 @@ static int try_artifact(struct lf_registry *r, const char *cache_dir,
 				 "the registry sent another manifest");
 		goto out;
 	}
-	m = json_loadb(body.data, body.len, 0, NULL);
+	m = load_json(body.data, body.len);
 	at = json_string_value(json_object_get(m, "artifactType"));
 	sd = json_string_value(
 		json_object_get(json_object_get(m, "subject"), "digest"));
 	if (!m || !at || strcmp(at, LF_REMOTE_INDEX_TYPE) ||
-	    !json_is_array(json_object_get(m, "layers")))
+	    !json_is_array(json_object_get(m, "layers")) ||
+	    json_array_size(json_object_get(m, "layers")) > MAX_LAYERS)
 		ret = lf_err_set(err, -EINVAL, "not a layerfs index artifact");
 	else if (!sd || strcmp(sd, subject))
 		ret = lf_err_set(err, -EINVAL,

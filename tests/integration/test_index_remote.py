@@ -218,6 +218,14 @@ def test_push_twice_is_the_same_artifact(setup, tmp_path):
     a = push(setup, ref, tmp_path / "c1")
     b = push(setup, ref, tmp_path / "c2")
     assert a["artifact_digest"] == b["artifact_digest"]
+    # indexes cached but the span digests gone (pruned): computed again
+    spans = tmp_path / "c1" / "spans"
+    gone = [f for f in os.listdir(spans) if f.endswith(".sums")]
+    assert len(gone) == 3  # the zstd layer was streamed too
+    for f in gone:
+        os.unlink(spans / f)
+    c = push(setup, ref, tmp_path / "c1")
+    assert c["artifact_digest"] == a["artifact_digest"]
     st, body = r.get("ri/twice", "manifests", "sha256-" + mdig[7:], INDEX_T)
     assert st == 200
     assert [m["digest"] for m in json.loads(body)["manifests"]] == \
