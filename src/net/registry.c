@@ -301,6 +301,7 @@ struct sink {
 	char subject[LF_DIGEST_LEN + 8]; /* OCI-Subject */
 	char errbody[512];		 /* start of an error answer's body */
 	size_t errlen;
+	struct lf_buf drop; /* a write's answer body, not needed */
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ctx)
@@ -893,14 +894,14 @@ int lf_registry_blob_range(struct lf_registry *r, const char *digest,
 static int write_req(struct lf_registry *r, const struct req *q, struct sink *s,
 		     struct lf_err *err)
 {
-	struct lf_buf none;
 	int ret;
 
-	lf_buf_init(&none);
-	s->buf = &none;
+	lf_buf_init(&s->drop);
+	s->buf = &s->drop;
 	s->max = WRITE_ANSWER_MAX;
 	ret = request(r, q, s, err);
-	lf_buf_release(&none);
+	lf_buf_release(&s->drop);
+	s->buf = NULL;
 	return ret;
 }
 
