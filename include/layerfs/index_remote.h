@@ -10,8 +10,9 @@
  * image layer (gzip or uncompressed; zstd layers need a local copy anyway
  * and are left out) it holds two blobs, each annotated
  * LF_REMOTE_LAYER_KEY = the layer's digest:
- *   LF_REMOTE_INDEX_MEDIA  the layer's index file (cache.h), built with
- *                          digest verification by the pusher;
+ *   LF_REMOTE_INDEX_MEDIA  the layer's index file (cache.h; its version
+ *                          in the media type), built with digest
+ *                          verification by the pusher;
  *   LF_REMOTE_SPANS_MEDIA  the sha256 of each LF_RBLOB_SPAN of the blob
  *                          (rblob.h's self-checked form).
  * It is found with the OCI 1.1 referrers API, or where the registry has none,
@@ -39,13 +40,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "layerfs/cache.h"
 #include "layerfs/common.h"
 #include "layerfs/digest.h"
 #include "layerfs/image.h"
 #include "layerfs/index.h"
 
 #define LF_REMOTE_INDEX_TYPE "application/vnd.layerfs.index.v1"
-#define LF_REMOTE_INDEX_MEDIA "application/vnd.layerfs.layer-index.v5"
+#define LF_REMOTE_STR_(x) #x
+#define LF_REMOTE_STR(x) LF_REMOTE_STR_(x)
+/* the cache format's version is part of the index's media type */
+#define LF_REMOTE_INDEX_MEDIA                                                  \
+	"application/vnd.layerfs.layer-index.v" LF_REMOTE_STR(LF_CACHE_VERSION)
 #define LF_REMOTE_SPANS_MEDIA "application/vnd.layerfs.span-digests.v1"
 #define LF_REMOTE_LAYER_KEY "io.layerfs.layer.digest"
 /* The largest index or span-digest blob fetched. */

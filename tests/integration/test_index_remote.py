@@ -17,6 +17,7 @@ hand from the real one.
 import hashlib
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -33,7 +34,10 @@ import mkimage as mk  # noqa: E402
 
 T = 120
 ART = "application/vnd.layerfs.index.v1"
-IDX = "application/vnd.layerfs.layer-index.v5"
+IDX = "application/vnd.layerfs.layer-index.v%d" % int(re.search(
+    r"#define LF_CACHE_VERSION\s*\\?\s*(\d+)",
+    open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                      "include", "layerfs", "cache.h")).read()).group(1))
 SUMS = "application/vnd.layerfs.span-digests.v1"
 INDEX_T = "application/vnd.oci.image.index.v1+json"
 MAN_T = "application/vnd.oci.image.manifest.v1+json"
