@@ -41,8 +41,9 @@ struct lf_fs_opts {
 	const char *fsname;    /* source shown in /proc/mounts */
 	const char *fuse_opts; /* extra comma-separated -o options, or NULL */
 	bool foreground;       /* do not detach */
-	bool allow_other; /* implies default_permissions (design.md 3.11) */
-	bool debug;	  /* libfuse request tracing (implies foreground) */
+	bool allow_other;   /* implies default_permissions (design.md 3.11) */
+	bool debug;	    /* libfuse request tracing (implies foreground) */
+	bool origin_xattrs; /* list user.layerfs.layer and .digest */
 	/* copy-on-write: changes go to this upper (borrowed); NULL: ro */
 	struct lf_upper *upper;
 };

@@ -174,6 +174,11 @@ int lf_upper_removexattr(struct lf_upper *up, uint64_t node, const char *name);
 /* Whether a node's object is in the upper dir (copied up or new). */
 int lf_upper_in_upper(struct lf_upper *up, uint64_t node, bool *in_upper);
 
+/* The layer a node's object comes from: 0-based, -1 for a directory no
+ * layer has, LF_UPPER_ORIGIN_UPPER for the upper dir's. */
+#define LF_UPPER_ORIGIN_UPPER (-2)
+int lf_upper_origin(struct lf_upper *up, uint64_t node, int *layer);
+
 /* statfs of the upper directory's filesystem. */
 int lf_upper_statfs(struct lf_upper *up, struct statvfs *sv);
 

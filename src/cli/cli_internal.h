@@ -38,6 +38,7 @@ struct cli_opts {
 	bool long_fmt;	/* ls -l */
 	bool recursive; /* ls -R */
 	bool unsorted;	/* ls -U */
+	bool origin;	/* ls --origin */
 	/* mount: more layers above IMAGE, top first (like lowerdir=): each
 	 * an image (all its layers) or a plain directory (one layer) */
 	const char **lowers;

@@ -25,9 +25,15 @@ static const char mount_help[] =
 	"  -o OPT[,OPT...]      mount options: allow_other, and the FUSE "
 	"ones;\n"
 	"                       also layers=N, ref=NAME:TAG, platform=P,\n"
-	"                       cache=DIR, no_verify (for mount(8) and fstab)\n"
+	"                       cache=DIR, no_verify, origin (for mount(8)\n"
+	"                       and fstab)\n"
 	"      --allow-other    let other users in (permissions are then\n"
 	"                       checked as stored in the image)\n"
+	"      --origin         list the read-only xattrs user.layerfs.layer\n"
+	"                       (the layer an entry comes from, 1 = bottom;\n"
+	"                       \"upper\") and user.layerfs.digest (its blob)\n"
+	"                       so that getfattr -d shows them (they are\n"
+	"                       always answered by name)\n"
 	"      --upper DIR      copy-on-write: changes land in DIR (created "
 	"if\n"
 	"                       missing; OCI whiteouts), never in the image;\n"
@@ -172,6 +178,8 @@ static int parse_o(struct mount_args *m, const char *arg)
 			m->o.no_verify = true;
 		} else if (KEY("allow_other")) {
 			m->fo.allow_other = true;
+		} else if (KEY("origin")) {
+			m->fo.origin_xattrs = true;
 		} else if (len && !ignored_opt(p, len)) {
 			if ((m->fuse_opts.len &&
 			     lf_buf_addch(&m->fuse_opts, ',')) ||
@@ -246,6 +254,7 @@ static int mount_main(int argc, char **argv, bool helper)
 		{ "upper", required_argument, NULL, 'U' },
 		{ "lower", required_argument, NULL, 'L' },
 		{ "owner", required_argument, NULL, 'W' },
+		{ "origin", no_argument, NULL, 'G' },
 		{ 0, 0, 0, 0 },
 	};
 	struct mount_args m = { 0 };
@@ -267,6 +276,9 @@ static int mount_main(int argc, char **argv, bool helper)
 			continue;
 		case 'A':
 			m.fo.allow_other = true;
+			continue;
+		case 'G':
+			m.fo.origin_xattrs = true;
 			continue;
 		case 'U':
 			m.upper = optarg;

@@ -21,7 +21,12 @@ static const char ls_help[] =
 	"  -U                   do not sort: names in archive order (else\n"
 	"                       sorted as ls(1) sorts them, by the locale's\n"
 	"                       collation; LC_ALL=C: byte "
-	"order)\n" CLI_COMMON_HELP;
+	"order)\n"
+	"      --origin         a LAYER column first: the layer that "
+	"supplied\n"
+	"                       the entry (1 = bottom; - for a directory no\n"
+	"                       layer has); in --json always, as "
+	"\"layer\"\n" CLI_COMMON_HELP;
 
 static const char cat_help[] =
 	"usage: layerfs cat [options] IMAGE PATH...\n\n"
@@ -42,7 +47,10 @@ static const char stat_help[] =
 static int parse(const char *cmd, const char *help, const char *shortopts,
 		 int argc, char **argv, struct cli_opts *o, bool *follow)
 {
+	enum { OPT_ORIGIN = 3000 };
 	static const struct option longopts[] = { CLI_COMMON_LONGOPTS,
+						  { "origin", no_argument, NULL,
+						    OPT_ORIGIN },
 						  { 0, 0, 0, 0 } };
 	int c, ret;
 
@@ -62,6 +70,11 @@ static int parse(const char *cmd, const char *help, const char *shortopts,
 			continue;
 		case 'L':
 			*follow = true;
+			continue;
+		case OPT_ORIGIN:
+			if (strcmp(cmd, "ls"))
+				return cli_bad_option(cmd, c, argv);
+			o->origin = true;
 			continue;
 		}
 		ret = cli_common_opt(c, optarg, o);
@@ -166,8 +179,22 @@ static const char *json_path(struct walk *w, const char *rel)
 	return w->full.data;
 }
 
+/* ls --origin: the layer that supplied the entry (1 = bottom), "-" for a
+ * directory no layer has. */
+static void print_origin(const struct lf_stack *ci, uint64_t ino)
+{
+	struct lf_tree_attr a;
+
+	if (lf_tree_getattr(lf_stack_tree(ci), ino, &a) || a.layer < 0)
+		printf("%5s ", "-");
+	else
+		printf("%5d ", a.layer + 1);
+}
+
 static void emit(struct walk *w, const char *name, uint64_t ino)
 {
+	if (w->o->origin && !w->o->json)
+		print_origin(w->ci, ino);
 	if (w->o->json) {
 		const char *p = json_path(w, w->path.len ? w->path.data : "");
 

@@ -260,6 +260,22 @@ int lf_upper_in_upper(struct lf_upper *up, uint64_t id, bool *in_upper)
 	return ret;
 }
 
+int lf_upper_origin(struct lf_upper *up, uint64_t id, int *layer)
+{
+	struct node *n;
+	struct view v;
+	int ret;
+
+	pthread_mutex_lock(&up->lock);
+	ret = lf_upper_id_view(up, id, &n, &v);
+	if (!ret)
+		*layer = v.upper   ? LF_UPPER_ORIGIN_UPPER
+			 : v.lower ? v.lat.layer
+				   : -1;
+	pthread_mutex_unlock(&up->lock);
+	return ret;
+}
+
 int lf_upper_readlink(struct lf_upper *up, uint64_t id, char *buf, size_t size)
 {
 	struct node *n;

@@ -34,6 +34,24 @@ struct lf_fs {
 	char pidfile[4096];	  /* our pid for layerfs umount, or "" */
 };
 
+/*
+ * Where an entry came from, as read-only xattrs (fsops_origin.c):
+ * user.layerfs.layer is the 1-based layer that supplied it ("upper" for the
+ * upper dir's), user.layerfs.digest that layer's blob digest (image layers
+ * only).  Always answered by name; listed only with opts.origin_xattrs, so
+ * that cp -a, tar --xattrs or rsync -X of the mount do not copy them.
+ * layer: 0-based, -1 a directory no layer has, LF_ORIGIN_UPPER.
+ */
+#define LF_ORIGIN_XATTR_LAYER "user.layerfs.layer"
+#define LF_ORIGIN_XATTR_DIGEST "user.layerfs.digest"
+#define LF_ORIGIN_UPPER LF_UPPER_ORIGIN_UPPER
+bool lf_origin_name(const char *name);
+/* Value of `name` into buf (size 0: its length): length, -ENODATA, -ERANGE. */
+ssize_t lf_origin_get(const struct lf_fs *fs, int layer, const char *name,
+		      char *buf, size_t size);
+/* The names to list (NUL-terminated each) into buf (NULL: count only). */
+size_t lf_origin_list(const struct lf_fs *fs, int layer, char *buf);
+
 extern const struct fuse_lowlevel_ops lf_fsops_ro;
 extern const struct fuse_lowlevel_ops lf_fsops_rw;
 

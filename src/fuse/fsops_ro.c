@@ -345,13 +345,40 @@ static void fsop_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/* The layer of inode ino (lf_origin_*'s form); -1 for what cannot carry
+ * user.* xattrs (the kernel allows them on files and directories only). */
+static int layer_of(const struct lf_fs *fs, fuse_ino_t ino)
+{
+	struct lf_tree_attr a;
+
+	if (lf_tree_getattr(fs->tree, ino, &a) ||
+	    !(S_ISREG(a.mode) || S_ISDIR(a.mode)))
+		return -1;
+	return a.layer;
+}
+
 static void fsop_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			  size_t size)
 {
+	const struct lf_fs *fs = fs_of(req);
 	const void *v;
 	size_t len;
 
-	if (lf_tree_getxattr(fs_of(req)->tree, ino, name, &v, &len))
+	if (lf_origin_name(name)) {
+		char buf[128];
+		ssize_t n = lf_origin_get(fs, layer_of(fs, ino), name, buf,
+					  size < sizeof(buf) ? size
+							     : sizeof(buf));
+
+		if (n < 0)
+			fuse_reply_err(req, (int)-n);
+		else if (!size)
+			fuse_reply_xattr(req, (size_t)n);
+		else
+			fuse_reply_buf(req, buf, (size_t)n);
+		return;
+	}
+	if (lf_tree_getxattr(fs->tree, ino, name, &v, &len))
 		fuse_reply_err(req, ENODATA);
 	else if (size == 0)
 		fuse_reply_xattr(req, len);
@@ -363,8 +390,10 @@ static void fsop_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 static void fsop_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct lf_tree *t = fs_of(req)->tree;
+	const struct lf_fs *fs = fs_of(req);
+	struct lf_tree *t = fs->tree;
 	size_t k, n = lf_tree_xattr_count(t, ino), total = 0;
+	size_t extra = lf_origin_list(fs, layer_of(fs, ino), NULL);
 	char *buf;
 
 	for (k = 0; k < n; k++) {
@@ -373,8 +402,10 @@ static void fsop_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		size_t len;
 
 		lf_tree_xattr(t, ino, k, &xn, &v, &len);
-		total += strlen(xn) + 1;
+		if (!lf_origin_name(xn)) /* ours stand for them */
+			total += strlen(xn) + 1;
 	}
+	total += extra;
 	if (size == 0) {
 		fuse_reply_xattr(req, total);
 		return;
@@ -394,9 +425,12 @@ static void fsop_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		size_t len;
 
 		lf_tree_xattr(t, ino, k, &xn, &v, &len);
+		if (lf_origin_name(xn))
+			continue;
 		memcpy(buf + total, xn, strlen(xn) + 1);
 		total += strlen(xn) + 1;
 	}
+	total += lf_origin_list(fs, layer_of(fs, ino), buf + total);
 	fuse_reply_buf(req, buf, total);
 	free(buf);
 }

@@ -432,8 +432,26 @@ static void rw_statfs(fuse_req_t req, fuse_ino_t ino)
 static void rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
+	if (lf_origin_name(name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
 	fuse_reply_err(req, -lf_upper_setxattr(up_of(req), ino, name, value,
 					       size, flags));
+}
+
+/* The origin layer of a node (lf_origin_*'s form), -1 if unknown or not
+ * a file or directory (the only objects with user.* xattrs). */
+static int origin_of(fuse_req_t req, fuse_ino_t ino)
+{
+	struct stat st;
+	int layer = -1;
+
+	if (lf_upper_getattr(up_of(req), ino, &st) ||
+	    !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) ||
+	    lf_upper_origin(up_of(req), ino, &layer))
+		return -1;
+	return layer;
 }
 
 static void rw_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
@@ -446,7 +464,11 @@ static void rw_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = lf_upper_getxattr(up_of(req), ino, name, buf, size);
+	if (lf_origin_name(name))
+		n = lf_origin_get(fuse_req_userdata(req), origin_of(req, ino),
+				  name, buf, size);
+	else
+		n = lf_upper_getxattr(up_of(req), ino, name, buf, size);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else if (!size)
@@ -466,6 +488,18 @@ static void rw_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		return;
 	}
 	n = lf_upper_listxattr(up_of(req), ino, buf, size);
+	if (n >= 0) {
+		const struct lf_fs *fs = fuse_req_userdata(req);
+		int layer = origin_of(req, ino);
+		size_t extra = lf_origin_list(fs, layer, NULL);
+
+		if (size && (size_t)n + extra > size)
+			n = -ERANGE;
+		else if (size)
+			lf_origin_list(fs, layer, buf + n);
+		if (n >= 0)
+			n += (ssize_t)extra;
+	}
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else if (!size)
@@ -477,7 +511,10 @@ static void rw_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void rw_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fuse_reply_err(req, -lf_upper_removexattr(up_of(req), ino, name));
+	fuse_reply_err(req,
+		       lf_origin_name(name)
+			       ? EPERM
+			       : -lf_upper_removexattr(up_of(req), ino, name));
 }
 
 static void rw_access(fuse_req_t req, fuse_ino_t ino, int mask)
