@@ -53,10 +53,10 @@ enum lf_plog_kind { LF_PLOG_ADDED, LF_PLOG_CHANGED, LF_PLOG_DELETED };
 struct lf_plog_event {
 	size_t layer; /* 0-based */
 	enum lf_plog_kind kind;
-	char *path;	 /* absolute, "/etc/passwd" */
-	uint32_t mode;	 /* st_mode after (deleted: before) */
+	char *path;    /* absolute, "/etc/passwd" */
+	uint32_t mode; /* st_mode after (deleted: before) */
 	uint32_t uid, gid;
-	uint64_t size;	 /* regular files and symlinks */
+	uint64_t size;	   /* regular files and symlinks */
 	uint32_t old_mode; /* changed: before */
 	uint32_t old_uid, old_gid;
 	uint64_t old_size;

@@ -13,7 +13,8 @@ static const char log_help[] =
 	"Every layer that added, changed (saying what: type, mode, owner,\n"
 	"content, symlink target, mtime, device), deleted or hid PATH, oldest\n"
 	"first, with the layer's digest and the command that made it (the\n"
-	"image history's created_by).  A version of a file whose bytes ship in\n"
+	"image history's created_by).  A version of a file whose bytes ship "
+	"in\n"
 	"the image although the final view does not show them (overwritten or\n"
 	"deleted later) is marked 'ships hidden', and their total is given.\n\n"
 	"options:\n"
@@ -23,17 +24,17 @@ static const char log_help[] =
 
 static const char *event_name(enum lf_plog_kind k)
 {
-	return k == LF_PLOG_ADDED ? "added" : k == LF_PLOG_CHANGED ? "changed"
-								  : "deleted";
+	return k == LF_PLOG_ADDED     ? "added"
+	       : k == LF_PLOG_CHANGED ? "changed"
+				      : "deleted";
 }
 
-static const char *const change_names[] = { "type",   "mode",  "owner",
-					     "content", "target", "mtime",
-					     "device" };
+static const char *const change_names[] = { "type",    "mode",	 "owner",
+					    "content", "target", "mtime",
+					    "device" };
 
 /* "mode 0644 -> 0600, owner 0:0 -> 33:33, content" into out. */
-static void change_text(const struct lf_plog_event *ev, char *out,
-			size_t size)
+static void change_text(const struct lf_plog_event *ev, char *out, size_t size)
 {
 	size_t n = 0, i;
 
@@ -54,8 +55,9 @@ static void change_text(const struct lf_plog_event *ev, char *out,
 			snprintf(part, sizeof(part), "owner %u:%u -> %u:%u",
 				 ev->old_uid, ev->old_gid, ev->uid, ev->gid);
 		else if ((1u << i) == LF_PLOG_CONTENT)
-			snprintf(part, sizeof(part), "content (%llu -> %llu "
-						     "bytes)",
+			snprintf(part, sizeof(part),
+				 "content (%llu -> %llu "
+				 "bytes)",
 				 (unsigned long long)ev->old_size,
 				 (unsigned long long)ev->size);
 		else
@@ -140,9 +142,12 @@ static json_t *event_json(const struct lf_stack *s,
 
 	if (!o || !ch)
 		goto fail;
-	json_object_set_new(o, "layer", json_integer((json_int_t)ev->layer + 1));
-	json_object_set_new(o, "layer_digest", dg ? json_string(dg) : json_null());
-	json_object_set_new(o, "created_by", by ? json_string(by) : json_null());
+	json_object_set_new(o, "layer",
+			    json_integer((json_int_t)ev->layer + 1));
+	json_object_set_new(o, "layer_digest",
+			    dg ? json_string(dg) : json_null());
+	json_object_set_new(o, "created_by",
+			    by ? json_string(by) : json_null());
 	json_object_set_new(o, "event", json_string(event_name(ev->kind)));
 	cli_json_name(o, "path", ev->path);
 	json_object_set_new(o, "type", json_string(cli_type_name(ev->mode)));
@@ -161,8 +166,8 @@ static json_t *event_json(const struct lf_stack *s,
 				(int)ev->old_uid, "gid", (int)ev->old_gid,
 				"size", (json_int_t)ev->old_size);
 	json_object_set_new(o, "old", old ? old : json_null());
-	json_object_set_new(o, "cause", ev->cause ? json_string(ev->cause)
-						   : json_null());
+	json_object_set_new(o, "cause",
+			    ev->cause ? json_string(ev->cause) : json_null());
 	if (ev->cause_path)
 		cli_json_name(o, "cause_path", ev->cause_path);
 	else

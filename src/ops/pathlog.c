@@ -61,8 +61,8 @@ static int by_rel(const void *a, const void *b)
 }
 
 /* PATH in tree t, and with `recursive` everything below it, sorted. */
-static int snap_take(const struct lf_tree *t, const char *path,
-		     bool recursive, struct snap *s)
+static int snap_take(const struct lf_tree *t, const char *path, bool recursive,
+		     struct snap *s)
 {
 	struct lf_buf rel;
 	uint64_t ino;
@@ -109,7 +109,7 @@ static int snap_take(const struct lf_tree *t, const char *path,
 /* ---- what a layer deletes ---- */
 
 struct deletions {
-	char **wh;  /* whited-out paths, sorted */
+	char **wh; /* whited-out paths, sorted */
 	size_t nwh;
 	char **opq; /* opaque directories ("" for the root), sorted */
 	size_t nopq;
@@ -244,8 +244,7 @@ static int add_event(struct run *r, struct lf_plog_event *ev,
 {
 	if (r->out->n == r->cap) {
 		size_t nc = r->cap ? r->cap * 2 : 16;
-		struct lf_plog_event *p =
-			realloc(r->out->ev, nc * sizeof(*p));
+		struct lf_plog_event *p = realloc(r->out->ev, nc * sizeof(*p));
 		const struct lf_idx_entry **q;
 
 		if (!p)
@@ -308,7 +307,7 @@ static int file_sha(const struct lf_stack *s, const struct lf_tree *t,
 		ret = lf_err_set(err, -EIO, "no data entry");
 	while (!ret && off < size) {
 		size_t want = size - off < (1u << 20) ? (size_t)(size - off)
-						       : (1u << 20);
+						      : (1u << 20);
 		ssize_t n = lf_stack_read_file(s, layer, e, buf, want, off,
 					       err);
 
@@ -385,12 +384,13 @@ static int layer_events(struct run *r, size_t k, const struct snap *prev,
 	int ret = 0;
 
 	while (!ret && (i < prev->n || j < cur->n)) {
-		int c = i == prev->n   ? 1
+		int c = i == prev->n  ? 1
 			: j == cur->n ? -1
 				      : strcmp(prev->it[i].rel, cur->it[j].rel);
 		struct lf_plog_event ev = { .layer = k };
 		struct lf_tree_attr a, b;
 		const char *ipath;
+		bool root;
 
 		if (c > 0) { /* only after: added */
 			lf_tree_getattr(cur->t, cur->it[j].ino, &b);
@@ -398,12 +398,13 @@ static int layer_events(struct run *r, size_t k, const struct snap *prev,
 			fill(&ev, &b);
 			if (!b.entry)
 				ev.cause = "implied by paths below it";
-			if (!(ev.path = abs_of(r->path, cur->it[j].rel)))
+			ev.path = abs_of(r->path, cur->it[j].rel);
+			/* the root is always there */
+			root = ev.path && !strcmp(ev.path, "/");
+			if (!ev.path || (!root && add_event(r, &ev, b.entry)))
 				ret = -ENOMEM;
-			else if (!strcmp(ev.path, "/")) /* always there */
+			if (root || ret)
 				free(ev.path);
-			else if (add_event(r, &ev, b.entry))
-				ret = -ENOMEM;
 			j++;
 			continue;
 		}
@@ -413,7 +414,8 @@ static int layer_events(struct run *r, size_t k, const struct snap *prev,
 			fill(&ev, &a);
 			if (!d.wh && deletions_of(lf_stack_index(r->s, k), &d))
 				ret = -ENOMEM;
-			if (!ret && !(ev.path = abs_of(r->path, prev->it[i].rel)))
+			if (!ret &&
+			    !(ev.path = abs_of(r->path, prev->it[i].rel)))
 				ret = -ENOMEM;
 			ipath = ret ? NULL : ev.path + 1;
 			if (!ret && why_deleted(&d, cur->t, ipath, &ev.cause,
@@ -444,14 +446,18 @@ static int layer_events(struct run *r, size_t k, const struct snap *prev,
 			ev.old_mode = a.mode;
 			ev.old_uid = a.uid;
 			ev.old_gid = a.gid;
-			ev.old_size =
-				S_ISREG(a.mode) || S_ISLNK(a.mode) ? a.size : 0;
+			ev.old_size = S_ISREG(a.mode) || S_ISLNK(a.mode)
+					      ? a.size
+					      : 0;
 			ret = compare(r, prev, prev->it[i].ino, cur,
 				      cur->it[j].ino, &ev.changes, err);
-			if (!ret && (!(ev.path = abs_of(r->path,
-							 cur->it[j].rel)) ||
-				     add_event(r, &ev, b.entry)))
+			if (!ret &&
+			    !(ev.path = abs_of(r->path, cur->it[j].rel)))
 				ret = -ENOMEM;
+			if (!ret && add_event(r, &ev, b.entry)) {
+				free(ev.path);
+				ret = -ENOMEM;
+			}
 		}
 		i++;
 		j++;
@@ -499,7 +505,7 @@ int lf_pathlog(const struct lf_stack *s, const char *path, bool recursive,
 		if (k + 1 == n) {
 			t = lf_stack_tree(s);
 		} else if ((ret = lf_stack_tree_prefix(s, k + 1, &owned,
-							err))) {
+						       err))) {
 			break;
 		} else {
 			t = owned;
