@@ -11,7 +11,9 @@
  * anything else is changed when type, mode, owner, size, mtime, symlink
  * target, xattrs, device number or content differ.  Content is compared by
  * sha256, and only when the cheaper fields agree and the data come from
- * different places (two tree entries, or an upper file).  With an upper
+ * different places (two tree entries, or an upper file; the views may be of
+ * two stacks, two images: entries at the same offset of layers with the
+ * same blob digest hold the same bytes, so a shared base costs no reads).  With an upper
  * directory, only what exists in it is walked: the rest is the image.
  *
  * The views are lf_mview's (mview.h): a prefix's tree, or the tree with an

@@ -14,15 +14,19 @@
 
 static const char diff_help[] =
 	"usage: layerfs diff [options] IMAGE [--from A] [--to B]\n"
-	"       layerfs diff [options] IMAGE [--layers N] --upper DIR\n\n"
+	"       layerfs diff [options] IMAGE [--layers N] --upper DIR\n"
+	"       layerfs diff [options] IMAGE_A IMAGE_B [--from A] [--to B]\n\n"
 	"What changes between the view of layers 1..A and of layers 1..B (B\n"
 	"defaults to all layers, A to B-1; 0 is the empty view), or what an\n"
-	"upper directory changes in the view of layers 1..N.  One line per\n"
-	"changed path, as docker diff prints them: 'A /path' added, 'C /path'\n"
-	"changed, 'D /path' deleted; parents before children.\n\n"
+	"upper directory changes in the view of layers 1..N, or from IMAGE_A\n"
+	"(its layers 1..A) to IMAGE_B (its layers 1..B; both default to all;\n"
+	"any transports).  One line per changed path, as docker diff prints\n"
+	"them: 'A /path' added, 'C /path' changed, 'D /path' deleted; parents\n"
+	"before children.  Two images that share layers (by digest) read no\n"
+	"byte of what they share; --stat also counts the layers shared.\n\n"
 	"options:\n"
-	"      --from A         the view before (a layer count)\n"
-	"      --to B           the view after (a layer count)\n"
+	"      --from A         the view before (a layer count; of IMAGE_A)\n"
+	"      --to B           the view after (a layer count; of IMAGE_B)\n"
 	"      --upper DIR      compare the view with DIR on top to the view\n"
 	"      --stat           counts and bytes per kind instead of "
 	"lines\n" CLI_COMMON_HELP;
@@ -34,6 +38,10 @@ struct out {
 	bool stat;
 	uint64_t paths[3], bytes[3];
 	bool first;
+	/* two images: layers in the common base, shared anywhere by digest,
+	 * and in one image only */
+	bool two;
+	size_t base, shared, only_a, only_b;
 };
 
 static int kind_slot(char k)
@@ -69,6 +77,105 @@ static void print_stat(const struct out *out)
 		printf("%s: %llu paths, %llu bytes\n", names[k],
 		       (unsigned long long)out->paths[k],
 		       (unsigned long long)out->bytes[k]);
+	if (out->two)
+		printf("layers: %zu shared (the bottom %zu in common), %zu "
+		       "only "
+		       "in the first image, %zu only in the second\n",
+		       out->shared, out->base, out->only_a, out->only_b);
+}
+
+/* Is layer digest d among the first n layers of s? */
+static bool has_layer(const struct lf_stack *s, size_t n, const char *d)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct lf_image_layer *l = lf_stack_layer(s, i);
+
+		if (l && l->digest[0] && !strcmp(l->digest, d))
+			return true;
+	}
+	return false;
+}
+
+/* Which layers of prefixes a[0..na) and b[0..nb) are shared by digest. */
+static void count_layers(const struct lf_stack *a, size_t na,
+			 const struct lf_stack *b, size_t nb, struct out *out)
+{
+	size_t i;
+
+	for (i = 0; i < na && i < nb; i++) {
+		const struct lf_image_layer *x = lf_stack_layer(a, i);
+		const struct lf_image_layer *y = lf_stack_layer(b, i);
+
+		if (!x || !y || !x->digest[0] || strcmp(x->digest, y->digest))
+			break;
+	}
+	out->base = i;
+	for (i = 0; i < na; i++) {
+		const struct lf_image_layer *l = lf_stack_layer(a, i);
+
+		if (l && l->digest[0] && has_layer(b, nb, l->digest))
+			out->shared++;
+		else
+			out->only_a++;
+	}
+	for (i = 0; i < nb; i++) {
+		const struct lf_image_layer *l = lf_stack_layer(b, i);
+
+		if (!(l && l->digest[0] && has_layer(a, na, l->digest)))
+			out->only_b++;
+	}
+}
+
+/* Two images: IMAGE_A's layers 1..from against IMAGE_B's 1..to. */
+static int run_images(struct cli_opts *o, const char *pa, const char *pb,
+		      long from, long to, struct out *out)
+{
+	struct lf_stack *a = NULL, *b = NULL;
+	struct lf_tree *ta = NULL, *tb = NULL;
+	struct lf_err err = { 0 };
+	size_t na, nb;
+	int ret;
+
+	if ((ret = cli_open(o, pa, true, false, &a)) ||
+	    (ret = cli_open(o, pb, true, false, &b)))
+		goto out;
+	na = from < 0 ? lf_stack_count(a) : (size_t)from;
+	nb = to < 0 ? lf_stack_count(b) : (size_t)to;
+	if (na > lf_stack_count(a) || nb > lf_stack_count(b)) {
+		ret = cli_usage("diff",
+				"--from %ld --to %ld: '%s' has %zu layers, "
+				"'%s' %zu",
+				from, to, pa, lf_stack_count(a), pb,
+				lf_stack_count(b));
+		goto out;
+	}
+	count_layers(a, na, b, nb, out);
+	if (lf_stack_tree_prefix(a, na, &ta, &err) ||
+	    lf_stack_tree_prefix(b, nb, &tb, &err)) {
+		cli_error("%s: %s", ta ? pb : pa, err.msg);
+		ret = CLI_ERR;
+		goto out;
+	}
+	{
+		struct lf_mview va = { a, ta, NULL };
+		struct lf_mview vb = { b, tb, NULL };
+
+		if (o->json && !out->stat)
+			printf("{\"schema\":%d,\"changes\": [\n",
+			       CLI_JSON_SCHEMA);
+		if (lf_diff_run(&va, &vb, on_change, out, &err)) {
+			cli_error("%s: %s", pb, err.msg);
+			ret = CLI_ERR;
+		}
+	}
+out:
+	lf_tree_free(ta);
+	lf_tree_free(tb);
+	lf_stack_close(a);
+	lf_stack_close(b);
+	return ret;
 }
 
 static int parse_count(const char *arg, const char *what, long *out)
@@ -194,8 +301,20 @@ int cli_cmd_diff(int argc, char **argv)
 		if (!ret)
 			return cli_bad_option("diff", c, argv);
 	}
+	if (argc - optind == 2) {
+		if (upper || o.has_layers)
+			return cli_usage("diff", "two images are compared "
+						 "with --from/--to, not "
+						 "--upper or --layers");
+		if (o.quiet)
+			cli_set_progress(false);
+		out.two = true;
+		ret = run_images(&o, argv[optind], argv[optind + 1], from, to,
+				 &out);
+		goto done;
+	}
 	if (argc - optind != 1)
-		return cli_usage("diff", "expected one IMAGE");
+		return cli_usage("diff", "expected IMAGE, or IMAGE_A IMAGE_B");
 	if (upper && (from >= 0 || to >= 0))
 		return cli_usage("diff", "--upper compares with --layers N, "
 					 "not --from/--to");
@@ -223,6 +342,7 @@ int cli_cmd_diff(int argc, char **argv)
 		printf("{\"schema\":%d,\"changes\": [\n", CLI_JSON_SCHEMA);
 	ret = upper ? run_upper(ci, upper, &out)
 		    : run_prefixes(ci, from, to, &out);
+done:
 	if (ret == CLI_OK && o.json) {
 		if (!out.stat)
 			fputs(out.first ? "]" : "\n]", stdout);
@@ -231,6 +351,10 @@ int cli_cmd_diff(int argc, char **argv)
 		else
 			fputs(", \"stat\": ", stdout);
 		cli_json_diff_stat(stdout, out.paths, out.bytes);
+		if (out.two)
+			printf(", \"layers\": {\"base\": %zu, \"shared\": %zu, "
+			       "\"only_a\": %zu, \"only_b\": %zu}",
+			       out.base, out.shared, out.only_a, out.only_b);
 		fputs("}\n", stdout);
 	} else if (ret == CLI_OK && out.stat) {
 		print_stat(&out);

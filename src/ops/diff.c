@@ -85,6 +85,24 @@ static bool same_xattrs(struct walk *w, const struct lf_mobj *a,
 	return same;
 }
 
+/* Tree objects of two stacks whose data is the same extent of layers with
+ * one blob digest (a base layer two images share). */
+static bool same_blob_data(const struct walk *w, const struct lf_mobj *a,
+			   const struct lf_mobj *b)
+{
+	const struct lf_image_layer *la, *lb;
+
+	if (!a->entry || !b->entry || w->a->stack == w->b->stack)
+		return false;
+	la = lf_stack_layer(w->a->stack, a->layer);
+	lb = lf_stack_layer(w->b->stack, b->layer);
+	return la && lb && la->digest[0] && !strcmp(la->digest, lb->digest) &&
+	       a->entry->data_off == b->entry->data_off &&
+	       a->entry->size == b->entry->size &&
+	       a->entry->sparse_count == b->entry->sparse_count &&
+	       a->entry->sparse_first == b->entry->sparse_first;
+}
+
 static int hash_obj(struct walk *w, const struct lf_mview *v,
 		    const struct lf_mobj *o, char out[LF_DIGEST_LEN])
 {
@@ -162,6 +180,10 @@ static int changed(struct walk *w, const struct lf_mobj *a,
 	/* the same tree entry holds the same bytes; an object the upper dir
 	 * does not hold is the lower one, unchanged */
 	if (!w->a->upper && !w->b->upper && a->entry == b->entry)
+		return 0;
+	/* two images (or stacks) sharing a layer: the same blob holds the
+	 * same bytes at the same offset */
+	if (!w->a->upper && !w->b->upper && same_blob_data(w, a, b))
 		return 0;
 	if (w->b->upper && !b->in_upper)
 		return 0;
