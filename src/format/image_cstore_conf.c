@@ -163,12 +163,15 @@ static int string(struct toml *t, struct lf_buf *out)
  * balanced outside strings and comments. */
 static int skip_nested(struct toml *t)
 {
+	unsigned start = t->line;
 	char stack[64];
 	size_t depth = 0;
 
 	do {
-		if (t->p == t->end)
+		if (t->p == t->end) {
+			t->line = start; /* where it began */
 			return bad(t, "unterminated array or inline table");
+		}
 		switch (*t->p) {
 		case '[':
 		case '{':
