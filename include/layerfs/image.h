@@ -89,7 +89,7 @@ struct lf_image_layer {
 	const char *comment;
 	/* containers-storage: the store's extracted layer, a directory read
 	 * as a directory layer (index.h), and then blob is NULL and digest
-	 * "".  dir_full: the directory is the whole root file system as of
+	 * is the diff_id (the layer as an uncompressed tar).  dir_full: the directory is the whole root file system as of
 	 * this layer (the vfs driver), not the layer's own changes. */
 	const char *dir;
 	bool dir_full;

@@ -697,6 +697,7 @@ static int fill_layers(struct cstore *c, struct lf_err *err)
 		snprintf(rel, sizeof(rel), vfs ? "vfs/dir/%s" : "overlay/%s/diff",
 			 v[i]->id);
 		memcpy(l->diff_id, img->config.diff_ids[i], LF_DIGEST_LEN);
+		memcpy(l->digest, l->diff_id, LF_DIGEST_LEN);
 		l->media_type = strdup("");
 		l->source = strdup(rel);
 		if (!l->media_type || !l->source) {

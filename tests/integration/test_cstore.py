@@ -284,6 +284,9 @@ def test_layers_and_history(stores):
         made = [h["created_by"] for h in b.info["History"]
                 if not h.get("empty_layer")]
         assert [x.get("created_by") for x in layers] == made, d
+        assert [x["diff_id"] for x in layers] == b.diff_ids, d
+        assert doc["format"] == "containers-storage"
+        assert doc["config_digest"] == "sha256:" + b.id
         assert ls_tree(b.spec(), -1) == ls_tree(b.spec(), LAYERS - 1)
 
 
@@ -515,3 +518,26 @@ def test_malformed_storage_conf(tmp_path):
                      env={"CONTAINERS_STORAGE_CONF": str(conf)})
     expect_error("containers-storage:img", "does not exist",
                  env={"CONTAINERS_STORAGE_CONF": str(tmp_path / "none")})
+
+
+def test_commit(stores, tmp_path):
+    """commit --squash turns a store image into an OCI layout with the
+    same tree; a commit that copies layers says it cannot (no blobs)."""
+    b = stores["vfs"]
+    out = tmp_path / "sq"
+    p = lf("commit", "--no-cache", b.spec(), "--squash", "-o", out)
+    assert p.returncode == 0, p.stderr.decode()
+    want = ls_tree(b.spec())
+    got = ls_tree(str(out))
+    strip = ("ino", "layer")
+    assert {k: {f: v for f, v in e.items() if f not in strip}
+            for k, e in got.items()} == \
+        {k: {f: v for f, v in e.items() if f not in strip}
+         for k, e in want.items()}
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "x").write_bytes(b"x")
+    p = lf("commit", "--no-cache", b.spec(), "--upper", up, "-o",
+           tmp_path / "c")
+    assert p.returncode == 1
+    assert b"is a directory of a containers-storage store" in p.stderr
