@@ -427,6 +427,15 @@ static char *expand(const char *s)
 	return lf_buf_detach(&b, NULL);
 }
 
+/* A non-root user's store is never root's: graphroot and runroot of a
+ * file other than the user's own are not used (rootless_storage_path is). */
+static void drop_roots(struct lf_cstore_conf *c)
+{
+	free(c->graphroot);
+	free(c->runroot);
+	c->graphroot = c->runroot = NULL;
+}
+
 /* The storage.conf files in the order containers-storage reads them. */
 static int load(struct lf_cstore_conf *c, bool rootless, char **used,
 		struct lf_err *err)
@@ -447,6 +456,8 @@ static int load(struct lf_cstore_conf *c, bool rootless, char **used,
 					  env);
 		if (!ret && !(*used = strdup(env)))
 			return oom(err);
+		if (!ret && rootless)
+			drop_roots(c);
 		return ret;
 	}
 	for (i = 0; ret == -ENOENT && i < LF_ARRAY_SIZE(sys); i++)
@@ -459,9 +470,7 @@ static int load(struct lf_cstore_conf *c, bool rootless, char **used,
 		return 0;
 	/* rootless: the system's paths are root's, never used; the user's
 	 * file is read over the rest */
-	free(c->graphroot);
-	free(c->runroot);
-	c->graphroot = c->runroot = NULL;
+	drop_roots(c);
 	if (getenv("XDG_CONFIG_HOME") && getenv("XDG_CONFIG_HOME")[0] == '/')
 		user = env_path("XDG_CONFIG_HOME", NULL,
 				"/containers/storage.conf");

@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import sys
-import time
+import tempfile
 
 import pytest
 
@@ -42,6 +42,7 @@ import oracle as O
 sys.path.insert(0, O.FIXTURES)
 import cstore as CS  # noqa: E402
 import mkreal as M  # noqa: E402
+from test_mount_ro import _as_user, lftest_user  # noqa: E402,F401
 
 LAYERS = len(next(i for i in M.IMAGES if i.name == CS.IMAGE).steps)
 TIMEOUT = 60
@@ -541,3 +542,58 @@ def test_commit(stores, tmp_path):
            tmp_path / "c")
     assert p.returncode == 1
     assert b"is a directory of a containers-storage store" in p.stderr
+
+
+# -- rootless store paths -----------------------------------------------------------
+
+@pytest.fixture
+def rootless_home():
+    """A world-readable home for lftest-user (pytest's temp dirs are 0700),
+    removed afterwards."""
+    top = tempfile.mkdtemp(prefix="lftest-cs-")
+    os.chmod(top, 0o755)
+    yield top
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def _chown_tree(top, pw):
+    for r, ds, fs in os.walk(top):
+        for x in ds + fs:
+            os.lchown(os.path.join(r, x), pw.pw_uid, pw.pw_gid)
+    os.lchown(top, pw.pw_uid, pw.pw_gid)
+
+
+def test_rootless_store_paths(lftest_user, rootless_home):  # noqa: F811
+    """As a normal user: the default ~/.local/share/containers/storage,
+    then ~/.config/containers/storage.conf's graphroot, then
+    rootless_storage_path with $HOME expanded (root's graphroot in the
+    system file is never a user's)."""
+    pw = lftest_user
+    home = rootless_home
+    g, _, _ = fake_store(os.path.join(home, ".local/share/containers"))
+    os.rename(g, os.path.join(home, ".local/share/containers/storage"))
+    other, _, _ = fake_store(os.path.join(home, "other"),
+                             files=(("a.txt", b"OTHER\n"),))
+    _chown_tree(home, pw)
+
+    def cat(extra=""):
+        p = _as_user(pw, "HOME=%s XDG_CONFIG_HOME= XDG_DATA_HOME= %s "
+                     "%s cat --no-cache containers-storage:fake a.txt" % (
+                         home, extra, O.LAYERFS), timeout=TIMEOUT)
+        return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+    assert cat() == (0, b"A\n", "")
+    os.makedirs(os.path.join(home, ".config/containers"))
+    with open(os.path.join(home, ".config/containers/storage.conf"),
+              "w") as f:
+        f.write("[storage]\ndriver = \"overlay\"\ngraphroot = \"%s\"\n"
+                % other)
+    _chown_tree(home, pw)
+    assert cat() == (0, b"OTHER\n", "")
+    sysconf = os.path.join(home, "sys.conf")
+    with open(sysconf, "w") as f:
+        f.write("[storage]\ngraphroot = \"/var/lib/containers/storage\"\n"
+                "rootless_storage_path = \"$HOME/other/graph\"\n")
+    os.chmod(sysconf, 0o644)
+    got = cat("CONTAINERS_STORAGE_CONF=" + sysconf)
+    assert got == (0, b"OTHER\n", ""), got[2]
