@@ -29,9 +29,9 @@ struct cstore {
 	struct lf_image *img;
 	const char *label;
 	struct lf_cstore_conf conf;
-	int gfd, rfd;	    /* graphroot, runroot (-1: none) */
-	json_t *images;	    /* images.json */
-	json_t *ljson[3];   /* layers.json, volatile-layers.json (x2) */
+	int gfd, rfd;	  /* graphroot, runroot (-1: none) */
+	json_t *images;	  /* images.json */
+	json_t *ljson[3]; /* layers.json, volatile-layers.json (x2) */
 	struct layer_rec *recs;
 	size_t nrecs;
 	json_t *image; /* the chosen entry of images.json (borrowed) */
@@ -47,7 +47,8 @@ static bool is_hex_id(const char *s, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (!isdigit((unsigned char)s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
+		if (!isdigit((unsigned char)s[i]) &&
+		    !(s[i] >= 'a' && s[i] <= 'f'))
 			return false;
 	return n > 0;
 }
@@ -258,9 +259,10 @@ static bool has_digest(const struct cstore *c, size_t i, const char *digest)
 
 	if (d && !strcmp(d, digest))
 		return true;
-	json_array_foreach(json_object_get(o, "digests"), k, v)
-		if (json_is_string(v) && !strcmp(json_string_value(v), digest))
-			return true;
+	json_array_foreach(json_object_get(o, "digests"), k,
+			   v) if (json_is_string(v) &&
+				  !strcmp(json_string_value(v),
+					  digest)) return true;
 	return false;
 }
 
@@ -270,7 +272,8 @@ static size_t repo_len(const char *name)
 	size_t n = strcspn(name, "@");
 	const char *slash = memrchr(name, '/', n);
 	const char *colon = memrchr(slash ? slash : name, ':',
-				    n - (size_t)((slash ? slash : name) - name));
+				    n - (size_t)((slash ? slash : name) -
+						 name));
 
 	return colon ? (size_t)(colon - name) : n;
 }
@@ -339,7 +342,8 @@ static int by_name(struct cstore *c, const char *ref, struct lf_err *err)
 	for (i = 0; i < nimages(c); i++) {
 		json_array_foreach(json_object_get(json_array_get(c->images, i),
 						   "names"),
-				   k, v) {
+				   k, v)
+		{
 			int r = json_is_string(v)
 					? name_rank(json_string_value(v), full,
 						    shortp, d.tag)
@@ -427,8 +431,7 @@ static int set_ref(struct cstore *c, struct lf_err *err)
 
 	if (!json_is_string(first))
 		return 0;
-	return (c->img->ref = strdup(json_string_value(first))) ? 0
-								 : oom(err);
+	return (c->img->ref = strdup(json_string_value(first))) ? 0 : oom(err);
 }
 
 /* --- the config -------------------------------------------------------- */
@@ -437,7 +440,8 @@ static int set_ref(struct cstore *c, struct lf_err *err)
  * when it is all [0-9a-z.], else '=' and its base64. */
 static int bigdata_name(const char *key, char *out, size_t len)
 {
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr"
+				  "stuvwxyz0123456789+/";
 	size_t n = strlen(key), i, o = 0;
 	bool plain = true;
 
@@ -515,7 +519,8 @@ static int add_records(struct cstore *c, json_t *a, const char *what,
 	if (!p)
 		return oom(err);
 	c->recs = p;
-	json_array_foreach(a, i, o) {
+	json_array_foreach(a, i, o)
+	{
 		json_t *sz = json_object_get(o, "diff-size");
 		struct layer_rec *r = &c->recs[c->nrecs];
 
@@ -597,7 +602,8 @@ static int chain(struct cstore *c, const struct layer_rec ***out, size_t *n,
 			free(v);
 			return lf_err_set(err, -ELOOP,
 					  "'%s': %s/%s-layers/layers.json: the "
-					  "parent chain of layer %.80s loops or "
+					  "parent chain of layer %.80s loops "
+					  "or "
 					  "is longer than %d layers",
 					  c->label, graphroot(c),
 					  c->conf.driver,
@@ -657,7 +663,8 @@ static int fill_layers(struct cstore *c, struct lf_err *err)
 		return ret;
 	if (img->config.ndiff_ids != n) {
 		ret = lf_err_set(err, -EINVAL,
-				 "'%s': the config lists %zu diff_ids, the store "
+				 "'%s': the config lists %zu diff_ids, the "
+				 "store "
 				 "has %zu layers for the image",
 				 c->label, img->config.ndiff_ids, n);
 		goto out;
@@ -694,8 +701,8 @@ static int fill_layers(struct cstore *c, struct lf_err *err)
 					 img->config.diff_ids[i]);
 			break;
 		}
-		snprintf(rel, sizeof(rel), vfs ? "vfs/dir/%s" : "overlay/%s/diff",
-			 v[i]->id);
+		snprintf(rel, sizeof(rel),
+			 vfs ? "vfs/dir/%s" : "overlay/%s/diff", v[i]->id);
 		memcpy(l->diff_id, img->config.diff_ids[i], LF_DIGEST_LEN);
 		memcpy(l->digest, l->diff_id, LF_DIGEST_LEN);
 		l->media_type = strdup("");
@@ -760,8 +767,9 @@ static int open_store(struct cstore *c, const struct lf_imgref *r,
 int lf_image_cstore_open(struct lf_image *img, const struct lf_imgref *r,
 			 struct lf_err *err)
 {
-	struct cstore c = { .img = img, .label = img->path, .gfd = -1,
-			    .rfd = -1 };
+	struct cstore c = {
+		.img = img, .label = img->path, .gfd = -1, .rfd = -1
+	};
 	size_t k;
 	int ret;
 

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CONF_MAX (1u << 20)  /* a storage.conf is a few KiB */
-#define VALUE_MAX 4096	     /* a path */
+#define CONF_MAX (1u << 20) /* a storage.conf is a few KiB */
+#define VALUE_MAX 4096	    /* a path */
 
 static int oom(struct lf_err *err)
 {
@@ -84,20 +84,25 @@ static int unicode_escape(struct toml *t, int n, struct lf_buf *out)
 		return lf_buf_addch(out, (char)cp) ? oom(t->err) : 0;
 	if (cp < 0x800)
 		return lf_buf_addch(out, (char)(0xc0 | (cp >> 6))) ||
-			       lf_buf_addch(out, (char)(0x80 | (cp & 0x3f)))
+				       lf_buf_addch(out,
+						    (char)(0x80 | (cp & 0x3f)))
 			       ? oom(t->err)
 			       : 0;
 	if (cp < 0x10000)
 		return lf_buf_addch(out, (char)(0xe0 | (cp >> 12))) ||
-			       lf_buf_addch(out,
-					    (char)(0x80 | ((cp >> 6) & 0x3f))) ||
-			       lf_buf_addch(out, (char)(0x80 | (cp & 0x3f)))
+				       lf_buf_addch(out,
+						    (char)(0x80 | ((cp >> 6) &
+								   0x3f))) ||
+				       lf_buf_addch(out,
+						    (char)(0x80 | (cp & 0x3f)))
 			       ? oom(t->err)
 			       : 0;
 	return lf_buf_addch(out, (char)(0xf0 | (cp >> 18))) ||
-		       lf_buf_addch(out, (char)(0x80 | ((cp >> 12) & 0x3f))) ||
-		       lf_buf_addch(out, (char)(0x80 | ((cp >> 6) & 0x3f))) ||
-		       lf_buf_addch(out, (char)(0x80 | (cp & 0x3f)))
+			       lf_buf_addch(out, (char)(0x80 |
+							((cp >> 12) & 0x3f))) ||
+			       lf_buf_addch(out, (char)(0x80 |
+							((cp >> 6) & 0x3f))) ||
+			       lf_buf_addch(out, (char)(0x80 | (cp & 0x3f)))
 		       ? oom(t->err)
 		       : 0;
 }
@@ -142,8 +147,9 @@ static int string(struct toml *t, struct lf_buf *out)
 				ret = bad(t, "bad escape in a string");
 				break;
 			}
-			ret = lf_buf_addch(out, esc_out[e - esc_in]) ? oom(t->err)
-								     : 0;
+			ret = lf_buf_addch(out, esc_out[e - esc_in])
+				      ? oom(t->err)
+				      : 0;
 			t->p++;
 			continue;
 		}
@@ -215,8 +221,7 @@ static int key(struct toml *t, char *out, size_t len)
 {
 	size_t n = 0;
 
-	while (t->p < t->end && *t->p != '=' && *t->p != '\n' &&
-	       *t->p != '#') {
+	while (t->p < t->end && *t->p != '=' && *t->p != '\n' && *t->p != '#') {
 		if (n + 1 >= len)
 			return bad(t, "key too long");
 		out[n++] = *t->p++;
@@ -267,8 +272,7 @@ static char **conf_slot(struct lf_cstore_conf *c, size_t i)
 }
 
 /* key = value: kept when it is one of ours in [storage]. */
-static int assignment(struct toml *t, bool in_storage,
-		      struct lf_cstore_conf *c)
+static int assignment(struct toml *t, bool in_storage, struct lf_cstore_conf *c)
 {
 	char name[128];
 	struct lf_buf v;
@@ -451,7 +455,8 @@ static int load(struct lf_cstore_conf *c, bool rootless, char **used,
 		ret = read_conf(env, c, err);
 		if (ret == -ENOENT)
 			return lf_err_set(err, ret,
-					  "CONTAINERS_STORAGE_CONF: %s does not "
+					  "CONTAINERS_STORAGE_CONF: %s does "
+					  "not "
 					  "exist",
 					  env);
 		if (!ret && !(*used = strdup(env)))
@@ -475,7 +480,8 @@ static int load(struct lf_cstore_conf *c, bool rootless, char **used,
 		user = env_path("XDG_CONFIG_HOME", NULL,
 				"/containers/storage.conf");
 	else
-		user = env_path("HOME", "/", "/.config/containers/storage.conf");
+		user = env_path("HOME", "/",
+				"/.config/containers/storage.conf");
 	if (!user)
 		return oom(err);
 	ret = read_conf(user, c, err);

@@ -24,11 +24,7 @@ static const struct {
 
 /* Known to skopeo and podman, not read here. */
 static const char *const unsupported[] = {
-	"dir",
-	"docker-daemon",
-	"ostree",
-	"sif",
-	"tarball",
+	"dir", "docker-daemon", "ostree", "sif", "tarball",
 };
 
 const char *lf_imgref_transport(const struct lf_imgref *r)
@@ -297,8 +293,8 @@ static int spec_part(const char *from, const char *to, char **out)
  * containers-storage:[[DRIVER@][GRAPHROOT][+RUNROOT][:OPTIONS]]IMAGE, split
  * as containers/image's storage transport (ParseReference) splits it.
  */
-static int parse_cstore(const char *arg, const char *rest,
-			struct lf_imgref *r, struct lf_err *err)
+static int parse_cstore(const char *arg, const char *rest, struct lf_imgref *r,
+			struct lf_err *err)
 {
 	const char *spec, *end, *at, *colon, *plus;
 
@@ -307,9 +303,10 @@ static int parse_cstore(const char *arg, const char *rest,
 		end = strchr(spec, ']');
 		if (!end || end == spec)
 			return lf_err_set(err, -EINVAL,
-					  SHOWN ": a store is written "
-						"[[DRIVER@][GRAPHROOT][+RUNROOT]"
-						"[:OPTIONS]]",
+					  SHOWN
+					  ": a store is written "
+					  "[[DRIVER@][GRAPHROOT][+RUNROOT]"
+					  "[:OPTIONS]]",
 					  SHOWN_ARGS(arg));
 		at = memchr(spec, '@', (size_t)(end - spec));
 		if (at && (at == spec || at + 1 == end))
@@ -317,19 +314,24 @@ static int parse_cstore(const char *arg, const char *rest,
 					  SHOWN ": empty %s in the store "
 						"specification",
 					  SHOWN_ARGS(arg),
-					  at == spec ? "driver"
-						     : "store after the driver");
+					  at == spec
+						  ? "driver"
+						  : "store after the driver");
 		if (at && spec_part(spec, at, &r->driver))
 			return oom(err);
 		spec = at ? at + 1 : spec;
 		colon = memchr(spec, ':', (size_t)(end - spec));
 		if (colon && spec_part(colon + 1, end, &r->options))
 			return oom(err);
-		plus = memchr(spec, '+', (size_t)((colon ? colon : end) - spec));
-		if (spec_part(spec, plus ? plus : colon ? colon : end,
+		plus = memchr(spec, '+',
+			      (size_t)((colon ? colon : end) - spec));
+		if (spec_part(spec,
+			      plus    ? plus
+			      : colon ? colon
+				      : end,
 			      &r->graphroot) ||
-		    (plus && spec_part(plus + 1, colon ? colon : end,
-				       &r->runroot)))
+		    (plus &&
+		     spec_part(plus + 1, colon ? colon : end, &r->runroot)))
 			return oom(err);
 		if ((r->graphroot && r->graphroot[0] != '/') ||
 		    (r->runroot && r->runroot[0] != '/'))

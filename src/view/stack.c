@@ -263,7 +263,8 @@ static int gather(const struct lf_stack_opts *o, const char *path,
 					    lf_image_layer(ci->imgs[ci->nimgs],
 							   i),
 					    lf_image_layer(ci->imgs[ci->nimgs],
-							   i)->dir }))
+							   i)
+						    ->dir }))
 				goto nomem;
 		ci->nimgs++;
 	}
