@@ -597,3 +597,48 @@ def test_rootless_store_paths(lftest_user, rootless_home):  # noqa: F811
     os.chmod(sysconf, 0o644)
     got = cat("CONTAINERS_STORAGE_CONF=" + sysconf)
     assert got == (0, b"OTHER\n", ""), got[2]
+
+
+def add_image(g, names, tag, driver="overlay"):
+    """Another image of the fake store's layers, named `names`; its id."""
+    ij = os.path.join(g, driver + "-images", "images.json")
+    images = json.load(open(ij))
+    first = images[0]
+    idir = os.path.join(g, driver + "-images", first["id"])
+    (cf,) = os.listdir(idir)
+    config = json.loads(open(os.path.join(idir, cf), "rb").read())
+    config["history"][0]["comment"] = tag
+    data = json.dumps(config).encode()
+    iid = hashlib.sha256(data).hexdigest()
+    os.makedirs(os.path.join(g, driver + "-images", iid))
+    key = base64.b64encode(("sha256:" + iid).encode()).decode()
+    with open(os.path.join(g, driver + "-images", iid, "=" + key), "wb") as f:
+        f.write(data)
+    images.append({"id": iid, "names": names, "layer": first["layer"]})
+    json.dump(images, open(ij, "w"))
+    return iid
+
+
+def _comment(arg):
+    p = lf("layers", "--json", "--no-cache", arg)
+    assert p.returncode == 0, p.stderr.decode()
+    return [h["comment"] for h in json.loads(p.stdout)["history"]]
+
+
+def test_short_name_ranking(tmp_path):
+    """A short name prefers docker.io/library/NAME, then localhost/NAME,
+    then a unique .../NAME anywhere; several at the best rank fail."""
+    g, iid, _ = fake_store(str(tmp_path))
+    add_image(g, ["quay.io/a/x:latest"], "quay")
+    assert _comment(ref(g, "x")) == ["quay"]
+    add_image(g, ["localhost/x:latest"], "local")
+    assert _comment(ref(g, "x")) == ["local"]
+    add_image(g, ["docker.io/library/x:latest"], "hub")
+    assert _comment(ref(g, "x")) == ["hub"]
+    assert _comment(ref(g, "quay.io/a/x")) == ["quay"]
+    add_image(g, ["example.com/b/y:1"], "y1")
+    add_image(g, ["quay.io/c/y:1"], "y2")
+    expect_error(ref(g, "y:1"), "names several images")
+    expect_error(ref(g, "y"), "no image 'y'")        # :latest, there is none
+    expect_error(ref(g, "Bad/Name"), "is not an image name")
+    assert _comment(ref(g, iid)) == [None]
