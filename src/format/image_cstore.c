@@ -23,6 +23,7 @@
 struct layer_rec {
 	const char *id, *parent, *diff_digest;
 	uint64_t diff_size;
+	bool incomplete; /* flags.incomplete: an interrupted pull or build */
 };
 
 struct cstore {
@@ -527,6 +528,9 @@ static int add_records(struct cstore *c, json_t *a, const char *what,
 		r->id = str_field(o, "id");
 		r->parent = str_field(o, "parent");
 		r->diff_digest = str_field(o, "diff-digest");
+		r->incomplete = json_is_true(
+			json_object_get(json_object_get(o, "flags"),
+					"incomplete"));
 		r->diff_size = json_is_integer(sz) && json_integer_value(sz) > 0
 				       ? (uint64_t)json_integer_value(sz)
 				       : 0;
@@ -687,6 +691,15 @@ static int fill_layers(struct cstore *c, struct lf_err *err)
 			ret = lf_err_set(err, -EINVAL,
 					 "'%s': layer %zu: bad layer ID "
 					 "'%.80s'",
+					 c->label, i + 1, v[i]->id);
+			break;
+		}
+		if (v[i]->incomplete) {
+			ret = lf_err_set(err, -EINVAL,
+					 "'%s': layer %zu (%s) is incomplete "
+					 "in "
+					 "the store (an interrupted pull or "
+					 "build)",
 					 c->label, i + 1, v[i]->id);
 			break;
 		}

@@ -642,3 +642,27 @@ def test_short_name_ranking(tmp_path):
     expect_error(ref(g, "y"), "no image 'y'")        # :latest, there is none
     expect_error(ref(g, "Bad/Name"), "is not an image name")
     assert _comment(ref(g, iid)) == [None]
+
+
+def test_volatile_and_incomplete_layers(tmp_path):
+    """A layer listed in volatile-layers.json (graphroot or, for a
+    transient store, runroot) is found; one flagged incomplete fails."""
+    g, _, ids = fake_store(str(tmp_path), nlayers=2)
+    lj = os.path.join(g, "overlay-layers", "layers.json")
+    recs = json.load(open(lj))
+    json.dump(recs[:1], open(lj, "w"))
+    expect_error(ref(g), "is not in")
+    run = tmp_path / "run"
+    os.makedirs(run / "overlay-layers")
+    json.dump(recs[1:], open(run / "overlay-layers" /
+                             "volatile-layers.json", "w"))
+    arg = "containers-storage:[overlay@%s+%s]fake" % (g, run)
+    p = lf("cat", "--no-cache", arg, "a.txt")
+    assert p.returncode == 0 and p.stdout == b"A\n", p.stderr
+    os.rename(run / "overlay-layers" / "volatile-layers.json",
+              os.path.join(g, "overlay-layers", "volatile-layers.json"))
+    p = lf("cat", "--no-cache", ref(g), "a.txt")
+    assert p.returncode == 0 and p.stdout == b"A\n", p.stderr
+    recs[0]["flags"] = {"incomplete": True}
+    json.dump(recs[:1], open(lj, "w"))
+    expect_error(ref(g), "layer 1 (%s) is incomplete" % ids[0])
