@@ -15,6 +15,8 @@
  * the image (REF as opts->ref, @N as opts->index); a docker:// name is read
  * from its registry as if it were an OCI layout (image_registry.c over
  * registry.h): manifests fetched, layer blobs as vfiles of range reads.
+ * A containers-storage: image is read from the local store's metadata, its
+ * layers being the store's layer directories (image_cstore.h).
  * A manifest that describes an OCI artifact (artifactType, or a config that
  * is not an image config) fails: "not a container image (artifact type X)".
  * Several images in one layout/archive are chosen with opts->ref; an image
@@ -86,6 +88,12 @@ struct lf_image_layer {
 	const char *created;
 	/* `comment` of that history entry, or NULL. */
 	const char *comment;
+	/* containers-storage: the store's extracted layer, a directory read
+	 * as a directory layer (index.h), and then blob is NULL and digest
+	 * is the diff_id (the layer as an uncompressed tar).  dir_full: the directory is the whole root file system as of
+	 * this layer (the vfs driver), not the layer's own changes. */
+	const char *dir;
+	bool dir_full;
 };
 
 /*

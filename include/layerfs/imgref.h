@@ -9,15 +9,25 @@
  *   docker-archive:FILE[:REF|:@N] a `docker save` tar (REF: NAME[:TAG] of
  *                                 its RepoTags; @N: its N-th image, from 0)
  *   docker://[HOST[:PORT]/]REPO[:TAG][@sha256:HEX]   a registry image
+ *   containers-storage:[[DRIVER@][GRAPHROOT][+RUNROOT][:OPTIONS]]IMAGE
+ *                                 an image of podman's/buildah's local store
  *
  * The transport name ends at the first ':', and so does the path after it
  * (as containers/image splits them).  An argument that names an existing
  * file or directory is a PATH whatever it looks like, and so is one whose
  * prefix is not a transport name; a known transport this build cannot
- * read (containers-storage:, dir:, docker-daemon:...) is an error that
- * names it.  docker:// names follow the distribution reference grammar
+ * read (dir:, docker-daemon:...) is an error that names it.  docker:// names follow the distribution reference grammar
  * with Docker's defaults: no host means docker.io, a one-component
  * repository there gets `library/`, no tag and no digest means `latest`.
+ *
+ * containers-storage: splits its bracketed STORE-SPEC as containers/image's
+ * storage transport does: DRIVER before the first '@', OPTIONS after the
+ * first ':', RUNROOT after the first '+' of what is left, the rest the
+ * GRAPHROOT; each part may be absent (then it comes from storage.conf, see
+ * image_cstore.c), GRAPHROOT and RUNROOT must be absolute, "[]" and "[@x]"
+ * are errors.  IMAGE is kept as written (non-empty); which image it names
+ * (NAME[:TAG], NAME@DIGEST, a full or short ID, @ID) is decided against the
+ * store's images when it is opened.
  *
  * Ownership: the strings of a struct lf_imgref are its own, freed by
  * lf_imgref_release().
@@ -36,6 +46,7 @@ enum lf_imgref_kind {
 	LF_IMGREF_OCI_ARCHIVE,
 	LF_IMGREF_DOCKER_ARCHIVE,
 	LF_IMGREF_DOCKER,
+	LF_IMGREF_CSTORE, /* containers-storage: */
 };
 
 struct lf_imgref {
@@ -48,6 +59,9 @@ struct lf_imgref {
 	char *repo;    /* docker: "library/busybox" */
 	char *tag;     /* docker: the tag, or NULL with a digest */
 	char *digest;  /* docker: "sha256:<hex>", or NULL */
+	/* containers-storage: the STORE-SPEC parts (NULL: not given) and
+	 * IMAGE as written */
+	char *driver, *graphroot, *runroot, *options, *image;
 };
 
 /* Parse `arg`: 0, or -EINVAL with err naming the argument and the fault,

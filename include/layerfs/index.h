@@ -149,6 +149,11 @@ const char *lf_index_copy_path(const struct lf_index *idx);
  */
 int lf_index_open_dir(const char *dir, const char *label, struct lf_index **out,
 		      struct lf_err *err);
+/* The same for a directory that is a whole root file system over the
+ * layers below (a vfs-driver layer of containers-storage): its root is
+ * opaque, as if `.wh..wh..opq` were in it. */
+int lf_index_open_rootfs(const char *dir, const char *label,
+			 struct lf_index **out, struct lf_err *err);
 /* The directory fd of a directory layer (owned by the index until
  * lf_index_close(); the directory source dups it), else -1. */
 int lf_index_dir_fd(const struct lf_index *idx);

@@ -311,7 +311,10 @@ static json_t *layer_object(const struct lf_stack *ci, size_t i,
 			    json_string(l->digest[0]
 						? l->digest
 						: lf_index_blob_digest(x)));
-	json_object_set_new(e, "diff_id", json_string(lf_index_diff_id(x)));
+	json_object_set_new(e, "diff_id",
+			    json_string(lf_index_diff_id(x)[0] || !l->diff_id[0]
+						? lf_index_diff_id(x)
+						: l->diff_id));
 	json_object_set_new(e, "media_type",
 			    json_string(l->media_type ? l->media_type : ""));
 	json_object_set_new(e, "compression",

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "image_cstore.h"
 #include "image_internal.h"
 
 #include "layerfs/imgref.h"
@@ -750,6 +751,10 @@ int lf_image_open(const char *path, const struct lf_image_opts *opts,
 		ret = registry_open(img, &r, &o, err);
 		goto opened;
 	}
+	if (r.kind == LF_IMGREF_CSTORE) {
+		ret = lf_image_cstore_open(img, &r, err);
+		goto opened;
+	}
 	img->want_format = r.kind == LF_IMGREF_OCI	     ? "oci-layout"
 			   : r.kind == LF_IMGREF_OCI_ARCHIVE ? "oci-archive"
 			   : r.kind == LF_IMGREF_DOCKER_ARCHIVE
@@ -831,6 +836,7 @@ void lf_image_close(struct lf_image *img)
 		lf_vfile_close(img->layers[i].blob);
 		free((char *)img->layers[i].media_type);
 		free((char *)img->layers[i].source);
+		free((char *)img->layers[i].dir);
 	}
 	free(img->layers);
 	lf_image_config_release(&img->config);

@@ -19,16 +19,12 @@ static const struct {
 	{ "oci-archive", LF_IMGREF_OCI_ARCHIVE },
 	{ "docker-archive", LF_IMGREF_DOCKER_ARCHIVE },
 	{ "docker", LF_IMGREF_DOCKER },
+	{ "containers-storage", LF_IMGREF_CSTORE },
 };
 
 /* Known to skopeo and podman, not read here. */
 static const char *const unsupported[] = {
-	"containers-storage",
-	"dir",
-	"docker-daemon",
-	"ostree",
-	"sif",
-	"tarball",
+	"dir", "docker-daemon", "ostree", "sif", "tarball",
 };
 
 const char *lf_imgref_transport(const struct lf_imgref *r)
@@ -49,6 +45,11 @@ void lf_imgref_release(struct lf_imgref *r)
 	free(r->repo);
 	free(r->tag);
 	free(r->digest);
+	free(r->driver);
+	free(r->graphroot);
+	free(r->runroot);
+	free(r->options);
+	free(r->image);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -279,6 +280,75 @@ static int parse_docker(const char *arg, const char *name, struct lf_imgref *r,
 	return 0;
 }
 
+/* A STORE-SPEC part [from, to) as a string, NULL when empty. */
+static int spec_part(const char *from, const char *to, char **out)
+{
+	*out = NULL;
+	if (to == from)
+		return 0;
+	return (*out = strndup(from, (size_t)(to - from))) ? 0 : -ENOMEM;
+}
+
+/*
+ * containers-storage:[[DRIVER@][GRAPHROOT][+RUNROOT][:OPTIONS]]IMAGE, split
+ * as containers/image's storage transport (ParseReference) splits it.
+ */
+static int parse_cstore(const char *arg, const char *rest, struct lf_imgref *r,
+			struct lf_err *err)
+{
+	const char *spec, *end, *at, *colon, *plus;
+
+	if (rest[0] == '[') {
+		spec = rest + 1;
+		end = strchr(spec, ']');
+		if (!end || end == spec)
+			return lf_err_set(err, -EINVAL,
+					  SHOWN
+					  ": a store is written "
+					  "[[DRIVER@][GRAPHROOT][+RUNROOT]"
+					  "[:OPTIONS]]",
+					  SHOWN_ARGS(arg));
+		at = memchr(spec, '@', (size_t)(end - spec));
+		if (at && (at == spec || at + 1 == end))
+			return lf_err_set(err, -EINVAL,
+					  SHOWN ": empty %s in the store "
+						"specification",
+					  SHOWN_ARGS(arg),
+					  at == spec
+						  ? "driver"
+						  : "store after the driver");
+		if (at && spec_part(spec, at, &r->driver))
+			return oom(err);
+		spec = at ? at + 1 : spec;
+		colon = memchr(spec, ':', (size_t)(end - spec));
+		if (colon && spec_part(colon + 1, end, &r->options))
+			return oom(err);
+		plus = memchr(spec, '+',
+			      (size_t)((colon ? colon : end) - spec));
+		if (spec_part(spec,
+			      plus    ? plus
+			      : colon ? colon
+				      : end,
+			      &r->graphroot) ||
+		    (plus &&
+		     spec_part(plus + 1, colon ? colon : end, &r->runroot)))
+			return oom(err);
+		if ((r->graphroot && r->graphroot[0] != '/') ||
+		    (r->runroot && r->runroot[0] != '/'))
+			return lf_err_set(err, -EINVAL,
+					  SHOWN ": the store's paths must be "
+						"absolute",
+					  SHOWN_ARGS(arg));
+		rest = end + 1;
+	}
+	if (!rest[0])
+		return lf_err_set(err, -EINVAL,
+				  SHOWN ": no image after 'containers-storage:'"
+					" (NAME[:TAG], NAME@DIGEST or an ID)",
+				  SHOWN_ARGS(arg));
+	return (r->image = strdup(rest)) ? 0 : oom(err);
+}
+
 /* FILE[:REF|:@N] of a file transport. */
 static int parse_file(const char *arg, const char *rest, struct lf_imgref *r,
 		      struct lf_err *err)
@@ -333,8 +403,8 @@ int lf_imgref_parse(const char *arg, struct lf_imgref *r, struct lf_err *err)
 					  SHOWN
 					  ": unsupported transport '%s' "
 					  "(layerfs reads oci:, oci-archive:, "
-					  "docker-archive:, docker:// and "
-					  "paths)",
+					  "docker-archive:, docker://, "
+					  "containers-storage: and paths)",
 					  SHOWN_ARGS(arg), unsupported[i]);
 	for (i = 0; i < LF_ARRAY_SIZE(transports); i++)
 		if (strlen(transports[i].name) == tlen &&
@@ -353,6 +423,8 @@ int lf_imgref_parse(const char *arg, struct lf_imgref *r, struct lf_err *err)
 					 SHOWN_ARGS(arg));
 		else
 			ret = parse_docker(arg, colon + 3, r, err);
+	} else if (r->kind == LF_IMGREF_CSTORE) {
+		ret = parse_cstore(arg, colon + 1, r, err);
 	} else {
 		ret = parse_file(arg, colon + 1, r, err);
 	}

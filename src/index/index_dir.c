@@ -30,6 +30,7 @@ struct walker {
 	struct seen *seen;
 	size_t nseen, aseen;
 	uint64_t data_off; /* files laid end to end, for the index */
+	bool rootfs;	   /* the root is opaque */
 	struct lf_buf xnames, xvals;
 };
 
@@ -245,7 +246,7 @@ static int visit_in(struct walker *w, struct frame *f, int dfd, const char *dir,
 		e.type = LF_TAR_DIR;
 		ret = add(w, path, &e, err);
 		/* overlayfs opaque directory: the OCI marker inside it */
-		if (!ret && opaque)
+		if (!ret && (opaque || (w->rootfs && !path[0])))
 			ret = add_whiteout(w, path, LF_WH_OPQ_NAME, err);
 		if (!ret)
 			ret = walk_dir(w, fd, path, err);
@@ -281,10 +282,10 @@ out:
 	return ret;
 }
 
-int lf_index_open_dir(const char *dir, const char *label, struct lf_index **out,
-		      struct lf_err *err)
+static int open_dir(const char *dir, const char *label, bool rootfs,
+		    struct lf_index **out, struct lf_err *err)
 {
-	struct walker w = { .label = label ? label : dir };
+	struct walker w = { .label = label ? label : dir, .rootfs = rootfs };
 	struct lf_index *idx;
 	struct lf_cache_header *h;
 	const char *why = NULL;
@@ -334,4 +335,16 @@ out:
 	}
 	*out = idx;
 	return 0;
+}
+
+int lf_index_open_dir(const char *dir, const char *label, struct lf_index **out,
+		      struct lf_err *err)
+{
+	return open_dir(dir, label, false, out, err);
+}
+
+int lf_index_open_rootfs(const char *dir, const char *label,
+			 struct lf_index **out, struct lf_err *err)
+{
+	return open_dir(dir, label, true, out, err);
 }

@@ -176,10 +176,18 @@ static const char *sniff_media_type(const unsigned char *p, size_t n)
 static int copy_layer(struct job *j, const struct lf_image_layer *l, size_t i,
 		      unsigned char *buf, struct commit_desc *d)
 {
-	uint64_t off = 0, size = lf_vfile_size(l->blob);
+	uint64_t off = 0, size;
 	struct lf_sha256 *h;
 	int fd, ret;
 
+	/* a containers-storage layer is a directory: there is no blob */
+	if (!l->blob)
+		return lf_err_set(j->err, -EOPNOTSUPP,
+				  "layer %zu (%s) is a directory of a "
+				  "containers-storage store, not a blob that "
+				  "commit can copy",
+				  i + 1, l->source);
+	size = lf_vfile_size(l->blob);
 	if (lf_sha256_new(&h))
 		return lf_err_set(j->err, -ENOMEM, "out of memory");
 	if ((ret = new_blob_fd(j, &fd)))

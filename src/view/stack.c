@@ -19,10 +19,11 @@
 #include "layerfs/log.h"
 #include "layerfs/tree_cache.h"
 
-/* Where layer i of the stack comes from. */
+/* Where layer i of the stack comes from: an image's layer, a directory
+ * layer, or both (a containers-storage layer is its store's directory). */
 struct stack_src {
-	const struct lf_image_layer *layer; /* an image's layer, or */
-	const char *dir;		    /* a directory layer */
+	const struct lf_image_layer *layer;
+	const char *dir;
 };
 
 struct lf_stack {
@@ -96,7 +97,11 @@ static void *index_worker(void *arg)
 		io.label = label;
 		io.progress = on_progress;
 		io.progress_ctx = &j->slots[i];
-		if (j->ci->src[i].dir)
+		if (j->ci->src[i].layer && j->ci->src[i].layer->dir_full)
+			j->rets[i] = lf_index_open_rootfs(j->ci->src[i].dir,
+							  label, &j->ci->idx[i],
+							  &j->errs[i]);
+		else if (j->ci->src[i].dir)
 			j->rets[i] = lf_index_open_dir(j->ci->src[i].dir, label,
 						       &j->ci->idx[i],
 						       &j->errs[i]);
@@ -132,7 +137,9 @@ static int index_layers(struct lf_stack *ci, const struct lf_stack_opts *o,
 	}
 	for (i = 0; i < ci->n; i++) {
 		j.slots[i] = (struct slot){ &pg, i };
-		pg.total += ci->src[i].layer ? ci->src[i].layer->size : 0;
+		pg.total += ci->src[i].layer && !ci->src[i].dir
+				    ? ci->src[i].layer->size
+				    : 0;
 	}
 	for (t = 0; t < nthreads; t++)
 		if (pthread_create(&th[t], NULL, index_worker, &j))
@@ -257,7 +264,8 @@ static int gather(const struct lf_stack_opts *o, const char *path,
 		for (i = 0; i < n; i++)
 			if (add_src(ci, &cap,
 				    (struct stack_src){
-					    lf_image_layer(ci->img, i), NULL }))
+					    lf_image_layer(ci->img, i),
+					    lf_image_layer(ci->img, i)->dir }))
 				goto nomem;
 	}
 	ci->imgs = calloc(o->nlowers ? o->nlowers : 1, sizeof(*ci->imgs));
@@ -281,7 +289,9 @@ static int gather(const struct lf_stack_opts *o, const char *path,
 				    (struct stack_src){
 					    lf_image_layer(ci->imgs[ci->nimgs],
 							   i),
-					    NULL }))
+					    lf_image_layer(ci->imgs[ci->nimgs],
+							   i)
+						    ->dir }))
 				goto nomem;
 		ci->nimgs++;
 	}

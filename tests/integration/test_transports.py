@@ -151,8 +151,9 @@ def test_every_command_takes_a_transport(world, layerfs_bin, tmp_path):
      "docker-archive"),
     ("oci-archive:{d}/da0.tar", 1, "is a docker-archive, not an oci-archive"),
     ("oci:{d}/missing", 1, "missing"),
-    ("containers-storage:busybox", 1, "unsupported transport "
-     "'containers-storage'"),
+    ("dir:{d}/nosuch", 1, "unsupported transport 'dir'"),
+    ("containers-storage:[vfs@{d}/nostore]busybox", 1, "nostore: No such "
+     "file"),
     ("docker:busybox", 1, "docker://[HOST[:PORT]/]NAME"),
     ("docker://Upper/Case", 1, "bad repository name"),
     ("docker://127.0.0.1:1/app:v1", 1, "https://127.0.0.1:1/v2/app/"

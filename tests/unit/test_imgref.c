@@ -28,7 +28,13 @@ static const char *show(const char *arg)
 		CHECK(err.msg[0] != '\0');
 		return out;
 	}
-	if (r.kind == LF_IMGREF_DOCKER)
+	if (r.kind == LF_IMGREF_CSTORE)
+		snprintf(out, sizeof(out), "cs|%s|%s|%s|%s|%s",
+			 r.driver ? r.driver : "-",
+			 r.graphroot ? r.graphroot : "-",
+			 r.runroot ? r.runroot : "-",
+			 r.options ? r.options : "-", r.image);
+	else if (r.kind == LF_IMGREF_DOCKER)
 		snprintf(out, sizeof(out), "docker|%s|%s|%s|%s", r.host, r.repo,
 			 r.tag ? r.tag : "-", r.digest ? r.digest : "-");
 	else if (r.by_index)
@@ -42,6 +48,31 @@ static const char *show(const char *arg)
 }
 
 #define D64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+/* containers-storage: split as containers/image's ParseReference does */
+LF_TEST(containers_storage)
+{
+	CHECK_EQ_STR(show("containers-storage:busybox"), "cs|-|-|-|-|busybox");
+	CHECK_EQ_STR(show("containers-storage:[/g]img:v1"),
+		     "cs|-|/g|-|-|img:v1");
+	CHECK_EQ_STR(show("containers-storage:[vfs@/g+/r:a=b,c]a/b@sha256:"
+			  "x"),
+		     "cs|vfs|/g|/r|a=b,c|a/b@sha256:x");
+	CHECK_EQ_STR(show("containers-storage:[overlay@/g+/r]@abc"),
+		     "cs|overlay|/g|/r|-|@abc");
+	CHECK_EQ_STR(show("containers-storage:[/g:opt]x"), "cs|-|/g|-|opt|x");
+	CHECK_EQ_STR(show("containers-storage:[/g+/r:o+p]x"),
+		     "cs|-|/g|/r|o+p|x");
+	CHECK_EQ_STR(show("containers-storage:[+/r]x"), "cs|-|-|/r|-|x");
+	CHECK_EQ_STR(show("containers-storage:[]x"), "E22");
+	CHECK_EQ_STR(show("containers-storage:[@/g]x"), "E22");
+	CHECK_EQ_STR(show("containers-storage:[vfs@]x"), "E22");
+	CHECK_EQ_STR(show("containers-storage:[g]x"), "E22");
+	CHECK_EQ_STR(show("containers-storage:[/g+r]x"), "E22");
+	CHECK_EQ_STR(show("containers-storage:[/g"), "E22");
+	CHECK_EQ_STR(show("containers-storage:[/g]"), "E22");
+	CHECK_EQ_STR(show("containers-storage:"), "E22");
+}
 
 LF_TEST(file_transports)
 {
@@ -65,7 +96,6 @@ LF_TEST(file_transports)
 	CHECK_EQ_STR(show("oci:"), "E22");
 	CHECK_EQ_STR(show("oci::tag"), "E22");
 	CHECK_EQ_STR(show("oci:dir:"), "E22");
-	CHECK_EQ_STR(show("containers-storage:busybox"), "E93");
 	CHECK_EQ_STR(show("dir:/tmp/x"), "E93");
 	CHECK_EQ_STR(show("docker-daemon:busybox:latest"), "E93");
 	/* a file that exists is a path, whatever it is called */
