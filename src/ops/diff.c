@@ -96,7 +96,9 @@ static bool same_blob_data(const struct walk *w, const struct lf_mobj *a,
 		return false;
 	la = lf_stack_layer(w->a->stack, a->layer);
 	lb = lf_stack_layer(w->b->stack, b->layer);
-	return la && lb && la->digest[0] && !strcmp(la->digest, lb->digest) &&
+	/* blobs only: a directory layer's offsets are its walk's */
+	return la && lb && !la->dir && !lb->dir && la->digest[0] &&
+	       !strcmp(la->digest, lb->digest) &&
 	       a->entry->data_off == b->entry->data_off &&
 	       a->entry->size == b->entry->size &&
 	       a->entry->sparse_count == b->entry->sparse_count &&
