@@ -33,6 +33,11 @@ image (spans fetched on demand) next to `skopeo copy` + local mount + grep
 and `podman pull` + `podman image mount` + grep.  --registry-only skips
 the local peers (the local cold mount is still measured).
 
+The "layerfs grep" column is `layerfs grep NEEDLE IMAGE` with the index
+cached and no mount (its "grep --all first" searches every layer's files,
+hidden versions included), next to grep -r over the mounts and over the
+extracted tree.
+
 --compare BINARY measures another layerfs build (an older commit, say) in the
 same run, on the same image, and prints this build's figures over its.
 """
@@ -244,6 +249,24 @@ def extract_then_grep(img, work):
                                      stdout=subprocess.DEVNULL))
     shutil.rmtree(bundle)
     return {"cold mount": unpack, "grep -r first": unpack + g}
+
+
+def layerfs_grep(binary, img, cache, runs):
+    """`layerfs grep` of the needle, no mount (the index cached): first with
+    the page cache dropped, then repeated; --all over every layer's files."""
+    cmd = [binary, "grep", "-q", "--cache", cache, NEEDLE, img]
+    subprocess.run([binary, "layers", "-q", "--cache", cache, img],
+                   stdout=subprocess.DEVNULL, check=True)
+    drop_caches()
+    first = timed(lambda: subprocess.run(cmd, stdout=subprocess.DEVNULL))
+    again = statistics.median(
+        timed(lambda: subprocess.run(cmd, stdout=subprocess.DEVNULL))
+        for _ in range(max(runs, 3)))
+    drop_caches()
+    every = timed(lambda: subprocess.run(cmd[:2] + ["--all"] + cmd[2:],
+                                         stdout=subprocess.DEVNULL))
+    return {"grep -r first": first, "grep -r repeat": again,
+            "grep --all first": every}
 
 
 def command_figures(binary, img, cache, runs):
@@ -547,6 +570,7 @@ def main():
     results["kernel overlayfs"] = measure(KernelOverlay(lower), mnt, a.runs)
     results["fuse-overlayfs"] = measure(FuseOverlay(lower), mnt, a.runs)
     results["extract-then-grep"] = extract_then_grep(img, work)
+    results["layerfs grep"] = layerfs_grep(a.layerfs, img, cache, a.runs)
     # the floor of a cold layerfs mount: inflate every blob once
     blobs = [os.path.join(img, "blobs", *l["digest"].split(":"))
              for l in info["layers"]]
@@ -595,8 +619,8 @@ def main():
               len(info["layers"]), entries, csize / 1048576,
               usize / 1048576, a.runs))
     keys = ["cold mount", "warm mount", "find -ls", "grep -r first",
-            "grep -r repeat", "tar -c | wc -c", "RSS after find",
-            "peak RSS"]
+            "grep -r repeat", "grep --all first", "tar -c | wc -c",
+            "RSS after find", "peak RSS"]
     base = results["kernel overlayfs"]
     cols = list(results)
     print("%-16s" % "" + "".join("%22s" % c for c in cols))

@@ -25,6 +25,8 @@ static const struct {
 	{ "ls", cli_cmd_ls, "list a directory of the merged view" },
 	{ "cat", cli_cmd_cat, "print files of the merged view" },
 	{ "stat", cli_cmd_stat, "show the metadata of a path" },
+	{ "grep", cli_cmd_grep,
+	  "search file contents, also of hidden versions" },
 	{ "log", cli_cmd_log,
 	  "every layer that added, changed or deleted a path" },
 	{ "diff", cli_cmd_diff,

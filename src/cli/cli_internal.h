@@ -234,5 +234,6 @@ int cli_cmd_umount(int argc, char **argv);
 int cli_cmd_cache(int argc, char **argv);
 int cli_cmd_index(int argc, char **argv);
 int cli_cmd_log(int argc, char **argv);
+int cli_cmd_grep(int argc, char **argv);
 
 #endif /* LAYERFS_CLI_INTERNAL_H */

@@ -181,7 +181,7 @@ def test_doc_lists_every_json_command():
     readme = open(os.path.join(os.path.dirname(DOC), "..", "README.md"),
                   encoding="utf-8").read()
     for c in cmds:
-        if c in ("cat", "mount", "umount"):
+        if c in ("cat", "grep", "mount", "umount"):
             continue
         assert c.split()[0] in SCHEMAS or c.replace(" ", "-") in SCHEMAS, c
     assert "docs/json.md" in readme

@@ -1,0 +1,476 @@
+// SPDX-License-Identifier: MIT
+/* grep.c - search file contents in the blobs, on all cores (grep.h). */
+#include "layerfs/grep.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <regex.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "layerfs/buf.h"
+#include "layerfs/mview.h"
+#include "layerfs/tree.h"
+
+#define CHUNK (1u << 20)	 /* bytes read at a time */
+#define BINARY_PROBE (32u << 10) /* a NUL in this much: binary */
+#define LINE_MAX_BYTES (16u << 20) /* longer lines are cut there */
+#define WINDOW 64		 /* files searched between two deliveries */
+
+struct task {
+	char *path;
+	size_t layer;
+	const struct lf_idx_entry *e;
+	uint64_t size;
+	bool visible;
+};
+
+struct rec {
+	uint64_t lineno;
+	size_t off, len;
+};
+
+struct result {
+	struct lf_buf text; /* the matching lines, back to back */
+	struct rec *recs;
+	size_t n, cap;
+	bool binary;
+	int ret;
+	struct lf_err err;
+	uint64_t bytes;
+};
+
+struct job {
+	const struct lf_stack *s;
+	const struct lf_grep_opts *o;
+	regex_t re;
+	char *needle; /* fixed: the pattern (lower case with icase) */
+	size_t nlen;
+	struct task *t;
+	size_t nt, cap;
+	/* the window being searched */
+	size_t base, count;
+	struct result *res;
+	atomic_size_t next;
+};
+
+static int oom(struct lf_err *err)
+{
+	return lf_err_set(err, -ENOMEM, "out of memory");
+}
+
+/* ---- the files ---- */
+
+static int add_task(struct job *j, const char *path, size_t layer,
+		    const struct lf_idx_entry *e, uint64_t size, bool visible)
+{
+	if (j->nt == j->cap) {
+		size_t nc = j->cap ? j->cap * 2 : 256;
+		struct task *p = realloc(j->t, nc * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		j->t = p;
+		j->cap = nc;
+	}
+	if (!(j->t[j->nt].path = strdup(path)))
+		return -ENOMEM;
+	j->t[j->nt].layer = layer;
+	j->t[j->nt].e = e;
+	j->t[j->nt].size = size;
+	j->t[j->nt++].visible = visible;
+	return 0;
+}
+
+static int visit(void *ctx, const struct lf_buf *path, const struct lf_mobj *o)
+{
+	struct job *j = ctx;
+
+	if (!S_ISREG(o->st.st_mode) || !o->st.st_size || !o->entry)
+		return 0;
+	return add_task(j, path->data, o->layer, o->entry,
+			(uint64_t)o->st.st_size, true);
+}
+
+/* "/a/b" normalised (no "." or empty components; ".." not allowed). */
+static int norm(const char *in, struct lf_buf *out)
+{
+	while (*in) {
+		const char *end = strchr(in, '/');
+		size_t n = end ? (size_t)(end - in) : strlen(in);
+
+		if (n == 2 && !memcmp(in, "..", 2))
+			return -EINVAL;
+		if (n && !(n == 1 && *in == '.') &&
+		    (lf_buf_addch(out, '/') || lf_buf_add(out, in, n)))
+			return -ENOMEM;
+		in += n + (end ? 1 : 0);
+	}
+	return 0;
+}
+
+static int view_tasks(struct job *j, struct lf_err *err)
+{
+	struct lf_tree *t = lf_stack_tree(j->s);
+	struct lf_mview v = { j->s, t, NULL };
+	struct lf_buf path;
+	struct lf_tree_attr a;
+	uint64_t ino;
+	int ret;
+
+	ret = lf_tree_resolve(t, j->o->path, LF_TREE_FOLLOW, &ino);
+	if (ret)
+		return lf_err_set(err, ret, "'%s': %s", j->o->path,
+				  strerror(-ret));
+	lf_tree_getattr(t, ino, &a);
+	lf_buf_init(&path);
+	if ((ret = norm(j->o->path, &path)) == -EINVAL) {
+		/* resolved above, but named through "..": print it so */
+		lf_buf_reset(&path);
+		ret = lf_buf_adds(&path, j->o->path);
+	}
+	if (ret) {
+		lf_buf_release(&path);
+		return oom(err);
+	}
+	if (S_ISREG(a.mode)) {
+		const struct lf_idx_entry *e;
+		size_t layer;
+
+		if (a.size && !lf_tree_data(t, ino, &layer, &e))
+			ret = add_task(j, path.len ? path.data : "/", layer,
+				       e, a.size, true);
+	} else if (S_ISDIR(a.mode)) {
+		ret = lf_mview_walk(&v, ino, &path, visit, j);
+	}
+	lf_buf_release(&path);
+	return ret ? lf_err_set(err, ret, "'%s': %s", j->o->path,
+				strerror(-ret))
+		   : 0;
+}
+
+/* Is `p` (absolute) `root` or below it? */
+static bool below(const char *p, const char *root, size_t rl)
+{
+	return !rl || (!strncmp(p, root, rl) && (!p[rl] || p[rl] == '/'));
+}
+
+static int all_tasks(struct job *j, struct lf_err *err)
+{
+	const struct lf_tree *top = lf_stack_tree(j->s);
+	size_t n = lf_stack_count(j->s), k, i;
+	struct lf_buf root, p;
+	int ret = 0;
+
+	lf_buf_init(&root);
+	lf_buf_init(&p);
+	if (norm(j->o->path, &root)) {
+		lf_buf_release(&root);
+		return lf_err_set(err, -EINVAL,
+				  "'%s': --all wants a path without '..'",
+				  j->o->path);
+	}
+	for (k = 0; k < n && !ret; k++) {
+		const struct lf_index *idx = lf_stack_index(j->s, k);
+
+		for (i = 0; i < lf_index_count(idx) && !ret; i++) {
+			const struct lf_idx_entry *e = lf_index_entry(idx, i);
+			const struct lf_idx_entry *te;
+			size_t tl;
+			uint64_t ino;
+			bool vis;
+
+			if (e->kind != LF_KIND_REG ||
+			    (e->flags & LF_IDX_WHITEOUT) || !e->size)
+				continue;
+			lf_buf_reset(&p);
+			if (lf_buf_addch(&p, '/') ||
+			    lf_buf_adds(&p, lf_index_path(idx, e))) {
+				ret = -ENOMEM;
+				break;
+			}
+			if (!below(p.data, root.data, root.len))
+				continue;
+			vis = !lf_tree_resolve(top, p.data, 0, &ino) &&
+			      !lf_tree_data(top, ino, &tl, &te) && te == e &&
+			      tl == k;
+			ret = add_task(j, p.data, k, e, e->size, vis);
+		}
+	}
+	lf_buf_release(&root);
+	lf_buf_release(&p);
+	return ret ? oom(err) : 0;
+}
+
+/* ---- matching ---- */
+
+static bool match(struct job *j, const char *line, size_t len, char *low)
+{
+	if (j->needle) {
+		if (!j->o->icase)
+			return memmem(line, len, j->needle, j->nlen) != NULL;
+		for (size_t i = 0; i < len; i++)
+			low[i] = (char)tolower((unsigned char)line[i]);
+		return memmem(low, len, j->needle, j->nlen) != NULL;
+	}
+	regmatch_t m = { .rm_so = 0, .rm_eo = (regoff_t)len };
+
+	return !regexec(&j->re, line, 1, &m, REG_STARTEND);
+}
+
+static int keep(struct result *r, uint64_t lineno, const char *line,
+		size_t len)
+{
+	if (r->n == r->cap) {
+		size_t nc = r->cap ? r->cap * 2 : 8;
+		struct rec *p = realloc(r->recs, nc * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		r->recs = p;
+		r->cap = nc;
+	}
+	r->recs[r->n++] = (struct rec){ lineno, r->text.len, len };
+	return lf_buf_add(&r->text, line, len);
+}
+
+/* The first '\n' or NUL in p[0..len), or NULL. */
+static const char *memchr2(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] == '\n' || !p[i])
+			return p + i;
+	return NULL;
+}
+
+/* Search the lines of pend[0..len) (a final piece when `last`): the bytes
+ * of complete lines are consumed, *used says how many.  1: stop. */
+static int lines(struct job *j, struct result *r, const char *p, size_t len,
+		 bool last, uint64_t *lineno, size_t *used, char *low)
+{
+	size_t at = 0;
+
+	while (at < len) {
+		/* as GNU grep does, a binary file's NULs end lines too */
+		const char *nl = r->binary ? memchr2(p + at, len - at)
+					   : memchr(p + at, '\n', len - at);
+		size_t l = nl ? (size_t)(nl - (p + at)) : len - at;
+
+		if (!nl && !last && l < LINE_MAX_BYTES)
+			break; /* wait for the rest of the line */
+		if (!nl && l > LINE_MAX_BYTES)
+			l = LINE_MAX_BYTES;
+		++*lineno;
+		if (match(j, p + at, l, low)) {
+			if (memchr(p + at, '\0', l))
+				r->binary = true;
+			if (r->binary || j->o->files_only) {
+				r->n = 0;
+				*used = at + l;
+				return keep(r, *lineno, "", 0) ? -ENOMEM : 1;
+			}
+			if (keep(r, *lineno, p + at, l))
+				return -ENOMEM;
+		}
+		at += l + (nl ? 1 : 0);
+	}
+	*used = at;
+	return 0;
+}
+
+static int search(struct job *j, const struct task *t, struct result *r)
+{
+	struct lf_buf pend;
+	uint64_t off = 0, lineno = 0;
+	char *chunk = malloc(CHUNK), *low = NULL;
+	int ret = 0;
+
+	lf_buf_init(&pend);
+	if (!chunk)
+		return oom(&r->err);
+	while (!ret && off < t->size) {
+		size_t want = t->size - off < CHUNK ? (size_t)(t->size - off)
+						    : CHUNK, used = 0;
+		ssize_t n = lf_stack_read_file(j->s, t->layer, t->e, chunk,
+					       want, off, &r->err);
+
+		if (n <= 0) {
+			ret = n ? (int)n
+				: lf_err_set(&r->err, -EIO, "short read");
+			break;
+		}
+		if (!off && memchr(chunk, '\0', (size_t)n < BINARY_PROBE
+							? (size_t)n
+							: BINARY_PROBE))
+			r->binary = true;
+		off += (uint64_t)n;
+		r->bytes += (uint64_t)n;
+		if (lf_buf_add(&pend, chunk, (size_t)n)) {
+			ret = oom(&r->err);
+			break;
+		}
+		if (j->o->icase && j->needle) {
+			char *p = realloc(low, pend.len + 1);
+
+			if (!p) {
+				ret = oom(&r->err);
+				break;
+			}
+			low = p;
+		}
+		ret = lines(j, r, pend.data, pend.len, off >= t->size, &lineno,
+			    &used, low);
+		if (ret < 0)
+			ret = oom(&r->err);
+		memmove(pend.data, pend.data + used, pend.len - used);
+		lf_buf_setlen(&pend, pend.len - used);
+	}
+	free(chunk);
+	free(low);
+	lf_buf_release(&pend);
+	return ret < 0 ? lf_err_prefix(&r->err, "'%s'", t->path) : 0;
+}
+
+static void *worker(void *arg)
+{
+	struct job *j = arg;
+	size_t i;
+
+	while ((i = atomic_fetch_add(&j->next, 1)) < j->count) {
+		struct result *r = &j->res[i];
+
+		r->ret = search(j, &j->t[j->base + i], r);
+	}
+	return NULL;
+}
+
+static int deliver(struct job *j, lf_grep_fn fn, void *ctx,
+		   struct lf_grep_stats *st, struct lf_err *err)
+{
+	size_t i, k;
+	int ret = 0;
+
+	for (i = 0; i < j->count && !ret; i++) {
+		const struct task *t = &j->t[j->base + i];
+		struct result *r = &j->res[i];
+
+		st->files++;
+		st->bytes += r->bytes;
+		if (r->ret) {
+			*err = r->err;
+			return r->ret;
+		}
+		if (r->n)
+			st->matching_files++;
+		for (k = 0; k < r->n && !ret; k++) {
+			struct lf_grep_hit h = {
+				.path = t->path,
+				.layer = t->layer,
+				.visible = t->visible,
+				.lineno = r->recs[k].lineno,
+				.line = r->binary || j->o->files_only
+						? NULL
+						: r->text.data + r->recs[k].off,
+				.len = r->recs[k].len,
+				.binary = r->binary,
+			};
+
+			ret = fn(ctx, &h);
+		}
+	}
+	return ret;
+}
+
+static void results_free(struct job *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->count; i++) {
+		lf_buf_release(&j->res[i].text);
+		free(j->res[i].recs);
+	}
+}
+
+static int run(struct job *j, lf_grep_fn fn, void *ctx,
+	       struct lf_grep_stats *st, struct lf_err *err)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned nth = j->o->threads ? j->o->threads
+				     : (ncpu > 0 ? (unsigned)ncpu : 1);
+	pthread_t th[64];
+	unsigned t, started;
+	int ret = 0;
+
+	if (nth > 64)
+		nth = 64;
+	if (!(j->res = calloc(WINDOW, sizeof(*j->res))))
+		return oom(err);
+	for (j->base = 0; j->base < j->nt && !ret; j->base += j->count) {
+		j->count = j->nt - j->base < WINDOW ? j->nt - j->base : WINDOW;
+		memset(j->res, 0, WINDOW * sizeof(*j->res));
+		for (t = 0; t < j->count; t++)
+			lf_buf_init(&j->res[t].text);
+		atomic_store(&j->next, 0);
+		for (started = 0; started + 1 < nth && started < j->count;
+		     started++)
+			if (pthread_create(&th[started], NULL, worker, j))
+				break;
+		worker(j);
+		for (t = 0; t < started; t++)
+			pthread_join(th[t], NULL);
+		ret = deliver(j, fn, ctx, st, err);
+		results_free(j);
+	}
+	free(j->res);
+	return ret;
+}
+
+int lf_grep(const struct lf_stack *s, const struct lf_grep_opts *o,
+	    lf_grep_fn fn, void *ctx, struct lf_grep_stats *st,
+	    struct lf_err *err)
+{
+	struct job j = { .s = s, .o = o };
+	struct lf_grep_stats none;
+	size_t i;
+	int ret;
+
+	if (!st)
+		st = &none;
+	memset(st, 0, sizeof(*st));
+	if (o->fixed) {
+		if (!(j.needle = strdup(o->pattern)))
+			return oom(err);
+		j.nlen = strlen(j.needle);
+		for (i = 0; o->icase && i < j.nlen; i++)
+			j.needle[i] = (char)tolower((unsigned char)j.needle[i]);
+	} else {
+		int c = regcomp(&j.re, o->pattern,
+				REG_NOSUB | REG_NEWLINE |
+					(o->extended ? REG_EXTENDED : 0) |
+					(o->icase ? REG_ICASE : 0));
+
+		if (c) {
+			char msg[256];
+
+			regerror(c, &j.re, msg, sizeof(msg));
+			return lf_err_set(err, -EINVAL, "'%.200s': %s",
+					  o->pattern, msg);
+		}
+	}
+	ret = o->all ? all_tasks(&j, err) : view_tasks(&j, err);
+	if (!ret)
+		ret = run(&j, fn, ctx, st, err);
+	for (i = 0; i < j.nt; i++)
+		free(j.t[i].path);
+	free(j.t);
+	if (j.needle)
+		free(j.needle);
+	else
+		regfree(&j.re);
+	return ret;
+}
