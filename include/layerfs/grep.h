@@ -7,9 +7,10 @@
  * (PATH itself when it is a file), or with `all`, every regular file entry
  * of every layer below PATH — also versions that a later layer overwrote or
  * deleted, each labelled with its layer and whether the final view shows
- * it.  Files are read on all cores through the stack (lf_stack_read_file),
- * and the hits come back in order (view: the walk's byte order; all: layer
- * by layer, tar order), from the calling thread.
+ * it.  Files are read on all cores through the stack (lf_stack_read_file)
+ * in the order of their data (layer by layer, tar order: each checkpoint
+ * span is inflated once), and the hits come back in that order, from the
+ * calling thread.
  *
  * Matching is grep's, line by line (lines end at '\n'; the last one may
  * not): a POSIX basic regular expression, extended with `extended`, or a
@@ -34,8 +35,8 @@
 struct lf_grep_opts {
 	const char *pattern;
 	bool extended, fixed, icase;
-	bool files_only; /* one hit per matching file, no lines */
-	bool all;	 /* every layer's entries, not the merged view */
+	bool files_only;  /* one hit per matching file, no lines */
+	bool all;	  /* every layer's entries, not the merged view */
 	const char *path; /* "/" by default */
 	unsigned threads; /* 0: the online CPUs */
 };

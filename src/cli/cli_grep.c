@@ -17,7 +17,8 @@ static const char grep_help[] =
 	"(PATH absolute in the image).  With --all, every layer's files are\n"
 	"searched, also versions a later layer overwrote or deleted, and each\n"
 	"line starts with the layer and whether the image shows that file:\n"
-	"LAYER:visible:PATH:LINE or LAYER:hidden:PATH:LINE -- the way to prove\n"
+	"LAYER:visible:PATH:LINE or LAYER:hidden:PATH:LINE -- the way to "
+	"prove\n"
 	"that a deleted secret still ships.  A binary file (a NUL byte in its\n"
 	"first 32 KiB or in the matching line) is reported once, on stderr.\n"
 	"Exit status as grep's: 0 a line matched, 1 none did, 2 an error.\n\n"
@@ -30,7 +31,8 @@ static const char grep_help[] =
 	"  -n, --line-number    the line number after the path\n"
 	"  -l, --files-with-matches  only the names of matching files\n"
 	"      --all            every layer's files, labelled (see above)\n"
-	"      --layers N       search the view of layers 1..N\n" CLI_COMMON_HELP;
+	"      --layers N       search the view of layers "
+	"1..N\n" CLI_COMMON_HELP;
 
 struct out {
 	const struct cli_opts *o;

@@ -15,10 +15,10 @@
 #include "layerfs/mview.h"
 #include "layerfs/tree.h"
 
-#define CHUNK (1u << 20)	 /* bytes read at a time */
-#define BINARY_PROBE (32u << 10) /* a NUL in this much: binary */
+#define CHUNK (1u << 20)	   /* bytes read at a time */
+#define BINARY_PROBE (32u << 10)   /* a NUL in this much: binary */
 #define LINE_MAX_BYTES (16u << 20) /* longer lines are cut there */
-#define WINDOW 64		 /* files searched between two deliveries */
+#define WINDOW 64		   /* files searched between two deliveries */
 
 struct task {
 	char *path;
@@ -141,8 +141,8 @@ static int view_tasks(struct job *j, struct lf_err *err)
 		size_t layer;
 
 		if (a.size && !lf_tree_data(t, ino, &layer, &e))
-			ret = add_task(j, path.len ? path.data : "/", layer,
-				       e, a.size, true);
+			ret = add_task(j, path.len ? path.data : "/", layer, e,
+				       a.size, true);
 	} else if (S_ISDIR(a.mode)) {
 		ret = lf_mview_walk(&v, ino, &path, visit, j);
 	}
@@ -205,6 +205,17 @@ static int all_tasks(struct job *j, struct lf_err *err)
 	return ret ? oom(err) : 0;
 }
 
+static int by_data(const void *pa, const void *pb)
+{
+	const struct task *a = pa, *b = pb;
+
+	if (a->layer != b->layer)
+		return a->layer < b->layer ? -1 : 1;
+	if (a->e->data_off != b->e->data_off)
+		return a->e->data_off < b->e->data_off ? -1 : 1;
+	return strcmp(a->path, b->path); /* hardlinks: one entry */
+}
+
 /* ---- matching ---- */
 
 static bool match(struct job *j, const char *line, size_t len, char *low)
@@ -221,8 +232,7 @@ static bool match(struct job *j, const char *line, size_t len, char *low)
 	return !regexec(&j->re, line, 1, &m, REG_STARTEND);
 }
 
-static int keep(struct result *r, uint64_t lineno, const char *line,
-		size_t len)
+static int keep(struct result *r, uint64_t lineno, const char *line, size_t len)
 {
 	if (r->n == r->cap) {
 		size_t nc = r->cap ? r->cap * 2 : 8;
@@ -295,7 +305,8 @@ static int search(struct job *j, const struct task *t, struct result *r)
 		return oom(&r->err);
 	while (!ret && off < t->size) {
 		size_t want = t->size - off < CHUNK ? (size_t)(t->size - off)
-						    : CHUNK, used = 0;
+						    : CHUNK,
+		       used = 0;
 		ssize_t n = lf_stack_read_file(j->s, t->layer, t->e, chunk,
 					       want, off, &r->err);
 
@@ -304,9 +315,9 @@ static int search(struct job *j, const struct task *t, struct result *r)
 				: lf_err_set(&r->err, -EIO, "short read");
 			break;
 		}
-		if (!off && memchr(chunk, '\0', (size_t)n < BINARY_PROBE
-							? (size_t)n
-							: BINARY_PROBE))
+		if (!off &&
+		    memchr(chunk, '\0',
+			   (size_t)n < BINARY_PROBE ? (size_t)n : BINARY_PROBE))
 			r->binary = true;
 		off += (uint64_t)n;
 		r->bytes += (uint64_t)n;
@@ -463,6 +474,10 @@ int lf_grep(const struct lf_stack *s, const struct lf_grep_opts *o,
 		}
 	}
 	ret = o->all ? all_tasks(&j, err) : view_tasks(&j, err);
+	/* in the order of the data in the blobs: each checkpoint span is
+	 * inflated once, as for a reader going through the tar */
+	if (!ret)
+		qsort(j.t, j.nt, sizeof(*j.t), by_data);
 	if (!ret)
 		ret = run(&j, fn, ctx, st, err);
 	for (i = 0; i < j.nt; i++)
