@@ -85,6 +85,10 @@ struct lf_image_layer {
 	const char *created;
 	/* `comment` of that history entry, or NULL. */
 	const char *comment;
+	/* The manifest's eStargz TOC digest for the layer
+	 * (LF_ESTARGZ_TOC_ANNOTATION), "" when it gives none: the layer is
+	 * then indexed from its TOC (estargz.h) instead of streamed. */
+	char toc_digest[LF_DIGEST_LEN];
 };
 
 /*

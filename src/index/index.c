@@ -407,6 +407,7 @@ void lf_index_builder_init(struct index_builder *b)
 	lf_buf_init(&b->points);
 	lf_buf_init(&b->windows);
 	lf_buf_init(&b->sums);
+	lf_buf_init(&b->chunks);
 	lf_buf_init(&b->gzspan);
 	b->next_point = 1;
 	lf_buf_init(&b->path);
@@ -417,8 +418,8 @@ int lf_index_assemble(struct index_builder *b, const char *key,
 		      struct lf_index *idx)
 {
 	const struct lf_buf *parts[LF_SECT_COUNT] = {
-		&b->entries, &b->strings, &b->xattrs,  &b->sparse,
-		&b->points,  &b->sums,	  &b->windows,
+		&b->entries, &b->strings, &b->xattrs, &b->sparse,
+		&b->points,  &b->sums,	  &b->chunks, &b->windows,
 	};
 	struct lf_cache_header *h;
 	size_t total = sizeof(*h), off;
@@ -619,6 +620,7 @@ void lf_index_builder_release(struct index_builder *b)
 	lf_buf_release(&b->points);
 	lf_buf_release(&b->windows);
 	lf_buf_release(&b->sums);
+	lf_buf_release(&b->chunks);
 	lf_buf_release(&b->gzspan);
 	free(b->span);
 	lf_buf_release(&b->path);
@@ -687,6 +689,22 @@ static int build(const struct lf_image_layer *layer,
 	return ret;
 }
 
+/* The layer's manifest gives the TOC digest an eStargz index was built
+ * for (another image's word for the same blob is not this one's). */
+static bool toc_named(const struct lf_image_layer *layer,
+		      const struct lf_cache_header *h)
+{
+	static const char hx[] = "0123456789abcdef";
+	char want[LF_DIGEST_LEN] = "sha256:";
+
+	for (int i = 0; i < 32; i++) {
+		want[7 + 2 * i] = hx[h->toc_sha256[i] >> 4];
+		want[8 + 2 * i] = hx[h->toc_sha256[i] & 15];
+	}
+	want[71] = '\0';
+	return !strcmp(layer->toc_digest, want);
+}
+
 /*
  * A usable cache file for this layer, or -ENOENT/-EINVAL to rebuild.  want:
  * the blob's compression, or -1 to take the file's word for it (a key made
@@ -721,6 +739,10 @@ static int load(const struct lf_image_layer *layer,
 		why = "it describes a blob of another size or compression";
 	else if (opts->verify && !(lf_le32(h->flags) & LF_CACHE_VERIFIED))
 		why = "it was built with --no-verify";
+	else if ((lf_le32(h->flags) & LF_CACHE_ESTARGZ) &&
+		 !toc_named(layer, h))
+		why = "it was built from an eStargz TOC the image does not "
+		      "name";
 	else if (lf_index_attach(idx, &why) == 0)
 		why = NULL;
 	if (!why && comp == LF_COMP_ZSTD) {
@@ -762,6 +784,34 @@ static int load(const struct lf_image_layer *layer,
 	return 0;
 }
 
+/* An eStargz layer indexed from its TOC and stored; nonzero (warned
+ * about) when it cannot be: the caller streams the layer instead. */
+static int from_toc(const struct lf_image_layer *layer,
+		    const struct lf_index_opts *opts, const char *key,
+		    const char *cache_path, struct lf_index *idx)
+{
+	const char *label = opts->label ? opts->label : "layer";
+	struct lf_err err, werr;
+	int ret = lf_index_build_estargz(layer, opts, key, idx, &err);
+
+	if (ret == -ENOENT) {
+		lf_log(LF_LOG_WARN,
+		       "%s: blob %s has no eStargz footer though the manifest "
+		       "gives its TOC digest; reading the whole blob",
+		       label, layer->source);
+		return ret;
+	}
+	if (ret) {
+		lf_log(LF_LOG_WARN, "%s: %s; reading the whole blob", label,
+		       err.msg);
+		return ret;
+	}
+	if (cache_path && lf_cache_store(cache_path, idx->map, idx->maplen,
+					 &werr))
+		lf_log(LF_LOG_WARN, "%s", werr.msg);
+	return 0;
+}
+
 int lf_index_open(const struct lf_image_layer *layer,
 		  const struct lf_index_opts *opts, struct lf_index **out,
 		  struct lf_err *err)
@@ -794,6 +844,12 @@ int lf_index_open(const struct lf_image_layer *layer,
 	}
 	if (path.len && !load(layer, opts, by_digest ? -1 : (int)comp, key,
 			      path.data, idx)) {
+		*out = idx;
+		lf_buf_release(&path);
+		return 0;
+	}
+	if (by_digest && layer->toc_digest[0] &&
+	    !from_toc(layer, opts, key, path.len ? path.data : NULL, idx)) {
 		*out = idx;
 		lf_buf_release(&path);
 		return 0;
