@@ -802,8 +802,10 @@ static int from_toc(const struct lf_image_layer *layer,
 		return ret;
 	}
 	if (ret) {
-		lf_log(LF_LOG_WARN, "%s: %s; reading the whole blob", label,
-		       err.msg);
+		lf_log(LF_LOG_WARN,
+		       "%s: blob %s: not using its eStargz TOC: %s; reading "
+		       "the whole blob",
+		       label, layer->source, err.msg);
 		return ret;
 	}
 	if (cache_path && lf_cache_store(cache_path, idx->map, idx->maplen,
