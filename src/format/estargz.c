@@ -241,6 +241,7 @@ struct toc {
 	/* the regular file whose chunks come next */
 	const char *cur;
 	uint64_t cur_size, cur_done, cur_base;
+	uint64_t cur_last_end; /* size of the file of the last chunk */
 	uint64_t out; /* the made-up stream's size so far */
 	uint64_t index;
 };
@@ -481,6 +482,7 @@ static int add_chunk(struct toc *t, const json_t *o, size_t i,
 	c->len = (uint32_t)csize;
 	t->nchunks++;
 	t->cur_done += csize;
+	t->cur_last_end = t->cur_size;
 	return 0;
 }
 
@@ -621,13 +623,91 @@ static int walk(struct toc *t, const json_t *root,
 	return close_file(t, err, i);
 }
 
+/* A tar header's size field (octal, or base-256), or UINT64_MAX. */
+static uint64_t hdr_size(const unsigned char *h)
+{
+	uint64_t v = 0;
+	int i;
+
+	if (h[124] & 0x80) {
+		for (i = 125; i < 136; i++)
+			v = v << 8 | h[i];
+		return v >> 62 ? UINT64_MAX : v;
+	}
+	for (i = 124; i < 136 && h[i] == ' '; i++)
+		;
+	for (; i < 136 && h[i] >= '0' && h[i] <= '7'; i++)
+		v = v << 3 | (uint64_t)(h[i] - '0');
+	return v >> 62 ? UINT64_MAX : v;
+}
+
+/*
+ * Whether a tar reader reaches the TOC member: a converter that kept the
+ * layer's own end-of-archive blocks (stargz's "lossless" mode) put them
+ * before it, and then the TOC is no file of the layer (umoci, and the
+ * streaming indexer, stop there).  The members after the last chunk's
+ * data are inflated and walked header by header to the TOC.
+ */
+static bool toc_reached(struct toc *t, lf_estargz_read_fn rd, void *rd_ctx)
+{
+	const struct lf_idx_chunk *c = t->nchunks ? &t->chunks[t->nchunks - 1]
+						  : NULL;
+	uint64_t from = c ? c->in : 0, pos, n;
+	size_t inlen = (size_t)(t->toc_off - from), cap, got = 0;
+	unsigned char *in, *u;
+	z_stream z = { 0 };
+	bool reached = true;
+	int zr = Z_OK;
+
+	if (t->toc_off - from > LF_GZ_MAX_SPAN)
+		return true;
+	cap = 2 * inlen + (c ? c->inner + c->len : 0) + 65536;
+	in = malloc(inlen ? inlen : 1);
+	u = malloc(cap);
+	if (!in || !u || rd(rd_ctx, in, inlen, from) != (ssize_t)inlen ||
+	    inflateInit2(&z, 16 + 15) != Z_OK)
+		goto out;
+	z.next_in = in;
+	z.avail_in = (uInt)inlen;
+	while (z.avail_in && got < cap) {
+		z.next_out = u + got;
+		z.avail_out = (uInt)(cap - got);
+		zr = inflate(&z, Z_NO_FLUSH);
+		got = (size_t)(z.next_out - u);
+		if (zr == Z_STREAM_END)
+			zr = inflateReset(&z);
+		if (zr != Z_OK)
+			break;
+	}
+	inflateEnd(&z);
+	pos = c ? c->inner + c->len + (-(t->cur_last_end) & 511) : 0;
+	while (pos + 512 <= got) {
+		static const unsigned char zero[512];
+
+		if (!memcmp(u + pos, zero, 512)) {
+			reached = false;
+			break;
+		}
+		if ((n = hdr_size(u + pos)) == UINT64_MAX)
+			break;
+		pos += 512 + ((n + 511) & ~(uint64_t)511);
+	}
+out:
+	free(in);
+	free(u);
+	return reached;
+}
+
 /* The TOC member's own file, then every chunk with its end bound. */
 static int finish(struct toc *t, const struct lf_estargz_sink *sink,
-		  struct lf_err *err)
+		  bool self_too, struct lf_err *err)
 {
 	struct lf_idx_chunk self = { 0 };
 	size_t k;
 	int ret;
+
+	if (!self_too)
+		goto chunks;
 
 	t->self.path = t->self_path;
 	t->self.data_offset = t->out;
@@ -641,6 +721,7 @@ static int finish(struct toc *t, const struct lf_estargz_sink *sink,
 	if ((ret = sink->entry(sink->ctx, &t->self, err)))
 		return ret;
 	t->out += t->self.size;
+chunks:
 	for (k = 0; k < t->nchunks; k++) {
 		struct lf_idx_chunk *c = &t->chunks[k];
 		size_t j = k + 1;
@@ -767,7 +848,7 @@ int lf_estargz_scan(lf_estargz_read_fn rd, void *rd_ctx, uint64_t blob_size,
 	if (!ret)
 		ret = walk(&t, root, sink, err);
 	if (!ret)
-		ret = finish(&t, sink, err);
+		ret = finish(&t, sink, toc_reached(&t, rd, rd_ctx), err);
 	if (!ret)
 		*stream_size = t.out;
 	json_decref(root);

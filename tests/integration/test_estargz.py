@@ -73,11 +73,14 @@ def need(need_tools):
     return need_tools
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_matches_umoci(tmp_path, n, need):
+@pytest.mark.parametrize("n,eoa", [(1, False), (2, False), (3, False),
+                                   (3, True)])
+def test_matches_umoci(tmp_path, n, eoa, need):
+    """eoa: the layer's end-of-archive blocks kept before the TOC (dive's
+    estargz test image is so): the TOC is then no file of the layer."""
     full = image()
     img = mk.Image(full.layers[:n])
-    layout, built = write(tmp_path, "img", img)
+    layout, built = write(tmp_path, "img", img, eoa=eoa)
     cache = tmp_path / "cache"
     rootfs = O.umoci_unpack(layout, str(tmp_path / "bundle"))
     want = O.walk_rootfs(rootfs)
