@@ -48,6 +48,9 @@
 #define LF_ESTARGZ_LEGACY_FOOTER 47
 /* The largest TOC member read, compressed and uncompressed. */
 #define LF_ESTARGZ_MAX_TOC (64u << 20)
+/* The first read of a blob: its last bytes, up to this many (the footer,
+ * and a small TOC with them). */
+#define LF_ESTARGZ_TAIL (64u << 10)
 /* The TOC's tar member name. */
 #define LF_ESTARGZ_TOC_NAME "stargz.index.json"
 
@@ -72,7 +75,9 @@ struct lf_estargz_sink {
 };
 
 /*
- * Read the TOC of a `blob_size`-byte blob named `name` in messages, check
+ * Read the TOC of a `blob_size`-byte blob named `name` in messages (one
+ * read of its last LF_ESTARGZ_TAIL bytes, one more for a TOC or a last
+ * member that does not fit in them), check
  * it against `toc_digest` ("sha256:<hex>"), and report its entries and
  * chunks to `sink`.  *stream_size is the made-up stream's size.  Returns 0;
  * -ENOENT when the blob has no eStargz footer (or a legacy one); -EINVAL

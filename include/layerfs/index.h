@@ -154,8 +154,8 @@ int lf_index_dir_fd(const struct lf_index *idx);
  * blob), its count in *n (if n), or NULL for every other layer.
  * lf_index_open() indexes a gzip layer so when its manifest gives a TOC
  * digest (lf_image_layer.toc_digest) and the blob's footer and TOC match
- * it: three reads of the blob's tail (estargz.h) instead of the whole
- * blob.  Anything else about the TOC (no footer, a digest that differs,
+ * it: one read of the blob's last 64 KiB, and of the TOC when it is
+ * larger (estargz.h), instead of the whole blob.  Anything else about the TOC (no footer, a digest that differs,
  * a malformed TOC) is a warning and the layer is streamed as any gzip
  * layer.  A cached eStargz index is used only for a layer that names the
  * same TOC digest (else it is rebuilt).

@@ -816,24 +816,38 @@ static int parse_toc(struct toc *t, const unsigned char *buf, size_t len,
 	return 0;
 }
 
-int lf_estargz_scan(lf_estargz_read_fn rd, void *rd_ctx, uint64_t blob_size,
-		    const char *toc_digest, const char *name,
-		    const struct lf_estargz_sink *sink, uint64_t *stream_size,
-		    struct lf_err *err)
+/* The blob's last bytes, read once: the footer, and most often the TOC
+ * and the member before it too (one request to a registry, not three). */
+struct tail {
+	lf_estargz_read_fn rd;
+	void *ctx;
+	unsigned char *buf;
+	uint64_t off;
+	size_t len;
+};
+
+static ssize_t tail_read(void *ctx, void *buf, size_t len, uint64_t off)
 {
-	unsigned char tail[LF_ESTARGZ_FOOTER], *buf = NULL;
+	struct tail *t = ctx;
+
+	if (off >= t->off && len <= t->len && off - t->off <= t->len - len) {
+		memcpy(buf, t->buf + (off - t->off), len);
+		return (ssize_t)len;
+	}
+	return t->rd(t->ctx, buf, len, off);
+}
+
+static int scan(struct tail *tl, uint64_t blob_size, const char *toc_digest,
+		const char *name, const struct lf_estargz_sink *sink,
+		uint64_t *stream_size, struct lf_err *err)
+{
+	unsigned char *buf = NULL;
 	struct toc t = { .name = name };
 	size_t footer = 0, len = 0;
 	json_t *root = NULL;
 	int ret;
 
-	if (blob_size < LF_ESTARGZ_FOOTER)
-		return -ENOENT;
-	ret = read_all(rd, rd_ctx, tail, sizeof(tail),
-		       blob_size - sizeof(tail), name, err);
-	if (ret)
-		return ret;
-	ret = lf_estargz_footer(tail, sizeof(tail), blob_size, &t.toc_off,
+	ret = lf_estargz_footer(tl->buf, tl->len, blob_size, &t.toc_off,
 				&footer);
 	if (ret == -EINVAL)
 		return lf_err_set(err, ret,
@@ -842,18 +856,40 @@ int lf_estargz_scan(lf_estargz_read_fn rd, void *rd_ctx, uint64_t blob_size,
 	if (ret || footer != LF_ESTARGZ_FOOTER)
 		return -ENOENT;
 	t.toc_end = blob_size - footer;
-	ret = read_toc(&t, rd, rd_ctx, &buf, &len, err);
+	ret = read_toc(&t, tail_read, tl, &buf, &len, err);
 	if (!ret)
 		ret = parse_toc(&t, buf, len, toc_digest, &root, err);
 	if (!ret)
 		ret = walk(&t, root, sink, err);
 	if (!ret)
-		ret = finish(&t, sink, toc_reached(&t, rd, rd_ctx), err);
+		ret = finish(&t, sink, toc_reached(&t, tail_read, tl), err);
 	if (!ret)
 		*stream_size = t.out;
 	json_decref(root);
 	free(buf);
 	free(t.chunks);
 	free(t.self_path);
+	return ret;
+}
+
+int lf_estargz_scan(lf_estargz_read_fn rd, void *rd_ctx, uint64_t blob_size,
+		    const char *toc_digest, const char *name,
+		    const struct lf_estargz_sink *sink, uint64_t *stream_size,
+		    struct lf_err *err)
+{
+	struct tail tl = { rd, rd_ctx, NULL, 0, 0 };
+	int ret;
+
+	if (blob_size < LF_ESTARGZ_FOOTER)
+		return -ENOENT;
+	tl.len = (size_t)LF_MIN(blob_size, (uint64_t)LF_ESTARGZ_TAIL);
+	tl.off = blob_size - tl.len;
+	if (!(tl.buf = malloc(tl.len)))
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	ret = read_all(rd, rd_ctx, tl.buf, tl.len, tl.off, name, err);
+	if (!ret)
+		ret = scan(&tl, blob_size, toc_digest, name, sink, stream_size,
+			   err);
+	free(tl.buf);
 	return ret;
 }

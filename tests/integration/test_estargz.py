@@ -200,7 +200,8 @@ def reg(tmp_path_factory, need_tools):
         [mk.dir("/data")] +
         [mk.file("/data/r%02d.bin" % i, size=256 << 10, seed=40 + i)
          for i in range(16)] +
-        [mk.file("/etc/motd", "hello from estargz\n")], "gzip")])
+        [mk.dir("/etc"), mk.file("/etc/motd", "hello from estargz\n")],
+        "gzip")])
     layouts = {}
     r = Registry(str(d / "registry"))
     try:
@@ -240,6 +241,7 @@ def test_registry_no_stream(tmp_path, reg):
         p = _reg_run(px, refs["good"], ["ls"], cache)
         assert p.returncode == 0, p.stderr.decode()
         after_ls = _fetched(px, digest)
+        ls_gets = len(px.blob_gets(digest))
         p = _reg_run(px, refs["good"], ["cat", "/etc/motd"], cache)
         assert p.returncode == 0, p.stderr.decode()
         assert p.stdout == b"hello from estargz\n"
@@ -250,8 +252,8 @@ def test_registry_no_stream(tmp_path, reg):
         after_big = _fetched(px, digest)
         print("eStargz blob %d bytes; fetched: ls %d (%d requests), "
               "+cat small %d, +cat 256 KiB file %d" % (
-                  size, after_ls, len(px.blob_gets(digest)), after_cat,
-                  after_big))
+                  size, after_ls, ls_gets, after_cat, after_big))
+        assert ls_gets == 1  # the tail, with the TOC in it
         assert after_ls < size // 10
         assert after_cat - after_ls < size // 20
         assert after_big - after_cat < size // 3
@@ -286,5 +288,50 @@ def test_registry_wrong_toc_digest_streams(tmp_path, reg):
         assert b"TOC digest" in p.stderr
         assert _fetched(px, built[0].digest) >= len(built[0].blob)
         assert not flags(cache, built[0].digest) & ESTARGZ
+    finally:
+        px.stop()
+
+
+def test_registry_mount_matches_umoci(tmp_path, reg):
+    """mount docker://... on an empty cache fetches a few KiB (the tail and
+    the TOC), then every file reads as umoci unpacks the same layout."""
+    import fusehelpers as fh
+    import threading
+    fh.require_fuse()
+    r, refs, layouts = reg
+    layout, built = layouts["good"]
+    digest, size = built[0].digest, len(built[0].blob)
+    want = O.walk_rootfs(O.umoci_unpack(layout, str(tmp_path / "bundle")))
+    px = FaultProxy(r.port)
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    try:
+        p = _reg_run(px, refs["good"], ["mount", str(mnt)], tmp_path / "c")
+        assert p.returncode == 0, p.stderr.decode()
+        try:
+            at_mount = _fetched(px, digest)
+            results = []
+
+            def reader():
+                with open(mnt / "data" / "r07.bin", "rb") as f:
+                    results.append(f.read())
+
+            ts = [threading.Thread(target=reader) for _ in range(4)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(60)
+            assert results == [mk._content(None, 256 << 10, 47)] * 4
+            got = O.walk_rootfs(str(mnt))
+            diffs = O.compare(want, got,
+                              cat=lambda q: got[q].get("sha256"))
+            assert not diffs, "\n".join(diffs)
+            total = _fetched(px, digest)
+            print("eStargz mount: blob %d bytes, fetched %d at mount "
+                  "(%d requests in all), %d after reading every file" % (
+                      size, at_mount, len(px.blob_gets(digest)), total))
+            assert at_mount < size // 10
+        finally:
+            subprocess.run(["umount", str(mnt)], timeout=T)
     finally:
         px.stop()
