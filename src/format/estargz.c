@@ -661,7 +661,11 @@ static bool toc_reached(struct toc *t, lf_estargz_read_fn rd, void *rd_ctx)
 
 	if (t->toc_off - from > LF_GZ_MAX_SPAN)
 		return true;
-	cap = 2 * inlen + (c ? c->inner + c->len : 0) + 65536;
+	/* deflate inflates at most ~1032 times; a tail past 128 MiB is
+	 * taken as reaching the TOC */
+	cap = (size_t)LF_MIN((uint64_t)inlen * 1032 + 65536 +
+				     (c ? c->inner + c->len : 0),
+			     2ull * LF_GZ_MAX_SPAN);
 	in = malloc(inlen ? inlen : 1);
 	u = malloc(cap);
 	if (!in || !u || rd(rd_ctx, in, inlen, from) != (ssize_t)inlen ||

@@ -792,9 +792,11 @@ static int from_toc(const struct lf_image_layer *layer,
 {
 	const char *label = opts->label ? opts->label : "layer";
 	struct lf_err err, werr;
-	int ret = lf_index_build_estargz(layer, opts, key, idx, &err);
+	int ret;
 
-	if (ret == -ENOENT) {
+	lf_err_clear(&err);
+	ret = lf_index_build_estargz(layer, opts, key, idx, &err);
+	if (ret == -ENOENT && !err.code) {
 		lf_log(LF_LOG_WARN,
 		       "%s: blob %s has no eStargz footer though the manifest "
 		       "gives its TOC digest; reading the whole blob",

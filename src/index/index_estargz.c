@@ -86,7 +86,7 @@ int lf_index_build_estargz(const struct lf_image_layer *layer,
 	int ret;
 
 	if (!layer->toc_digest[0] || !lf_digest_valid(layer->digest))
-		return lf_err_set(err, -ENOENT, "no TOC digest");
+		return -ENOENT;
 	lf_index_builder_init(&b);
 	ret = scan(&b, idx, key, err);
 	if (!ret) {

@@ -256,7 +256,8 @@ def test_registry_no_stream(tmp_path, reg):
         assert ls_gets == 1  # the tail, with the TOC in it
         assert after_ls < size // 10
         assert after_cat - after_ls < size // 20
-        assert after_big - after_cat < size // 3
+        # the file's chunks and nothing past it (read-ahead stays in a file)
+        assert after_big - after_cat < (256 << 10) * 11 // 10
         assert flags(cache, digest) & ESTARGZ
     finally:
         px.stop()
