@@ -112,7 +112,7 @@ struct lf_cache_header {
 	struct lf_cache_sect sect[LF_SECT_COUNT];
 	uint8_t toc_sha256[32]; /* LF_CACHE_ESTARGZ: the TOC's sha256 (the
 				 * manifest's TOC digest), else zero */
-	uint8_t checksum[32]; /* two LE 64-bit hashes, then zero; last */
+	uint8_t checksum[32];	/* two LE 64-bit hashes, then zero; last */
 };
 _Static_assert(sizeof(struct lf_cache_header) == 472, "cache header size");
 
@@ -137,11 +137,11 @@ enum lf_idx_kind {
  * or the TOC).
  */
 struct lf_idx_chunk {
-	uint64_t out;	       /* first byte in the stream */
-	uint64_t in, in_end;   /* the compressed bytes to fetch */
-	uint32_t inner;	       /* uncompressed bytes to skip in the member */
-	uint32_t len;	       /* uncompressed bytes, 1..LF_GZ_MAX_SPAN */
-	uint8_t sha256[32];    /* of the chunk's len bytes */
+	uint64_t out;	     /* first byte in the stream */
+	uint64_t in, in_end; /* the compressed bytes to fetch */
+	uint32_t inner;	     /* uncompressed bytes to skip in the member */
+	uint32_t len;	     /* uncompressed bytes, 1..LF_GZ_MAX_SPAN */
+	uint8_t sha256[32];  /* of the chunk's len bytes */
 };
 _Static_assert(sizeof(struct lf_idx_chunk) == 64, "chunk record size");
 

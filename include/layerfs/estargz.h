@@ -64,8 +64,8 @@ typedef ssize_t (*lf_estargz_read_fn)(void *ctx, void *buf, size_t len,
  * -ENOENT when they are no eStargz footer, -EINVAL when the offset cannot
  * be (past the footer).  *footer is the footer's size (51, or 47 legacy).
  */
-int lf_estargz_footer(const unsigned char *tail, size_t len,
-		      uint64_t blob_size, uint64_t *toc_off, size_t *footer);
+int lf_estargz_footer(const unsigned char *tail, size_t len, uint64_t blob_size,
+		      uint64_t *toc_off, size_t *footer);
 
 struct lf_estargz_sink {
 	lf_tarscan_entry_fn entry; /* each entry, tar order */

@@ -54,8 +54,8 @@ static bool empty_member(const unsigned char *p, size_t size, size_t xlen)
 	       !memcmp(p + size - 8, zero, 8);
 }
 
-int lf_estargz_footer(const unsigned char *tail, size_t len,
-		      uint64_t blob_size, uint64_t *toc_off, size_t *footer)
+int lf_estargz_footer(const unsigned char *tail, size_t len, uint64_t blob_size,
+		      uint64_t *toc_off, size_t *footer)
 {
 	const unsigned char *p;
 	int64_t off;
@@ -93,11 +93,13 @@ static int read_all(lf_estargz_read_fn rd, void *ctx, void *buf, size_t len,
 	ssize_t n = rd(ctx, buf, len, off);
 
 	if (n < 0)
-		return lf_err_set(err, (int)n, "'%s': read error at offset %llu",
-				  name, (unsigned long long)off);
+		return lf_err_set(err, (int)n,
+				  "'%s': read error at offset %llu", name,
+				  (unsigned long long)off);
 	if ((size_t)n != len)
 		return lf_err_set(err, -EIO, "'%s': blob ends at offset %llu",
-				  name, (unsigned long long)(off + (uint64_t)n));
+				  name,
+				  (unsigned long long)(off + (uint64_t)n));
 	return 0;
 }
 
@@ -214,9 +216,9 @@ bool lf_estargz_chunks_ok(const struct lf_idx_chunk *c, size_t n,
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if (c[i].out != out || !c[i].len ||
-		    c[i].len > LF_GZ_MAX_SPAN || c[i].inner > LF_GZ_MAX_SPAN ||
-		    c[i].in >= c[i].in_end || c[i].in_end > blob_size ||
+		if (c[i].out != out || !c[i].len || c[i].len > LF_GZ_MAX_SPAN ||
+		    c[i].inner > LF_GZ_MAX_SPAN || c[i].in >= c[i].in_end ||
+		    c[i].in_end > blob_size ||
 		    c[i].in_end - c[i].in > LF_GZ_MAX_SPAN)
 			return false;
 		out += c[i].len;
@@ -242,7 +244,7 @@ struct toc {
 	const char *cur;
 	uint64_t cur_size, cur_done, cur_base;
 	uint64_t cur_last_end; /* size of the file of the last chunk */
-	uint64_t out; /* the made-up stream's size so far */
+	uint64_t out;	       /* the made-up stream's size so far */
 	uint64_t index;
 };
 
@@ -409,9 +411,9 @@ static int type_of(const char *t, enum lf_tar_type *out)
 		const char *name;
 		enum lf_tar_type type;
 	} types[] = {
-		{ "reg", LF_TAR_REG },		{ "dir", LF_TAR_DIR },
-		{ "symlink", LF_TAR_SYMLINK },	{ "hardlink", LF_TAR_HARDLINK },
-		{ "char", LF_TAR_CHR },		{ "block", LF_TAR_BLK },
+		{ "reg", LF_TAR_REG },	       { "dir", LF_TAR_DIR },
+		{ "symlink", LF_TAR_SYMLINK }, { "hardlink", LF_TAR_HARDLINK },
+		{ "char", LF_TAR_CHR },	       { "block", LF_TAR_BLK },
 		{ "fifo", LF_TAR_FIFO },
 	};
 	size_t i;
@@ -435,8 +437,9 @@ static int bad(const struct toc *t, struct lf_err *err, size_t i,
 static int close_file(struct toc *t, struct lf_err *err, size_t i)
 {
 	if (t->cur && t->cur_done != t->cur_size)
-		return bad(t, err, i, "the chunks of a file do not add up "
-				      "to its size");
+		return bad(t, err, i,
+			   "the chunks of a file do not add up "
+			   "to its size");
 	t->cur = NULL;
 	return 0;
 }
@@ -452,7 +455,8 @@ static int add_chunk(struct toc *t, const json_t *o, size_t i,
 	    juint(o, "innerOffset", LF_GZ_MAX_SPAN, &inner) ||
 	    juint(o, "chunkOffset", INT64_MAX, &coff) ||
 	    juint(o, "chunkSize", INT64_MAX, &csize))
-		return bad(t, err, i, "an offset or size is not a valid number");
+		return bad(t, err, i,
+			   "an offset or size is not a valid number");
 	if (coff != t->cur_done)
 		return bad(t, err, i, "chunks overlap or leave a gap");
 	if (!csize || csize > t->cur_size - coff)
@@ -511,7 +515,8 @@ static int get_xattrs(const json_t *o, struct lf_tar_xattr **out, size_t *n)
 	x = calloc(json_object_size(xo), sizeof(*x));
 	if (!x)
 		return -ENOMEM;
-	json_object_foreach ((json_t *)xo, k, v) {
+	json_object_foreach((json_t *)xo, k, v)
+	{
 		unsigned char *val;
 		ssize_t len;
 
@@ -599,7 +604,8 @@ static int walk(struct toc *t, const json_t *root,
 	if (!json_is_object(root) || !json_is_array(ents))
 		return lf_err_set(err, -EINVAL,
 				  "'%s': eStargz TOC has no entries", t->name);
-	json_array_foreach (ents, i, o) {
+	json_array_foreach(ents, i, o)
+	{
 		const char *type = jstr(o, "type");
 
 		if (!json_is_object(o))
@@ -611,9 +617,11 @@ static int walk(struct toc *t, const json_t *root,
 			ret = add_chunk(t, o, i, err);
 		} else {
 			ret = close_file(t, err, i);
-			if (!ret && type && !strcmp(type, "reg") && jstr(o, "name") &&
+			if (!ret && type && !strcmp(type, "reg") &&
+			    jstr(o, "name") &&
 			    !strcmp(jstr(o, "name"), LF_ESTARGZ_TOC_NAME))
-				ret = bad(t, err, i, "a file takes the TOC's name");
+				ret = bad(t, err, i,
+					  "a file takes the TOC's name");
 			if (!ret)
 				ret = add_entry(t, o, i, sink, err);
 		}
@@ -648,58 +656,82 @@ static uint64_t hdr_size(const unsigned char *h)
  * streaming indexer, stop there).  The members after the last chunk's
  * data are inflated and walked header by header to the TOC.
  */
+/* The walk of toc_reached(): bytes to skip, then a header to gather. */
+struct hwalk {
+	uint64_t skip;
+	unsigned char hdr[512];
+	size_t fill;
+	int verdict; /* -1 going on, 0 end of archive first, 1 TOC reached */
+};
+
+static void hwalk_feed(struct hwalk *w, const unsigned char *p, size_t n)
+{
+	static const unsigned char zero[512];
+
+	while (n && w->verdict < 0) {
+		size_t k;
+		uint64_t size;
+
+		if (w->skip) {
+			k = (size_t)LF_MIN((uint64_t)n, w->skip);
+			w->skip -= k;
+			p += k;
+			n -= k;
+			continue;
+		}
+		k = LF_MIN(n, sizeof(w->hdr) - w->fill);
+		memcpy(w->hdr + w->fill, p, k);
+		w->fill += k;
+		p += k;
+		n -= k;
+		if (w->fill < sizeof(w->hdr))
+			continue;
+		w->fill = 0;
+		if (!memcmp(w->hdr, zero, sizeof(zero))) {
+			w->verdict = 0;
+		} else if ((size = hdr_size(w->hdr)) == UINT64_MAX) {
+			w->verdict = 1;
+		} else {
+			w->skip = (size + 511) & ~(uint64_t)511;
+		}
+	}
+}
+
 static bool toc_reached(struct toc *t, lf_estargz_read_fn rd, void *rd_ctx)
 {
 	const struct lf_idx_chunk *c = t->nchunks ? &t->chunks[t->nchunks - 1]
 						  : NULL;
-	uint64_t from = c ? c->in : 0, pos, n;
-	size_t inlen = (size_t)(t->toc_off - from), cap, got = 0;
-	unsigned char *in, *u;
+	uint64_t from = c ? c->in : 0;
+	size_t inlen = (size_t)(t->toc_off - from);
+	struct hwalk w = { .verdict = -1 };
+	unsigned char *in, out[16384];
 	z_stream z = { 0 };
-	bool reached = true;
 	int zr = Z_OK;
 
 	if (t->toc_off - from > LF_GZ_MAX_SPAN)
 		return true;
-	/* deflate inflates at most ~1032 times; a tail past 128 MiB is
-	 * taken as reaching the TOC */
-	cap = (size_t)LF_MIN((uint64_t)inlen * 1032 + 65536 +
-				     (c ? c->inner + c->len : 0),
-			     2ull * LF_GZ_MAX_SPAN);
+	w.skip = c ? c->inner + (uint64_t)c->len + (-t->cur_last_end & 511) : 0;
 	in = malloc(inlen ? inlen : 1);
-	u = malloc(cap);
-	if (!in || !u || rd(rd_ctx, in, inlen, from) != (ssize_t)inlen ||
-	    inflateInit2(&z, 16 + 15) != Z_OK)
-		goto out;
+	if (!in || rd(rd_ctx, in, inlen, from) != (ssize_t)inlen ||
+	    inflateInit2(&z, 16 + 15) != Z_OK) {
+		free(in);
+		return true;
+	}
 	z.next_in = in;
 	z.avail_in = (uInt)inlen;
-	while (z.avail_in && got < cap) {
-		z.next_out = u + got;
-		z.avail_out = (uInt)(cap - got);
+	while (z.avail_in && w.verdict < 0) {
+		z.next_out = out;
+		z.avail_out = sizeof(out);
 		zr = inflate(&z, Z_NO_FLUSH);
-		got = (size_t)(z.next_out - u);
+		hwalk_feed(&w, out, sizeof(out) - z.avail_out);
 		if (zr == Z_STREAM_END)
 			zr = inflateReset(&z);
 		if (zr != Z_OK)
 			break;
 	}
 	inflateEnd(&z);
-	pos = c ? c->inner + c->len + (-(t->cur_last_end) & 511) : 0;
-	while (pos + 512 <= got) {
-		static const unsigned char zero[512];
-
-		if (!memcmp(u + pos, zero, 512)) {
-			reached = false;
-			break;
-		}
-		if ((n = hdr_size(u + pos)) == UINT64_MAX)
-			break;
-		pos += 512 + ((n + 511) & ~(uint64_t)511);
-	}
-out:
 	free(in);
-	free(u);
-	return reached;
+	return w.verdict != 0;
 }
 
 /* The TOC member's own file, then every chunk with its end bound. */
@@ -748,15 +780,15 @@ chunks:
 static int read_toc(struct toc *t, lf_estargz_read_fn rd, void *rd_ctx,
 		    unsigned char **out, size_t *outlen, struct lf_err *err)
 {
-	size_t inlen = (size_t)(t->toc_end - t->toc_off);
-	unsigned char *in, *buf;
+	size_t inlen = (size_t)(t->toc_end - t->toc_off), cap;
+	unsigned char *in, *buf = NULL;
 	ssize_t n;
 	int ret;
 
 	if (t->toc_end - t->toc_off > LF_ESTARGZ_MAX_TOC)
 		return lf_err_set(err, -EFBIG,
-				  "'%s': eStargz TOC is over %u bytes",
-				  t->name, LF_ESTARGZ_MAX_TOC);
+				  "'%s': eStargz TOC is over %u bytes", t->name,
+				  LF_ESTARGZ_MAX_TOC);
 	if (!(in = malloc(inlen ? inlen : 1)))
 		return lf_err_set(err, -ENOMEM, "out of memory");
 	ret = read_all(rd, rd_ctx, in, inlen, t->toc_off, t->name, err);
@@ -764,12 +796,20 @@ static int read_toc(struct toc *t, lf_estargz_read_fn rd, void *rd_ctx,
 		free(in);
 		return ret;
 	}
-	/* one byte more than allowed tells "too large" from "fits" */
-	if (!(buf = malloc(LF_ESTARGZ_MAX_TOC + 1))) {
-		free(in);
-		return lf_err_set(err, -ENOMEM, "out of memory");
+	/* inflate into a buffer grown as needed; one byte more than
+	 * allowed tells "too large" from "fits" */
+	for (cap = LF_MIN((size_t)LF_ESTARGZ_MAX_TOC + 1,
+			  LF_MAX((size_t)65536, inlen * 4));
+	     ; cap = LF_MIN((size_t)LF_ESTARGZ_MAX_TOC + 1, cap * 4)) {
+		free(buf);
+		if (!(buf = malloc(cap))) {
+			free(in);
+			return lf_err_set(err, -ENOMEM, "out of memory");
+		}
+		n = inflate_member(in, inlen, 0, buf, cap, false);
+		if (n < 0 || (size_t)n < cap || cap > LF_ESTARGZ_MAX_TOC)
+			break;
 	}
-	n = inflate_member(in, inlen, 0, buf, LF_ESTARGZ_MAX_TOC + 1, false);
 	free(in);
 	if (n < 0 || (size_t)n > LF_ESTARGZ_MAX_TOC) {
 		free(buf);
@@ -799,8 +839,8 @@ static int parse_toc(struct toc *t, const unsigned char *buf, size_t len,
 	if (!t->found || t->self.size > len - LF_MIN(len, t->self_inner) ||
 	    !t->self.size)
 		return lf_err_set(err, -EINVAL,
-				  "'%s': eStargz TOC member has no %s",
-				  t->name, LF_ESTARGZ_TOC_NAME);
+				  "'%s': eStargz TOC member has no %s", t->name,
+				  LF_ESTARGZ_TOC_NAME);
 	json = buf + t->self_inner;
 	if ((ret = lf_sha256_mem(json, (size_t)t->self.size, got)))
 		return lf_err_set(err, ret, "out of memory");

@@ -739,8 +739,7 @@ static int load(const struct lf_image_layer *layer,
 		why = "it describes a blob of another size or compression";
 	else if (opts->verify && !(lf_le32(h->flags) & LF_CACHE_VERIFIED))
 		why = "it was built with --no-verify";
-	else if ((lf_le32(h->flags) & LF_CACHE_ESTARGZ) &&
-		 !toc_named(layer, h))
+	else if ((lf_le32(h->flags) & LF_CACHE_ESTARGZ) && !toc_named(layer, h))
 		why = "it was built from an eStargz TOC the image does not "
 		      "name";
 	else if (lf_index_attach(idx, &why) == 0)
@@ -810,8 +809,8 @@ static int from_toc(const struct lf_image_layer *layer,
 		       label, layer->source, err.msg);
 		return ret;
 	}
-	if (cache_path && lf_cache_store(cache_path, idx->map, idx->maplen,
-					 &werr))
+	if (cache_path &&
+	    lf_cache_store(cache_path, idx->map, idx->maplen, &werr))
 		lf_log(LF_LOG_WARN, "%s", werr.msg);
 	return 0;
 }

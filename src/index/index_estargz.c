@@ -38,8 +38,8 @@ static void raw_digest(const char *d, uint8_t out[32])
 	}
 }
 
-static int scan(struct index_builder *b, struct lf_index *idx,
-		const char *key, struct lf_err *err)
+static int scan(struct index_builder *b, struct lf_index *idx, const char *key,
+		struct lf_err *err)
 {
 	const struct lf_image_layer *l = b->layer;
 	const struct lf_estargz_sink sink = { lf_index_add_entry, add_chunk,
@@ -78,10 +78,10 @@ int lf_index_build_estargz(const struct lf_image_layer *layer,
 			   const struct lf_index_opts *opts, const char *key,
 			   struct lf_index *idx, struct lf_err *err)
 {
-	struct index_builder b = {
-		.layer = layer, .opts = opts, .comp = LF_COMP_GZIP,
-		.copy_fd = -1
-	};
+	struct index_builder b = { .layer = layer,
+				   .opts = opts,
+				   .comp = LF_COMP_GZIP,
+				   .copy_fd = -1 };
 	const char *why = NULL;
 	int ret;
 

@@ -23,7 +23,7 @@ struct lf_index {
 	size_t nsparse;
 	const uint64_t *sums; /* SPANSUMS, one per LF_SPAN_SIZE block */
 	size_t nsums;
-	struct lf_gzidx_view gz; /* as stored; windows unchecked */
+	struct lf_gzidx_view gz;	   /* as stored; windows unchecked */
 	const struct lf_idx_chunk *chunks; /* eStargz layers, else NULL */
 	size_t nchunks;
 	/* what the index hands over to the layer sources (index.h) */

@@ -127,6 +127,20 @@ static bool sums_ok(const struct lf_index *idx, size_t len)
 	return true;
 }
 
+/* An eStargz index (LF_CACHE_ESTARGZ): CHUNKS, and no checkpoints or
+ * SPANSUMS (the chunks carry their sha256). */
+static bool estargz_ok(const struct lf_index *idx, size_t len)
+{
+	const struct lf_cache_header *h = idx->hdr;
+
+	return lf_le32(h->compression) == LF_COMP_GZIP && !idx->gz.npoints &&
+	       !idx->nsums && !idx->gz.windows_len &&
+	       !(len % sizeof(struct lf_idx_chunk)) &&
+	       lf_estargz_chunks_ok(idx->chunks, idx->nchunks,
+				    lf_le64(h->tar_size),
+				    lf_le64(h->blob_size));
+}
+
 int lf_index_attach(struct lf_index *idx, const char **why)
 {
 	const struct lf_cache_header *h = idx->map;
@@ -156,20 +170,12 @@ int lf_index_attach(struct lf_index *idx, const char **why)
 	idx->gz.total_out = tar_size;
 	idx->chunks = sect(idx, LF_SECT_CHUNKS, &len);
 	idx->nchunks = len / sizeof(struct lf_idx_chunk);
-	if (lf_le32(h->flags) & LF_CACHE_ESTARGZ) {
-		if (lf_le32(h->compression) != LF_COMP_GZIP ||
-		    idx->gz.npoints || idx->nsums || idx->gz.windows_len ||
-		    len % sizeof(struct lf_idx_chunk) ||
-		    !lf_estargz_chunks_ok(idx->chunks, idx->nchunks, tar_size,
-					  lf_le64(h->blob_size)))
-			goto bad;
-	} else if (len) {
+	if (!(lf_le32(h->flags) & LF_CACHE_ESTARGZ ? estargz_ok(idx, len)
+						   : !len) ||
+	    lf_le32(h->compression) > LF_COMP_ZSTD ||
+	    (lf_le32(h->compression) == LF_COMP_GZIP && !idx->gz.npoints &&
+	     !(lf_le32(h->flags) & LF_CACHE_ESTARGZ)))
 		goto bad;
-	} else if (lf_le32(h->compression) > LF_COMP_ZSTD ||
-		   (lf_le32(h->compression) == LF_COMP_GZIP &&
-		    !idx->gz.npoints)) {
-		goto bad;
-	}
 	if (!gz_ok(idx) || !sums_ok(idx, sums_len))
 		goto bad;
 	for (i = 0; i < idx->nentries; i++)

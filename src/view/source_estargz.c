@@ -115,8 +115,8 @@ static void fill_chunk(void *ctx, uint64_t no)
 		lf_chunk_unref(c);
 }
 
-static ssize_t sgz_pread(struct lf_blob *b, void *buf, size_t len,
-			 uint64_t off, struct lf_err *err)
+static ssize_t sgz_pread(struct lf_blob *b, void *buf, size_t len, uint64_t off,
+			 struct lf_err *err)
 {
 	struct sgz_source *s = (struct sgz_source *)b;
 	size_t done = 0;

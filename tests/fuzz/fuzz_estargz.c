@@ -50,7 +50,10 @@ static size_t tar_of(const uint8_t *data, size_t size, unsigned char *out)
 	snprintf((char *)h + 124, 12, "%011zo", size);
 	memcpy(h + 136, "00000000000", 12);
 	h[156] = '0';
-	memcpy(h + 257, "ustar\0" "00", 8);
+	memcpy(h + 257,
+	       "ustar\0"
+	       "00",
+	       8);
 	memset(h + 148, ' ', 8);
 	for (i = 0; i < 512; i++)
 		sum += h[i];
@@ -78,7 +81,7 @@ static size_t gzip_of(const unsigned char *in, size_t len, unsigned char *out,
 
 static void footer(uint64_t toc_off, unsigned char *out)
 {
-	static const unsigned char head[12] = { 0x1f, 0x8b, 8, 4, 0, 0,
+	static const unsigned char head[12] = { 0x1f, 0x8b, 8, 4,    0,	 0,
 						0,    0,    0, 0xff, 26, 0 };
 	char sub[23];
 
@@ -87,7 +90,8 @@ static void footer(uint64_t toc_off, unsigned char *out)
 	out[13] = 'G';
 	out[14] = 22;
 	out[15] = 0;
-	snprintf(sub, sizeof(sub), "%016llxSTARGZ", (unsigned long long)toc_off);
+	snprintf(sub, sizeof(sub), "%016llxSTARGZ",
+		 (unsigned long long)toc_off);
 	memcpy(out + 16, sub, 22);
 	memcpy(out + 38, "\x01\x00\x00\xff\xff", 5);
 	memset(out + 43, 0, 8);
@@ -98,8 +102,7 @@ struct sink {
 	size_t n;
 };
 
-static int on_entry(void *ctx, const struct lf_tar_entry *e,
-		    struct lf_err *err)
+static int on_entry(void *ctx, const struct lf_tar_entry *e, struct lf_err *err)
 {
 	(void)ctx;
 	(void)err;
@@ -108,8 +111,7 @@ static int on_entry(void *ctx, const struct lf_tar_entry *e,
 	return 0;
 }
 
-static int on_chunk(void *ctx, const struct lf_idx_chunk *c,
-		    struct lf_err *err)
+static int on_chunk(void *ctx, const struct lf_idx_chunk *c, struct lf_err *err)
 {
 	struct sink *s = ctx;
 	void *p = realloc(s->c, (s->n + 1) * sizeof(*c));
