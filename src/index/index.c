@@ -716,7 +716,7 @@ static int load(const struct lf_image_layer *layer,
 {
 	const struct lf_cache_header *h;
 	enum lf_compression comp;
-	const char *why = NULL;
+	const char *why = NULL, *quiet = NULL;
 	struct lf_buf copy;
 	struct lf_err err;
 	struct stat st;
@@ -738,10 +738,10 @@ static int load(const struct lf_image_layer *layer,
 	    comp > LF_COMP_ZSTD)
 		why = "it describes a blob of another size or compression";
 	else if (opts->verify && !(lf_le32(h->flags) & LF_CACHE_VERIFIED))
-		why = "it was built with --no-verify";
+		why = quiet = "it was built with --no-verify";
 	else if ((lf_le32(h->flags) & LF_CACHE_ESTARGZ) && !toc_named(layer, h))
-		why = "it was built from an eStargz TOC the image does not "
-		      "name";
+		why = quiet = "it was built from an eStargz TOC the image "
+			      "does not name";
 	else if (lf_index_attach(idx, &why) == 0)
 		why = NULL;
 	if (!why && comp == LF_COMP_ZSTD) {
@@ -759,8 +759,10 @@ static int load(const struct lf_image_layer *layer,
 			why = "the decompressed copy of the layer is missing";
 	}
 	if (why) {
-		/* --no-verify indexes are replaced silently, others say so */
-		if (strcmp(why, "it was built with --no-verify"))
+		/* --no-verify indexes, and eStargz ones an image without
+		 * the same TOC digest cannot use, are replaced silently;
+		 * others say so */
+		if (why != quiet)
 			lf_log(LF_LOG_WARN,
 			       "ignoring index cache file '%s': %s; rebuilding",
 			       cache_path, why);

@@ -105,6 +105,23 @@ def test_no_annotation_streams(tmp_path, need):
     assert not flags(cache, built[0].digest) & ESTARGZ
 
 
+def test_toc_index_not_used_without_the_digest(tmp_path, need):
+    """An index built from the TOC is used only by an image naming the
+    same TOC digest: the same blobs without the annotation are streamed,
+    silently, and then read the same."""
+    img = mk.Image(image().layers[:1])
+    with_ann, built = write(tmp_path, "a", img)
+    without, built2 = write(tmp_path, "b", img, annotate=False)
+    assert built[0].digest == built2[0].digest
+    cache = tmp_path / "cache"
+    p = lf("cat", with_ann, "/data/big.bin", cache=cache)
+    assert p.returncode == 0 and flags(cache, built[0].digest) & ESTARGZ
+    q = lf("cat", without, "/data/big.bin", cache=cache)
+    assert q.returncode == 0 and q.stdout == p.stdout, q.stderr.decode()
+    assert q.stderr == b""
+    assert not flags(cache, built[0].digest) & ESTARGZ
+
+
 def test_wrong_toc_digest_streams(tmp_path, need):
     """A TOC that does not match the manifest's digest: a warning, and the
     layer is streamed (whose digests then decide)."""
