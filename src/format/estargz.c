@@ -463,7 +463,9 @@ static int add_chunk(struct toc *t, const json_t *o, size_t i,
 		csize = t->cur_size - coff;
 	if (!csize || csize > LF_GZ_MAX_SPAN)
 		return bad(t, err, i, "a chunk is empty or too large");
-	if (off < 10 || off >= t->toc_off)
+	/* the member at 0 starts with the first tar header: data there
+	 * needs an inner offset (entries sharing a member) */
+	if ((!off && !inner) || off >= t->toc_off)
 		return bad(t, err, i, "data offset outside the blob's data");
 	if (t->nchunks && off < t->chunks[t->nchunks - 1].in)
 		return bad(t, err, i, "data offsets out of order");

@@ -9,11 +9,15 @@ not); for docker:// the counting proxy of registry.py (bytes fetched, far
 below the blob's size; a flipped byte is an error, never other bytes).
 """
 
+import gzip
 import hashlib
+import io
+import json
 import os
 import struct
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
@@ -57,6 +61,14 @@ def write(root, name, img=None, **kw):
     return out, built
 
 
+def _toc_of(blob):
+    """The TOC JSON of an eStargz blob, by Python's gzip and tarfile."""
+    toc_off = int(blob[-51 + 16:-51 + 32], 16)
+    tf = tarfile.open(fileobj=io.BytesIO(gzip.decompress(
+        blob[toc_off:-51])))
+    return tf.extractfile(tf.next()).read()
+
+
 def flags(cache, digest):
     with open(os.path.join(str(cache), digest.replace(":", "-") + ".idx"),
               "rb") as f:
@@ -73,14 +85,20 @@ def need(need_tools):
     return need_tools
 
 
-@pytest.mark.parametrize("n,eoa", [(1, False), (2, False), (3, False),
-                                   (3, True)])
-def test_matches_umoci(tmp_path, n, eoa, need):
+@pytest.mark.parametrize("n,eoa,min_chunk", [
+    (1, False, 0), (2, False, 0), (3, False, 0), (3, True, 0),
+    (3, False, 16 << 10)])
+def test_matches_umoci(tmp_path, n, eoa, min_chunk, need):
     """eoa: the layer's end-of-archive blocks kept before the TOC (dive's
-    estargz test image is so): the TOC is then no file of the layer."""
+    estargz test image is so): the TOC is then no file of the layer.
+    min_chunk: small files share gzip members (innerOffset)."""
     full = image()
     img = mk.Image(full.layers[:n])
-    layout, built = write(tmp_path, "img", img, eoa=eoa)
+    layout, built = write(tmp_path, "img", img, eoa=eoa,
+                          min_chunk=min_chunk)
+    if min_chunk:
+        toc = json.loads(_toc_of(built[0].blob))
+        assert any(e.get("innerOffset") for e in toc["entries"])
     cache = tmp_path / "cache"
     rootfs = O.umoci_unpack(layout, str(tmp_path / "bundle"))
     want = O.walk_rootfs(rootfs)
