@@ -16,7 +16,10 @@
  * sha256 of the TOC JSON against the digest the image manifest gives for
  * it (LF_ESTARGZ_TOC_ANNOTATION), and reports every entry in TOC (= tar)
  * order as a struct lf_tar_entry, the TOC member itself included (it is a
- * member of the tar stream, so it is a file of the layer), with each file's
+ * member of the tar stream, so it is a file of the layer; unless the
+ * converter kept the layer's end-of-archive blocks before it, as stargz's
+ * lossless mode does: the headers after the last chunk are walked to
+ * tell, since umoci and the streaming indexer stop there), with each file's
  * data placed in a made-up stream: the files' contents back to back.  The
  * chunks of that stream come out as struct lf_idx_chunk records.
  * lf_estargz_chunk_read() fetches one chunk's member, inflates it and checks
