@@ -459,7 +459,9 @@ static int add_chunk(struct toc *t, const json_t *o, size_t i,
 			   "an offset or size is not a valid number");
 	if (coff != t->cur_done)
 		return bad(t, err, i, "chunks overlap or leave a gap");
-	if (!csize || csize > t->cur_size - coff)
+	if (csize > t->cur_size - coff)
+		return bad(t, err, i, "a chunk runs past its file's end");
+	if (!csize) /* stargz: to the end of the file */
 		csize = t->cur_size - coff;
 	if (!csize || csize > LF_GZ_MAX_SPAN)
 		return bad(t, err, i, "a chunk is empty or too large");

@@ -172,6 +172,9 @@ HOSTILE = {
     "no-entries": lambda t: t.pop("entries"),
     "huge-chunk": lambda t: [e.update(chunkSize=1 << 40) for e in
                              t["entries"] if e.get("chunkSize")][:1],
+    "chunk-past-end": lambda t: [e.update(chunkSize=e["chunkSize"] + 1)
+                                 for e in t["entries"]
+                                 if e["type"] == "chunk"][-1:],
 }
 
 
