@@ -20,7 +20,14 @@
  *               gzip layers one per checkpoint span (GZPOINTS[k].out to the
  *               next point's or the end), others one per LF_SPAN_SIZE
  *               block (the last one may be short); none for directories
+ *     CHUNKS    struct lf_idx_chunk[] (eStargz layers only, see below)
  *     GZWINDOWS deflated 32 KiB windows (gzip layers only)
+ *
+ * An eStargz layer indexed from its TOC (LF_CACHE_ESTARGZ, estargz.h) has
+ * no GZPOINTS, SPANSUMS or GZWINDOWS: its "stream" is the concatenation of
+ * its regular files' contents in TOC order (an entry's data_off is its
+ * first byte there, tar_size their total), cut into the TOC's chunks,
+ * each a gzip member's bytes in the blob checked by its sha256.
  *
  * The header ends with a checksum: 64-bit XXH64-style hashes of the header
  * before the checksum field, of every byte after the header up to the
@@ -49,9 +56,9 @@
 #define LF_CACHE_MAGIC                                                         \
 	"LFIDX\r\n\032" /* 8 bytes, like PNG's: catches text mangling */
 #define LF_CACHE_VERSION                                                       \
-	5 /* 2: XXH64-style checksums, 3: windows apart,
+	6 /* 2: XXH64-style checksums, 3: windows apart,
 				 * 4: names as stored, symlinks 0777,
-				 * 5: SPANSUMS */
+				 * 5: SPANSUMS, 6: CHUNKS (eStargz) */
 
 /* Block of the uncompressed stream one SPANSUMS hash covers (not gzip). */
 #define LF_SPAN_SIZE (64u << 10)
@@ -66,6 +73,7 @@ enum lf_cache_section {
 	LF_SECT_SPARSE,
 	LF_SECT_GZPOINTS,
 	LF_SECT_SPANSUMS,
+	LF_SECT_CHUNKS,
 	LF_SECT_GZWINDOWS, /* last in the file */
 	LF_SECT_COUNT,
 };
@@ -76,8 +84,12 @@ enum lf_compression {
 	LF_COMP_ZSTD = 2,
 };
 
-/* The index was built with digest verification on (both digests matched). */
+/* The index was built with digest verification on (both digests matched;
+ * for LF_CACHE_ESTARGZ: the TOC matched the manifest's TOC digest). */
 #define LF_CACHE_VERIFIED 1u
+/* Indexed from the eStargz TOC: CHUNKS instead of checkpoints; the blob
+ * digest and diff_id are the image's word, not computed. */
+#define LF_CACHE_ESTARGZ 2u
 
 struct lf_cache_sect {
 	uint64_t off; /* from the start of the file, 8-aligned */
@@ -98,8 +110,9 @@ struct lf_cache_header {
 	uint32_t compression; /* enum lf_compression */
 	uint32_t flags;	      /* LF_CACHE_VERIFIED */
 	struct lf_cache_sect sect[LF_SECT_COUNT];
-	uint8_t reserved[48]; /* zero */
-	uint8_t checksum[32]; /* two LE 64-bit hashes, then zero; last */
+	uint8_t toc_sha256[32]; /* LF_CACHE_ESTARGZ: the TOC's sha256 (the
+				 * manifest's TOC digest), else zero */
+	uint8_t checksum[32];	/* two LE 64-bit hashes, then zero; last */
 };
 _Static_assert(sizeof(struct lf_cache_header) == 472, "cache header size");
 
@@ -114,6 +127,23 @@ enum lf_idx_kind {
 	LF_KIND_FIFO,
 	LF_KIND_SOCK,
 };
+
+/*
+ * One chunk of an eStargz layer's file data.  64 bytes.  Chunks are stored
+ * in stream order and back to back: chunk k covers [out, out + len) of the
+ * stream, the next one starts at out + len.  Its bytes are those after the
+ * first `inner` bytes of the gzip member that starts at blob offset `in`,
+ * and that member ends at or before `in_end` (the next member holding data,
+ * or the TOC).
+ */
+struct lf_idx_chunk {
+	uint64_t out;	     /* first byte in the stream */
+	uint64_t in, in_end; /* the compressed bytes to fetch */
+	uint32_t inner;	     /* uncompressed bytes to skip in the member */
+	uint32_t len;	     /* uncompressed bytes, 1..LF_GZ_MAX_SPAN */
+	uint8_t sha256[32];  /* of the chunk's len bytes */
+};
+_Static_assert(sizeof(struct lf_idx_chunk) == 64, "chunk record size");
 
 /* One tar member.  72 bytes, no pointers: it lives in the mmapped file. */
 struct lf_idx_entry {

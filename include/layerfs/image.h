@@ -94,6 +94,10 @@ struct lf_image_layer {
 	 * this layer (the vfs driver), not the layer's own changes. */
 	const char *dir;
 	bool dir_full;
+	/* The manifest's eStargz TOC digest for the layer
+	 * (LF_ESTARGZ_TOC_ANNOTATION), "" when it gives none: the layer is
+	 * then indexed from its TOC (estargz.h) instead of streamed. */
+	char toc_digest[LF_DIGEST_LEN];
 };
 
 /*

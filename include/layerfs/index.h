@@ -158,6 +158,21 @@ int lf_index_open_rootfs(const char *dir, const char *label,
  * lf_index_close(); the directory source dups it), else -1. */
 int lf_index_dir_fd(const struct lf_index *idx);
 
+/*
+ * The chunk table of an eStargz layer indexed from its TOC (cache.h
+ * CHUNKS; checked at load: back to back over the stream, inside the
+ * blob), its count in *n (if n), or NULL for every other layer.
+ * lf_index_open() indexes a gzip layer so when its manifest gives a TOC
+ * digest (lf_image_layer.toc_digest) and the blob's footer and TOC match
+ * it: one read of the blob's last 64 KiB, and of the TOC when it is
+ * larger (estargz.h), instead of the whole blob.  Anything else about the TOC (no footer, a digest that differs,
+ * a malformed TOC) is a warning and the layer is streamed as any gzip
+ * layer.  A cached eStargz index is used only for a layer that names the
+ * same TOC digest (else it is rebuilt).
+ */
+const struct lf_idx_chunk *lf_index_chunks(const struct lf_index *idx,
+					   size_t *n);
+
 /* "gzip", "none" or "zstd". */
 const char *lf_compression_name(enum lf_compression c);
 

@@ -73,4 +73,14 @@ int lf_rblob_sums_install(const char *cache_dir, const char *digest,
 			  uint64_t size, const void *data, size_t len,
 			  struct lf_err *err);
 
+/*
+ * Bytes [off, off + len) of vf as stored, unchecked: for a registry blob
+ * one range GET (no span digests needed, none checked, nothing cached),
+ * for any other vfile lf_vfile_pread().  For readers that check what they
+ * read against digests of their own (eStargz chunks, estargz.h).  Returns
+ * len (fewer at the end) or -errno; a registry failure is logged.
+ */
+ssize_t lf_rblob_pread_raw(const struct lf_vfile *vf, void *buf, size_t len,
+			   uint64_t off);
+
 #endif /* LAYERFS_RBLOB_H */

@@ -12,8 +12,11 @@
  *   source_gzip.c   inflate from the nearest checkpoint (gzidx.h) through the
  *                   chunk cache, with read-ahead;
  *   source_zstd.c   pread from the decompressed copy indexing left;
+ *   source_estargz.c an eStargz layer indexed from its TOC: each chunk's
+ *                   gzip member fetched raw (lf_rblob_pread_raw), inflated
+ *                   and checked against the TOC's sha256 (estargz.h);
  *   source_dir.c    a directory layer: a file's bytes from the host file.
- * Every backend but dir checks what it reads against the index's SPANSUMS
+ * Every backend but dir and estargz checks what it reads against the index's SPANSUMS
  * (lf_index_span_sum) and the blob file's identity (lf_source_check_file),
  * and answers EIO with one message naming the blob when either differs:
  * never other bytes.
@@ -109,10 +112,11 @@ struct lf_blob {
 };
 
 /* The backends, and the order lf_blob_open() offers them a location. */
-extern const struct lf_source_ops lf_source_dir, lf_source_zstd, lf_source_gzip,
-	lf_source_plain;
+extern const struct lf_source_ops lf_source_dir, lf_source_zstd,
+	lf_source_estargz, lf_source_gzip, lf_source_plain;
 #define LF_SOURCE_BACKENDS                                                     \
-	&lf_source_dir, &lf_source_zstd, &lf_source_gzip, &lf_source_plain
+	&lf_source_dir, &lf_source_zstd, &lf_source_estargz, &lf_source_gzip,  \
+		&lf_source_plain
 
 /* Helpers for backends (source.c, source_plain.c). */
 

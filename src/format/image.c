@@ -380,6 +380,7 @@ static int oci_layers(struct lf_image *img, struct lf_err *err)
 		blob_name(d->digest, name, sizeof(name));
 		ret = fill_layer(img, i, d->digest, d->media_type, name,
 				 d->has_size ? (int64_t)d->size : -1, err);
+		memcpy(img->layers[i].toc_digest, d->toc_digest, LF_DIGEST_LEN);
 	}
 	return ret;
 }

@@ -67,6 +67,8 @@ struct lf_image_desc {
 	char *ref_name;		   /* org.opencontainers.image.ref.name */
 	char *ctr_name;		   /* io.containerd.image.name */
 	char *artifact_type;	   /* artifactType, NULL when absent */
+	/* eStargz TOC digest annotation of a layer, "" when absent/invalid */
+	char toc_digest[LF_DIGEST_LEN];
 };
 
 struct lf_image_manifest {

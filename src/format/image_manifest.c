@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "image_internal.h"
+#include "layerfs/estargz.h"
 
 /*
  * Roughly how many values jansson would allocate for this text: one per
@@ -112,6 +113,14 @@ void lf_image_descs_free(struct lf_image_desc *v, size_t n)
 	free(v);
 }
 
+/* The eStargz TOC digest of a layer descriptor: kept only when it is a
+ * valid digest (else the layer is read by streaming, as without it). */
+static void toc_digest(const char *s, struct lf_image_desc *d)
+{
+	if (s && lf_digest_valid(s) && strlen(s) < sizeof(d->toc_digest))
+		memcpy(d->toc_digest, s, strlen(s) + 1);
+}
+
 /*
  * A descriptor: the digest is validated here, before anyone builds a path
  * from it ("sha256:../../x" must never reach a file name).
@@ -157,6 +166,8 @@ static int parse_desc(const json_t *o, const char *what, const char *where,
 			      &d->ref_name) ||
 		      dup_opt(get_str(ann, "io.containerd.image.name"),
 			      &d->ctr_name);
+	if (!ret && json_is_object(ann))
+		toc_digest(get_str(ann, LF_ESTARGZ_TOC_ANNOTATION), d);
 	if (ret) {
 		lf_image_desc_release(d);
 		return oom(err);

@@ -407,6 +407,7 @@ void lf_index_builder_init(struct index_builder *b)
 	lf_buf_init(&b->points);
 	lf_buf_init(&b->windows);
 	lf_buf_init(&b->sums);
+	lf_buf_init(&b->chunks);
 	lf_buf_init(&b->gzspan);
 	b->next_point = 1;
 	lf_buf_init(&b->path);
@@ -417,8 +418,8 @@ int lf_index_assemble(struct index_builder *b, const char *key,
 		      struct lf_index *idx)
 {
 	const struct lf_buf *parts[LF_SECT_COUNT] = {
-		&b->entries, &b->strings, &b->xattrs,  &b->sparse,
-		&b->points,  &b->sums,	  &b->windows,
+		&b->entries, &b->strings, &b->xattrs, &b->sparse,
+		&b->points,  &b->sums,	  &b->chunks, &b->windows,
 	};
 	struct lf_cache_header *h;
 	size_t total = sizeof(*h), off;
@@ -619,6 +620,7 @@ void lf_index_builder_release(struct index_builder *b)
 	lf_buf_release(&b->points);
 	lf_buf_release(&b->windows);
 	lf_buf_release(&b->sums);
+	lf_buf_release(&b->chunks);
 	lf_buf_release(&b->gzspan);
 	free(b->span);
 	lf_buf_release(&b->path);
@@ -687,6 +689,22 @@ static int build(const struct lf_image_layer *layer,
 	return ret;
 }
 
+/* The layer's manifest gives the TOC digest an eStargz index was built
+ * for (another image's word for the same blob is not this one's). */
+static bool toc_named(const struct lf_image_layer *layer,
+		      const struct lf_cache_header *h)
+{
+	static const char hx[] = "0123456789abcdef";
+	char want[LF_DIGEST_LEN] = "sha256:";
+
+	for (int i = 0; i < 32; i++) {
+		want[7 + 2 * i] = hx[h->toc_sha256[i] >> 4];
+		want[8 + 2 * i] = hx[h->toc_sha256[i] & 15];
+	}
+	want[71] = '\0';
+	return !strcmp(layer->toc_digest, want);
+}
+
 /*
  * A usable cache file for this layer, or -ENOENT/-EINVAL to rebuild.  want:
  * the blob's compression, or -1 to take the file's word for it (a key made
@@ -698,7 +716,7 @@ static int load(const struct lf_image_layer *layer,
 {
 	const struct lf_cache_header *h;
 	enum lf_compression comp;
-	const char *why = NULL;
+	const char *why = NULL, *quiet = NULL;
 	struct lf_buf copy;
 	struct lf_err err;
 	struct stat st;
@@ -720,7 +738,10 @@ static int load(const struct lf_image_layer *layer,
 	    comp > LF_COMP_ZSTD)
 		why = "it describes a blob of another size or compression";
 	else if (opts->verify && !(lf_le32(h->flags) & LF_CACHE_VERIFIED))
-		why = "it was built with --no-verify";
+		why = quiet = "it was built with --no-verify";
+	else if ((lf_le32(h->flags) & LF_CACHE_ESTARGZ) && !toc_named(layer, h))
+		why = quiet = "it was built from an eStargz TOC the image "
+			      "does not name";
 	else if (lf_index_attach(idx, &why) == 0)
 		why = NULL;
 	if (!why && comp == LF_COMP_ZSTD) {
@@ -738,8 +759,10 @@ static int load(const struct lf_image_layer *layer,
 			why = "the decompressed copy of the layer is missing";
 	}
 	if (why) {
-		/* --no-verify indexes are replaced silently, others say so */
-		if (strcmp(why, "it was built with --no-verify"))
+		/* --no-verify indexes, and eStargz ones an image without
+		 * the same TOC digest cannot use, are replaced silently;
+		 * others say so */
+		if (why != quiet)
 			lf_log(LF_LOG_WARN,
 			       "ignoring index cache file '%s': %s; rebuilding",
 			       cache_path, why);
@@ -759,6 +782,38 @@ static int load(const struct lf_image_layer *layer,
 	 * entries of paths nobody asks for) are not needed again soon: let
 	 * them go from our RSS, the page cache keeps them */
 	madvise(idx->map, idx->maplen, MADV_DONTNEED);
+	return 0;
+}
+
+/* An eStargz layer indexed from its TOC and stored; nonzero (warned
+ * about) when it cannot be: the caller streams the layer instead. */
+static int from_toc(const struct lf_image_layer *layer,
+		    const struct lf_index_opts *opts, const char *key,
+		    const char *cache_path, struct lf_index *idx)
+{
+	const char *label = opts->label ? opts->label : "layer";
+	struct lf_err err, werr;
+	int ret;
+
+	lf_err_clear(&err);
+	ret = lf_index_build_estargz(layer, opts, key, idx, &err);
+	if (ret == -ENOENT && !err.code) {
+		lf_log(LF_LOG_WARN,
+		       "%s: blob %s has no eStargz footer though the manifest "
+		       "gives its TOC digest; reading the whole blob",
+		       label, layer->source);
+		return ret;
+	}
+	if (ret) {
+		lf_log(LF_LOG_WARN,
+		       "%s: blob %s: not using its eStargz TOC: %s; reading "
+		       "the whole blob",
+		       label, layer->source, err.msg);
+		return ret;
+	}
+	if (cache_path &&
+	    lf_cache_store(cache_path, idx->map, idx->maplen, &werr))
+		lf_log(LF_LOG_WARN, "%s", werr.msg);
 	return 0;
 }
 
@@ -794,6 +849,12 @@ int lf_index_open(const struct lf_image_layer *layer,
 	}
 	if (path.len && !load(layer, opts, by_digest ? -1 : (int)comp, key,
 			      path.data, idx)) {
+		*out = idx;
+		lf_buf_release(&path);
+		return 0;
+	}
+	if (by_digest && layer->toc_digest[0] &&
+	    !from_toc(layer, opts, key, path.len ? path.data : NULL, idx)) {
 		*out = idx;
 		lf_buf_release(&path);
 		return 0;

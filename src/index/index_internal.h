@@ -23,7 +23,9 @@ struct lf_index {
 	size_t nsparse;
 	const uint64_t *sums; /* SPANSUMS, one per LF_SPAN_SIZE block */
 	size_t nsums;
-	struct lf_gzidx_view gz; /* as stored; windows unchecked */
+	struct lf_gzidx_view gz;	   /* as stored; windows unchecked */
+	const struct lf_idx_chunk *chunks; /* eStargz layers, else NULL */
+	size_t nchunks;
 	/* what the index hands over to the layer sources (index.h) */
 	int tar_fd;	  /* owned, zstd copy; -1 otherwise */
 	int dir_fd;	  /* owned, directory layers; -1 otherwise */
@@ -60,6 +62,7 @@ struct index_builder {
 	size_t next_point;
 	/* the sections being built */
 	struct lf_buf entries, strings, xattrs, sparse, points, windows, sums;
+	struct lf_buf chunks; /* eStargz: struct lf_idx_chunk[] */
 	struct lf_buf path, link;
 	uint64_t nentries, nwhiteouts;
 };
@@ -82,6 +85,15 @@ struct lf_index *lf_index_alloc(void);
  * outside the mapping.  Returns 0 or -EINVAL with *why set.
  */
 int lf_index_attach(struct lf_index *idx, const char **why);
+
+/*
+ * Build idx from the layer's eStargz TOC (index_estargz.c): 0, -ENOENT
+ * (not eStargz, or the image names no TOC digest: stream it), or another
+ * error with a message (the caller warns and streams).
+ */
+int lf_index_build_estargz(const struct lf_image_layer *layer,
+			   const struct lf_index_opts *opts, const char *key,
+			   struct lf_index *idx, struct lf_err *err);
 
 /* Cache key of a layer into out (LF_CACHE key size), or "" if none. */
 void lf_index_key(const struct lf_image_layer *layer, char out[80]);

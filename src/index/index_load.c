@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "layerfs/cache.h"
+#include "layerfs/estargz.h"
 #include "layerfs/path.h"
 #include "layerfs/whiteout.h"
 
@@ -126,6 +127,20 @@ static bool sums_ok(const struct lf_index *idx, size_t len)
 	return true;
 }
 
+/* An eStargz index (LF_CACHE_ESTARGZ): CHUNKS, and no checkpoints or
+ * SPANSUMS (the chunks carry their sha256). */
+static bool estargz_ok(const struct lf_index *idx, size_t len)
+{
+	const struct lf_cache_header *h = idx->hdr;
+
+	return lf_le32(h->compression) == LF_COMP_GZIP && !idx->gz.npoints &&
+	       !idx->nsums && !idx->gz.windows_len &&
+	       !(len % sizeof(struct lf_idx_chunk)) &&
+	       lf_estargz_chunks_ok(idx->chunks, idx->nchunks,
+				    lf_le64(h->tar_size),
+				    lf_le64(h->blob_size));
+}
+
 int lf_index_attach(struct lf_index *idx, const char **why)
 {
 	const struct lf_cache_header *h = idx->map;
@@ -153,8 +168,13 @@ int lf_index_attach(struct lf_index *idx, const char **why)
 	idx->gz.windows = sect(idx, LF_SECT_GZWINDOWS, &idx->gz.windows_len);
 	idx->gz.total_in = lf_le64(h->blob_size);
 	idx->gz.total_out = tar_size;
-	if (lf_le32(h->compression) > LF_COMP_ZSTD ||
-	    (lf_le32(h->compression) == LF_COMP_GZIP && !idx->gz.npoints))
+	idx->chunks = sect(idx, LF_SECT_CHUNKS, &len);
+	idx->nchunks = len / sizeof(struct lf_idx_chunk);
+	if (!(lf_le32(h->flags) & LF_CACHE_ESTARGZ ? estargz_ok(idx, len)
+						   : !len) ||
+	    lf_le32(h->compression) > LF_COMP_ZSTD ||
+	    (lf_le32(h->compression) == LF_COMP_GZIP && !idx->gz.npoints &&
+	     !(lf_le32(h->flags) & LF_CACHE_ESTARGZ)))
 		goto bad;
 	if (!gz_ok(idx) || !sums_ok(idx, sums_len))
 		goto bad;
@@ -326,6 +346,16 @@ const char *lf_index_copy_path(const struct lf_index *idx)
 int lf_index_dir_fd(const struct lf_index *idx)
 {
 	return idx->dir_fd;
+}
+
+const struct lf_idx_chunk *lf_index_chunks(const struct lf_index *idx,
+					   size_t *n)
+{
+	bool sgz = idx->hdr && (lf_le32(idx->hdr->flags) & LF_CACHE_ESTARGZ);
+
+	if (n)
+		*n = sgz ? idx->nchunks : 0;
+	return sgz ? idx->chunks : NULL;
 }
 
 const char *lf_compression_name(enum lf_compression c)

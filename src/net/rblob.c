@@ -951,6 +951,28 @@ static const struct lf_vfile_ops rb_ops = {
 	.advise = rb_advise,
 };
 
+ssize_t lf_rblob_pread_raw(const struct lf_vfile *vf, void *buf, size_t len,
+			   uint64_t off)
+{
+	void *ctx = NULL;
+	struct lf_err err;
+	struct rb *b;
+	int ret;
+
+	if (lf_vfile_backend(vf, &ctx) != &rb_ops)
+		return lf_vfile_pread(vf, buf, len, off);
+	b = ctx;
+	if (off >= b->size)
+		return 0;
+	len = (size_t)LF_MIN((uint64_t)len, b->size - off);
+	ret = lf_registry_blob_range(b->r, b->digest, off, len, buf, &err);
+	if (ret) {
+		lf_log(LF_LOG_WARN, "%s", err.msg);
+		return ret;
+	}
+	return (ssize_t)len;
+}
+
 static int set_paths(struct rb *b, const char *cache_dir)
 {
 	size_t n = strlen(cache_dir) + 80;

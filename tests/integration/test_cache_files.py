@@ -228,11 +228,12 @@ def test_forged_tree_rejected(damage, why, images, cache_dir, layerfs_bin):
 
 
 def _windows_section(idx):
-    # struct lf_cache_header: sect[7] {off, len} (GZWINDOWS last) sits
-    # before reserved[48] and checksum[32] at the end of the 472-byte header
+    # struct lf_cache_header: sect[8] {off, len} (GZWINDOWS last) sits
+    # before toc_sha256[32] and checksum[32] at the end of the 472-byte
+    # header
     with open(idx, "rb") as f:
         h = f.read(472)
-    off, ln = struct.unpack_from("<QQ", h, 472 - 32 - 48 - 16)
+    off, ln = struct.unpack_from("<QQ", h, 472 - 32 - 32 - 16)
     return off, ln
 
 
@@ -310,7 +311,7 @@ def test_forged_index_entry_rejected(damage, images, cache_dir,
                 # ENTRIES is the first section; in each 72-byte record
                 # kind is byte 66 and flags byte 67 (then padding): mark
                 # every entry a whiteout
-                eoff, elen = struct.unpack_from("<QQ", b, 472 - 32 - 48 - 112)
+                eoff, elen = struct.unpack_from("<QQ", b, 472 - 32 - 32 - 128)
                 for r in range(eoff, eoff + elen, 72):
                     assert 1 <= b[r + 66] <= 8
                     b[r + 67] |= 1
