@@ -7,8 +7,9 @@
  * The artifact is an OCI image manifest of artifactType
  * LF_REMOTE_INDEX_TYPE whose `subject` is the image's manifest (the one
  * chosen for the platform) and whose config is the empty descriptor.  Per
- * image layer (gzip or uncompressed; zstd layers need a local copy anyway
- * and are left out) it holds two blobs, each annotated
+ * image layer (gzip or uncompressed; zstd layers need a local copy anyway,
+ * eStargz layers carry their own TOC, and both are left out) it holds two
+ * blobs, each annotated
  * LF_REMOTE_LAYER_KEY = the layer's digest:
  *   LF_REMOTE_INDEX_MEDIA  the layer's index file (cache.h; its version
  *                          in the media type), built with digest

@@ -113,7 +113,10 @@ static int push_layers(const struct lf_image *img, struct lf_registry *r,
 
 		if (seen_before(img, i))
 			continue;
-		if (c != LF_COMP_GZIP && c != LF_COMP_NONE) {
+		/* zstd layers need a local copy; eStargz layers are indexed
+		 * from their own TOC with one request */
+		if ((c != LF_COMP_GZIP && c != LF_COMP_NONE) ||
+		    lf_index_chunks(idx[i], NULL)) {
 			res->skipped++;
 			continue;
 		}
@@ -383,6 +386,10 @@ static int check_index(const char *cache_dir, struct want *w,
 	else if (!(lf_le32(h->flags) & LF_CACHE_VERIFIED))
 		ret = lf_err_set(err, -EINVAL,
 				 "its index was built without digest checks");
+	else if (lf_le32(h->flags) & LF_CACHE_ESTARGZ)
+		ret = lf_err_set(err, -EINVAL,
+				 "its index is an eStargz TOC's (read that "
+				 "from the layer itself)");
 	else if (lf_cache_check_windows(map, len))
 		ret = lf_err_set(err, -EINVAL,
 				 "its index's checkpoint windows are damaged");
