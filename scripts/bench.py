@@ -38,6 +38,10 @@ cached and no mount (its "grep --all first" searches every layer's files,
 hidden versions included), next to grep -r over the mounts and over the
 extracted tree.
 
+--all-layers measures only a generated 24-layer image mounted as one
+prefix and with --all-layers (every view walked by find -ls): mount time,
+daemon RSS after the mount and after the walk.
+
 --compare BINARY measures another layerfs build (an older commit, say) in the
 same run, on the same image, and prints this build's figures over its.
 """
@@ -267,6 +271,50 @@ def layerfs_grep(binary, img, cache, runs):
                                          stdout=subprocess.DEVNULL))
     return {"grep -r first": first, "grep -r repeat": again,
             "grep --all first": every}
+
+
+def all_layers_figures(binary, work):
+    """A generated 24-layer image (2,000 files a layer, each layer also
+    rewriting 200 files of the one below and deleting 100): one prefix
+    mounted vs --all-layers, time and daemon RSS after the mount and after
+    find -ls of every view (48 of them) or of the one prefix."""
+    import mkimage as mk
+    img = os.path.join(work, "image-24")
+    if not os.path.exists(os.path.join(img, "index.json")):
+        layers = []
+        for k in range(24):
+            ops = [mk.file("/l%02d/d%02d/f%04d" % (k, i % 40, i),
+                           "layer %d file %d\n" % (k, i) * (1 + i % 7))
+                   for i in range(2000)]
+            if k:
+                ops += [mk.file("/l%02d/d%02d/f%04d" % (k - 1, i % 40, i),
+                                "rewritten by %d\n" % k)
+                        for i in range(0, 2000, 10)]
+                ops += [mk.whiteout("/l%02d/d%02d/f%04d"
+                                    % (k - 1, i % 40, i))
+                        for i in range(5, 2000, 20)]
+            layers.append(mk.Layer(ops, "gzip"))
+        mk.write_image(mk.Image(layers), img, "oci")
+    cache = os.path.join(work, "cache-24")
+    mnt = os.path.join(work, "mnt-24")
+    os.makedirs(mnt, exist_ok=True)
+    out = {}
+    for name, extra, walk in (("one prefix", [], [mnt]),
+                              ("--all-layers", ["--all-layers"], [mnt])):
+        t = time.monotonic()
+        d = subprocess.Popen([binary, "mount", "-f", "-q", *extra,
+                              "--cache", cache, img, mnt],
+                             stderr=subprocess.PIPE, text=True)
+        wait_mount(mnt, d)
+        out[name + ": mount"] = time.monotonic() - t
+        out[name + ": RSS after mount"] = vm_rss(d.pid)
+        t = time.monotonic()
+        sh(["find", *walk, "-ls"], stdout=subprocess.DEVNULL)
+        out[name + ": find -ls"] = time.monotonic() - t
+        out[name + ": RSS after find"] = vm_rss(d.pid)
+        umount(mnt)
+        d.wait(timeout=60)
+    return out
 
 
 def command_figures(binary, img, cache, runs):
@@ -509,6 +557,9 @@ def main():
                     help="also the docker:// figures (a local registry)")
     ap.add_argument("--registry-only", action="store_true",
                     help="the docker:// figures and the local cold mount")
+    ap.add_argument("--all-layers", action="store_true",
+                    help="only the --all-layers figures (a generated "
+                         "24-layer image)")
     ap.add_argument("--scale", default="",
                     help="K[,K...]: also build K times larger images and "
                          "print the cached-command and warm-mount figures "
@@ -520,6 +571,14 @@ def main():
     a = ap.parse_args()
     work = os.path.abspath(a.workdir)
     os.makedirs(work, exist_ok=True)
+    if a.all_layers:
+        fig = all_layers_figures(a.layerfs, work)
+        if a.json:
+            print(json.dumps(fig, indent=2))
+        for k, v in fig.items():
+            print("  %-34s %s" % (k, "%.1f MiB" % (v / 1048576)
+                                  if "RSS" in k else "%.3f s" % v))
+        return
     img = os.path.join(work, "image")
     if not os.path.exists(os.path.join(img, "index.json")):
         print("building the bench image in %s ..." % img, file=sys.stderr)

@@ -44,6 +44,9 @@ struct lf_fs_opts {
 	bool allow_other;   /* implies default_permissions (design.md 3.11) */
 	bool debug;	    /* libfuse request tracing (implies foreground) */
 	bool origin_xattrs; /* list user.layerfs.layer and .digest */
+	/* every prefix at once: MNT/K the view of layers 1..K, MNT/layer/K
+	 * layer K's own entries (read-only mounts only) */
+	bool all_layers;
 	/* copy-on-write: changes go to this upper (borrowed); NULL: ro */
 	struct lf_upper *upper;
 };

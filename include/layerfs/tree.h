@@ -57,6 +57,16 @@ int lf_tree_build(struct lf_index *const *layers, size_t n,
 void lf_tree_free(struct lf_tree *t);
 
 /*
+ * Layer k's own entries alone, as its tar lists them: whiteouts (`.wh.NAME`)
+ * and opaque markers (`.wh..wh..opq`) stay as the empty files they are,
+ * nothing is deleted; implicit parents as usual; a hardlink to a file of a
+ * lower layer is left out.  Inodes name layer k of `layers` (n of them), so
+ * data reads go to the stack's layer k.  Not cached.
+ */
+int lf_tree_build_layer(struct lf_index *const *layers, size_t n, size_t k,
+			struct lf_tree **out, struct lf_err *err);
+
+/*
  * The same merge one layer at a time, for accounting that needs every
  * prefix (waste, layers): linear in the entries, where building a tree per
  * prefix is quadratic.  lf_tree_build() is new + apply n times + finish.

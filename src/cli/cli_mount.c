@@ -25,10 +25,16 @@ static const char mount_help[] =
 	"  -o OPT[,OPT...]      mount options: allow_other, and the FUSE "
 	"ones;\n"
 	"                       also layers=N, ref=NAME:TAG, platform=P,\n"
-	"                       cache=DIR, no_verify, origin (for mount(8)\n"
-	"                       and fstab)\n"
+	"                       cache=DIR, no_verify, origin, all_layers\n"
+	"                       (for mount(8) and fstab)\n"
 	"      --allow-other    let other users in (permissions are then\n"
 	"                       checked as stored in the image)\n"
+	"      --all-layers     every prefix at once: MOUNTPOINT/K is the "
+	"view\n"
+	"                       of layers 1..K, MOUNTPOINT/layer/K layer K's\n"
+	"                       own entries (whiteouts as the .wh. files the\n"
+	"                       layer holds); read-only; each view is made\n"
+	"                       when first entered\n"
 	"      --origin         list the read-only xattrs user.layerfs.layer\n"
 	"                       (the layer an entry comes from, 1 = bottom;\n"
 	"                       \"upper\") and user.layerfs.digest (its blob)\n"
@@ -180,6 +186,8 @@ static int parse_o(struct mount_args *m, const char *arg)
 			m->fo.allow_other = true;
 		} else if (KEY("origin")) {
 			m->fo.origin_xattrs = true;
+		} else if (KEY("all_layers")) {
+			m->fo.all_layers = true;
 		} else if (len && !ignored_opt(p, len)) {
 			if ((m->fuse_opts.len &&
 			     lf_buf_addch(&m->fuse_opts, ',')) ||
@@ -203,6 +211,9 @@ static int do_mount(struct mount_args *m, const char *image, const char *mnt)
 
 	if (m->o.quiet)
 		cli_set_progress(false);
+	if (m->fo.all_layers && m->upper)
+		return cli_usage("mount", "--all-layers mounts are read-only: "
+					  "no --upper");
 	ret = cli_open(&m->o, image, false, true, &ci);
 	for (i = 0; ret == CLI_OK && i < lf_stack_count(ci); i++)
 		if (!lf_stack_blob(ci, i, &err)) {
@@ -255,6 +266,7 @@ static int mount_main(int argc, char **argv, bool helper)
 		{ "lower", required_argument, NULL, 'L' },
 		{ "owner", required_argument, NULL, 'W' },
 		{ "origin", no_argument, NULL, 'G' },
+		{ "all-layers", no_argument, NULL, 'Y' },
 		{ 0, 0, 0, 0 },
 	};
 	struct mount_args m = { 0 };
@@ -279,6 +291,9 @@ static int mount_main(int argc, char **argv, bool helper)
 			continue;
 		case 'G':
 			m.fo.origin_xattrs = true;
+			continue;
+		case 'Y':
+			m.fo.all_layers = true;
 			continue;
 		case 'U':
 			m.upper = optarg;

@@ -7,6 +7,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "layerfs/fsops.h"
@@ -32,7 +33,37 @@ struct lf_fs {
 	atomic_bool eio_logged;	  /* lf_log_once for read failures */
 	bool no_open, no_opendir; /* zero-message opens negotiated */
 	char pidfile[4096];	  /* our pid for layerfs umount, or "" */
+	/* --all-layers (fsops_views.c): view 1..N the prefixes, N+1..2N the
+	 * layers' own entries, each tree made on first use */
+	struct lf_tree **views; /* [2N + 1], [0] unused */
+	size_t nlayers;
+	pthread_mutex_t vmu;
 };
+
+/*
+ * --all-layers inode numbers (fsops_views.c): the view in the bits from
+ * LF_VIEWS_SHIFT up, the inode in its tree below; view 0 holds the
+ * synthetic root (1) and its directory "layer" (2).  A plain mount's
+ * numbers are its tree's.  lf_views_tree(): the tree of ino (NULL for the
+ * synthetic ones, or a view that cannot be made), *tino its number there.
+ */
+#define LF_VIEWS_SHIFT 40
+#define LF_VIEWS_ROOT 1u
+#define LF_VIEWS_LAYERDIR 2u
+#define LF_VIEWS_MAX_LAYERS 65535
+int lf_views_init(struct lf_fs *fs, struct lf_err *err);
+void lf_views_free(struct lf_fs *fs);
+struct lf_tree *lf_views_tree(struct lf_fs *fs, uint64_t ino, uint64_t *tino,
+			      unsigned *view);
+uint64_t lf_views_ino(const struct lf_fs *fs, unsigned view, uint64_t tino);
+int lf_views_getattr(const struct lf_fs *fs, uint64_t ino, struct stat *st);
+/* 0: a synthetic dir (e filled); 1: a view's root (e->ino set, attributes
+ * to fill from its tree); -ENOENT, -EIO. */
+int lf_views_lookup(struct lf_fs *fs, uint64_t parent, const char *name,
+		    struct fuse_entry_param *e);
+size_t lf_views_count(const struct lf_fs *fs, uint64_t dir);
+int lf_views_dirent(const struct lf_fs *fs, uint64_t dir, size_t i, char *name,
+		    size_t size, uint64_t *ino, struct stat *st);
 
 /*
  * Where an entry came from, as read-only xattrs (fsops_origin.c):

@@ -17,20 +17,31 @@ static struct lf_fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-static int entry_of(struct lf_fs *fs, uint64_t ino, struct fuse_entry_param *e)
+/* Inode tino of view `view`'s tree t, as the kernel sees it. */
+static int entry_of(struct lf_fs *fs, const struct lf_tree *t, unsigned view,
+		    uint64_t tino, struct fuse_entry_param *e)
 {
 	struct lf_tree_attr a;
-	int ret = lf_tree_getattr(fs->tree, ino, &a);
+	int ret = lf_tree_getattr(t, tino, &a);
 
 	if (ret)
 		return ret;
 	memset(e, 0, sizeof(*e));
-	e->ino = ino;
+	e->ino = lf_views_ino(fs, view, tino);
 	e->generation = 1;
 	e->attr_timeout = LF_FS_TIMEOUT;
 	e->entry_timeout = LF_FS_TIMEOUT;
 	lf_tree_attr_stat(&a, &e->attr);
+	e->attr.st_ino = e->ino;
 	return 0;
+}
+
+/* The tree of a kernel inode number and the number there (fsops_views.c);
+ * NULL for the synthetic directories of an --all-layers mount. */
+static struct lf_tree *tree_of(struct lf_fs *fs, uint64_t ino, uint64_t *tino,
+			       unsigned *view)
+{
+	return lf_views_tree(fs, ino, tino, view);
 }
 
 static void fsop_init(void *userdata, struct fuse_conn_info *conn)
@@ -60,8 +71,10 @@ static void fsop_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct lf_fs *fs = fs_of(req);
 	struct fuse_entry_param e;
-	uint64_t ino;
+	uint64_t ino, tino;
 	size_t len = strlen(name);
+	struct lf_tree *t;
+	unsigned view;
 	int ret;
 
 	/* the kernel passes names up to 1024 bytes; no Linux program can
@@ -70,7 +83,20 @@ static void fsop_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
-	ret = lf_tree_lookup(fs->tree, parent, name, len, &ino);
+	if (!(t = tree_of(fs, parent, &tino, &view))) {
+		ret = lf_views_lookup(fs, parent, name, &e);
+		if (ret == 1) {
+			/* a view's root: its tree says what it looks like */
+			t = tree_of(fs, e.ino, &tino, &view);
+			ret = t ? entry_of(fs, t, view, tino, &e) : -EIO;
+		}
+		if (!ret) {
+			fuse_reply_entry(req, &e);
+			return;
+		}
+	} else {
+		ret = lf_tree_lookup(t, tino, name, len, &ino);
+	}
 	if (ret == -ENOENT) {
 		/* a negative entry, cached as long as positive ones */
 		memset(&e, 0, sizeof(e));
@@ -79,7 +105,7 @@ static void fsop_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (!ret)
-		ret = entry_of(fs, ino, &e);
+		ret = entry_of(fs, t, view, ino, &e);
 	if (ret)
 		fuse_reply_err(req, -ret);
 	else
@@ -105,22 +131,33 @@ static void fsop_forget_multi(fuse_req_t req, size_t count,
 static void fsop_getattr(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
 {
+	struct lf_fs *fs = fs_of(req);
 	struct lf_tree_attr a;
 	struct stat st;
-	int ret = lf_tree_getattr(fs_of(req)->tree, ino, &a);
+	uint64_t tino;
+	unsigned view;
+	struct lf_tree *t = tree_of(fs, ino, &tino, &view);
+	int ret = t ? lf_tree_getattr(t, tino, &a)
+		    : lf_views_getattr(fs, ino, &st);
 
 	(void)fi;
 	if (ret) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	lf_tree_attr_stat(&a, &st);
+	if (t) {
+		lf_tree_attr_stat(&a, &st);
+		st.st_ino = ino;
+	}
 	fuse_reply_attr(req, &st, LF_FS_TIMEOUT);
 }
 
 static void fsop_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	const char *t = lf_tree_readlink(fs_of(req)->tree, ino);
+	uint64_t tino;
+	unsigned view;
+	struct lf_tree *tr = tree_of(fs_of(req), ino, &tino, &view);
+	const char *t = tr ? lf_tree_readlink(tr, tino) : NULL;
 
 	/* the kernel takes at most PATH_MAX - 1 bytes (one page) and answers
 	 * EIO past that; a tar target may be longer: say what it is */
@@ -135,7 +172,18 @@ static void fsop_readlink(fuse_req_t req, fuse_ino_t ino)
 static bool is_dir(struct lf_fs *fs, fuse_ino_t ino, int *err)
 {
 	struct lf_tree_attr a;
-	int ret = lf_tree_getattr(fs->tree, ino, &a);
+	struct stat st;
+	uint64_t tino;
+	unsigned view;
+	struct lf_tree *t = tree_of(fs, ino, &tino, &view);
+	int ret;
+
+	if (!t) {
+		ret = lf_views_getattr(fs, ino, &st);
+		*err = -ret;
+		return !ret;
+	}
+	ret = lf_tree_getattr(t, tino, &a);
 
 	*err = ret ? -ret : (S_ISDIR(a.mode) ? 0 : ENOTDIR);
 	return !*err;
@@ -168,7 +216,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       bool plus)
 {
 	struct lf_fs *fs = fs_of(req);
-	size_t n = lf_tree_dir_count(fs->tree, ino), used = 0;
+	uint64_t tino;
+	unsigned view;
+	struct lf_tree *t = tree_of(fs, ino, &tino, &view);
+	size_t n = t ? lf_tree_dir_count(t, tino) : lf_views_count(fs, ino);
+	size_t used = 0;
 	char *buf;
 	int err;
 
@@ -188,19 +240,34 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		size_t len, sz;
 		uint64_t child;
 
-		if (off < 2) {
-			child = off == 0 ? ino : lf_tree_parent(fs->tree, ino);
+		if (!t) { /* a synthetic directory */
+			memset(&e, 0, sizeof(e));
+			if (off < 2) {
+				lf_views_getattr(fs, ino, &e.attr);
+				strcpy(name, off == 0 ? "." : "..");
+			} else if (lf_views_dirent(fs, ino, (size_t)off - 2,
+						   name, sizeof(name), &e.ino,
+						   &e.attr)) {
+				continue;
+			}
+			/* no entry for readdirplus: a view is made when it
+			 * is looked up, not when its parent is listed */
+			e.ino = 0;
+		} else if (off < 2) {
+			child = off == 0 ? tino : lf_tree_parent(t, tino);
 			strcpy(name, off == 0 ? "." : "..");
+			if (entry_of(fs, t, view, child, &e))
+				continue;
 		} else {
-			lf_tree_dir_entry(fs->tree, ino, (size_t)off - 2, &nm,
-					  &len, &child);
+			lf_tree_dir_entry(t, tino, (size_t)off - 2, &nm, &len,
+					  &child);
 			if (len > NAME_MAX)
 				continue; /* the kernel could not use it */
 			memcpy(name, nm, len);
 			name[len] = '\0';
+			if (entry_of(fs, t, view, child, &e))
+				continue;
 		}
-		if (entry_of(fs, child, &e))
-			continue;
 		/* "." and "..": no lookup count, so no inode for the kernel */
 		if (off < 2)
 			e.ino = 0;
@@ -243,13 +310,18 @@ static void fsop_releasedir(fuse_req_t req, fuse_ino_t ino,
 
 static void fsop_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct lf_tree_attr a;
-	int ret = lf_tree_getattr(fs_of(req)->tree, ino, &a);
+	struct lf_tree_attr a = { 0 };
+	uint64_t tino;
+	unsigned view;
+	struct lf_tree *t = tree_of(fs_of(req), ino, &tino, &view);
+	int ret = t ? lf_tree_getattr(t, tino, &a) : 0;
 
 	if (ret) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	if (!t)
+		a.mode = S_IFDIR;
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		fuse_reply_err(req, EROFS);
 		return;
@@ -276,9 +348,12 @@ static void fsop_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t layer;
 	ssize_t n;
 	char *buf;
+	uint64_t tino;
+	unsigned view;
+	struct lf_tree *t = tree_of(fs, ino, &tino, &view);
 
 	(void)fi;
-	if (lf_tree_data(fs->tree, ino, &layer, &e)) {
+	if (!t || lf_tree_data(t, tino, &layer, &e)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
@@ -347,11 +422,14 @@ static void fsop_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* The layer of inode ino (lf_origin_*'s form); -1 for what cannot carry
  * user.* xattrs (the kernel allows them on files and directories only). */
-static int layer_of(const struct lf_fs *fs, fuse_ino_t ino)
+static int layer_of(struct lf_fs *fs, fuse_ino_t ino)
 {
 	struct lf_tree_attr a;
+	uint64_t tino;
+	unsigned view;
+	struct lf_tree *t = tree_of(fs, ino, &tino, &view);
 
-	if (lf_tree_getattr(fs->tree, ino, &a) ||
+	if (!t || lf_tree_getattr(t, tino, &a) ||
 	    !(S_ISREG(a.mode) || S_ISDIR(a.mode)))
 		return -1;
 	return a.layer;
@@ -360,9 +438,12 @@ static int layer_of(const struct lf_fs *fs, fuse_ino_t ino)
 static void fsop_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			  size_t size)
 {
-	const struct lf_fs *fs = fs_of(req);
+	struct lf_fs *fs = fs_of(req);
 	const void *v;
 	size_t len;
+	uint64_t tino;
+	unsigned view;
+	struct lf_tree *t = tree_of(fs, ino, &tino, &view);
 
 	if (lf_origin_name(name)) {
 		char buf[128];
@@ -378,7 +459,7 @@ static void fsop_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			fuse_reply_buf(req, buf, (size_t)n);
 		return;
 	}
-	if (lf_tree_getxattr(fs->tree, ino, name, &v, &len))
+	if (!t || lf_tree_getxattr(t, tino, name, &v, &len))
 		fuse_reply_err(req, ENODATA);
 	else if (size == 0)
 		fuse_reply_xattr(req, len);
@@ -390,9 +471,11 @@ static void fsop_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 static void fsop_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	const struct lf_fs *fs = fs_of(req);
-	struct lf_tree *t = fs->tree;
-	size_t k, n = lf_tree_xattr_count(t, ino), total = 0;
+	struct lf_fs *fs = fs_of(req);
+	uint64_t tino;
+	unsigned view;
+	struct lf_tree *t = tree_of(fs, ino, &tino, &view);
+	size_t k, n = t ? lf_tree_xattr_count(t, tino) : 0, total = 0;
 	size_t extra = lf_origin_list(fs, layer_of(fs, ino), NULL);
 	char *buf;
 
@@ -401,7 +484,7 @@ static void fsop_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		const void *v;
 		size_t len;
 
-		lf_tree_xattr(t, ino, k, &xn, &v, &len);
+		lf_tree_xattr(t, tino, k, &xn, &v, &len);
 		if (!lf_origin_name(xn)) /* ours stand for them */
 			total += strlen(xn) + 1;
 	}
@@ -424,7 +507,7 @@ static void fsop_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		const void *v;
 		size_t len;
 
-		lf_tree_xattr(t, ino, k, &xn, &v, &len);
+		lf_tree_xattr(t, tino, k, &xn, &v, &len);
 		if (lf_origin_name(xn))
 			continue;
 		memcpy(buf + total, xn, strlen(xn) + 1);
@@ -437,8 +520,11 @@ static void fsop_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void fsop_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-	struct lf_tree_attr a;
-	int ret = lf_tree_getattr(fs_of(req)->tree, ino, &a);
+	struct lf_tree_attr a = { .mode = S_IFDIR };
+	uint64_t tino;
+	unsigned view;
+	struct lf_tree *t = tree_of(fs_of(req), ino, &tino, &view);
+	int ret = t ? lf_tree_getattr(t, tino, &a) : 0;
 
 	/* design.md 3.11: no permission checks of our own (default_permissions
 	 * does them when other users may enter); writes are refused, and

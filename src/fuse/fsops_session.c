@@ -154,6 +154,16 @@ int lf_fs_mount(const struct lf_stack *stack, const struct lf_fs_opts *opts,
 	fs->tree = lf_stack_tree(stack);
 	fs->opts = *opts;
 	atomic_init(&fs->total_blocks, UINT64_MAX);
+	if (opts->all_layers && opts->upper) {
+		free(fs);
+		return lf_err_set(err, -EINVAL,
+				  "--all-layers mounts are read-only: no "
+				  "--upper");
+	}
+	if ((ret = lf_views_init(fs, err))) {
+		free(fs);
+		return ret;
+	}
 	fs->max_read = user_max_read(opts->fuse_opts);
 	lf_buf_init(&o);
 	if (build_args(opts, &args, &o)) {
@@ -353,6 +363,7 @@ void lf_fs_free(struct lf_fs *fs)
 			fuse_session_unmount(fs->se);
 		fuse_session_destroy(fs->se);
 	}
+	lf_views_free(fs);
 	free(fs);
 }
 

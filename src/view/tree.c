@@ -814,6 +814,39 @@ int lf_tree_build(struct lf_index *const *layers, size_t n,
 	return ret;
 }
 
+int lf_tree_build_layer(struct lf_index *const *layers, size_t n, size_t k,
+			struct lf_tree **out, struct lf_err *err)
+{
+	const struct lf_index *idx = layers[k];
+	size_t i, cnt = lf_index_count(idx);
+	struct lf_merge *g;
+	int ret = 0;
+
+	if (k >= n)
+		return lf_err_set(err, -EINVAL, "no layer %zu", k + 1);
+	if (cnt >= UINT32_MAX)
+		return lf_err_set(err, -E2BIG, "layer %zu: too many entries",
+				  k + 1);
+	if (lf_merge_new(layers, n, NULL, NULL, &g))
+		return lf_err_set(err, -ENOMEM, "out of memory");
+	g->m.layer = (int)k;
+	/* every entry as the tar has it: whiteouts and opaque markers are
+	 * empty files; a hardlink to a file of a lower layer is left out */
+	for (i = 0; i < cnt && !ret; i++) {
+		const struct lf_idx_entry *e = lf_index_entry(idx, i);
+
+		if (e->kind == LF_KIND_HARDLINK &&
+		    find_file(&g->m, lf_index_link(idx, e)) == LF_NIL)
+			continue;
+		ret = apply_entry(&g->m, idx, (uint32_t)i, err);
+	}
+	g->next = k + 1;
+	if (!ret)
+		ret = lf_merge_finish(g, out, err);
+	lf_merge_free(g);
+	return ret;
+}
+
 void lf_tree_free(struct lf_tree *t)
 {
 	if (!t)
