@@ -78,6 +78,29 @@ def umoci_unpack(layout, bundle, tag=TAG):
     return os.path.join(bundle, "rootfs")
 
 
+def layer_tars(layout):
+    """(descriptor, uncompressed tar bytes) of each layer of the first
+    image of an OCI layout, bottom first (gzip and zstd undone by Python's
+    gzip and the zstd tool)."""
+    import gzip
+    with open(os.path.join(layout, "index.json")) as f:
+        man = json.load(f)["manifests"][0]["digest"][7:]
+    with open(os.path.join(layout, "blobs", "sha256", man)) as f:
+        descs = json.load(f)["layers"]
+    out = []
+    for d in descs:
+        with open(os.path.join(layout, "blobs", "sha256", d["digest"][7:]),
+                  "rb") as f:
+            data = f.read()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        elif data[:4] == b"\x28\xb5\x2f\xfd":
+            data = subprocess.run(["zstd", "-dc"], input=data,
+                                  capture_output=True, check=True).stdout
+        out.append((d, data))
+    return out
+
+
 def skopeo_to_oci(archive, layout):
     p = run(["skopeo", "--insecure-policy", "copy", "-q",
              "docker-archive:" + archive, "oci:%s:%s" % (layout, TAG)])

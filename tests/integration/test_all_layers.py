@@ -12,7 +12,6 @@ view).  That views are made on first use: the tree files in the cache.
 """
 
 import io
-import json
 import os
 import subprocess
 import tarfile
@@ -29,13 +28,7 @@ SPECS = ["basic", "opaque_dir", "opaque_recreate", "replace_types",
 
 def layer_members(layout, k):
     """path -> (type, size, bytes or target) of layer k's tar (1-based)."""
-    with open(os.path.join(layout, "index.json")) as f:
-        man = json.load(f)["manifests"][0]["digest"][7:]
-    with open(os.path.join(layout, "blobs", "sha256", man)) as f:
-        d = json.load(f)["layers"][k - 1]
-    with open(os.path.join(layout, "blobs", "sha256", d["digest"][7:]),
-              "rb") as f:
-        data = f.read()
+    data = O.layer_tars(layout)[k - 1][1]
     out = {}
     with tarfile.open(fileobj=io.BytesIO(data)) as t:
         for m in t.getmembers():

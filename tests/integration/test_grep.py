@@ -10,7 +10,6 @@ the path still visible).
 """
 
 import io
-import json
 import os
 import random
 import subprocess
@@ -69,15 +68,8 @@ def img(tmp_path_factory, need_tools):
     mk.write_image(image(), layout, "oci")
     rootfs = O.umoci_unpack(layout, str(d / "bundle"))
     # each layer's regular files alone, for --all
-    with open(os.path.join(layout, "index.json")) as f:
-        man = json.load(f)["manifests"][0]["digest"][7:]
-    with open(os.path.join(layout, "blobs", "sha256", man)) as f:
-        descs = json.load(f)["layers"]
     layers = []
-    for k, dsc in enumerate(descs):
-        with open(os.path.join(layout, "blobs", "sha256",
-                               dsc["digest"][7:]), "rb") as f:
-            data = f.read()
+    for k, (_, data) in enumerate(O.layer_tars(layout)):
         root = str(d / ("layer%d" % (k + 1)))
         os.makedirs(root)
         names = set()

@@ -25,7 +25,6 @@ import oracle as O
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import mkimage as mk  # noqa: E402
-import specs  # noqa: E402
 
 T = 120
 
@@ -146,17 +145,8 @@ RULES = ["basic", "delete_file", "delete_dir", "opaque_dir",
 
 def members(layout, k):
     """Names (normalised) of layer k's tar (1-based)."""
-    with open(os.path.join(layout, "index.json")) as f:
-        man = json.load(f)["manifests"][0]["digest"][7:]
-    with open(os.path.join(layout, "blobs", "sha256", man)) as f:
-        d = json.load(f)["layers"][k - 1]
-    with open(os.path.join(layout, "blobs", "sha256", d["digest"][7:]),
-              "rb") as f:
-        data = f.read()
-    if d["mediaType"].endswith("zstd"):
-        data = subprocess.run(["zstd", "-dc"], input=data,
-                              capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+    with tarfile.open(fileobj=io.BytesIO(O.layer_tars(layout)[k - 1][1])) \
+            as t:
         return {m.name.lstrip("./").rstrip("/") for m in t.getmembers()}
 
 

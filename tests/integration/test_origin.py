@@ -53,15 +53,10 @@ def norm(name):
 
 def expected_origin(layout, visible):
     """path -> 1-based layer (or None) for each visible path."""
-    with open(os.path.join(layout, "index.json")) as f:
-        man = json.load(f)["manifests"][0]["digest"][7:]
-    with open(os.path.join(layout, "blobs", "sha256", man)) as f:
-        layers = json.load(f)["layers"]
+    tars = O.layer_tars(layout)
+    layers = [d for d, _ in tars]
     members = []
-    for d in layers:
-        with open(os.path.join(layout, "blobs", "sha256", d["digest"][7:]),
-                  "rb") as f:
-            data = f.read()
+    for _, data in tars:
         with tarfile.open(fileobj=io.BytesIO(data)) as t:
             members.append({norm(m.name) for m in t.getmembers()
                             if not os.path.basename(norm(m.name))
