@@ -6,7 +6,9 @@
  * `<cache>/tree-<hex>.tree`, hex = sha256 of the list of the layers' index
  * checksums (lf_index_checksum()): a rebuilt or different index names a
  * different tree.  Layout (native little-endian, like the index files):
- *   struct header (magic "LFTREE\r\n", version, sizes, offsets, two hashes)
+ *   struct header (magic "LFTREE\r\n", version, sizes, offsets, the
+ *                  slots' SipHash key drawn when the tree was built, two
+ *                  hashes)
  *   inodes  struct tinode[ninodes + 1]
  *   dirents struct tdirent[ndirents]
  *   slots   uint32_t[nslots]
@@ -31,7 +33,8 @@
 
 /* Part of the file name too: bump it whenever the layout or the merge
  * rules (tree.c) change, or old files would keep old answers. */
-#define LF_TREE_FILE_VERSION 3 /* 2: names of its own, 3: link targets */
+#define LF_TREE_FILE_VERSION                                                   \
+	4 /* 2: names of its own, 3: link targets, 4: the slots' hash key */
 
 /*
  * The tree of layers[0..n): loaded from `cache_dir` when a valid file is

@@ -157,8 +157,8 @@ int lf_views_lookup(struct lf_fs *fs, uint64_t parent, const char *name,
 	return 1; /* the caller fills the attributes of the view's root */
 }
 
-int lf_views_dirent(const struct lf_fs *fs, uint64_t dir, size_t i,
-		    char *name, size_t size, uint64_t *ino, struct stat *st)
+int lf_views_dirent(const struct lf_fs *fs, uint64_t dir, size_t i, char *name,
+		    size_t size, uint64_t *ino, struct stat *st)
 {
 	size_t n = fs->nlayers;
 
@@ -172,7 +172,8 @@ int lf_views_dirent(const struct lf_fs *fs, uint64_t dir, size_t i,
 		return -ENOENT;
 	snprintf(name, size, "%zu", i + 1);
 	*ino = lf_views_ino(fs,
-			    (unsigned)(dir == LF_VIEWS_ROOT ? i + 1 : n + i + 1),
+			    (unsigned)(dir == LF_VIEWS_ROOT ? i + 1
+							    : n + i + 1),
 			    LF_TREE_ROOT);
 	/* a directory; its attributes come with a lookup */
 	dir_stat(fs, *ino, st);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layerfs/hash.h"
 #include "layerfs/path.h"
 #include "layerfs/tree.h"
 
@@ -29,6 +30,7 @@ struct pstat {
 
 /* Paths by name; pstats come from blocks that never move. */
 struct pmap {
+	struct lf_hash_key key; /* the paths are the image's: keyed */
 	struct pstat **buckets;
 	size_t nbuckets, count; /* power of two; count <= nbuckets */
 	struct pstat **all;	/* insertion order, for the final pass */
@@ -51,15 +53,9 @@ struct acc {
 	size_t scanned; /* bytes read for secrets so far */
 };
 
-static uint64_t hash_str(const char *s)
+static uint64_t hash_str(const struct pmap *m, const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
+	return lf_siphash(&m->key, 0, s, strlen(s));
 }
 
 static int pmap_grow(struct pmap *m)
@@ -69,9 +65,11 @@ static int pmap_grow(struct pmap *m)
 
 	if (!b)
 		return -ENOMEM;
+	if (!m->nbuckets)
+		lf_hash_key(&m->key);
 	for (i = 0; i < m->count; i++) {
 		struct pstat *p = m->all[i];
-		size_t h = hash_str(p->path) & (nb - 1);
+		size_t h = hash_str(m, p->path) & (nb - 1);
 
 		p->next = b[h];
 		b[h] = p;
@@ -90,7 +88,7 @@ static struct pstat *pmap_get(struct pmap *m, const char *path, bool borrowed)
 	struct pstat *p;
 
 	if (m->nbuckets) {
-		b = hash_str(path) & (m->nbuckets - 1);
+		b = hash_str(m, path) & (m->nbuckets - 1);
 		for (p = m->buckets[b]; p; p = p->next)
 			if (!strcmp(p->path, path))
 				return p;
@@ -122,7 +120,7 @@ static struct pstat *pmap_get(struct pmap *m, const char *path, bool borrowed)
 	if (!borrowed && !(p->path = strdup(path)))
 		return NULL;
 	p->own_path = !borrowed;
-	b = hash_str(path) & (m->nbuckets - 1);
+	b = hash_str(m, path) & (m->nbuckets - 1);
 	p->next = m->buckets[b];
 	m->buckets[b] = p;
 	m->all[m->count++] = p;

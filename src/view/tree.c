@@ -51,13 +51,15 @@ struct mtree {
 	uint32_t nheld, aheld;
 	lf_merge_gone_fn gone; /* told when a file's last name goes */
 	void *gone_arg;
-	int gone_ret; /* first non-zero return of gone() */
+	int gone_ret;		 /* first non-zero return of gone() */
+	struct lf_hash_key hkey; /* the buckets' and the tree's */
 };
 
 static uint32_t bucket_of(const struct mtree *m, uint32_t parent,
 			  const char *name, size_t len)
 {
-	return (uint32_t)lf_tree_hash(parent, name, len) & (m->nbuckets - 1);
+	return (uint32_t)lf_tree_hash(&m->hkey, parent, name, len) &
+	       (m->nbuckets - 1);
 }
 
 static int grow(void **arr, uint32_t *alloc, uint32_t need, size_t elem)
@@ -549,7 +551,7 @@ static int build_slots(struct lf_tree *t)
 		for (k = di->first; k < di->first + di->count; k++) {
 			const struct tdirent *x = &t->dirents[k];
 			uint32_t h =
-				(uint32_t)lf_tree_hash(d,
+				(uint32_t)lf_tree_hash(&t->hkey, d,
 						       lf_tree_dirent_name(t,
 									   x),
 						       x->len) &
@@ -687,6 +689,7 @@ int lf_merge_new(struct lf_index *const *layers, size_t n,
 	g->m.layers = layers;
 	g->m.gone = gone;
 	g->m.gone_arg = arg;
+	lf_hash_key(&g->m.hkey);
 	g->n = n;
 	if (rehash(&g->m) || new_inode(&g->m, -1, 0, true, &root_ino) ||
 	    grow((void **)&g->m.nodes, &g->m.anodes, 1, sizeof(*g->m.nodes))) {
@@ -780,6 +783,7 @@ int lf_merge_finish(struct lf_merge *g, struct lf_tree **out,
 	}
 	memcpy(t->layers, g->m.layers, sizeof(*t->layers) * g->next);
 	t->nlayers = g->next;
+	t->hkey = g->m.hkey;
 	if ((ret = freeze(&g->m, t))) {
 		lf_tree_free(t);
 		return lf_err_set(err, ret, "out of memory");

@@ -27,10 +27,11 @@ struct tree_header {
 	uint32_t nlayers, ninodes, ndirents, nslots;
 	uint64_t off_inodes, off_dirents, off_slots, off_names, names_len;
 	uint64_t size;
+	uint64_t hkey[2];     /* the slots' SipHash key (tree_internal.h) */
 	uint64_t body_hash;   /* of every byte after the header */
 	uint64_t header_hash; /* of the header before this field; last */
 };
-_Static_assert(sizeof(struct tree_header) == 168, "tree header size");
+_Static_assert(sizeof(struct tree_header) == 184, "tree header size");
 
 static size_t align8(size_t x)
 {
@@ -218,6 +219,8 @@ static int load(const char *path, const char *key, struct lf_tree *t,
 		t->slots = (uint32_t *)((char *)p + lf_le64(h->off_slots));
 		t->names = (char *)p + lf_le64(h->off_names);
 		t->names_len = lf_le64(h->names_len);
+		t->hkey.k0 = lf_le64(h->hkey[0]);
+		t->hkey.k1 = lf_le64(h->hkey[1]);
 		*why = validate(t);
 	}
 	if (*why) {
@@ -262,6 +265,8 @@ static void store(const struct lf_tree *t, const char *path, const char *key)
 	h->off_names = lf_le64(on);
 	h->names_len = lf_le64(t->names_len);
 	h->size = lf_le64(len);
+	h->hkey[0] = lf_le64(t->hkey.k0);
+	h->hkey[1] = lf_le64(t->hkey.k1);
 	memcpy(p + oi, t->inodes,
 	       ((size_t)t->ninodes + 1) * sizeof(*t->inodes));
 	memcpy(p + od, t->dirents, (size_t)t->ndirents * sizeof(*t->dirents));

@@ -3,6 +3,7 @@
 #ifndef LAYERFS_TREE_INTERNAL_H
 #define LAYERFS_TREE_INTERNAL_H
 
+#include "layerfs/hash.h"
 #include "layerfs/tree.h"
 
 #define LF_NIL UINT32_MAX
@@ -47,6 +48,10 @@ struct lf_tree {
 	void *map; /* loaded from a file: the mapping that
 					 * holds the arrays, else NULL */
 	size_t maplen;
+	/* the key of the slots' hash, drawn at random when the tree was
+	 * built (kept in the tree file): names an image chose in advance
+	 * cannot all land in one slot */
+	struct lf_hash_key hkey;
 };
 
 static inline const char *lf_tree_dirent_name(const struct lf_tree *t,
@@ -55,17 +60,12 @@ static inline const char *lf_tree_dirent_name(const struct lf_tree *t,
 	return t->names + d->name;
 }
 
-/* Hash of a name within directory `dir` (shared by build and lookup). */
-static inline uint64_t lf_tree_hash(uint64_t dir, const char *name, size_t len)
+/* Hash of a name within directory `dir` (shared by build and lookup):
+ * SipHash-2-4 under the tree's key (hash.h). */
+static inline uint64_t lf_tree_hash(const struct lf_hash_key *key, uint64_t dir,
+				    const char *name, size_t len)
 {
-	uint64_t h = 1469598103934665603ull ^ (dir * 0x9e3779b97f4a7c15ull);
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)name[i];
-		h *= 1099511628211ull;
-	}
-	return h ^ (h >> 29);
+	return lf_siphash(key, dir, name, len);
 }
 
 #endif /* LAYERFS_TREE_INTERNAL_H */

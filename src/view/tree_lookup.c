@@ -108,7 +108,7 @@ int lf_tree_lookup(const struct lf_tree *t, uint64_t dir, const char *name,
 	e = entry_of(t, &t->inodes[dir]);
 	if (e && e->kind != LF_KIND_DIR) /* implicit inodes are directories */
 		return -ENOTDIR;
-	h = (uint32_t)lf_tree_hash(dir, name, len) & (t->nslots - 1);
+	h = (uint32_t)lf_tree_hash(&t->hkey, dir, name, len) & (t->nslots - 1);
 	for (; (s = t->slots[h]) != LF_NIL; h = (h + 1) & (t->nslots - 1)) {
 		const struct tdirent *d = &t->dirents[s];
 

@@ -284,7 +284,7 @@ static void as_tree(const uint8_t *data, size_t size)
 	static struct lf_index *idx;
 	static char key[72];
 	/* header fields, as tree_cache.c lays them out */
-	const size_t hsize = 168, hash_at = 160;
+	const size_t hsize = 184, hash_at = 176;
 	struct lf_tree *t = NULL;
 	struct lf_err err;
 	char path[160], *buf;
@@ -312,7 +312,8 @@ static void as_tree(const uint8_t *data, size_t size)
 	v = len;
 	memcpy(buf + 144, &v, 8); /* size */
 	v = lf_cache_hash64(buf + hsize, len - hsize);
-	memcpy(buf + 152, &v, 8); /* body_hash */
+	/* hkey[2] at 152 and 160: the fuzzer's bytes */
+	memcpy(buf + 168, &v, 8); /* body_hash */
 	v = lf_cache_hash64(buf, hash_at);
 	memcpy(buf + hash_at, &v, 8); /* header_hash */
 	snprintf(path, sizeof(path), "%s/%s.tree", dir, key);

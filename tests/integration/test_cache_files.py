@@ -58,9 +58,9 @@ def hash64(data):
 
 # struct tree_header (tree_cache.c): magic, version, header_size, key[72],
 # nlayers, ninodes, ndirents, nslots, off_inodes, off_dirents, off_slots,
-# off_names, names_len, size, body_hash, header_hash
-TREE_HDR = struct.Struct("<8sII72sIIIIQQQQQQQQ")
-BODY_HASH, HEADER_HASH = 14, 15
+# off_names, names_len, size, hkey[2], body_hash, header_hash
+TREE_HDR = struct.Struct("<8sII72sIIIIQQQQQQQQQQ")
+BODY_HASH, HEADER_HASH = 16, 17
 
 
 def _err(p):
