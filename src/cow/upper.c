@@ -129,38 +129,71 @@ static uint64_t fall_through(const struct view *v)
 	return 0;
 }
 
+/* The inode map: an open-addressing table of (dev, upper inode) -> the
+ * number reported, at most half full; a slot with ino 0 is free. */
+static size_t imap_home(const struct lf_upper *up, dev_t dev, ino_t upper)
+{
+	uint64_t x = (uint64_t)dev * 0x9e3779b97f4a7c15ull ^ (uint64_t)upper;
+
+	/* splitmix64's finaliser: every bit of the key moves the slot */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return (size_t)x & (up->aimap - 1);
+}
+
+static struct ino_map_ent *imap_find(const struct lf_upper *up, dev_t dev,
+				     ino_t upper)
+{
+	size_t k;
+
+	if (!up->aimap)
+		return NULL;
+	for (k = imap_home(up, dev, upper); up->imap[k].ino;
+	     k = (k + 1) & (up->aimap - 1))
+		if (up->imap[k].dev == dev && up->imap[k].upper == upper)
+			return &up->imap[k];
+	return &up->imap[k]; /* the free slot where it would go */
+}
+
+static int imap_grow(struct lf_upper *up)
+{
+	size_t na = up->aimap ? up->aimap * 2 : 256, i, old = up->aimap;
+	struct ino_map_ent *prev = up->imap;
+
+	if (!(up->imap = calloc(na, sizeof(*up->imap)))) {
+		up->imap = prev;
+		return -ENOMEM;
+	}
+	up->aimap = na;
+	for (i = 0; i < old; i++)
+		if (prev[i].ino)
+			*imap_find(up, prev[i].dev, prev[i].upper) = prev[i];
+	free(prev);
+	return 0;
+}
+
 void lf_upper_map_ino(struct lf_upper *up, const struct stat *ust, uint64_t ino)
 {
-	size_t i;
+	struct ino_map_ent *e;
 
-	for (i = 0; i < up->nimap; i++)
-		if (up->imap[i].dev == ust->st_dev &&
-		    up->imap[i].upper == ust->st_ino) {
-			up->imap[i].ino = ino;
-			return;
-		}
-	if (up->nimap == up->aimap) {
-		size_t na = up->aimap ? up->aimap * 2 : 256;
-		struct ino_map_ent *p = realloc(up->imap, na * sizeof(*p));
-
-		if (!p)
-			return; /* only costs inode stability */
-		up->imap = p;
-		up->aimap = na;
-	}
-	up->imap[up->nimap++] = (struct ino_map_ent){ ust->st_dev, ust->st_ino,
-						      ino };
+	if (!ino)
+		return;
+	if ((up->nimap + 1) * 2 > up->aimap && imap_grow(up))
+		return; /* only costs inode stability */
+	e = imap_find(up, ust->st_dev, ust->st_ino);
+	if (!e->ino)
+		up->nimap++;
+	*e = (struct ino_map_ent){ ust->st_dev, ust->st_ino, ino };
 }
 
 static uint64_t mapped_ino(struct lf_upper *up, const struct stat *ust)
 {
-	size_t i;
+	const struct ino_map_ent *e = imap_find(up, ust->st_dev, ust->st_ino);
 
-	for (i = 0; i < up->nimap; i++)
-		if (up->imap[i].dev == ust->st_dev &&
-		    up->imap[i].upper == ust->st_ino)
-			return up->imap[i].ino;
-	return 0;
+	return e ? e->ino : 0;
 }
 
 void lf_upper_fill_stat(struct lf_upper *up, struct node *n,

@@ -53,7 +53,9 @@ struct lf_upper {
 	uint64_t nnodes, anodes;
 	struct node **hash; /* (parent id, name) -> node */
 	size_t nhash;
-	struct ino_map_ent *imap; /* upper inode -> reported inode */
+	/* upper inode -> reported inode, a hash table of aimap slots (a
+	 * power of two) holding nimap (upper.c) */
+	struct ino_map_ent *imap;
 	size_t nimap, aimap;
 	/* a daemon that cannot chown (not root): owners, modes and special
 	 * types go in the override xattr (upper_owner.c) */
