@@ -293,70 +293,151 @@ static int lines(struct job *j, struct result *r, const char *p, size_t len,
 	return 0;
 }
 
-static int search(struct job *j, const struct task *t, struct result *r)
+/* Newlines in p[0..len). */
+static uint64_t count_nl(const char *p, size_t len)
 {
-	struct lf_buf pend;
+	const char *end = p + len;
+	uint64_t n = 0;
+
+	while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
+		n++;
+		p++;
+	}
+	return n;
+}
+
+/*
+ * lines() for a fixed string without -i in a text file: memmem over the
+ * whole piece, the line found around each hit, line numbers counted only
+ * up to the hits (and once over what is consumed).
+ */
+static int fixed_lines(struct job *j, struct result *r, const char *p,
+		       size_t len, bool last, uint64_t *lineno, size_t *used)
+{
+	uint64_t before = *lineno, nl_seen = 0;
+	size_t at = 0, counted = 0;
+	const char *hit;
+
+	while (at < len &&
+	       (hit = memmem(p + at, len - at, j->needle, j->nlen))) {
+		const char *ls = memrchr(p + at, '\n',
+					 (size_t)(hit - (p + at)));
+		size_t start = ls ? (size_t)(ls - p) + 1 : at;
+		const char *nl = memchr(hit, '\n', len - (size_t)(hit - p));
+		size_t end = nl ? (size_t)(nl - p) : len;
+
+		if (!nl && !last && end - start < LINE_MAX_BYTES) {
+			at = start; /* wait for the rest of the line */
+			break;
+		}
+		nl_seen += count_nl(p + counted, start - counted);
+		counted = start;
+		if (memchr(p + start, '\0', end - start))
+			r->binary = true;
+		if (r->binary || j->o->files_only) {
+			r->n = 0;
+			*used = end;
+			return keep(r, before + nl_seen + 1, "", 0) ? -ENOMEM
+								    : 1;
+		}
+		if (keep(r, before + nl_seen + 1, p + start, end - start))
+			return -ENOMEM;
+		at = end + (nl ? 1 : 0);
+	}
+	if (at < len && !last) {
+		/* no more hits: consume up to the last complete line */
+		const char *lnl = memrchr(p + at, '\n', len - at);
+
+		if (lnl)
+			at = (size_t)(lnl - p) + 1;
+		else if (len - at < LINE_MAX_BYTES)
+			; /* keep the partial line */
+		else
+			at = len;
+	} else if (last) {
+		at = len;
+	}
+	*lineno = before + nl_seen + count_nl(p + counted, at - counted) +
+		  (last && at && p[at - 1] != '\n' ? 1 : 0);
+	*used = at;
+	return 0;
+}
+
+static int search(struct job *j, const struct task *t, struct result *r,
+		  struct lf_buf *pend, char **low)
+{
 	uint64_t off = 0, lineno = 0;
-	char *chunk = malloc(CHUNK), *low = NULL;
+	bool fast = j->needle && !j->o->icase && !strchr(j->needle, '\n');
 	int ret = 0;
 
-	lf_buf_init(&pend);
-	if (!chunk)
-		return oom(&r->err);
+	lf_buf_reset(pend);
 	while (!ret && off < t->size) {
 		size_t want = t->size - off < CHUNK ? (size_t)(t->size - off)
 						    : CHUNK,
 		       used = 0;
-		ssize_t n = lf_stack_read_file(j->s, t->layer, t->e, chunk,
-					       want, off, &r->err);
+		ssize_t n;
 
+		/* read straight into what is pending */
+		if (lf_buf_grow(pend, want)) {
+			ret = oom(&r->err);
+			break;
+		}
+		n = lf_stack_read_file(j->s, t->layer, t->e,
+				       pend->data + pend->len, want, off,
+				       &r->err);
 		if (n <= 0) {
 			ret = n ? (int)n
 				: lf_err_set(&r->err, -EIO, "short read");
 			break;
 		}
 		if (!off &&
-		    memchr(chunk, '\0',
+		    memchr(pend->data, '\0',
 			   (size_t)n < BINARY_PROBE ? (size_t)n : BINARY_PROBE))
 			r->binary = true;
 		off += (uint64_t)n;
 		r->bytes += (uint64_t)n;
-		if (lf_buf_add(&pend, chunk, (size_t)n)) {
-			ret = oom(&r->err);
-			break;
-		}
+		/* the bytes read in place become part of the buffer
+		 * (lf_buf_grow() left room for them and the NUL) */
+		pend->len += (size_t)n;
+		pend->data[pend->len] = '\0';
 		if (j->o->icase && j->needle) {
-			char *p = realloc(low, pend.len + 1);
+			char *p = realloc(*low, pend->len + 1);
 
 			if (!p) {
 				ret = oom(&r->err);
 				break;
 			}
-			low = p;
+			*low = p;
 		}
-		ret = lines(j, r, pend.data, pend.len, off >= t->size, &lineno,
-			    &used, low);
+		if (fast && !r->binary)
+			ret = fixed_lines(j, r, pend->data, pend->len,
+					  off >= t->size, &lineno, &used);
+		else
+			ret = lines(j, r, pend->data, pend->len, off >= t->size,
+				    &lineno, &used, *low);
 		if (ret < 0)
 			ret = oom(&r->err);
-		memmove(pend.data, pend.data + used, pend.len - used);
-		lf_buf_setlen(&pend, pend.len - used);
+		memmove(pend->data, pend->data + used, pend->len - used);
+		lf_buf_setlen(pend, pend->len - used);
 	}
-	free(chunk);
-	free(low);
-	lf_buf_release(&pend);
 	return ret < 0 ? lf_err_prefix(&r->err, "'%s'", t->path) : 0;
 }
 
 static void *worker(void *arg)
 {
 	struct job *j = arg;
+	struct lf_buf pend; /* one per thread, for every file */
+	char *low = NULL;
 	size_t i;
 
+	lf_buf_init(&pend);
 	while ((i = atomic_fetch_add(&j->next, 1)) < j->count) {
 		struct result *r = &j->res[i];
 
-		r->ret = search(j, &j->t[j->base + i], r);
+		r->ret = search(j, &j->t[j->base + i], r, &pend, &low);
 	}
+	lf_buf_release(&pend);
+	free(low);
 	return NULL;
 }
 
@@ -441,6 +522,13 @@ static int run(struct job *j, lf_grep_fn fn, void *ctx,
 	return ret;
 }
 
+/* A pattern without any special character matches as a fixed string. */
+static bool literal(const struct lf_grep_opts *o)
+{
+	return !strpbrk(o->pattern,
+			o->extended ? "\\.[]*^$+?(){}|\n" : "\\.[]*^$\n");
+}
+
 int lf_grep(const struct lf_stack *s, const struct lf_grep_opts *o,
 	    lf_grep_fn fn, void *ctx, struct lf_grep_stats *st,
 	    struct lf_err *err)
@@ -453,7 +541,7 @@ int lf_grep(const struct lf_stack *s, const struct lf_grep_opts *o,
 	if (!st)
 		st = &none;
 	memset(st, 0, sizeof(*st));
-	if (o->fixed) {
+	if (o->fixed || literal(o)) {
 		if (!(j.needle = strdup(o->pattern)))
 			return oom(err);
 		j.nlen = strlen(j.needle);

@@ -119,6 +119,12 @@ CASES = [
     ("^$", ("-n",)),
     ("password", ("-l",)),
     ("nothing-matches-this", ()),
+    # literal patterns take the whole-buffer path: hits in a 1.5 MB file
+    # across read chunks, with their line numbers
+    ("AKIAIOSFODNN7SECRET", ("-n",)),
+    ("gamma delta", ("-n",)),
+    ("password", ("-n", "-F")),
+    ("junk", ()),
 ]
 
 
