@@ -54,7 +54,7 @@ static struct lf_tree *view_tree(struct lf_fs *fs, unsigned v)
 	int ret = 0;
 
 	pthread_mutex_lock(&fs->vmu);
-	t = fs->views[v];
+	t = __atomic_load_n(&fs->views[v], __ATOMIC_ACQUIRE);
 	if (!t) {
 		if (v == n)
 			t = lf_stack_tree(fs->stack);
@@ -66,8 +66,8 @@ static struct lf_tree *view_tree(struct lf_fs *fs, unsigned v)
 		if (ret)
 			lf_log(LF_LOG_ERR, "--all-layers: view %u: %s", v,
 			       err.msg);
-		else
-			fs->views[v] = t;
+		else /* published for the lock-free readers */
+			__atomic_store_n(&fs->views[v], t, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&fs->vmu);
 	return ret ? NULL : t;
@@ -76,6 +76,7 @@ static struct lf_tree *view_tree(struct lf_fs *fs, unsigned v)
 struct lf_tree *lf_views_tree(struct lf_fs *fs, uint64_t ino, uint64_t *tino,
 			      unsigned *view)
 {
+	struct lf_tree *t;
 	unsigned v;
 
 	if (!fs->opts.all_layers) {
@@ -89,7 +90,8 @@ struct lf_tree *lf_views_tree(struct lf_fs *fs, uint64_t ino, uint64_t *tino,
 	if (!v || v > 2 * fs->nlayers)
 		return NULL;
 	/* made by the lookup that gave out this number */
-	return fs->views[v] ? fs->views[v] : view_tree(fs, v);
+	t = __atomic_load_n(&fs->views[v], __ATOMIC_ACQUIRE);
+	return t ? t : view_tree(fs, v);
 }
 
 uint64_t lf_views_ino(const struct lf_fs *fs, unsigned view, uint64_t tino)
