@@ -15,6 +15,10 @@
  * Matching is grep's, line by line (lines end at '\n'; the last one may
  * not): a POSIX basic regular expression, extended with `extended`, or a
  * fixed string with `fixed`; `icase` ignores case (the locale's LC_CTYPE).
+ * As GNU grep does, a pattern without special characters is searched as a
+ * string over the whole buffer read, and a regular expression first by the
+ * longest literal every match must contain (none with alternation or
+ * groups), regexec only on the lines that hold it.
  * A file with a NUL byte in its first 32 KiB, or in a matching line, is
  * binary: NULs end lines too, its first match is reported as such (no
  * line) and the file is not searched further, as GNU grep does.

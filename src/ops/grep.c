@@ -49,6 +49,8 @@ struct job {
 	regex_t re;
 	char *needle; /* fixed: the pattern (lower case with icase) */
 	size_t nlen;
+	char must[256]; /* regex: a literal every match contains, or "" */
+	size_t mlen;
 	struct task *t;
 	size_t nt, cap;
 	/* the window being searched */
@@ -229,6 +231,9 @@ static bool match(struct job *j, const char *line, size_t len, char *low)
 	}
 	regmatch_t m = { .rm_so = 0, .rm_eo = (regoff_t)len };
 
+	/* a line without the literal every match holds cannot match */
+	if (j->mlen && !memmem(line, len, j->must, j->mlen))
+		return false;
 	return !regexec(&j->re, line, 1, &m, REG_STARTEND);
 }
 
@@ -307,25 +312,68 @@ static uint64_t count_nl(const char *p, size_t len)
 }
 
 /*
- * lines() for a fixed string without -i in a text file: memmem over the
- * whole piece, the line found around each hit, line numbers counted only
- * up to the hits (and once over what is consumed).
+ * The first match in p[at..len): memmem for a string; for a regular
+ * expression, memmem of a literal every match contains (j->must), then
+ * regexec on that line only.  A hit in a line not complete yet (!last) is
+ * returned untested: the caller waits for the rest and searches again.
  */
-static int fixed_lines(struct job *j, struct result *r, const char *p,
-		       size_t len, bool last, uint64_t *lineno, size_t *used)
+static const char *find(struct job *j, const char *p, size_t at, size_t len,
+			bool last)
+{
+	while (at < len) {
+		/* never NULL: says so to a compiler whose UBSan checks split
+		 * the pointer arithmetic into paths */
+		const char *from = p + at, *h, *ls, *nl;
+		regmatch_t m;
+
+		if (!from)
+			return NULL;
+		if (j->needle)
+			return memmem(from, len - at, j->needle, j->nlen);
+		h = memmem(from, len - at, j->must, j->mlen);
+		if (!h)
+			return NULL;
+		ls = memrchr(p + at, '\n', (size_t)(h - (p + at)));
+		nl = memchr(h, '\n', len - (size_t)(h - p));
+		if (!nl && !last)
+			return h;
+		m.rm_so = (regoff_t)(ls ? (size_t)(ls - p) + 1 : at);
+		m.rm_eo = (regoff_t)(nl ? (size_t)(nl - p) : len);
+		if (!regexec(&j->re, p, 1, &m, REG_STARTEND))
+			return p + m.rm_so;
+		if (!nl)
+			return NULL;
+		at = (size_t)(nl - p) + 1;
+	}
+	return NULL;
+}
+
+/*
+ * lines() for a text file without -i: the whole piece searched at once,
+ * the line found around each hit, line numbers counted only up to the hits
+ * (and once over what is consumed).  Many short lines cost one search,
+ * not one each.
+ */
+static int buffer_lines(struct job *j, struct result *r, const char *p,
+			size_t len, bool last, uint64_t *lineno, size_t *used)
 {
 	uint64_t before = *lineno, nl_seen = 0;
 	size_t at = 0, counted = 0;
 	const char *hit;
 
-	while (at < len &&
-	       (hit = memmem(p + at, len - at, j->needle, j->nlen))) {
+	while (at < len && (hit = find(j, p, at, len, last))) {
 		const char *ls = memrchr(p + at, '\n',
 					 (size_t)(hit - (p + at)));
 		size_t start = ls ? (size_t)(ls - p) + 1 : at;
 		const char *nl = memchr(hit, '\n', len - (size_t)(hit - p));
 		size_t end = nl ? (size_t)(nl - p) : len;
 
+		if (start == len) {
+			/* an empty match after the last newline: no line
+			 * there (or not yet) */
+			at = len;
+			break;
+		}
 		if (!nl && !last && end - start < LINE_MAX_BYTES) {
 			at = start; /* wait for the rest of the line */
 			break;
@@ -367,7 +415,8 @@ static int search(struct job *j, const struct task *t, struct result *r,
 		  struct lf_buf *pend, char **low)
 {
 	uint64_t off = 0, lineno = 0;
-	bool fast = j->needle && !j->o->icase && !strchr(j->needle, '\n');
+	bool fast = !j->o->icase && (j->needle || j->mlen) &&
+		    !strchr(j->o->pattern, '\n');
 	int ret = 0;
 
 	lf_buf_reset(pend);
@@ -410,8 +459,8 @@ static int search(struct job *j, const struct task *t, struct result *r,
 			*low = p;
 		}
 		if (fast && !r->binary)
-			ret = fixed_lines(j, r, pend->data, pend->len,
-					  off >= t->size, &lineno, &used);
+			ret = buffer_lines(j, r, pend->data, pend->len,
+					   off >= t->size, &lineno, &used);
 		else
 			ret = lines(j, r, pend->data, pend->len, off >= t->size,
 				    &lineno, &used, *low);
@@ -522,6 +571,76 @@ static int run(struct job *j, lf_grep_fn fn, void *ctx,
 	return ret;
 }
 
+/*
+ * The longest run of plain characters every match of the pattern must
+ * contain, for a prefilter (as grep's "must" strings): none with
+ * alternation or groups; a character that a quantifier or any escape
+ * follows does not count; brackets, '.', anchors end a run.  Conservative:
+ * when in doubt, no run.
+ */
+static void must_of(const struct lf_grep_opts *o, char *out, size_t size,
+		    size_t *outlen)
+{
+	const char *p = o->pattern;
+	char run[256];
+	size_t n = 0, best = 0;
+
+	*outlen = 0;
+	if (o->icase || strstr(p, "\\|") || strstr(p, "\\(") ||
+	    (o->extended && strpbrk(p, "|()")))
+		return;
+	for (;; p++) {
+		bool end = !*p ||
+			   strchr(o->extended ? "\\.[]^$*+?{" : "\\.[]^$*", *p);
+
+		if (!end) {
+			if (n < sizeof(run))
+				run[n++] = *p;
+			continue;
+		}
+		/* a quantifier or an escape may bind the last character */
+		if (*p == '*' || *p == '+' || *p == '?' || *p == '{' ||
+		    *p == '\\')
+			n = n ? n - 1 : 0;
+		if (n > best && n < size) {
+			memcpy(out, run, n);
+			best = n;
+		}
+		n = 0;
+		if (!*p)
+			break;
+		if ((*p == '{' && o->extended) ||
+		    (*p == '\\' && p[1] == '{' && !o->extended)) {
+			/* an interval: its bounds are not plain */
+			const char *close = strchr(p, '}');
+
+			if (!close) {
+				best = 0;
+				break;
+			}
+			p = close;
+			continue;
+		}
+		if (*p == '\\' && p[1])
+			p++; /* the escaped character is not plain */
+		if (*p == '[') {
+			/* skip the bracket expression ([]...] and [^]...]) */
+			p++;
+			if (*p == '^')
+				p++;
+			if (*p == ']')
+				p++;
+			while (*p && *p != ']')
+				p++;
+			if (!*p) {
+				best = 0;
+				break;
+			}
+		}
+	}
+	*outlen = best >= 3 ? best : 0;
+}
+
 /* A pattern without any special character matches as a fixed string. */
 static bool literal(const struct lf_grep_opts *o)
 {
@@ -549,10 +668,11 @@ int lf_grep(const struct lf_stack *s, const struct lf_grep_opts *o,
 			j.needle[i] = (char)tolower((unsigned char)j.needle[i]);
 	} else {
 		int c = regcomp(&j.re, o->pattern,
-				REG_NOSUB | REG_NEWLINE |
-					(o->extended ? REG_EXTENDED : 0) |
+				REG_NEWLINE | (o->extended ? REG_EXTENDED : 0) |
 					(o->icase ? REG_ICASE : 0));
 
+		if (!c)
+			must_of(o, j.must, sizeof(j.must), &j.mlen);
 		if (c) {
 			char msg[256];
 

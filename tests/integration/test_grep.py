@@ -125,6 +125,15 @@ CASES = [
     ("gamma delta", ("-n",)),
     ("password", ("-n", "-F")),
     ("junk", ()),
+    # a literal part of a regular expression filters lines first: these
+    # bind, repeat or group it
+    ("gam\\{0,1\\}ma delta", ("-n",)),
+    ("gam{0,1}ma delta", ("-E", "-n")),
+    ("a{2}lpha|Password token", ("-E",)),
+    ("tok(en)? x", ("-E",)),
+    ("Pass[a-z]*d token", ()),
+    ("x*alpha beta", ("-n",)),
+    ("\\(del\\)ta gamma", ()),
 ]
 
 
