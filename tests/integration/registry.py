@@ -45,8 +45,10 @@ def wait_http(port, proc=None, timeout=15.0, ctx=None):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError("the registry exited: %s"
-                               % proc.stderr.read().decode(errors="replace"))
+            log = getattr(proc, "lf_log", None)
+            raise RuntimeError("the registry exited: %s" % (
+                open(log, errors="replace").read()[-2000:] if log
+                else "(no log)"))
         try:
             c = (http.client.HTTPSConnection("127.0.0.1", port, timeout=1,
                                              context=ctx) if ctx else
@@ -120,9 +122,16 @@ class Registry:
                      "    path: %s\n" % pw)
         with open(cfg, "w") as f:
             f.write(text)
-        self.proc = subprocess.Popen(
-            [shutil.which("docker-registry") or "/usr/bin/docker-registry",
-             "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # its log to a file: a pipe nobody reads fills up (an error line
+        # per 404, as every lookup of an index artifact makes) and then
+        # the registry blocks on writing it
+        self.log_path = os.path.join(root, "registry.log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [shutil.which("docker-registry") or
+                 "/usr/bin/docker-registry", "serve", cfg],
+                stdout=subprocess.DEVNULL, stderr=log)
+        self.proc.lf_log = self.log_path
         ctx = None
         if self.tls:
             import ssl
