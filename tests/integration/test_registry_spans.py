@@ -22,6 +22,7 @@ import threading
 import pytest
 
 import fusehelpers as fh
+import oracle as O
 from registry import FaultProxy, Registry, require_registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -80,20 +81,8 @@ def run(lf, args, cache, timeout=T):
 
 def layers_of(layout):
     """(digest, media type, size, tar bytes) of each layer of the layout."""
-    with open(os.path.join(layout, "index.json")) as f:
-        man = json.load(f)["manifests"][0]["digest"][7:]
-    with open(os.path.join(layout, "blobs", "sha256", man)) as f:
-        descs = json.load(f)["layers"]
-    out = []
-    for d in descs:
-        with open(os.path.join(layout, "blobs", "sha256", d["digest"][7:]),
-                  "rb") as f:
-            blob = f.read()
-        if d["mediaType"].endswith("zstd"):
-            blob = subprocess.run(["zstd", "-dc"], input=blob,
-                                  capture_output=True, check=True).stdout
-        out.append((d["digest"], d["mediaType"], d["size"], blob))
-    return out
+    return [(d["digest"], d["mediaType"], d["size"], tar)
+            for d, tar in O.layer_tars(layout)]
 
 
 def norm(name):
