@@ -281,15 +281,10 @@ int lf_upper_getattr(struct lf_upper *up, uint64_t id, struct stat *st)
 
 int lf_upper_in_upper(struct lf_upper *up, uint64_t id, bool *in_upper)
 {
-	struct node *n;
-	struct view v;
-	int ret;
+	int layer, ret = lf_upper_origin(up, id, &layer);
 
-	pthread_mutex_lock(&up->lock);
-	ret = lf_upper_id_view(up, id, &n, &v);
 	if (!ret)
-		*in_upper = v.upper;
-	pthread_mutex_unlock(&up->lock);
+		*in_upper = layer == LF_UPPER_ORIGIN_UPPER;
 	return ret;
 }
 
