@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* gzidx.c - gzip checkpoint index (zran technique): build, extract, find. */
 #include "layerfs/gzidx.h"
+#include "gzidx_internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -19,54 +20,13 @@
  */
 #define BUILD_CHUNK (256u << 10)
 #define EXTRACT_CHUNK (64u << 10)
-/* deflate's window: the most output a back-reference can reach. */
-#define WSIZE 32768u
-#define WMASK (WSIZE - 1)
 
 /* inflateInit2() windowBits: 15 + 16 = gzip wrapper only, -15 = raw. */
 #define WBITS_GZIP 31
 #define WBITS_RAW (-15)
 #define WBITS_ZLIB 15
 
-enum build_state {
-	B_RUN,	      /* inside a member */
-	B_MEMBER_END, /* Z_STREAM_END seen; next member, padding or EOF? */
-	B_DONE,	      /* end of the last member (and of any zero padding) */
-	B_FAILED,     /* an error was returned; the builder is unusable */
-};
-
-struct lf_gzidx_builder {
-	z_stream zs;  /* gzip-mode inflater over the whole blob */
-	z_stream ds;  /* level-1 deflater for windows */
-	bool ds_live; /* ds was initialised (lazily, first point) */
-	lf_gzidx_read_fn rd;
-	void *ctx;
-	const char *name; /* borrowed */
-	uint64_t span;
-	uint64_t nread;	     /* compressed bytes pulled from rd so far */
-	uint64_t out;	     /* uncompressed bytes produced so far */
-	uint64_t last;	     /* out of the last checkpoint */
-	uint64_t member_out; /* out at the start of the current member */
-	bool eof;	     /* rd returned 0 */
-	enum build_state state;
-	int fail;	   /* the code returned when state == B_FAILED */
-	unsigned char *in; /* BUILD_CHUNK bytes of compressed input */
-	/*
-	 * The last WSIZE bytes of output from *earlier* read calls.  Output of
-	 * the current call is still in the caller's buffer, so a window is
-	 * assembled from the ring's tail plus that buffer's head, and the ring
-	 * is refreshed once per call (at most WSIZE bytes copied).
-	 */
-	unsigned char ring[WSIZE];
-	size_t ring_pos;   /* where the next byte goes */
-	size_t ring_len;   /* valid bytes, <= WSIZE */
-	unsigned char *wz; /* scratch for one deflated window */
-	size_t wz_cap;
-	struct lf_buf points;  /* struct lf_gzidx_point, host byte order */
-	struct lf_buf windows; /* concatenated deflated windows */
-};
-
-static unsigned long long ull(uint64_t v)
+unsigned long long gzidx_ull(uint64_t v)
 {
 	return (unsigned long long)v;
 }
@@ -86,30 +46,30 @@ static int zlib_fail(int zret, const z_stream *zs, const char *name,
 		return lf_err_set(err, -ENOMEM,
 				  "'%s': out of memory inflating at compressed "
 				  "offset %llu",
-				  name, ull(off));
+				  name, gzidx_ull(off));
 	if (!why)
 		why = zret == Z_NEED_DICT ? "needs a preset dictionary"
 					  : "bad data";
 	return lf_err_set(err, -EINVAL,
 			  "'%s': corrupt deflate data at compressed offset "
 			  "%llu: %s",
-			  name, ull(off), why);
+			  name, gzidx_ull(off), why);
 }
 
-static int truncated(const char *name, uint64_t off, struct lf_err *err)
+int gzidx_truncated(const char *name, uint64_t off, struct lf_err *err)
 {
 	return lf_err_set(err, -EIO,
 			  "'%s': truncated gzip stream (ends at compressed "
 			  "offset %llu)",
-			  name, ull(off));
+			  name, gzidx_ull(off));
 }
 
-static int trailing_garbage(const char *name, uint64_t off, struct lf_err *err)
+int gzidx_trailing_garbage(const char *name, uint64_t off, struct lf_err *err)
 {
 	return lf_err_set(err, -EINVAL,
 			  "'%s': corrupt gzip stream: trailing garbage at "
 			  "compressed offset %llu",
-			  name, ull(off));
+			  name, gzidx_ull(off));
 }
 
 /*
@@ -131,12 +91,13 @@ static int build_fill(struct lf_gzidx_builder *b, struct lf_err *err)
 		return lf_err_set(err, (int)n,
 				  "'%s': read error at compressed offset %llu: "
 				  "%s",
-				  b->name, ull(b->nread), strerror((int)-n));
+				  b->name, gzidx_ull(b->nread),
+				  strerror((int)-n));
 	if ((size_t)n > BUILD_CHUNK - have)
 		return lf_err_set(err, -EIO,
 				  "'%s': reader returned more than asked at "
 				  "compressed offset %llu",
-				  b->name, ull(b->nread));
+				  b->name, gzidx_ull(b->nread));
 	if (n == 0)
 		b->eof = true;
 	b->zs.avail_in = (uInt)(have + (size_t)n);
@@ -200,8 +161,8 @@ static struct lf_gzidx_point *last_point(struct lf_gzidx_builder *b)
  * member, or a block boundary right before a member end) replaces it, and
  * the replaced point's window, the last one in the blob, is dropped.
  */
-static int push_point(struct lf_gzidx_builder *b,
-		      const struct lf_gzidx_point *pt)
+int gzidx_push_point(struct lf_gzidx_builder *b,
+		     const struct lf_gzidx_point *pt)
 {
 	struct lf_gzidx_point *prev = last_point(b);
 
@@ -285,13 +246,13 @@ static int add_point(struct lf_gzidx_builder *b, const unsigned char *dst,
 		pt.in = build_pos(b);
 		pt.out = b->out;
 		pt.bits = (uint8_t)(b->zs.data_type & 7);
-		ret = push_point(b, &pt);
+		ret = gzidx_push_point(b, &pt);
 	}
 	if (ret)
 		return lf_err_set(err, ret,
 				  "'%s': cannot store checkpoint at compressed "
 				  "offset %llu",
-				  b->name, ull(build_pos(b)));
+				  b->name, gzidx_ull(build_pos(b)));
 	b->last = b->out;
 	return 0;
 }
@@ -326,9 +287,10 @@ static int skip_zeros(struct lf_gzidx_builder *b, struct lf_err *err)
 
 		for (i = 0; i < n; i++) {
 			if (p[i])
-				return trailing_garbage(b->name,
-							build_pos(b) - n + i,
-							err);
+				return gzidx_trailing_garbage(b->name,
+							      build_pos(b) - n +
+								      i,
+							      err);
 		}
 		b->zs.avail_in = 0;
 		if (b->eof)
@@ -364,13 +326,13 @@ static int next_member(struct lf_gzidx_builder *b, struct lf_err *err)
 	if (p[0] == 0)
 		return skip_zeros(b, err);
 	if (b->zs.avail_in < 2 || p[0] != 0x1f || p[1] != 0x8b)
-		return trailing_garbage(b->name, build_pos(b), err);
+		return gzidx_trailing_garbage(b->name, build_pos(b), err);
 	if (inflateReset(&b->zs) != Z_OK)
 		return lf_err_set(err, -EINVAL, "'%s': inflateReset failed",
 				  b->name);
 	pt.in = build_pos(b);
 	pt.out = b->out;
-	ret = push_point(b, &pt);
+	ret = gzidx_push_point(b, &pt);
 	if (ret)
 		return lf_err_set(err, ret, "'%s': out of memory", b->name);
 	b->last = b->member_out = b->out;
@@ -435,7 +397,7 @@ int lf_gzidx_builder_read(struct lf_gzidx_builder *b, void *buf, size_t len,
 		} else if (!b->zs.avail_in) {
 			ret = build_fill(b, err);
 			if (!ret && !b->zs.avail_in)
-				ret = truncated(b->name, b->nread, err);
+				ret = gzidx_truncated(b->name, b->nread, err);
 		} else {
 			ret = build_step(b, dst, len, &done, err);
 		}
@@ -544,7 +506,7 @@ static int ex_fill(struct ex *x, size_t want, struct lf_err *err)
 			return lf_err_set(err, (int)n,
 					  "'%s': read error at compressed "
 					  "offset %llu: %s",
-					  x->name, ull(x->pos),
+					  x->name, gzidx_ull(x->pos),
 					  strerror((int)-n));
 		if (n == 0)
 			break;
@@ -624,7 +586,7 @@ static int ex_start(struct ex *x, const struct lf_gzidx_view *view, size_t i,
 		if (ret)
 			return ret;
 		if (!x->zs.avail_in)
-			return truncated(x->name, x->pos, err);
+			return gzidx_truncated(x->name, x->pos, err);
 		inflatePrime(&x->zs, bits, x->zs.next_in[0] >> (8 - bits));
 		x->zs.next_in++;
 		x->zs.avail_in--;
@@ -653,7 +615,7 @@ static int ex_member_end(struct ex *x, struct lf_err *err)
 		if (ret)
 			return ret;
 		if (x->zs.avail_in < 8)
-			return truncated(x->name, x->pos, err);
+			return gzidx_truncated(x->name, x->pos, err);
 		x->zs.next_in += 8;
 		x->zs.avail_in -= 8;
 	}
@@ -664,7 +626,7 @@ static int ex_member_end(struct ex *x, struct lf_err *err)
 	if (!x->zs.avail_in || p[0] == 0)
 		return 0;
 	if (x->zs.avail_in < 2 || p[0] != 0x1f || p[1] != 0x8b)
-		return trailing_garbage(x->name, ex_off(x), err);
+		return gzidx_trailing_garbage(x->name, ex_off(x), err);
 	if (inflateReset2(&x->zs, WBITS_GZIP) != Z_OK)
 		return lf_err_set(err, -EINVAL, "'%s': inflateReset2 failed",
 				  x->name);
@@ -687,7 +649,7 @@ static int ex_run(struct ex *x, unsigned char *out, size_t len, size_t *got,
 			if (ret)
 				return ret;
 			if (!x->zs.avail_in)
-				return truncated(x->name, x->pos, err);
+				return gzidx_truncated(x->name, x->pos, err);
 		}
 		x->zs.next_out = out + done;
 		x->zs.avail_out = room;

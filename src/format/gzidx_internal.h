@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gzidx_internal.h - shared by gzidx.c (zlib) and gzidx_isal.c (ISA-L).
+ *
+ * One builder type serves both inflaters: the stream bookkeeping, the
+ * checkpoint array and the windows blob are common; each engine keeps its
+ * own decoder state.  Points are pushed only through gzidx_push_point(),
+ * which keeps `out` strictly increasing.
+ */
+#ifndef LAYERFS_GZIDX_INTERNAL_H
+#define LAYERFS_GZIDX_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <zlib.h>
+
+#include "layerfs/gzidx.h"
+
+/* deflate's window: the most output a back-reference can reach. */
+#define WSIZE 32768u
+#define WMASK (WSIZE - 1)
+
+enum build_state {
+	B_RUN,	      /* inside a member */
+	B_MEMBER_END, /* Z_STREAM_END seen; next member, padding or EOF? */
+	B_DONE,	      /* end of the last member (and of any zero padding) */
+	B_FAILED,     /* an error was returned; the builder is unusable */
+};
+
+struct lf_gzidx_builder {
+	z_stream zs;  /* gzip-mode inflater over the whole blob */
+	z_stream ds;  /* level-1 deflater for windows */
+	bool ds_live; /* ds was initialised (lazily, first point) */
+	lf_gzidx_read_fn rd;
+	void *ctx;
+	const char *name; /* borrowed */
+	uint64_t span;
+	uint64_t nread;	     /* compressed bytes pulled from rd so far */
+	uint64_t out;	     /* uncompressed bytes produced so far */
+	uint64_t last;	     /* out of the last checkpoint */
+	uint64_t member_out; /* out at the start of the current member */
+	bool eof;	     /* rd returned 0 */
+	enum build_state state;
+	int fail;	   /* the code returned when state == B_FAILED */
+	unsigned char *in; /* BUILD_CHUNK bytes of compressed input */
+	/*
+	 * The last WSIZE bytes of output from *earlier* read calls.  Output of
+	 * the current call is still in the caller's buffer, so a window is
+	 * assembled from the ring's tail plus that buffer's head, and the ring
+	 * is refreshed once per call (at most WSIZE bytes copied).
+	 */
+	unsigned char ring[WSIZE];
+	size_t ring_pos;   /* where the next byte goes */
+	size_t ring_len;   /* valid bytes, <= WSIZE */
+	unsigned char *wz; /* scratch for one deflated window */
+	size_t wz_cap;
+	struct lf_buf points;  /* struct lf_gzidx_point, host byte order */
+	struct lf_buf windows; /* concatenated deflated windows */
+};
+
+unsigned long long gzidx_ull(uint64_t v);
+int gzidx_truncated(const char *name, uint64_t off, struct lf_err *err);
+int gzidx_trailing_garbage(const char *name, uint64_t off, struct lf_err *err);
+int gzidx_push_point(struct lf_gzidx_builder *b,
+		     const struct lf_gzidx_point *pt);
+
+#endif /* LAYERFS_GZIDX_INTERNAL_H */
