@@ -14,8 +14,16 @@
  * in total_in); any other trailing data is an error.  Points have strictly
  * increasing `out`.
  *
- * This is the only zlib user: the gzip layer source (src/view/source_gzip.c)
- * keeps decompressed spans in the chunk LRU and calls lf_gzidx_extract().
+ * Two inflaters do the work: ISA-L (gzidx_isal.c, when built with it; 3-4
+ * times faster) or zlib.  They make points of the same meaning, so an index
+ * built by one is read by the other.  The engine is process-wide: ISA-L by
+ * default, zlib with LAYERFS_INFLATE=zlib or lf_gzidx_set_engine().  ISA-L
+ * stops only where its input or output ends, so its builder finds block
+ * boundaries by feeding input in slices once a point is due (see
+ * gzidx_isal.c); points may then lie a little further apart than `span`.
+ *
+ * The gzip layer source (src/view/source_gzip.c) keeps decompressed spans
+ * in the chunk LRU and calls lf_gzidx_extract().
  *
  * Ownership: the builder owns its buffers until lf_gzidx_builder_free().  A
  * struct lf_gzidx_view borrows memory (usually the mmapped cache file).
@@ -63,6 +71,14 @@ struct lf_gzidx_view {
 	uint64_t total_out; /* uncompressed size */
 	uint64_t total_in;  /* compressed size */
 };
+
+enum lf_gzidx_engine { LF_GZIDX_ZLIB, LF_GZIDX_ISAL };
+
+/* The inflater builders and extracts use now. */
+enum lf_gzidx_engine lf_gzidx_engine(void);
+/* Choose it (tests, benchmarks); -ENOTSUP if not built with ISA-L. */
+int lf_gzidx_set_engine(enum lf_gzidx_engine e);
+const char *lf_gzidx_engine_name(enum lf_gzidx_engine e);
 
 /* Pull-style source of compressed bytes: returns bytes read, 0 at EOF, or
  * -errno.  index.c hashes the compressed stream inside this callback. */

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,46 @@
 #define WBITS_GZIP 31
 #define WBITS_RAW (-15)
 #define WBITS_ZLIB 15
+
+/* The inflater, chosen once (LAYERFS_INFLATE) unless set by a test. */
+static _Atomic int engine = -1;
+
+static int engine_default(void)
+{
+	const char *e = getenv("LAYERFS_INFLATE");
+
+	if (e && !strcmp(e, "zlib"))
+		return LF_GZIDX_ZLIB;
+	return gzidx_isal_available() ? LF_GZIDX_ISAL : LF_GZIDX_ZLIB;
+}
+
+enum lf_gzidx_engine lf_gzidx_engine(void)
+{
+	int e = engine;
+
+	if (e < 0) {
+		int want = engine_default(), none = -1;
+
+		atomic_compare_exchange_strong(&engine, &none, want);
+		e = engine;
+	}
+	return (enum lf_gzidx_engine)e;
+}
+
+int lf_gzidx_set_engine(enum lf_gzidx_engine e)
+{
+	if (e == LF_GZIDX_ISAL && !gzidx_isal_available())
+		return -ENOTSUP;
+	if (e != LF_GZIDX_ISAL && e != LF_GZIDX_ZLIB)
+		return -EINVAL;
+	engine = (int)e;
+	return 0;
+}
+
+const char *lf_gzidx_engine_name(enum lf_gzidx_engine e)
+{
+	return e == LF_GZIDX_ISAL ? "isa-l" : "zlib";
+}
 
 unsigned long long gzidx_ull(uint64_t v)
 {
@@ -133,6 +174,11 @@ int lf_gzidx_builder_new(uint64_t span, lf_gzidx_read_fn rd, void *ctx,
 	if (inflateInit2(&b->zs, WBITS_GZIP) != Z_OK)
 		goto err_free;
 	b->zs.next_in = b->in;
+	if (lf_gzidx_engine() == LF_GZIDX_ISAL) {
+		ret = gzidx_isal_new(b);
+		if (ret)
+			goto err_end;
+	}
 	/* The stream's start is the first checkpoint: a member start. */
 	ret = lf_buf_add(&b->points, &pt, sizeof(pt));
 	if (ret)
@@ -141,6 +187,7 @@ int lf_gzidx_builder_new(uint64_t span, lf_gzidx_read_fn rd, void *ctx,
 	return 0;
 
 err_end:
+	gzidx_isal_free(b);
 	inflateEnd(&b->zs);
 err_free:
 	lf_buf_release(&b->points);
@@ -206,8 +253,8 @@ static int deflate_setup(struct lf_gzidx_builder *b)
  * Deflate the last wlen bytes of output (ring tail, then dst[0, done)) into
  * the windows blob; report where they went.
  */
-static int store_window(struct lf_gzidx_builder *b, const unsigned char *dst,
-			size_t done, size_t wlen, uint64_t *off, uint32_t *zlen)
+int gzidx_store_window(struct lf_gzidx_builder *b, const unsigned char *dst,
+		       size_t done, size_t wlen, uint64_t *off, uint32_t *zlen)
 {
 	size_t from_buf = LF_MIN(wlen, done);
 	size_t k = wlen - from_buf, start, first;
@@ -241,7 +288,8 @@ static int add_point(struct lf_gzidx_builder *b, const unsigned char *dst,
 	size_t wlen = (size_t)LF_MIN((uint64_t)WSIZE, b->out - b->member_out);
 	int ret;
 
-	ret = store_window(b, dst, done, wlen, &pt.window_off, &pt.window_len);
+	ret = gzidx_store_window(b, dst, done, wlen, &pt.window_off,
+				 &pt.window_len);
 	if (!ret) {
 		pt.in = build_pos(b);
 		pt.out = b->out;
@@ -391,6 +439,14 @@ int lf_gzidx_builder_read(struct lf_gzidx_builder *b, void *buf, size_t len,
 		return lf_err_set(err, -EINVAL,
 				  "'%s': gzip index builder read of 0 bytes",
 				  b->name);
+	if (b->isal) {
+		ret = gzidx_isal_read(b, dst, len, got, err);
+		if (ret) {
+			b->state = B_FAILED;
+			b->fail = ret;
+		}
+		return ret;
+	}
 	while (done < len && b->state != B_DONE) {
 		if (b->state == B_MEMBER_END) {
 			ret = next_member(b, err);
@@ -462,6 +518,7 @@ void lf_gzidx_builder_free(struct lf_gzidx_builder *b)
 {
 	if (!b)
 		return;
+	gzidx_isal_free(b);
 	inflateEnd(&b->zs);
 	if (b->ds_live)
 		deflateEnd(&b->ds);
@@ -697,10 +754,12 @@ int lf_gzidx_extract(const struct lf_gzidx_view *view, size_t i,
 				  x.name, i, view->npoints);
 	if (!len)
 		return 0;
+	advise_span(view, i, blob);
+	if (lf_gzidx_engine() == LF_GZIDX_ISAL)
+		return gzidx_isal_extract(view, i, blob, out, len, got, err);
 	x.in = malloc(EXTRACT_CHUNK + WSIZE);
 	if (!x.in)
 		return lf_err_set(err, -ENOMEM, "'%s': out of memory", x.name);
-	advise_span(view, i, blob);
 	ret = ex_start(&x, view, i, err);
 	if (!ret)
 		ret = ex_run(&x, out, len, got, err);

@@ -54,8 +54,9 @@ struct lf_gzidx_builder {
 	size_t ring_len;   /* valid bytes, <= WSIZE */
 	unsigned char *wz; /* scratch for one deflated window */
 	size_t wz_cap;
-	struct lf_buf points;  /* struct lf_gzidx_point, host byte order */
-	struct lf_buf windows; /* concatenated deflated windows */
+	struct lf_buf points;	 /* struct lf_gzidx_point, host byte order */
+	struct lf_buf windows;	 /* concatenated deflated windows */
+	struct gzidx_isal *isal; /* the ISA-L engine's state, or NULL: zlib */
 };
 
 unsigned long long gzidx_ull(uint64_t v);
@@ -63,5 +64,18 @@ int gzidx_truncated(const char *name, uint64_t off, struct lf_err *err);
 int gzidx_trailing_garbage(const char *name, uint64_t off, struct lf_err *err);
 int gzidx_push_point(struct lf_gzidx_builder *b,
 		     const struct lf_gzidx_point *pt);
+
+int gzidx_store_window(struct lf_gzidx_builder *b, const unsigned char *dst,
+		       size_t done, size_t wlen, uint64_t *off, uint32_t *zlen);
+
+/* gzidx_isal.c: the same operations on ISA-L (stubs without it). */
+bool gzidx_isal_available(void);
+int gzidx_isal_new(struct lf_gzidx_builder *b);
+void gzidx_isal_free(struct lf_gzidx_builder *b);
+int gzidx_isal_read(struct lf_gzidx_builder *b, unsigned char *dst, size_t len,
+		    size_t *got, struct lf_err *err);
+int gzidx_isal_extract(const struct lf_gzidx_view *view, size_t i,
+		       const struct lf_vfile *blob, void *out, size_t len,
+		       size_t *got, struct lf_err *err);
 
 #endif /* LAYERFS_GZIDX_INTERNAL_H */
