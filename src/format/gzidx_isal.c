@@ -227,8 +227,7 @@ static int store_window(struct lf_gzidx_builder *b, size_t wlen, uint64_t *off,
 	zs->next_out = g->wz;
 	zs->avail_out = WZ_CAP;
 	if (isal_deflate_stateless(zs) != COMP_OK || zs->avail_in)
-		return gzidx_store_window(b, g->obuf, g->olen, wlen, off,
-					  zlen);
+		return gzidx_store_window(b, g->obuf, g->olen, wlen, off, zlen);
 	*off = b->windows.len;
 	*zlen = WZ_CAP - zs->avail_out;
 	return lf_buf_add(&b->windows, g->wz, *zlen);
@@ -595,7 +594,8 @@ static int ex_fill(struct ex *x, struct lf_err *err)
 		return lf_err_set(err, (int)n,
 				  "'%s': read error at compressed offset %llu: "
 				  "%s",
-				  x->name, gzidx_ull(x->pos), strerror((int)-n));
+				  x->name, gzidx_ull(x->pos),
+				  strerror((int)-n));
 	x->st.next_in = x->in;
 	x->st.avail_in = (uint32_t)n;
 	x->pos += (uint64_t)n;
@@ -731,7 +731,8 @@ static int ex_run(struct ex *x, unsigned char *out, size_t len, size_t *got,
 	int ret;
 
 	while (done < len) {
-		uint32_t room = (uint32_t)LF_MIN(len - done, (size_t)UINT32_MAX);
+		uint32_t room = (uint32_t)LF_MIN(len - done,
+						 (size_t)UINT32_MAX);
 		uint32_t in_before;
 
 		if (!x->st.avail_in) {
@@ -769,39 +770,44 @@ static int ex_run(struct ex *x, unsigned char *out, size_t len, size_t *got,
 
 /*
  * An extract's state is 180 KiB: above glibc's mmap threshold, so a malloc
- * per call would map and fault it in every time.  Each thread keeps one.
+ * per call would map and fault it in every time.  Each thread keeps one,
+ * taken out while in use: an extract may read its blob through another
+ * extract (a layer inside a gzip'd archive), which then gets its own.
  */
 static pthread_key_t ex_key;
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
-static int ex_key_err;
+static int ex_key_err = -1; /* until the key exists */
 
 static void ex_key_make(void)
 {
 	ex_key_err = pthread_key_create(&ex_key, free);
 }
 
-static struct ex *ex_get(void)
+static struct ex *ex_take(void)
 {
-	struct ex *x;
+	struct ex *x = NULL;
 
-	if (pthread_once(&ex_once, ex_key_make) || ex_key_err)
-		return NULL;
-	x = pthread_getspecific(ex_key);
-	if (!x) {
-		x = malloc(sizeof(*x));
-		if (x && pthread_setspecific(ex_key, x)) {
-			free(x);
-			x = NULL;
-		}
+	if (!pthread_once(&ex_once, ex_key_make) && !ex_key_err) {
+		x = pthread_getspecific(ex_key);
+		if (x && pthread_setspecific(ex_key, NULL))
+			x = NULL; /* leave it where it is */
 	}
-	return x;
+	return x ? x : malloc(sizeof(*x));
+}
+
+static void ex_give_back(struct ex *x)
+{
+	if (!ex_key_err && !pthread_getspecific(ex_key) &&
+	    !pthread_setspecific(ex_key, x))
+		return;
+	free(x);
 }
 
 int gzidx_isal_extract(const struct lf_gzidx_view *view, size_t i,
 		       const struct lf_vfile *blob, void *out, size_t len,
 		       size_t *got, struct lf_err *err)
 {
-	struct ex *x = ex_get();
+	struct ex *x = ex_take();
 	int ret;
 
 	if (!x)
@@ -812,6 +818,7 @@ int gzidx_isal_extract(const struct lf_gzidx_view *view, size_t i,
 	ret = ex_start(x, view, i, err);
 	if (!ret)
 		ret = ex_run(x, out, len, got, err);
+	ex_give_back(x);
 	return ret;
 }
 
