@@ -160,13 +160,15 @@ class Peer:
 class Layerfs(Peer):
     name = "layerfs"
 
-    def __init__(self, binary, img, cache):
+    def __init__(self, binary, img, cache, env=None):
         self.binary, self.img, self.cache = binary, img, cache
+        self.env = dict(os.environ, **env) if env else None
 
     def mount(self, mnt):
         self.daemon = subprocess.Popen(
             [self.binary, "mount", "-f", "-q", "--cache", self.cache,
-             self.img, mnt], stderr=subprocess.PIPE, text=True)
+             self.img, mnt], stderr=subprocess.PIPE, text=True,
+            env=self.env)
         wait_mount(mnt, self.daemon)
 
 
@@ -546,6 +548,90 @@ def fmt_val(k, v):
     return "%.3f s" % v
 
 
+# what each shared object does in a cold index
+DSO_ROLE = (("libisal", "inflate (ISA-L)"), ("libz.", "zlib (inflate, or "
+            "windows)"), ("libcrypto", "sha256 (blob digest + diff_id)"),
+            ("layerfs", "layerfs (tar parsing, span hashes, index)"),
+            ("libc.", "libc (memcpy, malloc)"), ("kernel", "kernel (reads, "
+            "cache write)"))
+
+
+def profile_cold_index(binary, img, work, env=None):
+    """perf's share of each library in `layerfs layers` on an empty cache
+    (None without perf): where a cold index's time goes."""
+    if not shutil.which("perf"):
+        return None
+    cache = os.path.join(work, "cache-profile")
+    data = os.path.join(work, "perf.data")
+    shutil.rmtree(cache, ignore_errors=True)
+    e = dict(os.environ, **(env or {}))
+    r = subprocess.run(["perf", "record", "-q", "-o", data, "--", binary,
+                        "layers", "-q", "--cache", cache, img],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=e)
+    shutil.rmtree(cache, ignore_errors=True)
+    if r.returncode:
+        return None
+    out = subprocess.run(["perf", "report", "-i", data, "--no-children",
+                          "--sort", "dso", "--stdio"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True).stdout
+    os.unlink(data)
+    shares = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) != 2 or not f[0].endswith("%"):
+            continue
+        role = next((r for k, r in DSO_ROLE if k in f[1]), "other")
+        shares[role] = shares.get(role, 0) + float(f[0][:-1])
+    return shares
+
+
+def inflate_figures(binary, img, blobs, work):
+    """The inflate floor and the cold index on each inflater."""
+    r = {}
+    drop_caches()
+    r["gzip -dc (serial)"] = timed(
+        lambda: [sh(["gzip", "-dc", b], stdout=subprocess.DEVNULL)
+                 for b in blobs])
+    if shutil.which("igzip"):
+        drop_caches()
+        r["igzip -dc (serial)"] = timed(
+            lambda: [sh(["igzip", "-dc", b], stdout=subprocess.DEVNULL)
+                     for b in blobs])
+    for eng in ("isa-l", "zlib"):
+        cache = os.path.join(work, "cache-index")
+        env = dict(os.environ, LAYERFS_INFLATE=eng.replace("-", ""))
+        shutil.rmtree(cache, ignore_errors=True)
+        drop_caches()
+        r["cold index, " + eng] = timed(lambda: sh(
+            [binary, "layers", "-q", "--cache", cache, img],
+            stdout=subprocess.DEVNULL, env=env))
+        shutil.rmtree(cache, ignore_errors=True)
+    r["profile"] = profile_cold_index(binary, img, work)
+    return r
+
+
+def print_inflate(inf, results):
+    print("\ninflate: the floor, and the cold index (`layerfs layers`, "
+          "empty cache, both layers' cores):")
+    for k, v in inf.items():
+        if k != "profile":
+            print("  %-26s %.3f s" % (k, v))
+    gz = inf["gzip -dc (serial)"]
+    lk = results["layerfs"]
+    print("  cold mount / gzip -dc:     %.2f (ISA-L)" % (
+        lk["cold mount"] / gz), end="")
+    if "layerfs (zlib)" in results:
+        print(", %.2f (zlib)" % (results["layerfs (zlib)"]["cold mount"] /
+                                 gz), end="")
+    print()
+    if inf.get("profile"):
+        print("  where a cold index's time goes (perf, ISA-L): " + ", ".join(
+            "%s %.0f%%" % (k, v) for k, v in sorted(
+                inf["profile"].items(), key=lambda kv: -kv[1]) if v >= 0.5))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--layerfs", required=True)
@@ -621,6 +707,12 @@ def main():
     results["layerfs"] = measure(
         Layerfs(a.layerfs, img, cache), mnt, a.runs,
         cold_setup=lambda: shutil.rmtree(cache, ignore_errors=True))
+    # the same build on zlib: the inflater's share, in the same run
+    zcache = os.path.join(work, "cache-zlib")
+    results["layerfs (zlib)"] = measure(
+        Layerfs(a.layerfs, img, zcache, env={"LAYERFS_INFLATE": "zlib"}),
+        mnt, a.runs,
+        cold_setup=lambda: shutil.rmtree(zcache, ignore_errors=True))
     if a.compare:
         ocache = os.path.join(work, "cache-compare")
         results["layerfs (compare)"] = measure(
@@ -633,10 +725,11 @@ def main():
     # the floor of a cold layerfs mount: inflate every blob once
     blobs = [os.path.join(img, "blobs", *l["digest"].split(":"))
              for l in info["layers"]]
-    drop_caches()
-    gz = timed(lambda: [sh(["gzip", "-dc", b], stdout=subprocess.DEVNULL)
-                        for b in blobs])
-    results["gzip -dc (all blobs)"] = {"cold mount": gz}
+    inf = inflate_figures(a.layerfs, img, blobs, work)
+    results["gzip -dc (all blobs)"] = {"cold mount": inf["gzip -dc (serial)"]}
+    if "igzip -dc (serial)" in inf:
+        results["igzip -dc (all blobs)"] = {
+            "cold mount": inf["igzip -dc (serial)"]}
     rss = results["layerfs"]["peak RSS"]
     reg = (registry_figures(a.layerfs, img, info, work, mnt)
            if a.registry else None)
@@ -667,6 +760,7 @@ def main():
 
     if a.json:
         print(json.dumps({"scaled": scaled, "registry": reg,
+                          "inflate": inf,
                           "image": {"layers": len(info["layers"]),
                                     "entries": entries,
                                     "compressed": csize,
@@ -692,6 +786,7 @@ def main():
                 cell += " (%.2fx)" % (v / base[k])
             row += "%22s" % cell
         print(row)
+    print_inflate(inf, results)
     if scaled:
         print("\ncached image, medians of %d runs:" % max(a.runs, 3))
         cols = list(scaled)

@@ -79,18 +79,20 @@ struct job {
 	struct slot *slots;
 	struct lf_err *errs; /* [n] */
 	int *rets;	     /* [n] */
+	size_t *order;	     /* [n] layer numbers, largest blob first */
 	atomic_size_t next;
 };
 
 static void *index_worker(void *arg)
 {
 	struct job *j = arg;
-	size_t i;
+	size_t k, i;
 
-	while ((i = atomic_fetch_add(&j->next, 1)) < j->ci->n) {
+	while ((k = atomic_fetch_add(&j->next, 1)) < j->ci->n) {
 		struct lf_index_opts io = { 0 };
 		char label[64];
 
+		i = j->order[k];
 		snprintf(label, sizeof(label), "layer %zu", i + 1);
 		io.cache_dir = lf_stack_cache_dir(j->ci);
 		io.verify = j->o->verify;
@@ -112,6 +114,29 @@ static void *index_worker(void *arg)
 	return NULL;
 }
 
+static uint64_t src_size(const struct stack_src *s)
+{
+	return s->layer && !s->dir ? s->layer->size : 0;
+}
+
+/*
+ * Largest first: with more layers than cores, the longest job starting last
+ * would leave the other cores idle at the end (the layer sizes are the
+ * manifest's, known before any byte is read).
+ */
+static void order_by_size(const struct lf_stack *ci, size_t *order)
+{
+	size_t i, k;
+
+	for (i = 0; i < ci->n; i++) {
+		uint64_t sz = src_size(&ci->src[i]);
+
+		for (k = i; k > 0 && src_size(&ci->src[order[k - 1]]) < sz; k--)
+			order[k] = order[k - 1];
+		order[k] = i;
+	}
+}
+
 /* Index layers 0..n-1 on all cores; the first failing layer is reported. */
 static int index_layers(struct lf_stack *ci, const struct lf_stack_opts *o,
 			struct lf_err *err)
@@ -128,19 +153,19 @@ static int index_layers(struct lf_stack *ci, const struct lf_stack_opts *o,
 	j.slots = calloc(ci->n ? ci->n : 1, sizeof(*j.slots));
 	j.errs = calloc(ci->n ? ci->n : 1, sizeof(*j.errs));
 	j.rets = calloc(ci->n ? ci->n : 1, sizeof(*j.rets));
+	j.order = calloc(ci->n ? ci->n : 1, sizeof(*j.order));
 	if (nthreads > ci->n)
 		nthreads = ci->n;
 	th = calloc(nthreads ? nthreads : 1, sizeof(*th));
-	if (!pg.done || !j.slots || !j.errs || !j.rets || !th) {
+	if (!pg.done || !j.slots || !j.errs || !j.rets || !j.order || !th) {
 		lf_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < ci->n; i++) {
 		j.slots[i] = (struct slot){ &pg, i };
-		pg.total += ci->src[i].layer && !ci->src[i].dir
-				    ? ci->src[i].layer->size
-				    : 0;
+		pg.total += src_size(&ci->src[i]);
 	}
+	order_by_size(ci, j.order);
 	for (t = 0; t < nthreads; t++)
 		if (pthread_create(&th[t], NULL, index_worker, &j))
 			break;
@@ -162,6 +187,7 @@ out:
 	free(j.slots);
 	free(j.errs);
 	free(j.rets);
+	free(j.order);
 	free(th);
 	return ret;
 }
