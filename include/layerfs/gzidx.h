@@ -122,9 +122,12 @@ int lf_gzidx_builder_finish(struct lf_gzidx_builder *b, struct lf_buf *points,
 
 /*
  * The checkpoints recorded so far (the first is at out 0): their number,
- * and the uncompressed offset of point k < that number.  A point is
- * recorded before any output past it is returned; index.c hashes each span
- * between two points as the stream goes.
+ * and the uncompressed offset of point k < that number.  Points are
+ * recorded in order of out, each before any output past it is returned,
+ * except that ISA-L's builder may record points behind output already
+ * returned (never before the last point recorded); index.c keeps the
+ * output since the last point and hashes each span once the point that
+ * ends it exists.
  */
 size_t lf_gzidx_builder_npoints(const struct lf_gzidx_builder *b);
 uint64_t lf_gzidx_builder_point_out(const struct lf_gzidx_builder *b, size_t k);

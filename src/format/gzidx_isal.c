@@ -20,6 +20,13 @@
  *    block ends (a fixed-Huffman block) cannot be caught this way; the
  *    hunt then goes on with the next block.
  *
+ * A stream made of such blocks only (zlib's Z_FIXED strategy) would leave
+ * points far apart.  So the compressed bytes since the last point are kept,
+ * and when no point was found two spans past the due one, zlib inflates
+ * them again from that point (Z_BLOCK stops at every boundary) and records
+ * the points ISA-L could not; ISA-L goes on from where it is.  Such points
+ * lie behind output already handed out, never before the last point.
+ *
  * Points are recorded only where every byte of output before them has been
  * delivered from the inflater (nothing pending in its own buffer), and
  * their windows come from the builder's output buffer, which keeps the last
@@ -55,6 +62,12 @@
 #define WZ_CAP (WSIZE + 1024)
 
 struct gzidx_isal {
+	/* the way back for zlib: compressed bytes since the last point */
+	struct lf_buf keep; /* from compressed offset keep_off */
+	uint64_t keep_off;
+	struct lf_gzidx_point lastpt; /* the last point (host order) */
+	unsigned char lastwin[WSIZE]; /* and its window, raw */
+	size_t lastwin_len;
 	struct isal_zstream zs;	   /* level-1 deflater for windows */
 	unsigned char *zlevel;	   /* its level buffer */
 	unsigned char *wz;	   /* one deflated window */
@@ -186,6 +199,8 @@ int gzidx_isal_new(struct lf_gzidx_builder *b)
 	isal_inflate_init(g->st);
 	g->st->crc_flag = ISAL_GZIP;
 	g->inp = b->in;
+	lf_buf_init(&g->keep);
+	g->lastpt.flags = LF_GZIDX_POINT_MEMBER;
 	return 0;
 }
 
@@ -200,6 +215,7 @@ void gzidx_isal_free(struct lf_gzidx_builder *b)
 	free(g->obuf);
 	free(g->zlevel);
 	free(g->wz);
+	lf_buf_release(&g->keep);
 	free(g);
 	b->isal = NULL;
 }
@@ -233,6 +249,28 @@ static int store_window(struct lf_gzidx_builder *b, size_t wlen, uint64_t *off,
 	return lf_buf_add(&b->windows, g->wz, *zlen);
 }
 
+/*
+ * The point just pushed is the last one: keep its window, and only the
+ * compressed bytes from its first byte on.
+ */
+static void remember(struct lf_gzidx_builder *b,
+		     const struct lf_gzidx_point *pt, const unsigned char *win,
+		     size_t wlen)
+{
+	struct gzidx_isal *g = b->isal;
+	uint64_t from = pt->in - (pt->bits ? 1 : 0), drop;
+
+	g->lastpt = *pt;
+	memcpy(g->lastwin, win, wlen);
+	g->lastwin_len = wlen;
+	if (from < g->keep_off)
+		return; /* cannot happen: points only move forward */
+	drop = LF_MIN(from - g->keep_off, (uint64_t)g->keep.len);
+	memmove(g->keep.data, g->keep.data + drop, g->keep.len - drop);
+	lf_buf_setlen(&g->keep, g->keep.len - (size_t)drop);
+	g->keep_off += drop;
+}
+
 /* Record a point at the header that starts at compressed bit `pos`. */
 static int pin(struct lf_gzidx_builder *b, uint64_t pos, struct lf_err *err)
 {
@@ -254,6 +292,7 @@ static int pin(struct lf_gzidx_builder *b, uint64_t pos, struct lf_err *err)
 				  "'%s': cannot store checkpoint at compressed "
 				  "offset %llu",
 				  b->name, gzidx_ull(pt.in));
+	remember(b, &pt, g->obuf + g->olen - wlen, wlen);
 	b->last = b->out;
 	return 0;
 }
@@ -314,6 +353,10 @@ static enum outcome step(struct lf_gzidx_builder *b, size_t feed,
 	ret = isal_inflate(st);
 	used = (size_t)(st->next_in - g->inp);
 	made = room - st->avail_out;
+	if (lf_buf_add(&g->keep, g->inp, used)) {
+		lf_err_set(err, -ENOMEM, "'%s': out of memory", b->name);
+		return O_ERROR;
+	}
 	g->inp += used;
 	g->inavail -= used;
 	g->olen += made;
@@ -341,7 +384,7 @@ static enum outcome step(struct lf_gzidx_builder *b, size_t feed,
 /* Where a state stands, to go back to it. */
 struct mark {
 	const unsigned char *inp;
-	size_t inavail, olen;
+	size_t inavail, olen, keep;
 	uint64_t out, end;
 };
 
@@ -352,6 +395,7 @@ static void mark_take(const struct lf_gzidx_builder *b, struct mark *m)
 	m->inp = g->inp;
 	m->inavail = g->inavail;
 	m->olen = g->olen;
+	m->keep = g->keep.len;
 	m->out = b->out;
 	m->end = stored_end(b);
 }
@@ -365,6 +409,7 @@ static void mark_back(struct lf_gzidx_builder *b, const struct mark *m)
 	g->inp = m->inp;
 	g->inavail = m->inavail;
 	g->olen = m->olen;
+	lf_buf_setlen(&g->keep, m->keep);
 	b->out = m->out;
 }
 
@@ -487,9 +532,113 @@ static int next_member(struct lf_gzidx_builder *b, struct lf_err *err)
 	ret = gzidx_push_point(b, &pt);
 	if (ret)
 		return lf_err_set(err, ret, "'%s': out of memory", b->name);
+	/* a new member: nothing before it is needed any more */
+	lf_buf_setlen(&g->keep, 0);
+	g->keep_off = pt.in;
+	remember(b, &pt, NULL, 0);
 	b->last = b->member_out = b->out;
 	b->state = B_RUN;
 	return 0;
+}
+
+/*
+ * Points ISA-L could not find: inflate the kept bytes again with zlib from
+ * the last point, stopping at every block boundary, and record a point at
+ * each one a span past the previous.  Ends where the kept bytes end, at the
+ * member's end, or at an error (ISA-L has inflated these bytes: an error
+ * here only means no point).  Returns 0 or -errno for a failed push.
+ */
+static int replay(struct lf_gzidx_builder *b, struct lf_err *err)
+{
+	struct gzidx_isal *g = b->isal;
+	const struct lf_gzidx_point p0 = g->lastpt;
+	unsigned char *buf = malloc(OUT_CAP); /* WSIZE history + new output */
+	size_t have; /* bytes in buf; the last WSIZE are history */
+	uint64_t out = p0.out, last = p0.out, in0 = g->keep_off;
+	z_stream zs = { 0 };
+	int ret = 0, zret;
+
+	if (!buf)
+		return lf_err_set(err, -ENOMEM, "'%s': out of memory", b->name);
+	if (inflateInit2(&zs, (p0.flags & LF_GZIDX_POINT_MEMBER) ? 31 : -15) !=
+	    Z_OK) {
+		free(buf);
+		return 0;
+	}
+	zs.next_in = (unsigned char *)g->keep.data;
+	zs.avail_in = (uInt)g->keep.len;
+	memcpy(buf, g->lastwin, g->lastwin_len);
+	have = g->lastwin_len;
+	if (!(p0.flags & LF_GZIDX_POINT_MEMBER)) {
+		if (p0.bits) {
+			if (!zs.avail_in)
+				goto out;
+			inflatePrime(&zs, p0.bits,
+				     zs.next_in[0] >> (8 - p0.bits));
+			zs.next_in++;
+			zs.avail_in--;
+		}
+		if (have && inflateSetDictionary(&zs, buf, (uInt)have) != Z_OK)
+			goto out;
+	}
+	for (;;) {
+		size_t room;
+
+		if (have > WSIZE && OUT_CAP - have < WSIZE) {
+			memmove(buf, buf + have - WSIZE, WSIZE);
+			have = WSIZE;
+		}
+		room = OUT_CAP - have;
+		zs.next_out = buf + have;
+		zs.avail_out = (uInt)room;
+		zret = inflate(&zs, Z_BLOCK);
+		have += room - zs.avail_out;
+		out += room - zs.avail_out;
+		if (zret != Z_OK || (!zs.avail_in && zs.avail_out))
+			break; /* member end, error, or the kept bytes' end */
+		if ((zs.data_type & 128) && !(zs.data_type & 64) &&
+		    out - last >= b->span && out < b->out) {
+			struct lf_gzidx_point pt = { 0 };
+			size_t wlen = (size_t)LF_MIN((uint64_t)WSIZE,
+						     out - b->member_out);
+
+			wlen = LF_MIN(wlen, have);
+			ret = gzidx_store_window(b, buf, have, wlen,
+						 &pt.window_off,
+						 &pt.window_len);
+			if (!ret) {
+				pt.in = in0 + (uint64_t)(zs.next_in -
+							 (unsigned char *)
+								 g->keep.data);
+				pt.bits = (uint8_t)(zs.data_type & 7);
+				pt.out = out;
+				ret = gzidx_push_point(b, &pt);
+			}
+			if (ret) {
+				lf_err_set(err, ret, "'%s': out of memory",
+					   b->name);
+				break;
+			}
+			last = out;
+			b->last = out;
+			/* keep what the next replay needs: this point on */
+			g->lastpt = pt;
+			memcpy(g->lastwin, buf + have - wlen, wlen);
+			g->lastwin_len = wlen;
+		}
+	}
+out:
+	inflateEnd(&zs);
+	free(buf);
+	if (!ret && last != p0.out) {
+		uint64_t from = g->lastpt.in - (g->lastpt.bits ? 1 : 0);
+		size_t drop = (size_t)(from - g->keep_off);
+
+		memmove(g->keep.data, g->keep.data + drop, g->keep.len - drop);
+		lf_buf_setlen(&g->keep, g->keep.len - drop);
+		g->keep_off = from;
+	}
+	return ret;
 }
 
 /* Inflate more into obuf (which has been handed out in full). */
@@ -520,6 +669,10 @@ static int produce(struct lf_gzidx_builder *b, struct lf_err *err)
 	}
 	before_in = in_off(b);
 	before_out = b->out;
+	if (b->out - b->last >= 3 * b->span && b->out > b->member_out)
+		ret = replay(b, err);
+	if (ret)
+		return ret;
 	if (b->out - b->last >= b->span && b->out > b->member_out)
 		ret = hunt(b, err);
 	else

@@ -892,7 +892,7 @@ LF_TEST(engines_agree_on_every_stream_kind)
 	for (v = 0; v <= V_COUNT; v++) {
 		struct lf_buf gz;
 		const unsigned char *want = data;
-		size_t nwant = n;
+		size_t nwant = n, nzlib = 0;
 
 		lf_buf_init(&gz);
 		if (v < V_COUNT) {
@@ -926,6 +926,15 @@ LF_TEST(engines_agree_on_every_stream_kind)
 					lf_gzidx_engine_name(eng[a]), err.msg);
 			printf("# stream %d, built by %s: %zu points\n", v,
 			       lf_gzidx_engine_name(eng[a]), ix.view.npoints);
+			/*
+			 * ISA-L cannot stop at some boundaries (a fixed block
+			 * whose header shares the last block's final byte);
+			 * zlib's replay must keep its points near zlib's
+			 */
+			if (a == 0)
+				nzlib = ix.view.npoints;
+			else
+				CHECK(ix.view.npoints * 3 >= nzlib * 2);
 			CHECK_EQ_INT(lf_vfile_from_mem(gz.data, gz.len, "v.gz",
 						       &ix.vf),
 				     0);
