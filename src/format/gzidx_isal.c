@@ -261,8 +261,9 @@ static void remember(struct lf_gzidx_builder *b,
 	uint64_t from = pt->in - (pt->bits ? 1 : 0), drop;
 
 	g->lastpt = *pt;
-	memcpy(g->lastwin, win, wlen);
-	g->lastwin_len = wlen;
+	if (win && wlen)
+		memcpy(g->lastwin, win, wlen);
+	g->lastwin_len = win ? wlen : 0;
 	if (from < g->keep_off)
 		return; /* cannot happen: points only move forward */
 	drop = LF_MIN(from - g->keep_off, (uint64_t)g->keep.len);
