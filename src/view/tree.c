@@ -856,6 +856,8 @@ void lf_tree_free(struct lf_tree *t)
 	if (!t)
 		return;
 	free(t->layers);
+	free(t->checked);
+	free(t->path);
 	if (t->map) {
 		lf_cache_unmap(t->map, t->maplen);
 	} else {
