@@ -372,8 +372,19 @@ def _member(out, name, kind, data=b"", target=""):
             out.write(b"\0" * pad)
 
 def million_layer(k, per, out):
-    """Layer k of a generated image: about `per` tar members."""
+    """Layer k of a generated image: `per` tar members.  Most are files in
+    2,000 directories (50 x 40) that every layer shares, written a
+    directory at a time as a tar of a tree is; then a 100,000-name
+    directory every layer adds to, a 48-level chain, symlinks, hardlinks,
+    and from layer 2 on rewrites, whiteouts and an opaque directory over
+    the layer below."""
     n = 0
+    per_dir = max(1, per * 8 // 10 // 2000)
+
+    def where(i):
+        d = (i // per_dir) % 2000
+        return d // 40, d % 40
+
     def m(*a, **kw):
         nonlocal n
         _member(out, *a, **kw)
@@ -393,27 +404,25 @@ def million_layer(k, per, out):
     # changes to the layer below: rewrites, whiteouts, an opaque directory
     if k:
         for i in range(0, per // 2, 20):
-            a, b = i % 50, (i // 50) % 40
-            m("t/p%02d/q%02d/k%df%06d" % (a, b, k - 1, i), "f",
+            m("t/p%02d/q%02d/k%df%06d" % (*where(i), k - 1, i), "f",
               b"rewritten by %d\n" % k)
         for i in range(5, per // 2, 50):
-            a, b = i % 50, (i // 50) % 40
-            m("t/p%02d/q%02d/.wh.k%df%06d" % (a, b, k - 1, i), "f")
+            m("t/p%02d/q%02d/.wh.k%df%06d" % (*where(i), k - 1, i), "f")
         m("t/p%02d/q%02d/.wh..wh..opq" % (k, 1), "f")
-    # the bulk: 50 x 40 directories shared by every layer
+    # the bulk, a directory at a time
     for a in range(50):
         m("t/p%02d/" % a, "d")
         for b in range(40):
             m("t/p%02d/q%02d/" % (a, b), "d")
     i = 0
     while n < per:
-        a, b = i % 50, (i // 50) % 40
+        a, b = where(i)
         name = "t/p%02d/q%02d/k%df%06d" % (a, b, k, i)
         if i % 100 == 7:
             m(name, "l", target="../q%02d/k%df%06d" % ((b + 1) % 40, k, i - 1))
         elif i % 100 == 9:
             m(name, "h", target="t/p%02d/q%02d/k%df%06d" % (
-                (i - 1) % 50, ((i - 1) // 50) % 40, k, i - 1))
+                *where(i - 1), k, i - 1))
         else:
             m(name, "f", b"layer %d file %d\n" % (k, i) * (i % 13))
         i += 1
