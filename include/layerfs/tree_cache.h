@@ -17,7 +17,7 @@
  * A loaded file is checked (hashes, the root, the hash table's size) and
  * then used straight from the mapping; a file that fails is reported with
  * lf_log(WARN), ignored and replaced.  Every other record is checked where
- * it is used, so a mount maps a tree of any size in the same time: an inode
+ * it is used, so a mount makes no pass over the records: an inode
  * when it is asked for, a directory's entries (in bounds, one path
  * component each, child directories strictly below their parent in inode
  * order so no walk can loop) once, on its first listing, a name when a

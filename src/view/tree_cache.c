@@ -64,7 +64,7 @@ int lf_tree_cache_key(struct lf_index *const *layers, size_t n, char key[72])
 
 /* What a mapped tree needs before its first use: a root directory and a
  * usable hash table.  Every other record is checked when it is used
- * (tree_internal.h), so a mount maps a tree of any size in the same time;
+ * (tree_internal.h), so a mount makes no pass over the records;
  * a loaded file may be anything that passed the hashes. */
 static const char *validate(struct lf_tree *t)
 {
