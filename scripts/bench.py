@@ -42,6 +42,13 @@ extracted tree.
 prefix and with --all-layers (every view walked by find -ls): mount time,
 daemon RSS after the mount and after the walk.
 
+--million [ENTRIES] measures only a generated image of ENTRIES tar members
+(default 1,000,000) in 10 gzip layers, built once in the workdir: cold
+index next to gzip -dc / igzip -dc of the blobs, cold and warm mount, ls of
+one directory and of a 100,000-name one, ls -R and find on fresh mounts,
+diff of two prefixes, waste, cached layers, and the daemon's RSS after the
+mount and after find above a tiny image's (B/entry).
+
 --compare BINARY measures another layerfs build (an older commit, say) in the
 same run, on the same image, and prints this build's figures over its.
 """
