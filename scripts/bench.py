@@ -42,17 +42,26 @@ extracted tree.
 prefix and with --all-layers (every view walked by find -ls): mount time,
 daemon RSS after the mount and after the walk.
 
+--million [ENTRIES] measures only a generated image of ENTRIES tar members
+(default 1,000,000) in 10 gzip layers, built once in the workdir: cold
+index next to gzip -dc / igzip -dc of the blobs, cold and warm mount, ls of
+one directory and of a 100,000-name one, ls -R and find on fresh mounts,
+diff of two prefixes, waste, cached layers, and the daemon's RSS after the
+mount and after find above a tiny image's (B/entry).
+
 --compare BINARY measures another layerfs build (an older commit, say) in the
 same run, on the same image, and prints this build's figures over its.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -349,6 +358,270 @@ def command_figures(binary, img, cache, runs):
     out["name bytes"] = sum(len(l.rsplit(b"/", 1)[-1])
                             for l in names.splitlines())
     return out
+
+
+MILLION_MTIME = 1600000000
+
+def _member(out, name, kind, data=b"", target=""):
+    ti = tarfile.TarInfo(name)
+    ti.mtime = MILLION_MTIME
+    if kind == "d":
+        ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+    elif kind == "l":
+        ti.type, ti.mode, ti.linkname = tarfile.SYMTYPE, 0o777, target
+    elif kind == "h":
+        ti.type, ti.mode, ti.linkname = tarfile.LNKTYPE, 0o644, target
+    else:
+        ti.mode, ti.size = 0o644, len(data)
+    out.write(ti.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+    if data:
+        out.write(data)
+        pad = -len(data) % 512
+        if pad:
+            out.write(b"\0" * pad)
+
+def million_layer(k, per, out):
+    """Layer k of a generated image: `per` tar members.  Most are files in
+    2,000 directories (50 x 40) that every layer shares, written a
+    directory at a time as a tar of a tree is; then a 100,000-name
+    directory every layer adds to, a 48-level chain, symlinks, hardlinks,
+    and from layer 2 on rewrites, whiteouts and an opaque directory over
+    the layer below."""
+    n = 0
+    per_dir = max(1, per * 8 // 10 // 2000)
+
+    def where(i):
+        d = (i // per_dir) % 2000
+        return d // 40, d % 40
+
+    def m(*a, **kw):
+        nonlocal n
+        _member(out, *a, **kw)
+        n += 1
+    # deep: a 48-level chain per layer with a file at every level
+    path = "deep/k%d" % k
+    m(path + "/", "d")
+    for lvl in range(48):
+        path += "/d%02d" % lvl
+        m(path + "/", "d")
+        m(path + "/f", "f", b"deep %d %d\n" % (k, lvl))
+    # wide: one directory every layer adds to (per/10 names a layer)
+    if k == 0:
+        m("wide/", "d")
+    for i in range(per // 10):
+        m("wide/w%d_%06d" % (k, i), "f", b"w%d\n" % i)
+    # changes to the layer below: rewrites, whiteouts, an opaque directory
+    if k:
+        for i in range(0, per // 2, 20):
+            m("t/p%02d/q%02d/k%df%06d" % (*where(i), k - 1, i), "f",
+              b"rewritten by %d\n" % k)
+        for i in range(5, per // 2, 50):
+            m("t/p%02d/q%02d/.wh.k%df%06d" % (*where(i), k - 1, i), "f")
+        m("t/p%02d/q%02d/.wh..wh..opq" % (k, 1), "f")
+    # the bulk, a directory at a time
+    for a in range(50):
+        m("t/p%02d/" % a, "d")
+        for b in range(40):
+            m("t/p%02d/q%02d/" % (a, b), "d")
+    i = 0
+    while n < per:
+        a, b = where(i)
+        name = "t/p%02d/q%02d/k%df%06d" % (a, b, k, i)
+        if i % 100 == 7:
+            m(name, "l", target="../q%02d/k%df%06d" % ((b + 1) % 40, k, i - 1))
+        elif i % 100 == 9:
+            m(name, "h", target="t/p%02d/q%02d/k%df%06d" % (
+                *where(i - 1), k, i - 1))
+        else:
+            m(name, "f", b"layer %d file %d\n" % (k, i) * (i % 13))
+        i += 1
+    out.write(b"\0" * 1024)
+    return n
+
+
+class _Tee:
+    def __init__(self, f):
+        self.f, self.h, self.buf = f, hashlib.sha256(), []
+        self.size = 0
+    def write(self, b):
+        self.buf.append(b)
+        self.size += len(b)
+        if self.size >= 1 << 20:
+            self.flush()
+    def flush(self):
+        b = b"".join(self.buf)
+        self.h.update(b)
+        self.f.write(b)
+        self.buf, self.size = [], 0
+
+
+def _blob(img, data_path):
+    h = hashlib.sha256()
+    with open(data_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    d = h.hexdigest()
+    os.replace(data_path, os.path.join(img, "blobs", "sha256", d))
+    return "sha256:" + d, os.path.getsize(os.path.join(img, "blobs", "sha256", d))
+
+
+def _json_blob(img, obj):
+    b = json.dumps(obj, sort_keys=True).encode()
+    d = hashlib.sha256(b).hexdigest()
+    with open(os.path.join(img, "blobs", "sha256", d), "wb") as f:
+        f.write(b)
+    return "sha256:" + d, len(b)
+
+
+def build_million(img, entries, layers=10):
+    os.makedirs(os.path.join(img, "blobs", "sha256"), exist_ok=True)
+    descs, diff_ids, total = [], [], 0
+    for k in range(layers):
+        tmp = os.path.join(img, "layer.tmp")
+        with open(tmp, "wb") as gzf:
+            gz = subprocess.Popen(["gzip", "-n", "-6"], stdin=subprocess.PIPE,
+                                  stdout=gzf)
+            tee = _Tee(gz.stdin)
+            total += million_layer(k, entries // layers, tee)
+            tee.flush()
+            gz.stdin.close()
+            if gz.wait():
+                raise RuntimeError("gzip failed")
+        diff_ids.append("sha256:" + tee.h.hexdigest())
+        dg, size = _blob(img, tmp)
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                      "digest": dg, "size": size})
+    cfg = {"architecture": "amd64", "os": "linux",
+           "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}}
+    cd, cs = _json_blob(img, cfg)
+    man = {"schemaVersion": 2,
+           "mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                      "digest": cd, "size": cs}, "layers": descs}
+    md, ms = _json_blob(img, man)
+    with open(os.path.join(img, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    with open(os.path.join(img, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": md, "size": ms,
+             "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}, f)
+    return total
+
+
+def million_figures(binary, work, entries, runs):
+    """A generated image of `entries` tar members in 10 gzip layers (see
+    --million): cold index next to inflating the blobs, warm mount, listings
+    and walks of the mount, diff, waste, daemon RSS above a tiny image's."""
+    img = os.path.join(work, "image-m%d" % entries)
+    if not os.path.exists(os.path.join(img, "index.json")):
+        print("building the %d-entry image in %s ..." % (entries, img),
+              file=sys.stderr)
+        shutil.rmtree(img, ignore_errors=True)
+        build_million(img, entries)
+    tiny = os.path.join(work, "image-m-tiny")
+    if not os.path.exists(os.path.join(tiny, "index.json")):
+        shutil.rmtree(tiny, ignore_errors=True)
+        build_million(tiny, 1000, layers=1)
+    cache = os.path.join(work, "cache-m%d" % entries)
+    mnt = os.path.join(work, "mnt-m")
+    os.makedirs(mnt, exist_ok=True)
+    umount(mnt)
+    null = subprocess.DEVNULL
+    out = {"entries": entries}
+    with open(os.path.join(img, "index.json")) as f:
+        mdig = json.load(f)["manifests"][0]["digest"]
+    with open(os.path.join(img, "blobs", *mdig.split(":"))) as f:
+        blobs = [os.path.join(img, "blobs", *l["digest"].split(":"))
+                 for l in json.load(f)["layers"]]
+    out["compressed bytes"] = sum(os.path.getsize(b) for b in blobs)
+    drop_caches()
+    out["gzip -dc (serial)"] = timed(lambda: [
+        sh(["gzip", "-dc", b], stdout=null) for b in blobs])
+    if shutil.which("igzip"):
+        drop_caches()
+        out["igzip -dc (serial)"] = timed(lambda: [
+            sh(["igzip", "-dc", b], stdout=null) for b in blobs])
+    peer = Layerfs(binary, img, cache)
+    cold, warm = [], []
+    for _ in range(runs):
+        shutil.rmtree(cache, ignore_errors=True)
+        drop_caches()
+        cold.append(timed(lambda: sh([binary, "layers", "-q", "--cache",
+                                      cache, img], stdout=null)))
+    out["cold index (layers)"] = statistics.median(cold)
+    cold = []
+    for _ in range(runs):
+        shutil.rmtree(cache, ignore_errors=True)
+        drop_caches()
+        cold.append(timed(lambda: peer.mount(mnt)))
+        peer.stop(mnt)
+    out["cold mount"] = statistics.median(cold)
+    for _ in range(max(runs, 3)):
+        warm.append(timed(lambda: peer.mount(mnt)))
+        peer.stop(mnt)
+    out["warm mount"] = statistics.median(warm)
+    walks = {"ls one dir": ["ls", os.path.join(mnt, "t/p07/q13")],
+             "ls -l one dir": ["ls", "-l", os.path.join(mnt, "t/p07/q13")],
+             "ls wide dir": ["ls", os.path.join(mnt, "wide")],
+             "ls -R": ["ls", "-R", mnt],
+             "find": ["find", mnt]}
+    vals = {k: [] for k in walks}
+    for i in range(max(runs, 3)):
+        for k, cmd in walks.items():
+            # each on a fresh mount: nothing in the kernel's caches yet
+            peer.mount(mnt)
+            if i == 0 and k == "find":
+                out["RSS after mount"] = vm_rss(peer.daemon.pid)
+            vals[k].append(timed(lambda: sh(cmd, stdout=null)))
+            if i == 0 and k == "find":
+                out["RSS after find"] = vm_rss(peer.daemon.pid)
+            peer.stop(mnt)
+    for k, v in vals.items():
+        out[k] = statistics.median(v)
+    peer.mount(mnt)
+    out["dir entries (one dir / wide)"] = "%d / %d" % (
+        len(os.listdir(os.path.join(mnt, "t/p07/q13"))),
+        len(os.listdir(os.path.join(mnt, "wide"))))
+    peer.stop(mnt)
+    for name, args in (("diff (5 -> 10 layers)", ["diff", "--from", "5"]),
+                       ("diff (9 -> 10 layers)", ["diff"]),
+                       ("waste", ["waste"]), ("layers (cached)", ["layers"]),
+                       ("ls -R (cli)", ["ls", "-R"])):
+        out[name] = statistics.median(
+            timed(lambda: sh([binary] + args + ["-q", "--cache", cache,
+                                                img], stdout=null))
+            for _ in range(max(runs, 3)))
+    tpeer = Layerfs(binary, tiny, os.path.join(work, "cache-m-tiny"))
+    tpeer.mount(mnt)
+    sh(["find", mnt], stdout=null)
+    out["RSS tiny image after find"] = vm_rss(tpeer.daemon.pid)
+    tpeer.stop(mnt)
+    return out
+
+
+def print_million(m):
+    n = m["entries"]
+    print("generated image: %d entries in 10 gzip layers, %.1f MiB "
+          "compressed" % (n, m["compressed bytes"] / 1048576))
+    for k, v in m.items():
+        if k in ("entries", "compressed bytes"):
+            continue
+        if isinstance(v, str):
+            print("  %-30s %s" % (k, v))
+        elif "RSS" in k:
+            print("  %-30s %.1f MiB" % (k, v / 1048576))
+        else:
+            print("  %-30s %.3f s" % (k, v))
+    base = m["RSS tiny image after find"]
+    for k in ("RSS after mount", "RSS after find"):
+        print("  %-30s %.0f B/entry above the tiny image" % (
+            k, (m[k] - base) / n))
+    print("  cold index / gzip -dc           %.2f" % (
+        m["cold index (layers)"] / m["gzip -dc (serial)"]))
+    if m.get("igzip -dc (serial)"):
+        print("  cold index / igzip -dc          %.2f" % (
+            m["cold index (layers)"] / m["igzip -dc (serial)"]))
 
 
 class RegistryLayerfs(Layerfs):
@@ -654,9 +927,20 @@ def main():
                     help="also measure this other layerfs binary (e.g. a "
                          "build of an older commit) in the same run, "
                          "with its own cold cache, and print new/old")
+    ap.add_argument("--million", nargs="?", type=int, const=1000000,
+                    metavar="ENTRIES",
+                    help="only the figures of a generated image of ENTRIES "
+                         "tar members (default 1,000,000) in 10 gzip layers")
     a = ap.parse_args()
     work = os.path.abspath(a.workdir)
     os.makedirs(work, exist_ok=True)
+    if a.million:
+        m = million_figures(a.layerfs, work, a.million, a.runs)
+        if a.json:
+            print(json.dumps(m, indent=2))
+        else:
+            print_million(m)
+        return
     if a.all_layers:
         fig = all_layers_figures(a.layerfs, work)
         if a.json:

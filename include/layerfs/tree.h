@@ -96,11 +96,13 @@ void lf_merge_free(struct lf_merge *g);
 /* Number of inodes (the largest inode number). */
 uint64_t lf_tree_count(const struct lf_tree *t);
 
-/* Fill *a for inode `ino`; -ENOENT for a number out of range. */
+/* Fill *a for inode `ino`; -ENOENT for a number out of range, -EIO for a
+ * record of a mapped tree that fails its check (tree_cache.h). */
 int lf_tree_getattr(const struct lf_tree *t, uint64_t ino,
 		    struct lf_tree_attr *a);
 
-/* Child `name` (len bytes) of directory `dir`: 0, -ENOENT or -ENOTDIR. */
+/* Child `name` (len bytes) of directory `dir`: 0, -ENOENT, -ENOTDIR or
+ * -EIO (a record of a mapped tree that fails its check). */
 int lf_tree_lookup(const struct lf_tree *t, uint64_t dir, const char *name,
 		   size_t len, uint64_t *ino);
 
@@ -119,9 +121,12 @@ uint64_t lf_tree_parent(const struct lf_tree *t, uint64_t dir);
 int lf_tree_resolve(const struct lf_tree *t, const char *path, int flags,
 		    uint64_t *ino);
 
-/* Number of entries in directory `dir` (0 for non-directories). */
+/* Number of entries in directory `dir` (0 for non-directories, and for a
+ * directory of a mapped tree whose entries fail their check). */
 size_t lf_tree_dir_count(const struct lf_tree *t, uint64_t dir);
-/* Entry i of directory `dir`: name (not NUL-terminated), length, inode. */
+/* Entry i < lf_tree_dir_count(t, dir) of directory `dir` (ask the count
+ * first: it checks a mapped directory's entries): name (not
+ * NUL-terminated), length, inode. */
 void lf_tree_dir_entry(const struct lf_tree *t, uint64_t dir, size_t i,
 		       const char **name, size_t *len, uint64_t *ino);
 

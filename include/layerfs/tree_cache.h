@@ -14,11 +14,17 @@
  *   slots   uint32_t[nslots]
  *   names   the dirents' names back to back, and symlink targets
  *           (NUL-terminated), so a walk never touches the indexes' strings
- * A loaded file is checked (hashes, then every inode, dirent and slot is
- * in bounds, directories strictly below their parent in inode order so no
- * walk can loop) and then used straight from the mapping.  A file that
- * fails is reported with lf_log(WARN), ignored and replaced.  Directory
- * layers are never cached (lf_index_checksum() is NULL for them).
+ * A loaded file is checked (hashes, the root, the hash table's size) and
+ * then used straight from the mapping; a file that fails is reported with
+ * lf_log(WARN), ignored and replaced.  Every other record is checked where
+ * it is used, so a mount makes no pass over the records: an inode
+ * when it is asked for, a directory's entries (in bounds, one path
+ * component each, child directories strictly below their parent in inode
+ * order so no walk can loop) once, on its first listing, a name when a
+ * lookup finds it, each hash slot as it is probed.  A record that fails
+ * then (a file that passed the hashes, so made on purpose) makes that
+ * query fail (-EIO, an empty listing); nothing reads outside the mapping.
+ * Directory layers are never cached (lf_index_checksum() is NULL for them).
  *
  * Thread safety: reentrant; the tree it returns is tree.h's.
  */

@@ -53,6 +53,13 @@ struct mtree {
 	void *gone_arg;
 	int gone_ret;		 /* first non-zero return of gone() */
 	struct lf_hash_key hkey; /* the buckets' and the tree's */
+	/* the directory the last entry went into (tar order keeps a
+	 * directory's names together, so most entries go where the last
+	 * did): its path, borrowed from an index, and its node; forgotten on
+	 * any removal, the only way a path's node changes */
+	const char *memo_path;
+	size_t memo_len;
+	uint32_t memo_node;
 };
 
 static uint32_t bucket_of(const struct mtree *m, uint32_t parent,
@@ -82,10 +89,16 @@ static int grow(void **arr, uint32_t *alloc, uint32_t need, size_t elem)
 	return 0;
 }
 
-static int rehash(struct mtree *m)
+/* Twice the buckets, at least 4096 and `want` (rounded up to a power of
+ * two, at most 2^28), and every live node hashed again. */
+static int rehash(struct mtree *m, size_t want)
 {
 	uint32_t n = m->nbuckets ? m->nbuckets * 2 : 4096, i;
-	uint32_t *b = malloc(sizeof(*b) * n);
+	uint32_t *b;
+
+	while (n < want && n < (1u << 28))
+		n *= 2;
+	b = malloc(sizeof(*b) * n);
 
 	if (!b)
 		return -ENOMEM;
@@ -159,7 +172,7 @@ static int add_node(struct mtree *m, uint32_t parent, const char *name,
 		   sizeof(*m->nodes));
 	if (ret)
 		return ret;
-	if (m->nnodes >= m->nbuckets && (ret = rehash(m)))
+	if (m->nnodes >= m->nbuckets && (ret = rehash(m, 0)))
 		return ret;
 	n = m->nnodes++;
 	x = &m->nodes[n];
@@ -219,6 +232,7 @@ static int kill_subtree(struct mtree *m, uint32_t n)
 	uint32_t top = 0, c;
 	int ret;
 
+	m->memo_path = NULL;
 	unlink_child(m, n);
 	unhash(m, n);
 	if ((ret = grow((void **)&m->stack, &m->astack, 1, sizeof(uint32_t))))
@@ -451,11 +465,20 @@ static int place(struct mtree *m, const struct lf_idx_entry *e, uint32_t i,
 {
 	bool dir = e->kind == LF_KIND_DIR;
 	uint32_t parent, old, n;
+	size_t dl = lf_path_dirlen(path);
 	const char *base;
 	int ret;
 
-	if ((ret = ensure_dirs(m, path, lf_path_dirlen(path), &parent)))
-		return ret;
+	if (m->memo_path && m->memo_len == dl &&
+	    !memcmp(m->memo_path, path, dl)) {
+		parent = m->memo_node;
+	} else {
+		if ((ret = ensure_dirs(m, path, dl, &parent)))
+			return ret;
+		m->memo_path = path;
+		m->memo_len = dl;
+		m->memo_node = parent;
+	}
 	base = lf_path_basename(path);
 	old = lookup(m, parent, base, strlen(base));
 	if (old != LF_NIL) {
@@ -683,15 +706,20 @@ int lf_merge_new(struct lf_index *const *layers, size_t n,
 {
 	struct lf_merge *g = calloc(1, sizeof(*g));
 	uint32_t root_ino;
+	size_t total = 0, k;
 
 	if (!g)
 		return -ENOMEM;
+	/* buckets for every entry at once: growing them hashes every name
+	 * again each time */
+	for (k = 0; k < n; k++)
+		total += lf_index_count(layers[k]);
 	g->m.layers = layers;
 	g->m.gone = gone;
 	g->m.gone_arg = arg;
 	lf_hash_key(&g->m.hkey);
 	g->n = n;
-	if (rehash(&g->m) || new_inode(&g->m, -1, 0, true, &root_ino) ||
+	if (rehash(&g->m, total) || new_inode(&g->m, -1, 0, true, &root_ino) ||
 	    grow((void **)&g->m.nodes, &g->m.anodes, 1, sizeof(*g->m.nodes))) {
 		lf_merge_free(g);
 		return -ENOMEM;
@@ -856,6 +884,8 @@ void lf_tree_free(struct lf_tree *t)
 	if (!t)
 		return;
 	free(t->layers);
+	free(t->checked);
+	free(t->path);
 	if (t->map) {
 		lf_cache_unmap(t->map, t->maplen);
 	} else {

@@ -62,83 +62,25 @@ int lf_tree_cache_key(struct lf_index *const *layers, size_t n, char key[72])
 	return 0;
 }
 
-static bool is_dir(const struct lf_tree *t, const struct tinode *ti)
+/* What a mapped tree needs before its first use: a root directory and a
+ * usable hash table.  Every other record is checked when it is used
+ * (tree_internal.h), so a mount makes no pass over the records;
+ * a loaded file may be anything that passed the hashes. */
+static const char *validate(struct lf_tree *t)
 {
-	return ti->layer < 0 ||
-	       lf_index_entry(t->layers[ti->layer], ti->entry)->kind ==
-		       LF_KIND_DIR;
-}
-
-/* One path component: the upper dir creates files by these names. */
-static bool name_ok(const char *p, size_t len)
-{
-	return len && !memchr(p, '/', len) && !memchr(p, '\0', len) &&
-	       !(len == 1 && p[0] == '.') &&
-	       !(len == 2 && p[0] == '.' && p[1] == '.');
-}
-
-/* Every reference in bounds, and no directory cycle: a loaded file may be
- * anything that passed the hashes. */
-static const char *validate(const struct lf_tree *t)
-{
-	uint32_t i, k, nil = 0;
-
-	if (t->ninodes < 1 ||
-	    t->inodes[LF_TREE_ROOT].layer >= (int32_t)t->nlayers)
-		return "no root";
-	for (i = 1; i <= t->ninodes; i++) {
-		const struct tinode *ti = &t->inodes[i];
-
-		if (ti->layer < -1 || ti->layer >= (int32_t)t->nlayers ||
-		    (ti->layer >= 0 &&
-		     ti->entry >= lf_index_count(t->layers[ti->layer])))
-			return "an inode names a missing entry";
-		if (ti->parent < 1 || ti->parent > t->ninodes)
-			return "an inode has no parent";
-		if (!is_dir(t, ti)) {
-			if (ti->count)
-				return "a file has directory entries";
-			if (ti->layer >= 0 &&
-			    lf_index_entry(t->layers[ti->layer], ti->entry)
-					    ->kind == LF_KIND_SYMLINK &&
-			    (ti->first >= t->names_len ||
-			     !memchr(t->names + ti->first, '\0',
-				     t->names_len - ti->first)))
-				return "a symlink target outside the file";
-			continue;
-		}
-		if (ti->first > t->ndirents ||
-		    ti->count > t->ndirents - ti->first)
-			return "directory entries outside the file";
-	}
-	if (!is_dir(t, &t->inodes[LF_TREE_ROOT]))
-		return "the root is not a directory";
-	for (i = 1; i <= t->ninodes; i++) {
-		const struct tinode *ti = &t->inodes[i];
-
-		for (k = ti->first; k < ti->first + ti->count; k++) {
-			const struct tdirent *d = &t->dirents[k];
-			const struct tinode *ci;
-
-			if (d->ino < 1 || d->ino > t->ninodes ||
-			    lf_range_outside(d->name, d->len, t->names_len))
-				return "a directory entry out of bounds";
-			if (!name_ok(t->names + d->name, d->len))
-				return "a name that is not one component";
-			ci = &t->inodes[d->ino];
-			if (is_dir(t, ci) && (d->ino <= i || ci->parent != i))
-				return "a directory loop";
-		}
-	}
 	if (!t->nslots || (t->nslots & (t->nslots - 1)))
 		return "bad hash table size";
-	for (i = 0; i < t->nslots; i++) {
-		if (t->slots[i] == LF_NIL)
-			nil++;
-		else if (t->slots[i] >= t->ndirents)
-			return "a hash slot out of bounds";
-	}
-	return nil ? NULL : "a full hash table";
+	t->checked = calloc((size_t)t->ninodes / 64 + 1, sizeof(uint64_t));
+	if (!t->checked)
+		return "out of memory";
+	if (t->ninodes < 1 || !lf_tree_inode_sane(t, LF_TREE_ROOT))
+		return "the root's record out of bounds";
+	if ((t->inodes[LF_TREE_ROOT].layer >= 0 &&
+	     lf_index_entry(t->layers[t->inodes[LF_TREE_ROOT].layer],
+			    t->inodes[LF_TREE_ROOT].entry)
+			     ->kind != LF_KIND_DIR))
+		return "the root is not a directory";
+	return NULL;
 }
 
 /* Map `path` and make *t use it; -ENOENT (no file) or -EINVAL with *why. */
@@ -225,6 +167,8 @@ static int load(const char *path, const char *key, struct lf_tree *t,
 	}
 	if (*why) {
 		munmap(p, len);
+		free(t->checked);
+		t->checked = NULL;
 		t->map = NULL;
 		t->inodes = NULL;
 		t->dirents = NULL;
@@ -309,8 +253,9 @@ int lf_tree_open(struct lf_index *const *layers, size_t n,
 	t->nlayers = n;
 	ret = load(path.data, key, t, &why);
 	if (!ret) {
+		/* named for the checks made on use (tree_internal.h) */
+		t->path = lf_buf_detach(&path, NULL);
 		*out = t;
-		lf_buf_release(&path);
 		return 0;
 	}
 	if (ret != -ENOENT)

@@ -48,6 +48,13 @@ struct lf_tree {
 	void *map; /* loaded from a file: the mapping that
 					 * holds the arrays, else NULL */
 	size_t maplen;
+	/* a mapped tree is checked as it is used, not at load: one bit per
+	 * inode, set once that directory's entries passed
+	 * lf_tree_dir_checked() (set atomically: readers share the tree;
+	 * bit 0, inode 0's, once a failed check was reported); NULL for a
+	 * built tree, which needs no checks */
+	uint64_t *checked;
+	char *path; /* the mapped file, removed when a check fails */
 	/* the key of the slots' hash, drawn at random when the tree was
 	 * built (kept in the tree file): names an image chose in advance
 	 * cannot all land in one slot */
@@ -67,5 +74,26 @@ static inline uint64_t lf_tree_hash(const struct lf_hash_key *key, uint64_t dir,
 {
 	return lf_siphash(key, dir, name, len);
 }
+
+/*
+ * Checks of a mapped tree's records (tree_lookup.c), made on use so that
+ * mapping a tree costs nothing per entry.  A tree file may be anything that
+ * passed the hashes; these make every reference it holds stay inside the
+ * mapping and every downward walk end:
+ *   lf_tree_inode_ok: the number in range; layer and entry exist; parent in
+ *     range and, for a directory other than the root, a smaller number;
+ *     a directory's entries inside the dirent array, a file without any;
+ *     a symlink's target a NUL-terminated string inside the names.
+ *   lf_tree_dir_checked: the inode is a good directory, and each of its
+ *     entries names a good inode by a name inside the names that is one
+ *     path component; a child directory has a larger number and this
+ *     directory as its parent (so no walk down can loop).
+ * The first failure is logged and the file removed (the next open builds
+ * the tree again).  Built trees pass without a look.
+ */
+bool lf_tree_inode_ok(const struct lf_tree *t, uint64_t ino);
+/* lf_tree_inode_ok() without the report of a failure (the load's check). */
+bool lf_tree_inode_sane(const struct lf_tree *t, uint64_t ino);
+bool lf_tree_dir_checked(const struct lf_tree *t, uint64_t dir);
 
 #endif /* LAYERFS_TREE_INTERNAL_H */

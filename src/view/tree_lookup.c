@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
+#include "layerfs/log.h"
 #include "layerfs/path.h"
 
 #define MAX_SYMLINKS 40
@@ -23,6 +25,117 @@ static const struct lf_idx_entry *entry_of(const struct lf_tree *t,
 	if (ti->layer < 0)
 		return NULL;
 	return lf_index_entry(t->layers[ti->layer], ti->entry);
+}
+
+static bool kind_is_dir(const struct lf_tree *t, const struct tinode *ti)
+{
+	const struct lf_idx_entry *e = entry_of(t, ti);
+
+	return !e || e->kind == LF_KIND_DIR;
+}
+
+/*
+ * A mapped record failed its check.  The file passed the hashes, so it was
+ * made so on purpose: say it once, and remove the file so that the next
+ * open builds the tree again.  Bit 0 of checked[] (inode 0 is never used)
+ * marks it said.
+ */
+static bool refuse(const struct lf_tree *t, const char *why)
+{
+	if (__atomic_fetch_or(&t->checked[0], 1, __ATOMIC_RELAXED) & 1)
+		return false;
+	lf_log(LF_LOG_WARN,
+	       "tree cache file '%s': %s; removed, built again on next use",
+	       t->path ? t->path : "?", why);
+	if (t->path)
+		unlink(t->path);
+	return false;
+}
+
+bool lf_tree_inode_sane(const struct lf_tree *t, uint64_t ino)
+{
+	const struct tinode *ti;
+	const struct lf_idx_entry *e;
+
+	if (ino < 1 || ino > t->ninodes)
+		return false;
+	if (!t->checked)
+		return true;
+	ti = &t->inodes[ino];
+	if (ti->layer < -1 || ti->layer >= (int32_t)t->nlayers ||
+	    (ti->layer >= 0 &&
+	     ti->entry >= lf_index_count(t->layers[ti->layer])) ||
+	    ti->parent < 1 || ti->parent > t->ninodes)
+		return false;
+	e = entry_of(t, ti);
+	if (!e || e->kind == LF_KIND_DIR)
+		return ti->first <= t->ndirents &&
+		       ti->count <= t->ndirents - ti->first &&
+		       (ino == LF_TREE_ROOT || ti->parent < ino);
+	if (ti->count)
+		return false;
+	return e->kind != LF_KIND_SYMLINK ||
+	       (ti->first < t->names_len &&
+		memchr(t->names + ti->first, '\0', t->names_len - ti->first));
+}
+
+bool lf_tree_inode_ok(const struct lf_tree *t, uint64_t ino)
+{
+	if (lf_tree_inode_sane(t, ino))
+		return true;
+	/* a number out of range is the caller's; a record, the file's */
+	return ino >= 1 && ino <= t->ninodes &&
+	       refuse(t, "an inode record out of bounds");
+}
+
+/* One path component: the upper dir creates files by these names. */
+static bool name_ok(const char *p, size_t len)
+{
+	return len && !memchr(p, '/', len) && !memchr(p, '\0', len) &&
+	       !(len == 1 && p[0] == '.') &&
+	       !(len == 2 && p[0] == '.' && p[1] == '.');
+}
+
+/* Entry d of good directory `dir` (see tree_internal.h). */
+static bool dirent_ok(const struct lf_tree *t, uint64_t dir,
+		      const struct tdirent *d)
+{
+	const struct tinode *ci;
+
+	if (!t->checked)
+		return true;
+	if (d->ino < 1 || d->ino > t->ninodes)
+		return refuse(t, "a directory entry names no inode");
+	if (!lf_tree_inode_ok(t, d->ino))
+		return false;
+	if (lf_range_outside(d->name, d->len, t->names_len) ||
+	    !name_ok(t->names + d->name, d->len))
+		return refuse(t, "a directory entry whose name is out of "
+				 "bounds or not one path component");
+	ci = &t->inodes[d->ino];
+	if (kind_is_dir(t, ci) && (d->ino <= dir || ci->parent != dir))
+		return refuse(t, "a directory loop");
+	return true;
+}
+
+bool lf_tree_dir_checked(const struct lf_tree *t, uint64_t dir)
+{
+	const struct tinode *ti;
+	uint64_t bit = (uint64_t)1 << (dir % 64);
+	uint32_t k;
+
+	if (!lf_tree_inode_ok(t, dir) || !kind_is_dir(t, &t->inodes[dir]))
+		return false;
+	if (!t->checked ||
+	    (__atomic_load_n(&t->checked[dir / 64], __ATOMIC_ACQUIRE) & bit))
+		return true;
+	ti = &t->inodes[dir];
+	for (k = ti->first; k < ti->first + ti->count; k++)
+		if (!dirent_ok(t, dir, &t->dirents[k]))
+			return false;
+	/* a check made twice by two readers at once is harmless */
+	__atomic_fetch_or(&t->checked[dir / 64], bit, __ATOMIC_RELEASE);
+	return true;
 }
 
 static uint32_t type_bits(const struct lf_idx_entry *e)
@@ -68,6 +181,8 @@ int lf_tree_getattr(const struct lf_tree *t, uint64_t ino,
 
 	if (ino < 1 || ino > t->ninodes)
 		return -ENOENT;
+	if (!lf_tree_inode_ok(t, ino))
+		return -EIO;
 	ti = &t->inodes[ino];
 	e = entry_of(t, ti);
 	memset(a, 0, sizeof(*a));
@@ -100,31 +215,41 @@ int lf_tree_getattr(const struct lf_tree *t, uint64_t ino,
 int lf_tree_lookup(const struct lf_tree *t, uint64_t dir, const char *name,
 		   size_t len, uint64_t *ino)
 {
-	const struct lf_idx_entry *e;
-	uint32_t h, s;
+	const struct tinode *di;
+	uint32_t h, s, probes;
 
 	if (dir < 1 || dir > t->ninodes)
 		return -ENOENT;
-	e = entry_of(t, &t->inodes[dir]);
-	if (e && e->kind != LF_KIND_DIR) /* implicit inodes are directories */
+	if (!lf_tree_inode_ok(t, dir))
+		return -EIO;
+	di = &t->inodes[dir];
+	if (!kind_is_dir(t, di)) /* implicit inodes are directories */
 		return -ENOTDIR;
 	h = (uint32_t)lf_tree_hash(&t->hkey, dir, name, len) & (t->nslots - 1);
-	for (; (s = t->slots[h]) != LF_NIL; h = (h + 1) & (t->nslots - 1)) {
-		const struct tdirent *d = &t->dirents[s];
+	/* at most nslots probes: a mapped table need not hold an empty slot */
+	for (probes = 0; probes < t->nslots && (s = t->slots[h]) != LF_NIL;
+	     probes++, h = (h + 1) & (t->nslots - 1)) {
+		const struct tdirent *d;
 
-		if (s - t->inodes[dir].first < t->inodes[dir].count &&
-		    d->len == len &&
-		    !memcmp(lf_tree_dirent_name(t, d), name, len)) {
-			*ino = d->ino;
-			return 0;
-		}
+		if (s - di->first >= di->count) /* another dir's, or bad */
+			continue;
+		d = &t->dirents[s];
+		if (d->len != len ||
+		    (t->checked &&
+		     lf_range_outside(d->name, d->len, t->names_len)) ||
+		    memcmp(lf_tree_dirent_name(t, d), name, len))
+			continue;
+		if (!dirent_ok(t, dir, d))
+			return -EIO;
+		*ino = d->ino;
+		return 0;
 	}
 	return -ENOENT;
 }
 
 uint64_t lf_tree_parent(const struct lf_tree *t, uint64_t dir)
 {
-	if (dir < 1 || dir > t->ninodes)
+	if (!lf_tree_inode_ok(t, dir))
 		return LF_TREE_ROOT;
 	return t->inodes[dir].parent;
 }
@@ -194,7 +319,9 @@ int lf_tree_resolve(const struct lf_tree *t, const char *path, int flags,
 
 size_t lf_tree_dir_count(const struct lf_tree *t, uint64_t dir)
 {
-	if (dir < 1 || dir > t->ninodes)
+	/* a mapped directory's entries are checked here, once, so that
+	 * lf_tree_dir_entry() below this count needs no check */
+	if (!lf_tree_dir_checked(t, dir))
 		return 0;
 	return t->inodes[dir].count;
 }
@@ -213,7 +340,7 @@ const char *lf_tree_readlink(const struct lf_tree *t, uint64_t ino)
 {
 	const struct lf_idx_entry *e;
 
-	if (ino < 1 || ino > t->ninodes)
+	if (!lf_tree_inode_ok(t, ino))
 		return NULL;
 	e = entry_of(t, &t->inodes[ino]);
 	if (!e || e->kind != LF_KIND_SYMLINK)
@@ -225,7 +352,7 @@ size_t lf_tree_xattr_count(const struct lf_tree *t, uint64_t ino)
 {
 	const struct lf_idx_entry *e;
 
-	if (ino < 1 || ino > t->ninodes)
+	if (!lf_tree_inode_ok(t, ino))
 		return 0;
 	e = entry_of(t, &t->inodes[ino]);
 	return e ? e->xattr_count : 0;
@@ -247,6 +374,8 @@ int lf_tree_data(const struct lf_tree *t, uint64_t ino, size_t *layer,
 
 	if (ino < 1 || ino > t->ninodes)
 		return -ENOENT;
+	if (!lf_tree_inode_ok(t, ino))
+		return -EIO;
 	ti = &t->inodes[ino];
 	*e = entry_of(t, ti);
 	if (!*e || (*e)->kind != LF_KIND_REG)

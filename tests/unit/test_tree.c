@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "layerfs/cache.h"
 #include "layerfs/digest.h"
 #include "layerfs/index.h"
 #include "layerfs/tree.h"
@@ -1438,6 +1439,180 @@ LF_TEST(tree_cache_round_trip_and_damage)
 		stack_close(&s);
 	}
 	CHECK(built > 20);
+}
+
+/* Rewrite a stored tree file with the hashes made right again (the offsets
+ * of struct tree_header in tree_cache.c), as a hostile file would be. */
+static void reseal(unsigned char *p, size_t len)
+{
+	uint64_t h = lf_cache_hash64(p + 184, len - 184);
+
+	memcpy(p + 168, &h, 8);
+	h = lf_cache_hash64(p, 176);
+	memcpy(p + 176, &h, 8);
+}
+
+static void write_whole(const char *path, const unsigned char *p, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	CHECK_EQ_INT(fwrite(p, 1, len, f), len);
+	fclose(f);
+}
+
+/* Every query on every inode number: none may leave the mapping or loop. */
+static void poke_everything(const struct lf_tree *t)
+{
+	uint64_t ino, c;
+
+	for (ino = 0; ino <= lf_tree_count(t) + 1; ino++) {
+		struct lf_tree_attr a;
+		size_t i, k;
+
+		(void)lf_tree_getattr(t, ino, &a);
+		(void)lf_tree_readlink(t, ino);
+		(void)lf_tree_parent(t, ino);
+		for (k = 0; k < lf_tree_xattr_count(t, ino); k++) {
+			const char *xn;
+			const void *xv;
+			size_t xl;
+
+			lf_tree_xattr(t, ino, k, &xn, &xv, &xl);
+		}
+		for (i = 0; i < lf_tree_dir_count(t, ino); i++) {
+			const char *nm;
+			size_t len;
+
+			lf_tree_dir_entry(t, ino, i, &nm, &len, &c);
+			(void)lf_tree_lookup(t, ino, nm, len, &c);
+		}
+		(void)lf_tree_lookup(t, ino, "a", 1, &c);
+	}
+	(void)lf_tree_resolve(t, "d/e/../e/f", LF_TREE_FOLLOW, &c);
+}
+
+/*
+ * A mapped tree is checked as it is used, not at load: records that break
+ * the rules but carry the right hashes are refused where they are met
+ * (EIO, an empty listing), the rest of the tree still answers, and nothing
+ * reads outside the file (the sanitizer build) or loops.
+ */
+LF_TEST(tree_cache_hostile_records)
+{
+	static const char *const spec[] = {
+		"d d; d d/e; f d/e/f 5; l d/l e/f; f top 3",
+		"f d/e/g 4; d x; f x/y 2",
+	};
+	struct lf_err err = { 0 };
+	struct lf_tree *want = NULL, *t = NULL;
+	char path[512];
+	unsigned char *good;
+	size_t len = 0, kind;
+	uint64_t d, e, ino;
+	struct stack s;
+
+	if (stack_of(&s, spec, 2))
+		return;
+	CHECK_EQ_INT(lf_tree_build(s.idx, 2, &want, &err), 0);
+	CHECK_EQ_INT(lf_tree_open(s.idx, 2, "hostile", &t, &err), 0);
+	lf_tree_free(t);
+	t = NULL;
+	CHECK_EQ_INT(tree_file("hostile", path, sizeof(path)), 0);
+	good = read_whole(path, &len);
+	CHECK(good != NULL && want != NULL);
+	if (!good || !want) {
+		free(good);
+		lf_tree_free(want);
+		stack_close(&s);
+		return;
+	}
+	CHECK_EQ_INT(lf_tree_resolve(want, "d", 0, &d), 0);
+	CHECK_EQ_INT(lf_tree_resolve(want, "d/e", 0, &e), 0);
+	for (kind = 0; kind < 5; kind++) {
+		unsigned char *p = malloc(len);
+		uint64_t oi, od;
+		struct tinode *ti;
+		struct tdirent *de;
+		ino_t before;
+
+		if (!p)
+			break;
+		memcpy(p, good, len);
+		memcpy(&oi, p + 104, 8);
+		memcpy(&od, p + 112, 8);
+		ti = (struct tinode *)(p + oi);
+		de = (struct tdirent *)(p + od);
+		switch (kind) {
+		case 0: /* d/e its own parent: a loop */
+			ti[e].parent = (uint32_t)e;
+			break;
+		case 1: /* d/e's entries past the end of the dirents */
+			ti[e].first = UINT32_MAX - 1;
+			break;
+		case 2: /* the first name of d/e points at no inode */
+			de[ti[e].first].ino = 0;
+			break;
+		case 3: /* ... at d itself: a directory loop */
+			de[ti[e].first].ino = (uint32_t)d;
+			break;
+		default: /* ... by a name outside the file */
+			de[ti[e].first].name = UINT32_MAX - 2;
+			break;
+		}
+		reseal(p, len);
+		write_whole(path, p, len);
+		free(p);
+		before = file_ino(path);
+		CHECK_EQ_INT(lf_tree_open(s.idx, 2, "hostile", &t, &err), 0);
+		/* mapped as it is: the damage is met on use */
+		CHECK_EQ_INT(file_ino(path), before);
+		if (!t)
+			continue;
+		poke_everything(t);
+		/* the parts that are fine still answer */
+		CHECK_EQ_INT(lf_tree_resolve(t, "x/y", 0, &ino), 0);
+		CHECK_EQ_INT(lf_tree_resolve(t, "top", 0, &ino), 0);
+		if (kind <= 1) {
+			struct lf_tree_attr a;
+
+			CHECK_EQ_INT(lf_tree_getattr(t, e, &a), -EIO);
+			CHECK_EQ_INT(lf_tree_dir_count(t, e), 0);
+			/* d's listing holds e: refused as a whole */
+			CHECK_EQ_INT(lf_tree_dir_count(t, d), 0);
+		} else {
+			CHECK_EQ_INT(lf_tree_dir_count(t, e), 0);
+			CHECK(lf_tree_dir_count(t, d) > 0);
+		}
+		lf_tree_free(t);
+		t = NULL;
+	}
+	/* the root broken: refused at load, built again and replaced */
+	{
+		unsigned char *p = malloc(len);
+		uint64_t oi;
+
+		if (p) {
+			memcpy(p, good, len);
+			memcpy(&oi, p + 104, 8);
+			((struct tinode *)(p + oi))[LF_TREE_ROOT].count =
+				UINT32_MAX;
+			reseal(p, len);
+			write_whole(path, p, len);
+			free(p);
+			CHECK_EQ_INT(lf_tree_open(s.idx, 2, "hostile", &t,
+						  &err),
+				     0);
+			if (t)
+				same_tree(want, t, "root refused");
+			lf_tree_free(t);
+		}
+	}
+	free(good);
+	lf_tree_free(want);
+	stack_close(&s);
 }
 
 /* The name hash before it had a key (FNV-1a): what a flooding image
