@@ -53,6 +53,12 @@ int lf_upper_new_node(struct lf_upper *up, struct node *parent,
 		free(n);
 		return -ENOMEM;
 	}
+	if (up->nfree) {
+		/* a freed id: the kernel forgot it, so it may name a new
+		 * node (nothing else keeps ids) */
+		n->id = up->free_ids[--up->nfree];
+		goto placed;
+	}
 	if (up->nnodes == up->anodes) {
 		uint64_t na = up->anodes ? up->anodes * 2 : 1024;
 		struct node **p = realloc(up->nodes, na * sizeof(*p));
@@ -66,6 +72,7 @@ int lf_upper_new_node(struct lf_upper *up, struct node *parent,
 		up->anodes = na;
 	}
 	n->id = up->nnodes++;
+placed:
 	n->parent = parent;
 	if (parent)
 		parent->nchild++;
@@ -139,6 +146,22 @@ int lf_upper_move_node(struct lf_upper *up, struct node *n, struct node *parent,
 	return 0;
 }
 
+/* Keep a freed id for reuse; when there is no room for it, it is only
+ * never used again. */
+static void free_id(struct lf_upper *up, uint64_t id)
+{
+	if (up->nfree == up->afree) {
+		size_t na = up->afree ? up->afree * 2 : 1024;
+		uint64_t *p = realloc(up->free_ids, na * sizeof(*p));
+
+		if (!p)
+			return;
+		up->free_ids = p;
+		up->afree = na;
+	}
+	up->free_ids[up->nfree++] = id;
+}
+
 /* Free a node nobody refers to (no kernel reference, no child node). */
 static void maybe_free(struct lf_upper *up, struct node *n)
 {
@@ -149,7 +172,9 @@ static void maybe_free(struct lf_upper *up, struct node *n)
 		/* deleted nodes stay hashed under "" (mark_deleted) */
 		hash_del(up, n);
 		p->nchild--;
+		lf_upper_fdc_forget(up, n->id);
 		up->nodes[n->id] = NULL;
+		free_id(up, n->id);
 		free(n->name);
 		free(n);
 		n = p;
