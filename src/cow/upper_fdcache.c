@@ -222,8 +222,8 @@ void lf_upper_fdc_put(struct lf_upper *up, uint64_t id, int dirfd)
 }
 
 /* The kernel's path of fd is the root's path + "/" + rel (relpath bytes). */
-static bool at_path(struct lf_upper *up, int fd, const char *rel,
-		    size_t rellen, bool retry)
+static bool at_path(struct lf_upper *up, int fd, const char *rel, size_t rellen,
+		    bool retry)
 {
 	struct upper_fdcache *c = &up->fdc;
 	char proc[32], got[PATH_MAX];

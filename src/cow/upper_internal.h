@@ -74,6 +74,7 @@ struct lf_upper {
 	 * nodes[] is as long as the most nodes ever alive at once */
 	uint64_t *free_ids;
 	size_t nfree, afree;
+	size_t nfreed;	    /* nodes freed since the heap was last trimmed */
 	struct node **hash; /* (parent id, name) -> node */
 	size_t nhash;
 	/* upper inode -> reported inode, a hash table of aimap slots (a

@@ -9,6 +9,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +149,9 @@ int lf_upper_move_node(struct lf_upper *up, struct node *n, struct node *parent,
 	return 0;
 }
 
+/* Nodes freed between two malloc_trim() calls. */
+#define TRIM_EVERY 16384
+
 /* Keep a freed id for reuse; when there is no room for it, it is only
  * never used again. */
 static void free_id(struct lf_upper *up, uint64_t id)
@@ -175,6 +181,7 @@ static void maybe_free(struct lf_upper *up, struct node *n)
 		lf_upper_fdc_forget(up, n->id);
 		up->nodes[n->id] = NULL;
 		free_id(up, n->id);
+		up->nfreed++;
 		free(n->name);
 		free(n);
 		n = p;
@@ -191,6 +198,7 @@ void lf_upper_put_node(struct lf_upper *up, struct node *n)
 void lf_upper_forget(struct lf_upper *up, uint64_t id, uint64_t count)
 {
 	struct node *n;
+	bool trim = false;
 
 	pthread_mutex_lock(&up->lock);
 	n = lf_upper_node(up, id);
@@ -198,7 +206,19 @@ void lf_upper_forget(struct lf_upper *up, uint64_t id, uint64_t count)
 		n->nlookup = count > n->nlookup ? 0 : n->nlookup - count;
 		maybe_free(up, n);
 	}
+	if (up->nfreed >= TRIM_EVERY) {
+		up->nfreed = 0;
+		trim = true;
+	}
 	pthread_mutex_unlock(&up->lock);
+#ifdef __GLIBC__
+	/* the kernel forgot many nodes (a load ended, memory is short):
+	 * hand the heap pages they held back, or RSS stays at its peak */
+	if (trim)
+		malloc_trim(0);
+#else
+	(void)trim;
+#endif
 }
 
 /*
