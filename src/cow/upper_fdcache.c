@@ -15,9 +15,10 @@
  *
  * When an entry goes.  (1) Its node is freed (forget, or the last internal
  * reference) or marked deleted: node ids are reused, so a freed id must
- * never find the old directory.  (2) Every rmdir, and every rename through
- * the mount where either side is a directory, empties the whole cache: the
- * namespace above cached directories changed, and rebuilding is cheap.
+ * never find the old directory.  (2) Every rmdir of an upper directory, and
+ * every rename through the mount where either side is a directory, empties
+ * the whole cache: the namespace above cached directories changed, and
+ * rebuilding is cheap.
  * (3) The least recently used entry, when the cache is full.  (4) A hit
  * that fails the check below.
  *
