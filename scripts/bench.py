@@ -49,6 +49,19 @@ one directory and of a 100,000-name one, ls -R and find on fresh mounts,
 diff of two prefixes, waste, cached layers, and the daemon's RSS after the
 mount and after find above a tiny image's (B/entry).
 
+--cow measures only copy-on-write mounts (`mount --upper`, a generated
+2,000-file image, a fresh upper dir each time): the stat(2) rate of the
+newest file before and after 100k creates in one directory, then RSS once
+they are unlinked and the kernel forgot them (drop_caches); a chain of
+2,500 directories made level by level through the mount and walked again
+after a remount; and 8 reader + 4 writer processes for --cow-seconds
+(default 600) with the daemon's RSS and the reads/s and writes/s printed
+every 10 s.  Readers stat, read and list lower and upper files; writers
+create, rename and delete files (at most 200 kept each), copy lower files
+up and rewrite them, make and remove small subtrees.  With --compare both
+builds are measured one after the other.  scripts/floodnames.py makes the
+images for the name-flooding figure (docs/performance.md).
+
 --compare BINARY measures another layerfs build (an older commit, say) in the
 same run, on the same image, and prints this build's figures over its.
 """
@@ -326,6 +339,320 @@ def all_layers_figures(binary, work):
         umount(mnt)
         d.wait(timeout=60)
     return out
+
+
+# --- copy-on-write: long sessions, many files, deep paths ---------------
+
+COW_DIRS, COW_FILES = 40, 50  # the generated image: /data/dNN/fNNNN
+
+
+def cow_image(work):
+    """One gzip layer of 2,000 small files in 40 directories."""
+    import mkimage as mk
+    img = os.path.join(work, "image-cow")
+    if not os.path.exists(os.path.join(img, "index.json")):
+        ops = [mk.file("/data/d%02d/f%04d" % (d, f),
+                       "lower file %d/%d\n" % (d, f) * (1 + f % 9))
+               for d in range(COW_DIRS) for f in range(COW_FILES)]
+        mk.write_image(mk.Image([mk.Layer(ops, "gzip")]), img, "oci")
+    return img
+
+
+class CowMount:
+    """`layerfs mount --upper` of the cow image on a fresh upper dir."""
+
+    def __init__(self, binary, work, tag):
+        self.binary, self.work = binary, work
+        self.img = cow_image(work)
+        self.cache = os.path.join(work, "cache-cow-" + tag)
+        self.upper = os.path.join(work, "upper-cow-" + tag)
+        self.mnt = os.path.join(work, "mnt-cow-" + tag)
+        self.daemon = None
+
+    def __enter__(self):
+        shutil.rmtree(self.upper, ignore_errors=True)
+        os.makedirs(self.mnt, exist_ok=True)
+        if os.path.ismount(self.mnt):
+            umount(self.mnt)
+        self.start()
+        return self
+
+    def start(self):
+        self.daemon = subprocess.Popen(
+            [self.binary, "mount", "-f", "-q", "--cache", self.cache,
+             "--upper", self.upper, self.img, self.mnt],
+            stderr=subprocess.PIPE, text=True)
+        wait_mount(self.mnt, self.daemon)
+
+    def stop(self):
+        umount(self.mnt)
+        try:
+            self.daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            self.daemon.wait()
+
+    def __exit__(self, *exc):
+        self.stop()
+        # an upper dir deeper than a path can name: rm -r copes
+        subprocess.run(["rm", "-rf", self.upper], check=False)
+
+    def rss(self):
+        return vm_rss(self.daemon.pid)
+
+
+def _cow_reader(mnt, k, stop, counts):
+    """Lower and upper files read, stat'ed and listed, over and over."""
+    import random
+    rnd = random.Random(k)
+    n = 0
+    while not stop.value:
+        d = rnd.randrange(COW_DIRS)
+        try:
+            if n % 16 == 0:
+                os.listdir(os.path.join(mnt, "data", "d%02d" % d))
+            elif n % 4 == 0:
+                w = os.path.join(mnt, "w%d" % rnd.randrange(4))
+                for name in os.listdir(w)[:8]:
+                    os.stat(os.path.join(w, name))
+            else:
+                p = os.path.join(mnt, "data", "d%02d" % d,
+                                 "f%04d" % rnd.randrange(COW_FILES))
+                os.stat(p)
+                with open(p, "rb") as f:
+                    f.read()
+        except OSError:
+            pass  # a writer's file gone meanwhile
+        n += 1
+        counts[k] = n
+
+
+def _cow_writer(mnt, k, stop, counts):
+    """New files made, written, renamed and deleted (at most 200 kept),
+    lower files copied up and rewritten, a subdirectory made and removed:
+    nodes, inode numbers and cached directories come and go."""
+    import random
+    rnd = random.Random(100 + k)
+    w = os.path.join(mnt, "w%d" % k)
+    os.makedirs(w, exist_ok=True)
+    n = made = gone = 0
+    data = b"x" * 4096
+    while not stop.value:
+        op = n % 10
+        if op < 5:
+            with open(os.path.join(w, "n%09d" % made), "wb") as f:
+                f.write(data)
+            made += 1
+        elif op == 5 and made - gone > 1:
+            os.rename(os.path.join(w, "n%09d" % gone),
+                      os.path.join(w, "r%09d" % gone))
+            os.unlink(os.path.join(w, "r%09d" % gone))
+            gone += 1
+        elif op == 6:
+            p = os.path.join(mnt, "data", "d%02d" % rnd.randrange(COW_DIRS),
+                             "f%04d" % rnd.randrange(COW_FILES))
+            with open(p, "r+b") as f:
+                f.write(b"rewritten by writer %d\n" % k)
+        elif op == 7:
+            sub = os.path.join(w, "sub%d" % (n // 10 % 4))
+            os.makedirs(os.path.join(sub, "a", "b"), exist_ok=True)
+            open(os.path.join(sub, "a", "b", "f"), "w").close()
+        elif op == 8:
+            sub = os.path.join(w, "sub%d" % (n // 10 % 4))
+            shutil.rmtree(sub, ignore_errors=True)
+        else:
+            while made - gone > 200:
+                os.unlink(os.path.join(w, "n%09d" % gone))
+                gone += 1
+        n += 1
+        counts[k] = n
+
+
+def cow_mixed(binary, work, tag, seconds):
+    """8 readers + 4 writers for `seconds`; every 10 s the daemon's RSS and
+    the ops/s of each kind since the last sample."""
+    import multiprocessing as mp
+    series = []
+    with CowMount(binary, work, tag) as m:
+        for k in range(4):
+            os.makedirs(os.path.join(m.mnt, "w%d" % k), exist_ok=True)
+        stop = mp.Value("i", 0)
+        counts, wcounts = mp.Array("q", 8), mp.Array("q", 4)
+        procs = [mp.Process(target=_cow_reader,
+                            args=(m.mnt, k, stop, counts))
+                 for k in range(8)]
+        procs += [mp.Process(target=_cow_writer,
+                             args=(m.mnt, k, stop, wcounts))
+                  for k in range(4)]
+        rss0 = m.rss()
+        t0 = time.monotonic()
+        for p in procs:
+            p.start()
+        last_r = last_w = 0
+        last_t = t0
+        while True:
+            time.sleep(max(0.0, last_t + 10 - time.monotonic()))
+            now = time.monotonic()
+            r, w = sum(counts[:]), sum(wcounts[:])
+            series.append({"t": round(now - t0), "RSS": m.rss(),
+                           "reads/s": (r - last_r) / (now - last_t),
+                           "writes/s": (w - last_w) / (now - last_t)})
+            print("  %4d s  RSS %6.1f MiB  reads %7.0f/s  writes %6.0f/s" % (
+                series[-1]["t"], series[-1]["RSS"] / 1048576,
+                series[-1]["reads/s"], series[-1]["writes/s"]),
+                file=sys.stderr, flush=True)
+            last_r, last_w, last_t = r, w, now
+            if now - t0 >= seconds:
+                break
+        stop.value = 1
+        for p in procs:
+            p.join(timeout=60)
+        time.sleep(10)
+        idle = m.rss()
+        drop_caches()  # the kernel forgets its inodes: FUSE forgets
+        time.sleep(5)
+        forgot = m.rss()
+    at30 = next((x["RSS"] for x in series if x["t"] >= 30), series[0]["RSS"])
+    return {"series": series, "RSS at mount": rss0, "RSS at 30 s": at30,
+            "RSS at end": series[-1]["RSS"], "RSS idle 10 s after": idle,
+            "RSS after drop_caches": forgot}
+
+
+def cow_creates(binary, work, tag, count=100000):
+    """stat(2) rate of the newest file before and after `count` creates in
+    one directory (attributes are not cached: each stat is a getattr)."""
+    def stat_rate(p, secs=2.0):
+        n, t = 0, time.monotonic()
+        while time.monotonic() - t < secs:
+            for _ in range(200):
+                os.stat(p)
+            n += 200
+        return n / (time.monotonic() - t)
+
+    out = {}
+    with CowMount(binary, work, tag) as m:
+        d = os.path.join(m.mnt, "many")
+        os.mkdir(d)
+        open(os.path.join(d, "first"), "w").close()
+        out["stat/s, 1 file"] = stat_rate(os.path.join(d, "first"))
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        t = time.monotonic()
+        for i in range(count):
+            os.close(os.open("f%06d" % i, os.O_WRONLY | os.O_CREAT, 0o644,
+                             dir_fd=dfd))
+        out["%d creates" % count] = time.monotonic() - t
+        os.close(dfd)
+        newest = os.path.join(d, "f%06d" % (count - 1))
+        out["stat/s after creates"] = stat_rate(newest)
+        out["RSS after creates"] = m.rss()
+        # all gone again, and forgotten by the kernel: the daemon's
+        # tables and heap back to where they were
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        for i in range(count):
+            os.unlink("f%06d" % i, dir_fd=dfd)
+        os.close(dfd)
+        drop_caches()
+        time.sleep(2)
+        out["RSS after unlink + drop_caches"] = m.rss()
+    return out
+
+
+def cow_depth(binary, work, tag, depth=2500):
+    """A chain of `depth` directories made through the mount (mkdir, then
+    open, from the previous level's fd), then walked again level by level
+    after a remount (every lookup cold), a file read at the bottom."""
+    out = {}
+    with CowMount(binary, work, tag) as m:
+        fd = os.open(m.mnt, os.O_RDONLY | os.O_DIRECTORY)
+        reached = 0
+        t = time.monotonic()
+        try:
+            for _ in range(depth):
+                os.mkdir("d", dir_fd=fd)
+                nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+                reached += 1
+            with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644,
+                              dir_fd=fd), "w") as f:
+                f.write("leaf\n")
+        except OSError as e:
+            out["error"] = "%s at depth %d" % (e.strerror, reached + 1)
+        os.close(fd)
+        out["make: levels"] = reached
+        out["make: seconds"] = time.monotonic() - t
+        m.stop()
+        m.start()
+        fd = os.open(m.mnt, os.O_RDONLY | os.O_DIRECTORY)
+        walked = 0
+        t = time.monotonic()
+        try:
+            for _ in range(reached):
+                nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+                walked += 1
+            if reached == depth:
+                with open(os.open("leaf", os.O_RDONLY, dir_fd=fd)) as f:
+                    f.read()
+        except OSError as e:
+            out.setdefault("error", "walk: %s at depth %d"
+                           % (e.strerror, walked + 1))
+        os.close(fd)
+        out["walk: levels"] = walked
+        out["walk: seconds"] = time.monotonic() - t
+    return out
+
+
+def cow_figures(binaries, work, seconds):
+    """The copy-on-write figures of each (label, binary)."""
+    out = {}
+    for label, binary in binaries:
+        print("copy-on-write figures of %s (%s) ..." % (label, binary),
+              file=sys.stderr, flush=True)
+        tag = label.replace(" ", "-")
+        out[label] = {"creates": cow_creates(binary, work, tag),
+                      "depth": cow_depth(binary, work, tag),
+                      "mixed": cow_mixed(binary, work, tag, seconds)}
+    return out
+
+
+def print_cow(fig, seconds):
+    mib = 1048576
+    for label, f in fig.items():
+        c, d, m = f["creates"], f["depth"], f["mixed"]
+        print("copy-on-write, %s:" % label)
+        print("  stat of the newest file: %.0f/s with 1 file, %.0f/s after "
+              "100k creates (%.1f s to make them; RSS then %.1f MiB)" % (
+                  c["stat/s, 1 file"], c["stat/s after creates"],
+                  c["100000 creates"], c["RSS after creates"] / mib))
+        print("  RSS once they are deleted and the kernel forgot them: "
+              "%.1f MiB" % (c["RSS after unlink + drop_caches"] / mib))
+        print("  depth chain: made %d levels in %.2f s, walked %d after a "
+              "remount in %.2f s%s" % (
+                  d["make: levels"], d["make: seconds"], d["walk: levels"],
+                  d["walk: seconds"],
+                  " (%s)" % d["error"] if "error" in d else ""))
+        print("  %d s of 8 readers + 4 writers, every 10 s:" % seconds)
+        for x in m["series"]:
+            print("    %4d s  RSS %6.1f MiB  reads %7.0f/s  writes %6.0f/s"
+                  % (x["t"], x["RSS"] / mib, x["reads/s"], x["writes/s"]))
+        s = m["series"]
+        half = [x for x in s if x["t"] > 30]
+        if half:
+            w = [x["writes/s"] for x in half]
+            r = [x["reads/s"] for x in half]
+            print("    after 30 s: writes/s %.0f..%.0f (mean %.0f), reads/s "
+                  "%.0f..%.0f (mean %.0f)" % (
+                      min(w), max(w), statistics.mean(w), min(r), max(r),
+                      statistics.mean(r)))
+        print("    RSS: %.1f MiB at mount, %.1f at 30 s, %.1f at the end "
+              "(%.2fx of 30 s), %.1f idle 10 s later, %.1f after "
+              "drop_caches" % (
+                  m["RSS at mount"] / mib, m["RSS at 30 s"] / mib,
+                  m["RSS at end"] / mib, m["RSS at end"] / m["RSS at 30 s"],
+                  m["RSS idle 10 s after"] / mib,
+                  m["RSS after drop_caches"] / mib))
 
 
 def command_figures(binary, img, cache, runs):
@@ -931,6 +1258,13 @@ def main():
                     metavar="ENTRIES",
                     help="only the figures of a generated image of ENTRIES "
                          "tar members (default 1,000,000) in 10 gzip layers")
+    ap.add_argument("--cow", action="store_true",
+                    help="only the copy-on-write figures (a generated "
+                         "image, a fresh upper dir): stat rate after 100k "
+                         "creates, a 2,500-level chain, and a mixed load "
+                         "with RSS and ops/s every 10 s")
+    ap.add_argument("--cow-seconds", type=int, default=600,
+                    help="length of the --cow mixed load (default 600)")
     a = ap.parse_args()
     work = os.path.abspath(a.workdir)
     os.makedirs(work, exist_ok=True)
@@ -940,6 +1274,16 @@ def main():
             print(json.dumps(m, indent=2))
         else:
             print_million(m)
+        return
+    if a.cow:
+        bins = [("layerfs", a.layerfs)]
+        if a.compare:
+            bins.append(("compare", os.path.abspath(a.compare)))
+        fig = cow_figures(bins, work, a.cow_seconds)
+        if a.json:
+            print(json.dumps(fig, indent=2))
+        else:
+            print_cow(fig, a.cow_seconds)
         return
     if a.all_layers:
         fig = all_layers_figures(a.layerfs, work)

@@ -18,10 +18,15 @@
  * that do not follow symlinks; objects are opened without blocking and only
  * when they are regular files or directories: nothing in the image or in
  * the upper directory, even changed from outside meanwhile, can make
- * layerfs read or write outside it or block the mount.
+ * layerfs read or write outside it or block the mount.  Directory fds are
+ * kept in a bounded cache by node (at most 512) and used again only while
+ * the kernel still names them at the node's path beneath the root, so a
+ * deep path is not walked from the root on every call (see
+ * src/cow/upper_fdcache.c for why this keeps the guarantee above).
  *
  * Objects are "nodes" with stable 64-bit ids (the FUSE node ids; 1 = root),
- * created by lookup and dropped by forget.  Functions return 0 or a negative
+ * created by lookup and dropped by forget (an id the kernel forgot may name
+ * a later node).  Functions return 0 or a negative
  * errno (the errno a kernel overlayfs would give, where they differ see
  * docs/architecture.md); struct stat results carry the inode number the
  * object keeps across copy-up (the lower one, as overlayfs does).

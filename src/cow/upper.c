@@ -158,9 +158,10 @@ static struct ino_map_ent *imap_find(const struct lf_upper *up, dev_t dev,
 	return &up->imap[k]; /* the free slot where it would go */
 }
 
-static int imap_grow(struct lf_upper *up)
+/* Rehash into na slots (a power of two, more than twice nimap). */
+static int imap_resize(struct lf_upper *up, size_t na)
 {
-	size_t na = up->aimap ? up->aimap * 2 : 256, i, old = up->aimap;
+	size_t i, old = up->aimap;
 	struct ino_map_ent *prev = up->imap;
 
 	if (!(up->imap = calloc(na, sizeof(*up->imap)))) {
@@ -181,12 +182,40 @@ void lf_upper_map_ino(struct lf_upper *up, const struct stat *ust, uint64_t ino)
 
 	if (!ino)
 		return;
-	if ((up->nimap + 1) * 2 > up->aimap && imap_grow(up))
+	if ((up->nimap + 1) * 2 > up->aimap &&
+	    imap_resize(up, up->aimap ? up->aimap * 2 : 256))
 		return; /* only costs inode stability */
 	e = imap_find(up, ust->st_dev, ust->st_ino);
 	if (!e->ino)
 		up->nimap++;
 	*e = (struct ino_map_ent){ ust->st_dev, ust->st_ino, ino };
+}
+
+void lf_upper_unmap_ino(struct lf_upper *up, const struct stat *ust)
+{
+	struct ino_map_ent *e = imap_find(up, ust->st_dev, ust->st_ino);
+	size_t k, j, h, mask = up->aimap - 1;
+
+	if (!e || !e->ino)
+		return;
+	/* backward-shift deletion: every entry after the hole that could
+	 * sit in it moves up, so probes never stop early */
+	k = (size_t)(e - up->imap);
+	up->imap[k].ino = 0;
+	up->nimap--;
+	for (j = (k + 1) & mask; up->imap[j].ino; j = (j + 1) & mask) {
+		h = imap_home(up, up->imap[j].dev, up->imap[j].upper);
+		/* the entry at j may move to k when k lies cyclically in
+		 * [h, j) */
+		if (((j - h) & mask) >= ((j - k) & mask)) {
+			up->imap[k] = up->imap[j];
+			up->imap[j].ino = 0;
+			k = j;
+		}
+	}
+	/* a quarter of the slots that load made: give them back */
+	if (up->aimap > 256 && up->nimap * 8 < up->aimap)
+		(void)imap_resize(up, up->aimap / 2);
 }
 
 static uint64_t mapped_ino(struct lf_upper *up, const struct stat *ust)
@@ -593,6 +622,8 @@ int lf_upper_new(const char *dir, const struct lf_stack *stack,
 	up->nodes[0] = NULL;
 	root->lower = LF_TREE_ROOT;
 	root->nlookup = 1;
+	if (lf_upper_fdc_init(up))
+		goto nomem;
 	*out = up;
 	return 0;
 nomem:
@@ -614,7 +645,9 @@ void lf_upper_free(struct lf_upper *up)
 			free(up->nodes[i]);
 		}
 	}
+	lf_upper_fdc_free(up);
 	free(up->nodes);
+	free(up->free_ids);
 	free(up->hash);
 	free(up->imap);
 	if (up->root >= 0)

@@ -23,12 +23,12 @@
 
 #ifdef SYS_openat2
 /*
- * The whole path in one openat2(2) that refuses symlinks (and magic links)
- * anywhere and stays beneath the upper root: -ENOSYS where the kernel lacks
- * it (then the caller walks one component at a time).
+ * The path of nodes stack[depth-1] (just below base) .. stack[0] in one
+ * openat2(2) that refuses symlinks (and magic links) anywhere and stays
+ * beneath base: -ENOSYS where the kernel lacks it (then the caller walks
+ * one component at a time).
  */
-static int open_beneath(struct lf_upper *up, struct node **stack, size_t depth,
-			int *out)
+static int open_beneath(int base, struct node **stack, size_t depth, int *out)
 {
 	static volatile int missing;
 	struct open_how how = {
@@ -50,7 +50,7 @@ static int open_beneath(struct lf_upper *up, struct node **stack, size_t depth,
 		len += l;
 		path[len++] = depth ? '/' : '\0';
 	}
-	fd = syscall(SYS_openat2, up->root, path, &how, sizeof(how));
+	fd = syscall(SYS_openat2, base, path, &how, sizeof(how));
 	if (fd >= 0) {
 		*out = (int)fd;
 		return 0;
@@ -64,29 +64,24 @@ static int open_beneath(struct lf_upper *up, struct node **stack, size_t depth,
 	return errno == ELOOP ? -ENOTDIR : -errno;
 }
 #else
-static int open_beneath(struct lf_upper *up, struct node **stack, size_t depth,
-			int *out)
+static int open_beneath(int base, struct node **stack, size_t depth, int *out)
 {
-	(void)up, (void)stack, (void)depth, (void)out;
+	(void)base, (void)stack, (void)depth, (void)out;
 	return -ENOSYS;
 }
 #endif
 
-int lf_upper_dirfd(struct lf_upper *up, struct node *n, int *out)
+/* stack[depth-1] .. stack[0] opened from base (an fd of their parent's
+ * directory, not consumed): a new O_RDONLY directory fd in *out. */
+static int open_below(int base, struct node **stack, size_t depth, int *out)
 {
-	struct node **stack;
-	size_t depth;
 	int fd, ret;
 
-	if ((ret = lf_upper_node_chain(n, &stack, &depth)))
+	if (depth && (ret = open_beneath(base, stack, depth, out)) != -ENOSYS)
 		return ret;
-	if (depth && (ret = open_beneath(up, stack, depth, out)) != -ENOSYS) {
-		free(stack);
-		return ret;
-	}
 	/* a new open file description: a dup would share the directory
-	 * offset with every other user of the root fd */
-	fd = openat(up->root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	 * offset with every other user of the base fd */
+	fd = openat(base, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ret = fd < 0 ? -errno : 0;
 	/* one component at a time, never through a symlink */
 	while (!ret && depth--) {
@@ -100,9 +95,74 @@ int lf_upper_dirfd(struct lf_upper *up, struct node *n, int *out)
 		if (next < 0)
 			ret = e == ELOOP ? -ENOTDIR : -e;
 	}
-	free(stack);
 	if (!ret)
 		*out = fd;
+	return ret;
+}
+
+/*
+ * The relative path of the node chain (stack[depth-1] first) into rel, as
+ * far as PATH_MAX bytes go, and in ends[k] the length of stack[k]'s path
+ * (which may pass what rel holds: upper_fdcache.c checks only paths the
+ * kernel can name).
+ */
+static void chain_paths(struct node **stack, size_t depth, char *rel,
+			size_t *ends)
+{
+	size_t len = 0, k = depth;
+
+	while (k--) {
+		size_t l = strlen(stack[k]->name);
+
+		if (len) {
+			if (len < PATH_MAX)
+				rel[len] = '/';
+			len++;
+		}
+		if (len + l <= PATH_MAX)
+			memcpy(rel + len, stack[k]->name, l);
+		len += l;
+		ends[k] = len;
+	}
+}
+
+int lf_upper_dirfd(struct lf_upper *up, struct node *n, int *out)
+{
+	struct node **stack;
+	size_t depth, k, *ends = NULL;
+	char *rel = NULL;
+	int base = up->root, ret;
+
+	if ((ret = lf_upper_node_chain(n, &stack, &depth)))
+		return ret;
+	/* the nearest ancestor (or n) with a cached fd that still is where
+	 * its node says: open only what lies below it */
+	k = depth;
+	if (depth && up->fdc.cap) {
+		rel = malloc(PATH_MAX);
+		ends = malloc(depth * sizeof(*ends));
+		if (!rel || !ends) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		chain_paths(stack, depth, rel, ends);
+		for (k = 0; k < depth; k++) {
+			int fd = lf_upper_fdc_get(up, stack[k]->id, rel,
+						  ends[k]);
+
+			if (fd >= 0) {
+				base = fd;
+				break;
+			}
+		}
+	}
+	ret = open_below(base, stack, k, out);
+	if (!ret && k)
+		lf_upper_fdc_put(up, n->id, *out);
+out:
+	free(rel);
+	free(ends);
+	free(stack);
 	return ret;
 }
 

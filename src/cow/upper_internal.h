@@ -3,6 +3,7 @@
 #ifndef LAYERFS_UPPER_INTERNAL_H
 #define LAYERFS_UPPER_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 
 #include "layerfs/buf.h"
@@ -42,6 +43,24 @@ struct ino_map_ent {
 	uint64_t ino;
 };
 
+/* A bounded LRU of upper directory fds by node id (upper_fdcache.c). */
+struct fdc_ent {
+	uint64_t id;	/* node id; 0 in a free slot */
+	int fd;		/* O_PATH|O_DIRECTORY; -1 in a free slot */
+	int hnext;	/* bucket chain, -1 ends it */
+	int prev, next; /* LRU list (most recent first), -1 ends it */
+};
+
+struct upper_fdcache {
+	struct fdc_ent *ent; /* cap slots; cap 0: the cache is off */
+	size_t cap, used;
+	int *bucket; /* nbucket (a power of two) chain heads, -1 empty */
+	size_t nbucket;
+	int head, tail;
+	char root[PATH_MAX]; /* the upper root's path, as /proc names it */
+	size_t rootlen;	     /* 0 when the root is "/" */
+};
+
 struct lf_upper {
 	pthread_mutex_t lock;	      /* protects everything below and all
 				 * namespace changes in the upper dir */
@@ -51,12 +70,18 @@ struct lf_upper {
 	struct lf_tree *tree;	      /* the stack's */
 	struct node **nodes;	      /* id -> node, NULL for free ids */
 	uint64_t nnodes, anodes;
+	/* ids of freed nodes, reused first (the kernel forgot them), so
+	 * nodes[] is as long as the most nodes ever alive at once */
+	uint64_t *free_ids;
+	size_t nfree, afree;
+	size_t nfreed;	    /* nodes freed since the heap was last trimmed */
 	struct node **hash; /* (parent id, name) -> node */
 	size_t nhash;
 	/* upper inode -> reported inode, a hash table of aimap slots (a
 	 * power of two) holding nimap (upper.c) */
 	struct ino_map_ent *imap;
 	size_t nimap, aimap;
+	struct upper_fdcache fdc;
 	/* a daemon that cannot chown (not root): owners, modes and special
 	 * types go in the override xattr (upper_owner.c) */
 	bool rootless;
@@ -84,10 +109,11 @@ int lf_upper_new_node(struct lf_upper *up, struct node *parent,
 int lf_upper_node_chain(struct node *n, struct node ***out, size_t *depth);
 /*
  * How deep below the upper root a node may be (deeper: -ENAMETOOLONG).  An
- * upper dir made from outside can be deeper; every operation opens its
- * object's directory from the root, so the cost grows with the depth.
+ * upper dir made from outside can be deeper.  An operation opens its
+ * object's directory from the nearest cached ancestor (upper_fdcache.c),
+ * but a cold one walks from the root, and each builds the node chain.
  */
-#define LF_UPPER_MAX_DEPTH 2048
+#define LF_UPPER_MAX_DEPTH 4096
 
 /* Path of a node relative to the upper root ("" for the root). */
 int lf_upper_path(struct node *n, struct lf_buf *out);
@@ -141,6 +167,24 @@ int lf_upper_xattr_fd(struct lf_upper *up, struct node *n, const struct view *v,
 int lf_upper_opendir_locked(struct lf_upper *up, struct node *n, uint64_t *dh);
 /* Merged emptiness of a directory view (for rmdir, rename over). */
 int lf_upper_dir_empty(struct lf_upper *up, struct node *dir, bool *empty);
+
+/* upper_fdcache.c: see its header for why a cached fd is safe to use. */
+/* Set the cache up (off when /proc cannot name the root): 0 or -ENOMEM. */
+int lf_upper_fdc_init(struct lf_upper *up);
+void lf_upper_fdc_free(struct lf_upper *up);
+/* The cached fd of node id if it is still at path rel (rellen bytes, from
+ * the upper root; not read when too long to check), else -1 (an entry that
+ * failed the check is dropped).  The fd stays the cache's. */
+int lf_upper_fdc_get(struct lf_upper *up, uint64_t id, const char *rel,
+		     size_t rellen);
+/* Cache a directory fd (its own O_PATH fd; dirfd stays the caller's). */
+void lf_upper_fdc_put(struct lf_upper *up, uint64_t id, int dirfd);
+/* Drop node id's entry (freed, deleted). */
+void lf_upper_fdc_forget(struct lf_upper *up, uint64_t id);
+/* Drop every entry (a directory was renamed or removed). */
+void lf_upper_fdc_flush(struct lf_upper *up);
+/* Forget the reported inode of an upper inode that no longer exists. */
+void lf_upper_unmap_ino(struct lf_upper *up, const struct stat *ust);
 
 /* upper_owner.c */
 /* Apply name's override (NULL name: dirfd itself) to its host stat; in a

@@ -9,6 +9,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +56,12 @@ int lf_upper_new_node(struct lf_upper *up, struct node *parent,
 		free(n);
 		return -ENOMEM;
 	}
+	if (up->nfree) {
+		/* a freed id: the kernel forgot it, so it may name a new
+		 * node (nothing else keeps ids) */
+		n->id = up->free_ids[--up->nfree];
+		goto placed;
+	}
 	if (up->nnodes == up->anodes) {
 		uint64_t na = up->anodes ? up->anodes * 2 : 1024;
 		struct node **p = realloc(up->nodes, na * sizeof(*p));
@@ -66,6 +75,7 @@ int lf_upper_new_node(struct lf_upper *up, struct node *parent,
 		up->anodes = na;
 	}
 	n->id = up->nnodes++;
+placed:
 	n->parent = parent;
 	if (parent)
 		parent->nchild++;
@@ -139,6 +149,25 @@ int lf_upper_move_node(struct lf_upper *up, struct node *n, struct node *parent,
 	return 0;
 }
 
+/* Nodes freed between two malloc_trim() calls. */
+#define TRIM_EVERY 16384
+
+/* Keep a freed id for reuse; when there is no room for it, it is only
+ * never used again. */
+static void free_id(struct lf_upper *up, uint64_t id)
+{
+	if (up->nfree == up->afree) {
+		size_t na = up->afree ? up->afree * 2 : 1024;
+		uint64_t *p = realloc(up->free_ids, na * sizeof(*p));
+
+		if (!p)
+			return;
+		up->free_ids = p;
+		up->afree = na;
+	}
+	up->free_ids[up->nfree++] = id;
+}
+
 /* Free a node nobody refers to (no kernel reference, no child node). */
 static void maybe_free(struct lf_upper *up, struct node *n)
 {
@@ -149,7 +178,10 @@ static void maybe_free(struct lf_upper *up, struct node *n)
 		/* deleted nodes stay hashed under "" (mark_deleted) */
 		hash_del(up, n);
 		p->nchild--;
+		lf_upper_fdc_forget(up, n->id);
 		up->nodes[n->id] = NULL;
+		free_id(up, n->id);
+		up->nfreed++;
 		free(n->name);
 		free(n);
 		n = p;
@@ -166,6 +198,7 @@ void lf_upper_put_node(struct lf_upper *up, struct node *n)
 void lf_upper_forget(struct lf_upper *up, uint64_t id, uint64_t count)
 {
 	struct node *n;
+	bool trim = false;
 
 	pthread_mutex_lock(&up->lock);
 	n = lf_upper_node(up, id);
@@ -173,7 +206,19 @@ void lf_upper_forget(struct lf_upper *up, uint64_t id, uint64_t count)
 		n->nlookup = count > n->nlookup ? 0 : n->nlookup - count;
 		maybe_free(up, n);
 	}
+	if (up->nfreed >= TRIM_EVERY) {
+		up->nfreed = 0;
+		trim = true;
+	}
 	pthread_mutex_unlock(&up->lock);
+#ifdef __GLIBC__
+	/* the kernel forgot many nodes (a load ended, memory is short):
+	 * hand the heap pages they held back, or RSS stays at its peak */
+	if (trim)
+		malloc_trim(0);
+#else
+	(void)trim;
+#endif
 }
 
 /*

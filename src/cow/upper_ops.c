@@ -64,6 +64,7 @@ static void mark_deleted(struct lf_upper *up, struct node *dir,
 		/* take it out of the (dir, name) index, keep it for the
 		 * kernel's remaining references */
 		lf_upper_move_node(up, n, dir, "");
+		lf_upper_fdc_forget(up, n->id);
 		n->deleted = true;
 		n->lower = 0;
 	}
@@ -396,6 +397,12 @@ static int remove_common(struct lf_upper *up, uint64_t parent, const char *name,
 	}
 	if (!ret && v.upper && unlinkat(pfd, name, rmdir ? AT_REMOVEDIR : 0))
 		ret = -errno;
+	/* the upper object is gone (its inode number may come back for
+	 * another one), and with a directory every cached fd below it */
+	if (!ret && v.upper && (rmdir || v.ust.st_nlink <= 1))
+		lf_upper_unmap_ino(up, &v.ust);
+	if (!ret && v.upper && rmdir)
+		lf_upper_fdc_flush(up);
 	if (!ret && v.lower)
 		ret = lf_upper_make_whiteout(pfd, name);
 	if (!ret)
@@ -431,6 +438,8 @@ static void cut_lower(struct lf_upper *up, struct node *dir)
 	uint64_t i;
 
 	dir->lower = 0;
+	if (!dir->nchild)
+		return; /* a file, or a directory no node lies below */
 	for (i = 1; i < up->nnodes; i++) {
 		struct node *n = up->nodes[i], *p;
 
@@ -556,6 +565,13 @@ static int do_rename(struct lf_upper *up, struct node *odir, const char *name,
 		ret = -errno;
 		goto out;
 	}
+	/* a directory moved: cached fds below it name other paths now */
+	if (S_ISDIR(view_mode(&v1)) || S_ISDIR(view_mode(&v2)))
+		lf_upper_fdc_flush(up);
+	/* an upper object replaced by the rename is gone */
+	if (!(flags & RENAME_EXCHANGE) && v2.upper &&
+	    (S_ISDIR(v2.ust.st_mode) || v2.ust.st_nlink <= 1))
+		lf_upper_unmap_ino(up, &v2.ust);
 	/* a directory now where the lower layers hold something (shown, or
 	 * hidden by a whiteout that goes away below) must not merge with it */
 	if (S_ISDIR(view_mode(&v1)) && (v2.lower || v2.whiteout))

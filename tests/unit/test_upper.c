@@ -273,6 +273,46 @@ LF_TEST(rename_moves_and_whites_out)
 	cow_close(&c);
 }
 
+/*
+ * Directories the upper keeps fds of, renamed from outside: the view follows
+ * the paths (a new directory at the old path is what it lists), and nothing
+ * is made in the moved directory, inside the upper dir or out of it.
+ */
+LF_TEST(cached_dirs_follow_outside_renames)
+{
+	struct cow c;
+	struct stat st;
+	uint64_t n1, n2, f, fh;
+
+	if (cow_open(&c))
+		return;
+	CHECK_EQ_INT(lf_upper_mkdir(c.up, LF_UPPER_ROOT, "n1", 0755, 0, 0, &n1,
+				    &st),
+		     0);
+	CHECK_EQ_INT(lf_upper_mkdir(c.up, n1, "n2", 0755, 0, 0, &n2, &st), 0);
+	CHECK_EQ_INT(lf_upper_create(c.up, n2, "f", 0644, O_WRONLY, 0, 0, &f,
+				     &st, &fh),
+		     0);
+	lf_upper_release(c.up, fh);
+	CHECK_EQ_STR(list(&c, n2), "f");
+	/* n1 moved within the upper dir, another n1 made in its place */
+	CHECK(rename("up/n1", "up/moved") == 0);
+	CHECK(mkdir("up/n1", 0755) == 0);
+	put("up/n1/other", "other\n");
+	CHECK_EQ_STR(list(&c, n1), "other");
+	CHECK(lf_upper_create(c.up, n2, "g", 0644, O_WRONLY, 0, 0, &f, &st,
+			      &fh) < 0);
+	CHECK(!exists("up/moved/n2/g"));
+	/* and out of the upper dir altogether */
+	CHECK(rename("up/n1", "outside") == 0);
+	CHECK_EQ_INT(lf_upper_lookup(c.up, n1, "other", &f, &st), -ENOENT);
+	CHECK(lf_upper_create(c.up, n1, "h", 0644, O_WRONLY, 0, 0, &f, &st,
+			      &fh) < 0);
+	CHECK(!exists("up/n1") && !exists("outside/h"));
+	CHECK_EQ_STR(slurp("outside/other"), "other\n");
+	cow_close(&c);
+}
+
 LF_TEST(reserved_names_refused_and_hidden)
 {
 	struct cow c;
