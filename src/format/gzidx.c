@@ -105,6 +105,26 @@ int gzidx_truncated(const char *name, uint64_t off, struct lf_err *err)
 			  name, gzidx_ull(off));
 }
 
+int gzidx_read_error(const char *name, uint64_t off, ssize_t n,
+		     struct lf_err *err)
+{
+	return lf_err_set(err, (int)n,
+			  "'%s': read error at compressed offset %llu: %s",
+			  name, gzidx_ull(off), strerror((int)-n));
+}
+
+int gzidx_zeros(const unsigned char *p, size_t n, const char *name,
+		uint64_t off, struct lf_err *err)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i])
+			return gzidx_trailing_garbage(name, off + i, err);
+	}
+	return 0;
+}
+
 int gzidx_trailing_garbage(const char *name, uint64_t off, struct lf_err *err)
 {
 	return lf_err_set(err, -EINVAL,
@@ -129,11 +149,7 @@ static int build_fill(struct lf_gzidx_builder *b, struct lf_err *err)
 		return 0;
 	n = b->rd(b->ctx, b->in + have, BUILD_CHUNK - have);
 	if (n < 0)
-		return lf_err_set(err, (int)n,
-				  "'%s': read error at compressed offset %llu: "
-				  "%s",
-				  b->name, gzidx_ull(b->nread),
-				  strerror((int)-n));
+		return gzidx_read_error(b->name, b->nread, n, err);
 	if ((size_t)n > BUILD_CHUNK - have)
 		return lf_err_set(err, -EIO,
 				  "'%s': reader returned more than asked at "
@@ -330,16 +346,12 @@ static int skip_zeros(struct lf_gzidx_builder *b, struct lf_err *err)
 	int ret;
 
 	for (;;) {
-		const unsigned char *p = b->zs.next_in;
-		size_t i, n = b->zs.avail_in;
+		size_t n = b->zs.avail_in;
 
-		for (i = 0; i < n; i++) {
-			if (p[i])
-				return gzidx_trailing_garbage(b->name,
-							      build_pos(b) - n +
-								      i,
-							      err);
-		}
+		ret = gzidx_zeros(b->zs.next_in, n, b->name, build_pos(b) - n,
+				  err);
+		if (ret)
+			return ret;
 		b->zs.avail_in = 0;
 		if (b->eof)
 			break;
@@ -560,11 +572,7 @@ static int ex_fill(struct ex *x, size_t want, struct lf_err *err)
 		n = lf_vfile_pread(x->vf, x->in + have, EXTRACT_CHUNK - have,
 				   x->pos);
 		if (n < 0)
-			return lf_err_set(err, (int)n,
-					  "'%s': read error at compressed "
-					  "offset %llu: %s",
-					  x->name, gzidx_ull(x->pos),
-					  strerror((int)-n));
+			return gzidx_read_error(x->name, x->pos, n, err);
 		if (n == 0)
 			break;
 		x->pos += (uint64_t)n;

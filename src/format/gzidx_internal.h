@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <zlib.h>
 
 #include "layerfs/gzidx.h"
@@ -62,6 +63,12 @@ struct lf_gzidx_builder {
 unsigned long long gzidx_ull(uint64_t v);
 int gzidx_truncated(const char *name, uint64_t off, struct lf_err *err);
 int gzidx_trailing_garbage(const char *name, uint64_t off, struct lf_err *err);
+/* "read error at compressed offset OFF" for a reader's -errno n. */
+int gzidx_read_error(const char *name, uint64_t off, ssize_t n,
+		     struct lf_err *err);
+/* 0 if p[0, n) are all zero bytes (padding), else trailing garbage. */
+int gzidx_zeros(const unsigned char *p, size_t n, const char *name,
+		uint64_t off, struct lf_err *err);
 int gzidx_push_point(struct lf_gzidx_builder *b,
 		     const struct lf_gzidx_point *pt);
 

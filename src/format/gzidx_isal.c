@@ -156,11 +156,7 @@ static int fill(struct lf_gzidx_builder *b, struct lf_err *err)
 				  IN_CHUNK - g->inavail);
 
 		if (n < 0)
-			return lf_err_set(err, (int)n,
-					  "'%s': read error at compressed "
-					  "offset %llu: %s",
-					  b->name, gzidx_ull(b->nread),
-					  strerror((int)-n));
+			return gzidx_read_error(b->name, b->nread, n, err);
 		if ((size_t)n > IN_CHUNK - g->inavail)
 			return lf_err_set(err, -EIO,
 					  "'%s': reader returned more than "
@@ -503,13 +499,10 @@ static int next_member(struct lf_gzidx_builder *b, struct lf_err *err)
 	p = g->inp;
 	if (p[0] == 0) {
 		for (;;) {
-			size_t i;
-
-			for (i = 0; i < g->inavail; i++) {
-				if (g->inp[i])
-					return gzidx_trailing_garbage(
-						b->name, in_off(b) + i, err);
-			}
+			ret = gzidx_zeros(g->inp, g->inavail, b->name,
+					  in_off(b), err);
+			if (ret)
+				return ret;
 			g->inp += g->inavail;
 			g->inavail = 0;
 			if (b->eof)
@@ -745,11 +738,7 @@ static int ex_fill(struct ex *x, struct lf_err *err)
 	ssize_t n = lf_vfile_pread(x->vf, x->in, EX_CHUNK, x->pos);
 
 	if (n < 0)
-		return lf_err_set(err, (int)n,
-				  "'%s': read error at compressed offset %llu: "
-				  "%s",
-				  x->name, gzidx_ull(x->pos),
-				  strerror((int)-n));
+		return gzidx_read_error(x->name, x->pos, n, err);
 	x->st.next_in = x->in;
 	x->st.avail_in = (uint32_t)n;
 	x->pos += (uint64_t)n;
@@ -865,10 +854,7 @@ static int ex_member_end(struct ex *x, struct lf_err *err)
 	}
 	n = lf_vfile_pread(x->vf, hdr, 2, at);
 	if (n < 0)
-		return lf_err_set(err, (int)n,
-				  "'%s': read error at compressed offset %llu: "
-				  "%s",
-				  x->name, gzidx_ull(at), strerror((int)-n));
+		return gzidx_read_error(x->name, at, n, err);
 	if (n == 0 || hdr[0] == 0)
 		return 0; /* the end, or the zero padding the builder checked */
 	if (n < 2 || hdr[0] != 0x1f || hdr[1] != 0x8b)
