@@ -14,9 +14,14 @@ layer with whiteouts), extracts its layers once for the peers, then measures:
   tar -c | wc  the whole tree through tar
   peak RSS     of the daemon (VmHWM)
 
-for layerfs, the kernel overlayfs over the extracted layers, fuse-overlayfs
-over the same layers, and the extract-then-grep workflow (umoci unpack +
-grep -r).  Ratios are against the kernel overlayfs of the same run.
+for layerfs, the same layerfs build on zlib (LAYERFS_INFLATE=zlib: the
+inflater before ISA-L, in the same run), the kernel overlayfs over the
+extracted layers, fuse-overlayfs over the same layers, and the
+extract-then-grep workflow (umoci unpack + grep -r).  Ratios are against the
+kernel overlayfs of the same run.  Then the inflate floor: gzip -dc and
+igzip -dc of every blob in turn, the cold index (`layerfs layers`, empty
+cache) on each inflater, the cold mount over gzip -dc, and (with perf) the
+share of each library in a cold index.
 
 --scale 2,4 also builds images with the same directories inserted 2 and 4
 times and prints, for each size, the cached commands (layers, ls -R, diff,
