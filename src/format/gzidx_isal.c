@@ -245,6 +245,19 @@ static int store_window(struct lf_gzidx_builder *b, size_t wlen, uint64_t *off,
 	return lf_buf_add(&b->windows, g->wz, *zlen);
 }
 
+/* Drop the kept compressed bytes before the last point's first byte. */
+static void keep_from_last(struct gzidx_isal *g)
+{
+	uint64_t from = g->lastpt.in - (g->lastpt.bits ? 1 : 0), drop;
+
+	if (from < g->keep_off)
+		return; /* cannot happen: points only move forward */
+	drop = LF_MIN(from - g->keep_off, (uint64_t)g->keep.len);
+	memmove(g->keep.data, g->keep.data + drop, g->keep.len - drop);
+	lf_buf_setlen(&g->keep, g->keep.len - (size_t)drop);
+	g->keep_off += drop;
+}
+
 /*
  * The point just pushed is the last one: keep its window, and only the
  * compressed bytes from its first byte on.
@@ -254,18 +267,12 @@ static void remember(struct lf_gzidx_builder *b,
 		     size_t wlen)
 {
 	struct gzidx_isal *g = b->isal;
-	uint64_t from = pt->in - (pt->bits ? 1 : 0), drop;
 
 	g->lastpt = *pt;
 	if (win && wlen)
 		memcpy(g->lastwin, win, wlen);
 	g->lastwin_len = win ? wlen : 0;
-	if (from < g->keep_off)
-		return; /* cannot happen: points only move forward */
-	drop = LF_MIN(from - g->keep_off, (uint64_t)g->keep.len);
-	memmove(g->keep.data, g->keep.data + drop, g->keep.len - drop);
-	lf_buf_setlen(&g->keep, g->keep.len - (size_t)drop);
-	g->keep_off += drop;
+	keep_from_last(g);
 }
 
 /* Record a point at the header that starts at compressed bit `pos`. */
@@ -295,11 +302,10 @@ static int pin(struct lf_gzidx_builder *b, uint64_t pos, struct lf_err *err)
 }
 
 enum outcome {
-	O_ERROR,   /* the inflater failed (err set) */
-	O_HEADER,  /* stopped inside a block header: a boundary */
-	O_SAME,	   /* still in the block it was in */
-	O_CHANGED, /* in a later block, past its header */
-	O_OTHER,   /* output full, member end, or a state not to judge */
+	O_ERROR,    /* the inflater failed (err set) */
+	O_HEADER,   /* stopped inside a block header: a boundary */
+	O_IN_BLOCK, /* inside a block: the caller compares it with its copy */
+	O_OTHER,    /* output full, member end, or a state not to judge */
 };
 
 /* What identifies the block a state is in (see same_block). */
@@ -374,7 +380,7 @@ static enum outcome step(struct lf_gzidx_builder *b, size_t feed,
 	}
 	if (st->block_state == ISAL_BLOCK_CODED ||
 	    st->block_state == ISAL_BLOCK_TYPE0)
-		return O_CHANGED; /* the caller compares with its copy */
+		return O_IN_BLOCK;
 	return O_OTHER;
 }
 
@@ -439,7 +445,8 @@ static int hunt(struct lf_gzidx_builder *b, struct lf_err *err)
 		return -EINVAL;
 	if (oc == O_HEADER)
 		return pin(b, hdr, err);
-	if (oc != O_CHANGED || same_block(g->alt, lo.end, g->st, stored_end(b)))
+	if (oc != O_IN_BLOCK ||
+	    same_block(g->alt, lo.end, g->st, stored_end(b)))
 		return 0;
 	/* [lo_n, hi_n): the first byte past the old block is in there */
 	hi_n = fed;
@@ -452,7 +459,7 @@ static int hunt(struct lf_gzidx_builder *b, struct lf_err *err)
 			return -EINVAL;
 		if (oc == O_HEADER)
 			return pin(b, hdr, err);
-		if (oc != O_CHANGED)
+		if (oc != O_IN_BLOCK)
 			return 0; /* a valid state; hunt again from it */
 		if (same_block(g->alt, lo.end, g->st, stored_end(b))) {
 			/* mid is the new low end: its state becomes the copy */
@@ -624,14 +631,8 @@ static int replay(struct lf_gzidx_builder *b, struct lf_err *err)
 out:
 	inflateEnd(&zs);
 	free(buf);
-	if (!ret && last != p0.out) {
-		uint64_t from = g->lastpt.in - (g->lastpt.bits ? 1 : 0);
-		size_t drop = (size_t)(from - g->keep_off);
-
-		memmove(g->keep.data, g->keep.data + drop, g->keep.len - drop);
-		lf_buf_setlen(&g->keep, g->keep.len - drop);
-		g->keep_off = from;
-	}
+	if (!ret && last != p0.out)
+		keep_from_last(g);
 	return ret;
 }
 
